@@ -1,0 +1,88 @@
+//! Configuration errors: what is wrong, in which file, at which line and column.
+//!
+//! Loading never stops at the first problem: every check pushes into [`Problems`], and
+//! the caller gets them all at once, sorted by file and position, as `validate` prints them.
+
+use std::fmt;
+
+use super::locate::Spot;
+
+/// One problem in a configuration, pointing at where the user must look.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Path relative to the configuration folder, e.g. `workflows/sale.yaml`.
+    pub file: String,
+    /// Position of the offending value, when the parser knows it.
+    pub spot: Option<Spot>,
+    /// What is wrong, in the user's terms.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.spot {
+            Some(Spot { line, col }) => write!(f, "{}:{line}:{col}: {}", self.file, self.message),
+            None => write!(f, "{}: {}", self.file, self.message),
+        }
+    }
+}
+
+/// Every problem found while loading a configuration (at least one).
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct ConfigErrors {
+    /// The errors, sorted by file and position.
+    pub errors: Vec<ConfigError>,
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, error) in self.errors.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{error}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Collects errors and warnings while a configuration is loaded and compiled.
+#[derive(Debug, Default)]
+pub struct Problems {
+    /// Problems that make the configuration unusable.
+    pub errors: Vec<ConfigError>,
+    /// Things that work but are probably not what the user meant.
+    pub warnings: Vec<ConfigError>,
+}
+
+impl Problems {
+    /// Records an error.
+    pub fn error(&mut self, error: ConfigError) {
+        self.errors.push(error);
+    }
+
+    /// Records a warning.
+    pub fn warn(&mut self, warning: ConfigError) {
+        self.warnings.push(warning);
+    }
+
+    /// Ok with the warnings when nothing is wrong, else every error, sorted.
+    pub fn finish(mut self) -> Result<Vec<ConfigError>, ConfigErrors> {
+        if self.errors.is_empty() {
+            sort(&mut self.warnings);
+            return Ok(self.warnings);
+        }
+        sort(&mut self.errors);
+        Err(ConfigErrors {
+            errors: self.errors,
+        })
+    }
+}
+
+fn sort(list: &mut Vec<ConfigError>) {
+    list.sort_by(|a, b| {
+        let pos = |e: &ConfigError| e.spot.map(|s| (s.line, s.col)).unwrap_or((0, 0));
+        a.file.cmp(&b.file).then(pos(a).cmp(&pos(b)))
+    });
+    list.dedup();
+}

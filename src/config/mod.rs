@@ -1,0 +1,412 @@
+//! Configuration: a folder of YAML files → plain serde specs.
+//!
+//! Reads `adaptors/`, `endpoints/` and `workflows/` (one object per `.yaml`/`.yml` file),
+//! interpolates `${VAR}` references, rejects unknown keys and checks each file's shape.
+//! Every problem is collected with its file, line and column; nothing here stops at the
+//! first one. This module builds no runtime objects: `engine::compile` does that.
+
+pub mod error;
+pub mod interpolate;
+pub mod locate;
+pub mod spec;
+mod validate;
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+
+pub use error::{ConfigError, ConfigErrors, Problems};
+pub use interpolate::EnvLookup;
+use interpolate::{Substitution, interpolate};
+use locate::{Locator, Spot};
+use spec::{AdaptorSpec, AuthSpec, EndpointSpec, WorkflowSpec};
+
+/// One parsed file: its name, where it came from, and what it says.
+#[derive(Debug, Clone)]
+pub struct Doc<T> {
+    /// The object's name (`name:` or the file stem).
+    pub name: String,
+    /// Path relative to the configuration folder, e.g. `endpoints/hubspot.yaml`.
+    pub file: String,
+    /// The parsed contents.
+    pub spec: T,
+    locator: Locator,
+    /// Paths of the values that took something from the environment.
+    interpolated: HashSet<String>,
+}
+
+impl<T> Doc<T> {
+    /// Whether the value at `path` came (at least partly) from the environment.
+    pub fn from_env(&self, path: &str) -> bool {
+        self.interpolated.contains(path)
+    }
+
+    /// An error about the value at `path` (e.g. `actions[1].endpoint`) of this file.
+    pub fn error_at(&self, path: &str, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            file: self.file.clone(),
+            spot: self.locator.value(path),
+            message: message.into(),
+        }
+    }
+
+    /// An error about the key that ends `path` (e.g. `auth.tokn`).
+    pub fn error_at_key(&self, path: &str, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            file: self.file.clone(),
+            spot: self.locator.key(path).or_else(|| self.locator.value(path)),
+            message: message.into(),
+        }
+    }
+}
+
+/// A configuration folder, parsed: every file that could be read, by kind.
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    /// The folder it was read from.
+    pub dir: PathBuf,
+    /// adaptors/*.yaml, sorted by file name.
+    pub adaptors: Vec<Doc<AdaptorSpec>>,
+    /// endpoints/*.yaml, sorted by file name.
+    pub endpoints: Vec<Doc<EndpointSpec>>,
+    /// workflows/*.yaml, sorted by file name.
+    pub workflows: Vec<Doc<WorkflowSpec>>,
+    /// Values that must never appear in any output: auth and signing values, and
+    /// everything substituted from a secret-looking variable (`*TOKEN*`, `*KEY*`, …).
+    pub secrets: Vec<String>,
+    /// Names of files that exist but could not be parsed, by kind: references to them are
+    /// not reported again as unknown.
+    pub unreadable: Unreadable,
+}
+
+/// Names of files that exist but could not be parsed.
+#[derive(Debug, Clone, Default)]
+pub struct Unreadable {
+    /// Adaptor names.
+    pub adaptors: HashSet<String>,
+    /// Endpoint names.
+    pub endpoints: HashSet<String>,
+    /// Workflow names.
+    pub workflows: HashSet<String>,
+}
+
+/// Reads and checks every file of the configuration in `dir`, recording problems.
+pub fn read(dir: &Path, env: EnvLookup, problems: &mut Problems) -> Config {
+    let mut config = Config {
+        dir: dir.to_path_buf(),
+        ..Config::default()
+    };
+    let folders = ["adaptors", "endpoints", "workflows"];
+    if !dir.is_dir() {
+        problems.error(ConfigError {
+            file: dir.display().to_string(),
+            spot: None,
+            message: "configuration folder not found".into(),
+        });
+        return config;
+    }
+    if folders.iter().all(|f| !dir.join(f).is_dir()) {
+        problems.error(ConfigError {
+            file: dir.display().to_string(),
+            spot: None,
+            message: "no adaptors/, endpoints/ or workflows/ folder here: is this a switchboard configuration? (see --config)".into(),
+        });
+        return config;
+    }
+    let mut substitutions = Vec::new();
+    config.adaptors = read_kind(
+        dir,
+        "adaptors",
+        env,
+        problems,
+        &mut substitutions,
+        &mut config.unreadable.adaptors,
+    );
+    config.endpoints = read_kind(
+        dir,
+        "endpoints",
+        env,
+        problems,
+        &mut substitutions,
+        &mut config.unreadable.endpoints,
+    );
+    config.workflows = read_kind(
+        dir,
+        "workflows",
+        env,
+        problems,
+        &mut substitutions,
+        &mut config.unreadable.workflows,
+    );
+    for doc in &config.adaptors {
+        validate::adaptor(doc, problems);
+    }
+    for doc in &config.endpoints {
+        validate::endpoint(doc, problems);
+    }
+    for doc in &config.workflows {
+        validate::workflow(doc, problems);
+    }
+    config.secrets = collect_secrets(&config.endpoints, &substitutions);
+    config
+}
+
+/// Reads the files of one kind, sorted by name; names must be unique within the kind.
+fn read_kind<T: DeserializeOwned + NamedSpec>(
+    dir: &Path,
+    kind: &str,
+    env: EnvLookup,
+    problems: &mut Problems,
+    substitutions: &mut Vec<Substitution>,
+    unreadable: &mut HashSet<String>,
+) -> Vec<Doc<T>> {
+    let folder = dir.join(kind);
+    let mut files = match std::fs::read_dir(&folder) {
+        Ok(entries) => entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| is_yaml(p))
+            .collect::<Vec<_>>(),
+        Err(_) => return Vec::new(),
+    };
+    files.sort();
+    let mut docs: Vec<Doc<T>> = Vec::new();
+    for path in files {
+        let file = format!(
+            "{kind}/{}",
+            path.file_name().unwrap_or_default().to_string_lossy()
+        );
+        let stem = path
+            .file_stem()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        let Some(doc) = read_doc::<T>(
+            &path,
+            file.clone(),
+            stem.clone(),
+            env,
+            problems,
+            substitutions,
+        ) else {
+            unreadable.insert(stem);
+            continue;
+        };
+        if let Some(first) = docs.iter().find(|d| d.name == doc.name) {
+            let problem = doc.error_at(
+                "name",
+                format!(
+                    "duplicate {} name {:?}: {} already uses it",
+                    singular(kind),
+                    doc.name,
+                    first.file
+                ),
+            );
+            problems.error(problem);
+            continue;
+        }
+        docs.push(doc);
+    }
+    docs
+}
+
+fn singular(kind: &str) -> &str {
+    kind.strip_suffix('s').unwrap_or(kind)
+}
+
+fn is_yaml(path: &Path) -> bool {
+    let hidden = path
+        .file_name()
+        .is_some_and(|n| n.to_string_lossy().starts_with('.'));
+    let ext = path.extension().and_then(|e| e.to_str());
+    !hidden && path.is_file() && matches!(ext, Some("yaml" | "yml"))
+}
+
+/// Specs that may carry an explicit `name:`.
+pub trait NamedSpec {
+    /// The `name:` key, when written.
+    fn explicit_name(&self) -> Option<&str>;
+}
+
+impl NamedSpec for AdaptorSpec {
+    fn explicit_name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+}
+impl NamedSpec for EndpointSpec {
+    fn explicit_name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+}
+impl NamedSpec for WorkflowSpec {
+    fn explicit_name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+}
+
+/// Parses one file: YAML syntax, then `${VAR}`, then the typed spec, each error located.
+fn read_doc<T: DeserializeOwned + NamedSpec>(
+    path: &Path,
+    file: String,
+    stem: String,
+    env: EnvLookup,
+    problems: &mut Problems,
+    substitutions: &mut Vec<Substitution>,
+) -> Option<Doc<T>> {
+    let fail = |problems: &mut Problems, spot: Option<Spot>, message: String| {
+        problems.error(ConfigError {
+            file: file.clone(),
+            spot,
+            message,
+        })
+    };
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) => {
+            fail(problems, None, format!("cannot read the file: {e}"));
+            return None;
+        }
+    };
+    let mut value: serde_yaml::Value = match serde_yaml::from_str(&text) {
+        Ok(value) => value,
+        Err(e) => {
+            let spot = e.location().map(|l| Spot {
+                line: l.line(),
+                col: l.column(),
+            });
+            fail(problems, spot, yaml_message(&e));
+            return None;
+        }
+    };
+    if value.is_null() {
+        fail(problems, None, "the file is empty".into());
+        return None;
+    }
+    if !value.is_mapping() {
+        fail(
+            problems,
+            Some(Spot { line: 1, col: 1 }),
+            "expected a mapping of keys (key: value) at the top of the file".into(),
+        );
+        return None;
+    }
+    if let Err(e) = value.apply_merge() {
+        fail(problems, None, format!("invalid merge key (<<): {e}"));
+        return None;
+    }
+    let locator = Locator::new(&text);
+    let mut found = Vec::new();
+    let mut errors = Vec::new();
+    interpolate(&mut value, "", env, &mut found, &mut errors);
+    let failed_interpolation = !errors.is_empty();
+    for error in errors {
+        fail(problems, locator.value(&error.path), error.message);
+    }
+    let interpolated = found.iter().map(|s| s.path.clone()).collect();
+    substitutions.extend(found);
+    if failed_interpolation {
+        return None;
+    }
+    let spec: T = match serde_path_to_error::deserialize(value) {
+        Ok(spec) => spec,
+        Err(e) => {
+            let path = path_text(e.path());
+            let message = e.inner().to_string();
+            let spot = unknown_field(&message)
+                .and_then(|key| locator.key(&locate::join_key(&path, key)))
+                .or_else(|| locator.value(&path));
+            let message = if path.is_empty() {
+                message
+            } else {
+                format!("{path}: {message}")
+            };
+            fail(problems, spot, message);
+            return None;
+        }
+    };
+    let name = spec.explicit_name().map(str::to_string).unwrap_or(stem);
+    Some(Doc {
+        name,
+        file,
+        spec,
+        locator,
+        interpolated,
+    })
+}
+
+/// serde_yaml's message without its trailing " at line L column C" (we print the position first).
+fn yaml_message(error: &serde_yaml::Error) -> String {
+    let message = error.to_string();
+    match message.rfind(" at line ") {
+        Some(at) => message[..at].to_string(),
+        None => message,
+    }
+}
+
+/// The key named by serde's "unknown field `x`, expected …" message.
+fn unknown_field(message: &str) -> Option<&str> {
+    let rest = message.strip_prefix("unknown field `")?;
+    Some(&rest[..rest.find('`')?])
+}
+
+/// A serde_path_to_error path as `a.b[1].c` (the locator's form).
+fn path_text(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut out = String::new();
+    for segment in path.iter() {
+        match segment {
+            Segment::Seq { index } => out = locate::join_index(&out, *index),
+            Segment::Map { key } => out = locate::join_key(&out, key),
+            Segment::Enum { .. } | Segment::Unknown => {}
+        }
+    }
+    out
+}
+
+/// Whether a variable's name says it holds a secret.
+fn secret_name(var: &str) -> bool {
+    const WORDS: [&str; 10] = [
+        "TOKEN",
+        "KEY",
+        "SECRET",
+        "PASS",
+        "PWD",
+        "AUTH",
+        "CREDENTIAL",
+        "SIGNING",
+        "PRIVATE",
+        "SESSION",
+    ];
+    let upper = var.to_ascii_uppercase();
+    WORDS.iter().any(|w| upper.contains(w))
+}
+
+fn collect_secrets(endpoints: &[Doc<EndpointSpec>], found: &[Substitution]) -> Vec<String> {
+    let mut secrets: Vec<String> = found
+        .iter()
+        .filter(|s| {
+            secret_name(&s.var) || s.path.starts_with("auth") || s.path.starts_with("signing")
+        })
+        .map(|s| s.value.clone())
+        .collect();
+    for doc in endpoints {
+        match &doc.spec.auth {
+            Some(AuthSpec::Bearer { token }) => secrets.push(token.clone()),
+            Some(AuthSpec::Basic { username, password }) => {
+                secrets.push(password.clone());
+                secrets.push(username.clone());
+            }
+            Some(AuthSpec::Header { value, .. }) => secrets.push(value.clone()),
+            Some(AuthSpec::Query { params }) => secrets.extend(params.values().cloned()),
+            Some(AuthSpec::Signature { secret }) => secrets.push(secret.clone()),
+            None => {}
+        }
+        if let Some(signing) = &doc.spec.signing {
+            secrets.push(signing.secret.clone());
+        }
+    }
+    secrets.retain(|s| !s.is_empty());
+    secrets.sort();
+    secrets.dedup();
+    secrets
+}

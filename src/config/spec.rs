@@ -1,0 +1,431 @@
+//! What the user wrote: plain serde structs for the three kinds of YAML file.
+//!
+//! These only describe the files (unknown keys are rejected); they hold no runtime objects.
+//! `engine::compile` turns them into the live engine. Doc comments here become the
+//! descriptions in `switchboard schema`, which editors show while completing keys.
+
+use indexmap::IndexMap;
+use schemars::JsonSchema;
+use serde::{Deserialize, Deserializer};
+use serde_json::Value;
+
+/// One value or a list of them (`to: phone` or `to: [phone, mobile]`).
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum OneOrMany<T> {
+    /// A single value.
+    One(T),
+    /// A list of values.
+    Many(Vec<T>),
+}
+
+impl<T> OneOrMany<T> {
+    /// The values as a slice.
+    pub fn as_slice(&self) -> &[T] {
+        match self {
+            OneOrMany::One(one) => std::slice::from_ref(one),
+            OneOrMany::Many(many) => many,
+        }
+    }
+}
+
+/// A map key written as any YAML scalar (`SALE:`, `1:`, `true:`), kept as text.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, JsonSchema)]
+#[schemars(transparent)]
+pub struct ScalarKey(pub String);
+
+impl<'de> Deserialize<'de> for ScalarKey {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        match Value::deserialize(deserializer)? {
+            Value::String(s) => Ok(ScalarKey(s)),
+            Value::Number(n) => Ok(ScalarKey(n.to_string())),
+            Value::Bool(b) => Ok(ScalarKey(b.to_string())),
+            Value::Null => Ok(ScalarKey(String::new())),
+            other => Err(serde::de::Error::custom(format!(
+                "a key must be a string, number or boolean, not {other}"
+            ))),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Adaptors
+
+/// An adaptor: what gets sent. Maps event fields to the receiver's field names.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AdaptorSpec {
+    /// Name used by endpoints and actions; defaults to the file name without extension.
+    pub name: Option<String>,
+    /// Free text for people reading the configuration.
+    pub description: Option<String>,
+    /// The mapped fields, in output order. Only mapped fields are sent.
+    #[serde(default)]
+    pub fields: Vec<FieldSpec>,
+    /// Constant key-values added to every payload (after the fields); strings may be templates.
+    #[serde(default)]
+    pub extra_fields: IndexMap<String, Value>,
+    /// true (default): an empty field with no default is left out; false: it is sent as ""
+    /// (JSON: null when its type is not string).
+    #[serde(default = "yes")]
+    pub omit_empty: bool,
+}
+
+/// One output field of an adaptor.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FieldSpec {
+    /// Field reference(s) to read: `phone_number`, `lead.lead_phone`, `$.a['b c']`, `@id`.
+    /// With a list, the first non-empty one is used.
+    pub from: Option<OneOrMany<String>>,
+    /// A minijinja template computing the value instead of `from`.
+    pub template: Option<String>,
+    /// Output key(s); dots nest (`properties.firstname`).
+    pub to: OneOrMany<String>,
+    /// Used when the field is empty (missing, null or "").
+    pub default: Option<Value>,
+    /// PHP date() pattern, strftime pattern (contains %), or preset
+    /// (iso8601, rfc3339, rfc2822, timestamp, unix, unix_ms, age).
+    pub date_format: Option<String>,
+    /// Output time zone for date_format (default UTC).
+    pub timezone: Option<String>,
+    /// Zone of input dates that carry no offset (default UTC).
+    pub input_timezone: Option<String>,
+    /// Lookup table applied to the value; unmatched values pass through.
+    pub values: Option<IndexMap<ScalarKey, Value>>,
+    /// Coerce the value to this type.
+    #[serde(rename = "type")]
+    pub kind: Option<FieldType>,
+    /// Overrides the adaptor's omit_empty for this field.
+    pub omit_empty: Option<bool>,
+}
+
+/// The type a field value is coerced to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FieldType {
+    /// Text.
+    String,
+    /// A JSON number (integer or decimal).
+    Number,
+    /// A whole number.
+    Integer,
+    /// true or false (also accepts yes/no, 1/0, on/off).
+    Boolean,
+    /// Parse a string as JSON.
+    Json,
+}
+
+// ---------------------------------------------------------------------------------------
+// Endpoints
+
+/// An endpoint: where it goes (outbound) or where events come in (inbound).
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointSpec {
+    /// Name used by workflow actions; defaults to the file name without extension.
+    pub name: Option<String>,
+    /// Free text for people reading the configuration.
+    pub description: Option<String>,
+    /// outbound (default): switchboard sends to `url`; inbound: others send to `path`.
+    #[serde(default)]
+    pub direction: Direction,
+    /// Inactive endpoints are skipped (logged as skipped).
+    #[serde(default = "yes")]
+    pub active: bool,
+
+    /// Outbound: the URL, a template; rendered values are percent-encoded.
+    pub url: Option<String>,
+    /// Outbound: HTTP method (default POST).
+    pub method: Option<Method>,
+    /// The adaptor that builds the payload (outbound) or maps incoming data (inbound).
+    pub adaptor: Option<String>,
+    /// Outbound body format: json (default), form, xml, or query (default for GET and DELETE).
+    pub format: Option<Format>,
+    /// Root element for xml (default "payload").
+    pub xml_root: Option<String>,
+    /// Joins list values in form, query and xml (default ","); json keeps arrays.
+    pub delimiter: Option<String>,
+    /// The whole body as a template, instead of an adaptor.
+    pub body_template: Option<String>,
+    /// Overrides the format's Content-Type.
+    pub content_type: Option<String>,
+    /// Extra headers: a map (values may be templates) or "Name: value|Name: value".
+    pub headers: Option<Headers>,
+    /// Credentials: sent by outbound endpoints, required by inbound ones.
+    pub auth: Option<AuthSpec>,
+    /// Outbound: Standard Webhooks signing.
+    pub signing: Option<SigningSpec>,
+    /// Outbound: statuses that mean success (default 200-299). Items: 201, "200-299", "2xx".
+    pub success_codes: Option<Vec<CodeSpec>>,
+    /// Outbound: checks on, and values captured from, the response body.
+    pub response: Option<ResponseSpec>,
+    /// Outbound: time allowed for one attempt (default 10s).
+    pub timeout: Option<String>,
+    /// Outbound: retry schedule and which statuses retry.
+    pub retry: Option<RetrySpec>,
+    /// Outbound: maximum requests in flight to this endpoint (default 8).
+    pub concurrency: Option<u32>,
+    /// Outbound: at most N requests per second, minute or hour: "20/s", "100/m", "1000/h".
+    pub rate_limit: Option<String>,
+
+    /// Inbound: the path on switchboard's server; must start with /hooks/.
+    pub path: Option<String>,
+    /// Inbound: accepted methods, GET (query parameters) and/or POST (JSON or form body).
+    pub methods: Option<Vec<Method>>,
+    /// Inbound: the event type, a template or a constant.
+    pub event_type: Option<String>,
+    /// Inbound: the event id, a template; repeats of an id are acknowledged, not re-run.
+    pub event_id: Option<String>,
+    /// Inbound: CIDR allow-list; other clients get 403.
+    pub allow_from: Option<Vec<String>>,
+    /// Inbound: status answered on success (default 202).
+    pub respond: Option<u16>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Which way an endpoint carries events.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// switchboard sends requests to the endpoint's url.
+    #[default]
+    Outbound,
+    /// Other systems send events to the endpoint's path.
+    Inbound,
+}
+
+/// An HTTP method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, JsonSchema)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Method {
+    /// GET
+    Get,
+    /// POST
+    Post,
+    /// PUT
+    Put,
+    /// PATCH
+    Patch,
+    /// DELETE
+    Delete,
+}
+
+impl Method {
+    /// The method as sent on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Patch => "PATCH",
+            Method::Delete => "DELETE",
+        }
+    }
+
+    /// POST, PUT and PATCH carry a body.
+    pub fn has_body(self) -> bool {
+        matches!(self, Method::Post | Method::Put | Method::Patch)
+    }
+}
+
+/// How an outbound payload is encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Format {
+    /// A JSON object; dotted keys nest.
+    Json,
+    /// application/x-www-form-urlencoded; nested keys as a[b].
+    Form,
+    /// `<root><key>value</key>…</root>`.
+    Xml,
+    /// Appended to the URL's query string.
+    Query,
+}
+
+/// Extra headers, as a map or as one "Name: value|Name: value" string.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Headers {
+    /// Header name → value (a template).
+    Map(IndexMap<String, String>),
+    /// "Name: value|Name: value".
+    Line(String),
+}
+
+/// Credentials. Values should come from the environment: `${TOKEN}`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum AuthSpec {
+    /// `Authorization: Bearer <token>`.
+    Bearer {
+        /// The token.
+        token: String,
+    },
+    /// HTTP Basic authentication.
+    Basic {
+        /// User name.
+        username: String,
+        /// Password.
+        password: String,
+    },
+    /// An API key in a header.
+    Header {
+        /// Header name, e.g. X-Api-Key.
+        name: String,
+        /// Header value.
+        value: String,
+    },
+    /// Credentials as query parameters (Convoso style).
+    Query {
+        /// Parameter name → value.
+        params: IndexMap<String, String>,
+    },
+    /// Inbound only: verify a Standard Webhooks signature.
+    Signature {
+        /// The signing secret, "whsec_<base64>".
+        secret: String,
+    },
+}
+
+/// Standard Webhooks signing of outbound requests.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SigningSpec {
+    /// The signing secret, "whsec_<base64>".
+    pub secret: String,
+}
+
+/// A status code (201) or a range of them ("200-299", "2xx").
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum CodeSpec {
+    /// One status code.
+    Code(u16),
+    /// "200-299" or "2xx" or "201".
+    Text(String),
+}
+
+/// Checks on, and values captured from, the response body.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResponseSpec {
+    /// How to parse the body (default: from Content-Type).
+    pub format: Option<ResponseFormat>,
+    /// The delivery succeeds only if this field of the response is present.
+    pub success_key: Option<String>,
+    /// ... and equals this value.
+    pub success_value: Option<Value>,
+    /// Values stored with the connect log entry: name → field reference or JSONPath.
+    #[serde(default)]
+    pub capture: IndexMap<String, String>,
+}
+
+/// How a response body is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ResponseFormat {
+    /// JSON.
+    Json,
+    /// XML (elements become keys).
+    Xml,
+    /// Plain text.
+    Text,
+}
+
+/// When and on what to retry.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetrySpec {
+    /// Delay before each retry, with ±20% jitter (default 5s, 5m, 30m, 2h, 5h, 10h, 10h).
+    pub schedule: Option<Vec<String>>,
+    /// Statuses that retry (default 408, 429, 5xx); network errors and timeouts always retry.
+    pub retry_on: Option<Vec<CodeSpec>>,
+}
+
+// ---------------------------------------------------------------------------------------
+// Workflows
+
+/// A workflow: when it fires. Every active trigger must match (AND).
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WorkflowSpec {
+    /// Name shown in the connect log; defaults to the file name without extension.
+    pub name: Option<String>,
+    /// Free text for people reading the configuration.
+    pub description: Option<String>,
+    /// An inactive workflow never fires.
+    #[serde(default = "yes")]
+    pub active: bool,
+    /// Triggers; every active one must match.
+    pub when: Vec<TriggerSpec>,
+    /// What to do when the workflow fires.
+    pub actions: Vec<ActionSpec>,
+}
+
+/// One trigger: `event:` (type match) or `field:` with exactly one operator.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TriggerSpec {
+    /// Event type(s); a trailing * matches a prefix.
+    pub event: Option<OneOrMany<String>>,
+    /// Field reference the operator tests.
+    pub field: Option<String>,
+    /// A trigger can be switched off on its own.
+    pub active: Option<bool>,
+    /// String operators ignore case.
+    pub ignore_case: Option<bool>,
+
+    /// Equal (numbers compare as numbers).
+    pub equals: Option<Value>,
+    /// Not equal.
+    pub not_equals: Option<Value>,
+    /// Equal to one of these.
+    #[serde(rename = "in")]
+    pub in_: Option<Vec<Value>>,
+    /// Equal to none of these.
+    pub not_in: Option<Vec<Value>>,
+    /// Greater than.
+    pub gt: Option<Value>,
+    /// Greater than or equal.
+    pub gte: Option<Value>,
+    /// Less than.
+    pub lt: Option<Value>,
+    /// Less than or equal.
+    pub lte: Option<Value>,
+    /// Between low and high, inclusive.
+    pub between: Option<Vec<Value>>,
+    /// Contains this text (or, for a list field, this item).
+    pub contains: Option<Value>,
+    /// Does not contain.
+    pub not_contains: Option<Value>,
+    /// Starts with.
+    pub starts_with: Option<Value>,
+    /// Ends with.
+    pub ends_with: Option<Value>,
+    /// Matches this regular expression.
+    pub matches: Option<String>,
+    /// true: the field is empty or whitespace; false: it has a value.
+    pub is_blank: Option<bool>,
+    /// true: the field is a number or numeric string.
+    pub is_numeric: Option<bool>,
+    /// true: the field is present in the event (even if null or "").
+    pub exists: Option<bool>,
+    /// A date field no older than this duration: 30m, 24h, 7d.
+    pub within: Option<String>,
+}
+
+/// An action: send to an endpoint.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ActionSpec {
+    /// The outbound endpoint to send to.
+    pub endpoint: String,
+    /// Another adaptor for this action.
+    pub adaptor: Option<String>,
+    /// Send no earlier than this after the event: 30s, 5m.
+    pub delay: Option<String>,
+}

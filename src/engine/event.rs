@@ -1,0 +1,296 @@
+//! Events: metadata plus a JSON object of data, and how they are read from files and
+//! request bodies (an envelope, a raw payload with a type, an array, or NDJSON).
+
+use std::fmt;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// An event's unique id: from the envelope, the `Idempotency-Key` header or an inbound
+/// endpoint's `event_id`, else a generated ULID.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct EventId(String);
+
+impl EventId {
+    /// A new, time-ordered id.
+    pub fn generate() -> EventId {
+        EventId(ulid::Ulid::new().to_string())
+    }
+
+    /// An id given by the sender.
+    pub fn new(id: impl Into<String>) -> EventId {
+        EventId(id.into())
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One event: what happened (`kind`, e.g. `call.disposition`), its metadata, and its data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Unique id.
+    pub id: EventId,
+    /// Event type.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `api` or the inbound endpoint's name.
+    pub source: String,
+    /// Time of arrival.
+    pub received_at: DateTime<Utc>,
+    /// The payload: always a JSON object.
+    pub data: Value,
+}
+
+impl Event {
+    /// An event from the API, received now, with a generated id. `data` should be an object.
+    pub fn new(kind: impl Into<String>, data: Value) -> Event {
+        Event {
+            id: EventId::generate(),
+            kind: kind.into(),
+            source: "api".into(),
+            received_at: Utc::now(),
+            data,
+        }
+    }
+
+    /// `received_at` in RFC 3339 UTC with milliseconds, as logs and templates show it.
+    pub fn received_at_text(&self) -> String {
+        self.received_at
+            .to_rfc3339_opts(SecondsFormat::Millis, true)
+    }
+}
+
+/// An envelope as posted to `/events` or written in an event file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Envelope {
+    #[serde(rename = "type")]
+    kind: String,
+    id: Option<IdValue>,
+    data: Value,
+    source: Option<String>,
+    received_at: Option<DateTime<Utc>>,
+}
+
+/// Ids may be sent as strings or numbers.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum IdValue {
+    Text(String),
+    Number(serde_json::Number),
+}
+
+/// Why an event could not be read; one line, naming the place.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct EventError(pub String);
+
+/// Reads events from `text`: one envelope, a raw payload (when `kind` is given), a JSON
+/// array of those, or NDJSON (one per line).
+pub fn parse_events(text: &str, kind: Option<&str>) -> Result<Vec<Event>, EventError> {
+    let trimmed = text.trim_start();
+    if trimmed.is_empty() {
+        return Err(EventError("no event: the input is empty".into()));
+    }
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Array(items)) => items
+            .into_iter()
+            .enumerate()
+            .map(|(i, item)| {
+                event_from_value(item, kind).map_err(|e| EventError(format!("item {}: {e}", i + 1)))
+            })
+            .collect(),
+        Ok(value) => Ok(vec![event_from_value(value, kind)?]),
+        Err(e) if e.is_syntax() && e.line() > 1 && looks_like_ndjson(trimmed) => {
+            parse_ndjson(text, kind)
+        }
+        Err(e) => Err(EventError(format!("invalid JSON: {}", json_message(&e)))),
+    }
+}
+
+/// NDJSON: the first line is a complete JSON value on its own.
+fn looks_like_ndjson(text: &str) -> bool {
+    let first = text.lines().next().unwrap_or_default();
+    serde_json::from_str::<Value>(first).is_ok()
+}
+
+fn parse_ndjson(text: &str, kind: Option<&str>) -> Result<Vec<Event>, EventError> {
+    let mut events = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let value: Value = serde_json::from_str(line).map_err(|e| {
+            EventError(format!(
+                "line {}: invalid JSON: {}",
+                i + 1,
+                json_message(&e)
+            ))
+        })?;
+        events.push(
+            event_from_value(value, kind)
+                .map_err(|e| EventError(format!("line {}: {e}", i + 1)))?,
+        );
+    }
+    Ok(events)
+}
+
+/// serde_json's message with its position in our words.
+fn json_message(e: &serde_json::Error) -> String {
+    let message = e.to_string();
+    let bare = match message.rfind(" at line ") {
+        Some(at) => &message[..at],
+        None => &message,
+    };
+    format!("{bare} (line {}, column {})", e.line(), e.column())
+}
+
+/// One event from one JSON value: an envelope, or a raw payload of type `kind`.
+pub fn event_from_value(value: Value, kind: Option<&str>) -> Result<Event, EventError> {
+    if let Some(kind) = kind {
+        return raw_payload(value, kind, None);
+    }
+    let Value::Object(map) = &value else {
+        return Err(EventError(format!(
+            "expected a JSON object (an envelope {{\"type\", \"data\"}}), got {}",
+            type_name(&value)
+        )));
+    };
+    if !map.contains_key("data") {
+        let hint = match map.get("type").and_then(Value::as_str) {
+            Some(t) => format!(" (its \"type\" field says {t:?}: --type {t})"),
+            None => String::new(),
+        };
+        return Err(EventError(format!(
+            "this is a raw payload, not an envelope {{\"type\", \"data\"}}: give its event type with --type{hint}"
+        )));
+    }
+    let envelope: Envelope =
+        serde_json::from_value(value).map_err(|e| EventError(format!("invalid envelope: {e}")))?;
+    let mut event = raw_payload(envelope.data, &envelope.kind, envelope.id)?;
+    if let Some(source) = envelope.source {
+        event.source = source;
+    }
+    if let Some(at) = envelope.received_at {
+        event.received_at = at;
+    }
+    Ok(event)
+}
+
+fn raw_payload(data: Value, kind: &str, id: Option<IdValue>) -> Result<Event, EventError> {
+    if kind.trim().is_empty() {
+        return Err(EventError("the event type is empty".into()));
+    }
+    if !data.is_object() {
+        return Err(EventError(format!(
+            "event data must be a JSON object, got {}",
+            type_name(&data)
+        )));
+    }
+    let mut event = Event::new(kind, data);
+    match id {
+        Some(IdValue::Text(id)) if id.trim().is_empty() => {
+            return Err(EventError("the event id is empty".into()));
+        }
+        Some(IdValue::Text(id)) => event.id = EventId::new(id),
+        Some(IdValue::Number(n)) => event.id = EventId::new(n.to_string()),
+        None => {}
+    }
+    Ok(event)
+}
+
+fn type_name(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_envelopes_raw_payloads_arrays_and_ndjson() {
+        let one = parse_events(
+            r#"{"type": "lead.created", "id": 42, "data": {"a": 1}}"#,
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            (one[0].kind.as_str(), one[0].id.as_str()),
+            ("lead.created", "42")
+        );
+        let raw = parse_events(
+            r#"{"type": "start_call", "call_id": "x"}"#,
+            Some("start_call"),
+        )
+        .unwrap();
+        assert_eq!(raw[0].data["call_id"], "x");
+        let many = parse_events(
+            r#"[{"type": "a", "data": {}}, {"type": "b", "data": {}}]"#,
+            None,
+        )
+        .unwrap();
+        assert_eq!(many.len(), 2);
+        let nd = parse_events(
+            "{\"type\": \"a\", \"data\": {}}\n\n{\"type\": \"b\", \"data\": {}}\n",
+            None,
+        )
+        .unwrap();
+        assert_eq!(nd[1].kind, "b");
+    }
+
+    #[test]
+    fn bad_input_is_one_clear_line() {
+        let cases = [
+            ("", "no event: the input is empty"),
+            (
+                "{\"type\": ",
+                "invalid JSON: EOF while parsing a value (line 1, column 9)",
+            ),
+            (
+                r#"{"type": "start_call", "call_id": "x"}"#,
+                "this is a raw payload, not an envelope {\"type\", \"data\"}: give its event type with --type (its \"type\" field says \"start_call\": --type start_call)",
+            ),
+            (
+                r#"{"type": "a", "data": []}"#,
+                "event data must be a JSON object, got an array",
+            ),
+            (
+                r#"{"type": "a", "data": {}, "extra": 1}"#,
+                "invalid envelope: unknown field `extra`, expected one of `type`, `id`, `data`, `source`, `received_at`",
+            ),
+            (
+                "{\"type\": \"a\", \"data\": {}}\n{oops}",
+                "line 2: invalid JSON: key must be a string (line 1, column 2)",
+            ),
+            (
+                "[1]",
+                "item 1: expected a JSON object (an envelope {\"type\", \"data\"}), got a number",
+            ),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(
+                parse_events(input, None).unwrap_err().0,
+                expected,
+                "{input}"
+            );
+        }
+    }
+}

@@ -1,0 +1,86 @@
+//! Inbound endpoints (§4): URLs on switchboard's own server where other systems send
+//! events. Compiled here with the rest of the configuration; served by `server`.
+
+use ipnet::IpNet;
+use serde_json::{Map, Value};
+
+use super::RenderScope;
+use super::adaptor::Adaptor;
+use super::event::{Event, EventId};
+use super::request::{Auth, Text};
+use super::template::Templates;
+use crate::config::spec::Method;
+
+/// A compiled inbound endpoint.
+#[derive(Debug)]
+pub struct InboundEndpoint {
+    /// Its name: the `source` of the events it receives.
+    pub name: String,
+    /// Inactive endpoints answer 404.
+    pub active: bool,
+    /// The path, starting with /hooks/.
+    pub path: String,
+    /// Accepted methods.
+    pub methods: Vec<Method>,
+    /// The event type: a template or a constant.
+    pub event_type: Text,
+    /// The event id template, when the sender's ids are to be deduplicated.
+    pub event_id: Option<Text>,
+    /// Adaptor index mapping the payload to the event data.
+    pub adaptor: Option<usize>,
+    /// Credentials the sender must present.
+    pub auth: Option<Auth>,
+    /// Clients allowed to send (empty: anyone).
+    pub allow_from: Vec<IpNet>,
+    /// Status answered on success.
+    pub respond: u16,
+}
+
+impl InboundEndpoint {
+    /// Builds the event for a received payload: type and id from their templates (rendered
+    /// against the payload as sent), data through the adaptor when there is one.
+    pub fn event(
+        &self,
+        payload: Map<String, Value>,
+        templates: &Templates,
+        adaptors: &[Adaptor],
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(Event, Vec<String>), String> {
+        let mut event = Event::new("", Value::Object(payload));
+        event.source = self.name.clone();
+        event.received_at = now;
+        let scope = RenderScope::new(&event, templates);
+        let kind = self
+            .event_type
+            .render(&scope)
+            .map_err(|e| format!("event_type: {e}"))?;
+        let kind = kind.trim().to_string();
+        if kind.is_empty() {
+            return Err("event_type rendered empty: the payload lacks the field it names".into());
+        }
+        let id = match &self.event_id {
+            Some(text) => {
+                let id = text.render(&scope).map_err(|e| format!("event_id: {e}"))?;
+                Some(id.trim().to_string()).filter(|id| !id.is_empty())
+            }
+            None => None,
+        };
+        let mut warnings = Vec::new();
+        let data = match self.adaptor {
+            Some(i) => Value::Object(adaptors[i].build(&scope, now, &mut warnings)),
+            None => scope.event.data.clone(),
+        };
+        drop(scope);
+        event.kind = kind;
+        event.data = data;
+        if let Some(id) = id {
+            event.id = EventId::new(id);
+        }
+        Ok((event, warnings))
+    }
+
+    /// Whether a client address may send here.
+    pub fn allows(&self, ip: std::net::IpAddr) -> bool {
+        self.allow_from.is_empty() || self.allow_from.iter().any(|net| net.contains(&ip))
+    }
+}

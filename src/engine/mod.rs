@@ -1,0 +1,390 @@
+//! The engine: a compiled configuration, and the pure function at switchboard's heart —
+//! an event in, the exact HTTP requests the configuration asks for out.
+//!
+//! **Invariant:** nothing here does IO or awaits. Everything that can be compiled
+//! (templates, JSONPaths, regexes, date formats) is compiled by [`compile`] at load;
+//! processing an event never parses any of them again. Workflows are reached through a
+//! [`TypeIndex`], so workflows for other event types cost nothing.
+
+pub mod adaptor;
+pub mod compile;
+pub mod date;
+pub mod encode;
+pub mod event;
+pub mod field;
+pub mod inbound;
+pub mod phone;
+pub mod request;
+pub mod secrets;
+pub mod signing;
+pub mod template;
+pub mod units;
+pub mod value;
+pub mod workflow;
+
+use std::cell::OnceCell;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use indexmap::IndexMap;
+use serde::Serialize;
+
+use adaptor::Adaptor;
+use event::Event;
+use field::FieldRef;
+use inbound::InboundEndpoint;
+use request::{Endpoint, Request};
+use secrets::{MASK, Redactor};
+use template::{TemplateId, Templates};
+use workflow::{TypeIndex, Workflow};
+
+/// A compiled configuration.
+#[derive(Debug)]
+pub struct Engine {
+    templates: Templates,
+    adaptors: Vec<Adaptor>,
+    endpoints: Vec<Endpoint>,
+    inbound: Vec<InboundEndpoint>,
+    workflows: Vec<Workflow>,
+    index: TypeIndex,
+    redactor: Redactor,
+    audit_keys: Vec<(String, FieldRef)>,
+}
+
+/// The fields recorded as audit keys when an event has them (§6).
+pub const DEFAULT_AUDIT_KEYS: [&str; 7] = [
+    "phone_number",
+    "lead_id",
+    "call_log_id",
+    "call_id",
+    "lead.lead_phone",
+    "called_lead_phone",
+    "ani",
+];
+
+fn default_audit_keys() -> Vec<(String, FieldRef)> {
+    DEFAULT_AUDIT_KEYS
+        .iter()
+        .map(|k| {
+            (
+                (*k).to_string(),
+                FieldRef::parse(k).expect("default audit keys are plain references"),
+            )
+        })
+        .collect()
+}
+
+/// One event's view for templates, built only if a template actually runs.
+pub struct RenderScope<'a> {
+    /// The event being rendered.
+    pub event: &'a Event,
+    templates: &'a Templates,
+    context: OnceCell<minijinja::Value>,
+}
+
+impl<'a> RenderScope<'a> {
+    /// A scope over `event`.
+    pub fn new(event: &'a Event, templates: &'a Templates) -> RenderScope<'a> {
+        RenderScope {
+            event,
+            templates,
+            context: OnceCell::new(),
+        }
+    }
+
+    /// Renders one template against the event.
+    pub fn render(&self, id: TemplateId) -> Result<String, String> {
+        let context = self.context.get_or_init(|| template::context(self.event));
+        self.templates.render(id, context)
+    }
+}
+
+/// What should happen for one action of a matched workflow.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Planned {
+    /// The workflow that fired.
+    pub workflow: String,
+    /// The endpoint to send to.
+    pub endpoint: String,
+    /// Send no earlier than this after the event.
+    pub delay: Option<Duration>,
+    /// The request, or why there is none.
+    pub plan: Plan,
+    /// Problems that did not stop the request (e.g. an unparseable date).
+    pub warnings: Vec<String>,
+}
+
+/// The request of a planned delivery, or why there is none.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Plan {
+    /// Ready to send (credentials are added at send time).
+    Send(Request),
+    /// Not sent: the endpoint is inactive.
+    Skip(String),
+    /// Not sendable: a template failed or produced an invalid URL.
+    Fail(String),
+}
+
+impl Engine {
+    /// Every delivery the event asks for, in workflow then action order.
+    pub fn process(&self, event: &Event, now: DateTime<Utc>) -> Vec<Planned> {
+        let scope = RenderScope::new(event, &self.templates);
+        let mut planned = Vec::new();
+        for i in self.index.candidates(&event.kind) {
+            let workflow = &self.workflows[i];
+            if workflow.matches(event, now) {
+                for action in &workflow.actions {
+                    planned.push(self.plan(&scope, workflow, action, now));
+                }
+            }
+        }
+        planned
+    }
+
+    fn plan(
+        &self,
+        scope: &RenderScope,
+        workflow: &Workflow,
+        action: &workflow::Action,
+        now: DateTime<Utc>,
+    ) -> Planned {
+        let endpoint = &self.endpoints[action.endpoint];
+        let mut warnings = Vec::new();
+        let plan = if !endpoint.active {
+            Plan::Skip(format!(
+                "endpoint {} is inactive (active: false)",
+                endpoint.name
+            ))
+        } else {
+            let payload = action
+                .adaptor
+                .or(endpoint.adaptor)
+                .map(|a| self.adaptors[a].build(scope, now, &mut warnings));
+            match endpoint.request(scope, payload.as_ref()) {
+                Ok(request) => Plan::Send(request),
+                Err(e) => Plan::Fail(e),
+            }
+        };
+        Planned {
+            workflow: workflow.name.clone(),
+            endpoint: endpoint.name.clone(),
+            delay: action.delay,
+            plan,
+            warnings,
+        }
+    }
+
+    /// The outbound endpoint called `name`.
+    pub fn endpoint(&self, name: &str) -> Option<&Endpoint> {
+        self.endpoints.iter().find(|e| e.name == name)
+    }
+
+    /// Every outbound endpoint.
+    pub fn endpoints(&self) -> &[Endpoint] {
+        &self.endpoints
+    }
+
+    /// Every inbound endpoint.
+    pub fn inbound(&self) -> &[InboundEndpoint] {
+        &self.inbound
+    }
+
+    /// Every workflow.
+    pub fn workflows(&self) -> &[Workflow] {
+        &self.workflows
+    }
+
+    /// The compiled templates (for inbound endpoints, which render before an event exists).
+    pub fn templates(&self) -> &Templates {
+        &self.templates
+    }
+
+    /// The compiled adaptors.
+    pub fn adaptors(&self) -> &[Adaptor] {
+        &self.adaptors
+    }
+
+    /// Replaces every secret of the configuration in `text` with `***`.
+    pub fn redact<'t>(&self, text: &'t str) -> std::borrow::Cow<'t, str> {
+        self.redactor.redact(text)
+    }
+
+    /// The audit keys found in an event, as text (§6 `keys`).
+    pub fn audit_keys(&self, event: &Event) -> IndexMap<String, String> {
+        self.audit_keys
+            .iter()
+            .filter_map(|(name, field)| {
+                let value = field.resolve(event)?;
+                let text = value::text(&value);
+                (!text.is_empty() && !value.is_object() && !value.is_array())
+                    .then(|| (name.clone(), text.into_owned()))
+            })
+            .collect()
+    }
+
+    /// A request as it would be sent, credentials included, then every secret masked:
+    /// what dry runs and logs may show.
+    pub fn shown(&self, endpoint: &Endpoint, request: &Request) -> Request {
+        let mut request = request.clone();
+        if let Some(auth) = &endpoint.auth {
+            auth.apply(&mut request);
+        }
+        let masked_header = endpoint.auth.as_ref().and_then(|a| a.header_name());
+        Request {
+            method: request.method,
+            url: self.redact(&request.url).into_owned(),
+            headers: request
+                .headers
+                .into_iter()
+                .map(|(name, value)| {
+                    let masked = masked_header.is_some_and(|h| h.eq_ignore_ascii_case(&name))
+                        || name.eq_ignore_ascii_case("authorization");
+                    let value = if masked {
+                        MASK.to_string()
+                    } else {
+                        self.redact(&value).into_owned()
+                    };
+                    (name, value)
+                })
+                .collect(),
+            body: request.body.map(|b| self.redact(&b).into_owned()),
+        }
+    }
+
+    /// A dry run: every workflow's verdict with reasons, and the requests that would be
+    /// sent, secrets masked. Sends nothing.
+    pub fn dry_run(&self, event: &Event, now: DateTime<Utc>) -> DryRun {
+        let scope = RenderScope::new(event, &self.templates);
+        let candidates = self.index.candidates(&event.kind);
+        let mut workflows = Vec::with_capacity(self.workflows.len());
+        let mut requests = Vec::new();
+        for (i, workflow) in self.workflows.iter().enumerate() {
+            let (matched, reasons) = workflow.explain(event, now);
+            debug_assert!(
+                !matched || candidates.contains(&i),
+                "the type index must not hide a match"
+            );
+            if matched {
+                for action in &workflow.actions {
+                    let planned = self.plan(&scope, workflow, action, now);
+                    requests.push(self.report(action, planned));
+                }
+            }
+            workflows.push(WorkflowReport {
+                name: workflow.name.clone(),
+                matched,
+                reasons,
+            });
+        }
+        DryRun {
+            event: EventReport {
+                id: event.id.to_string(),
+                kind: event.kind.clone(),
+                source: event.source.clone(),
+                received_at: event.received_at_text(),
+                data: serde_json::from_str(&self.redact(&event.data.to_string()))
+                    .unwrap_or_default(),
+            },
+            workflows,
+            requests,
+        }
+    }
+
+    fn report(&self, action: &workflow::Action, planned: Planned) -> RequestReport {
+        let endpoint = &self.endpoints[action.endpoint];
+        let mut report = RequestReport {
+            workflow: planned.workflow,
+            endpoint: planned.endpoint,
+            method: endpoint.method.as_str().to_string(),
+            url: String::new(),
+            headers: IndexMap::new(),
+            body: None,
+            delay: planned.delay.map(units::show_duration),
+            skipped: None,
+            error: None,
+            warnings: planned
+                .warnings
+                .iter()
+                .map(|w| self.redact(w).into_owned())
+                .collect(),
+        };
+        match planned.plan {
+            Plan::Send(request) => {
+                let shown = self.shown(endpoint, &request);
+                report.url = shown.url;
+                report.headers = shown.headers.into_iter().collect();
+                report.body = shown.body;
+            }
+            Plan::Skip(why) => report.skipped = Some(why),
+            Plan::Fail(why) => report.error = Some(self.redact(&why).into_owned()),
+        }
+        report
+    }
+}
+
+/// What `render --json` prints (§7).
+#[derive(Debug, Clone, Serialize)]
+pub struct DryRun {
+    /// The event as read.
+    pub event: EventReport,
+    /// Every workflow, matched or not, with reasons.
+    pub workflows: Vec<WorkflowReport>,
+    /// The requests that would be sent.
+    pub requests: Vec<RequestReport>,
+}
+
+/// An event in a dry run.
+#[derive(Debug, Clone, Serialize)]
+pub struct EventReport {
+    /// Its id.
+    pub id: String,
+    /// Its type.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Its source.
+    pub source: String,
+    /// RFC 3339 arrival time.
+    pub received_at: String,
+    /// Its data.
+    pub data: serde_json::Value,
+}
+
+/// A workflow's verdict.
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkflowReport {
+    /// Its name.
+    pub name: String,
+    /// Whether every active trigger matched.
+    pub matched: bool,
+    /// For a match, every trigger's reason; otherwise the failing ones.
+    pub reasons: Vec<String>,
+}
+
+/// A request in a dry run, secrets masked.
+#[derive(Debug, Clone, Serialize)]
+pub struct RequestReport {
+    /// The workflow that fired.
+    pub workflow: String,
+    /// The endpoint it goes to.
+    pub endpoint: String,
+    /// HTTP method.
+    pub method: String,
+    /// Full URL ("" when it could not be rendered).
+    pub url: String,
+    /// Headers, in order.
+    pub headers: IndexMap<String, String>,
+    /// The exact body text, or null.
+    pub body: Option<String>,
+    /// Send no earlier than this after the event.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delay: Option<String>,
+    /// Why it would not be sent (inactive endpoint).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
+    /// Why it could not be built.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Problems that did not stop it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}

@@ -1,0 +1,374 @@
+//! Templates: every template string of the configuration, compiled once into one minijinja
+//! environment, and the context an event gives them.
+//!
+//! A template is rendered with escaping chosen by where its output goes: percent-encoding
+//! for URLs, XML escaping for XML bodies, JSON string escaping for JSON bodies, none
+//! elsewhere. `|safe` opts a value out. Templates cannot read files or the environment
+//! (no loader is installed) and run on a fuel budget, so a bad loop cannot hang a worker.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::{Arc, RwLock};
+
+use chrono::Utc;
+use minijinja::value::{Object, Serde, Value};
+use minijinja::{AutoEscape, Environment, Error, ErrorKind, State, UndefinedBehavior};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+
+use super::date::{DateFormat, parse_input, parse_timezone};
+use super::event::Event;
+use super::phone::e164;
+
+/// Characters left as they are in a URL component: RFC 3986 unreserved.
+pub const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// How a template's output is escaped, by where it goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Escape {
+    /// Plain text: headers, field values, event types.
+    None,
+    /// A URL: values are percent-encoded.
+    Url,
+    /// An XML body: values are XML-escaped.
+    Xml,
+    /// A JSON body: string values are escaped for use inside "…"; lists and maps become JSON.
+    Json,
+}
+
+impl Escape {
+    fn suffix(self) -> &'static str {
+        match self {
+            Escape::None => "",
+            Escape::Url => ".url",
+            Escape::Xml => ".xml",
+            Escape::Json => ".json",
+        }
+    }
+}
+
+/// A compiled template in [`Templates`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TemplateId(usize);
+
+/// Every template of a configuration, compiled.
+pub struct Templates {
+    env: Environment<'static>,
+    names: Vec<String>,
+}
+
+impl std::fmt::Debug for Templates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Templates({})", self.names.len())
+    }
+}
+
+/// Instructions a single render may execute: far more than any payload needs, few enough
+/// that a runaway loop ends in an error instead of a stuck worker.
+const FUEL: u64 = 200_000;
+
+impl Default for Templates {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Templates {
+    /// An empty set with switchboard's filters installed.
+    pub fn new() -> Templates {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Chainable);
+        env.set_fuel(Some(FUEL));
+        env.set_auto_escape_callback(|name| match name.rsplit_once('.').map(|(_, ext)| ext) {
+            Some("url") => AutoEscape::Custom("url".into()),
+            Some("xml") => AutoEscape::Custom("xml".into()),
+            Some("json") => AutoEscape::Custom("json".into()),
+            _ => AutoEscape::None,
+        });
+        env.set_formatter(format_value);
+        let formats: Arc<RwLock<HashMap<String, Arc<DateFormat>>>> = Arc::default();
+        env.add_filter(
+            "date",
+            move |value: Value, format: String, tz: Option<String>| {
+                date_filter(&formats, value, &format, tz.as_deref())
+            },
+        );
+        env.add_filter("digits", |value: Value| -> String {
+            value
+                .to_string()
+                .chars()
+                .filter(char::is_ascii_digit)
+                .collect()
+        });
+        env.add_filter("e164", |value: Value, country: Option<String>| -> String {
+            e164(&value.to_string(), country.as_deref().unwrap_or("US")).unwrap_or_default()
+        });
+        Templates {
+            env,
+            names: Vec::new(),
+        }
+    }
+
+    /// Compiles `source`; the error says what is wrong and where in the template.
+    pub fn add(&mut self, source: &str, escape: Escape) -> Result<TemplateId, String> {
+        let id = self.names.len();
+        let name = format!("t{id}{}", escape.suffix());
+        self.env
+            .add_template_owned(name.clone(), source.to_string())
+            .map_err(|e| describe(&e))?;
+        self.names.push(name);
+        Ok(TemplateId(id))
+    }
+
+    /// Renders a template against an event's context.
+    pub fn render(&self, id: TemplateId, ctx: &Value) -> Result<String, String> {
+        let template = self
+            .env
+            .get_template(&self.names[id.0])
+            .map_err(|e| describe(&e))?;
+        template.render(ctx).map_err(|e| describe(&e))
+    }
+}
+
+/// A template error as one line: the problem and, when known, the line in the template.
+fn describe(error: &Error) -> String {
+    let mut text = match error.detail() {
+        Some(detail) => format!("{}: {detail}", error.kind()),
+        None => error.kind().to_string(),
+    };
+    if let Some(line) = error.line() {
+        let _ = write!(text, " (template line {line})");
+    }
+    text
+}
+
+/// The template context of an event: its top-level data keys, `data`, and `event`.
+pub fn context(event: &Event) -> Value {
+    let meta = Value::from(Serde(serde_json::json!({
+        "id": event.id.as_str(),
+        "type": event.kind,
+        "source": event.source,
+        "received_at": event.received_at_text(),
+    })));
+    Value::from_object(EventContext {
+        data: Value::from(Serde(&event.data)),
+        meta,
+    })
+}
+
+/// Looks names up in the event data, except `data` and `event`, which always mean the
+/// whole payload and the metadata (the metadata wins over a data key of the same name).
+#[derive(Debug)]
+struct EventContext {
+    data: Value,
+    meta: Value,
+}
+
+impl Object for EventContext {
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        match key.as_str()? {
+            "event" => Some(self.meta.clone()),
+            "data" => Some(self.data.clone()),
+            other => self.data.get_attr(other).ok().filter(|v| !v.is_undefined()),
+        }
+    }
+}
+
+/// Writes a value, escaped for the template's destination. Unlike minijinja's default,
+/// booleans print as `true`/`false` and none as nothing: payloads are not Python.
+fn format_value(
+    out: &mut minijinja::Output,
+    state: &mut State,
+    value: &Value,
+) -> Result<(), Error> {
+    let io = |_| Error::new(ErrorKind::WriteFailure, "cannot write template output");
+    if value.is_undefined() || value.is_none() {
+        return Ok(());
+    }
+    if value.kind() == minijinja::value::ValueKind::Bool {
+        return out
+            .write_str(if value.is_true() { "true" } else { "false" })
+            .map_err(io);
+    }
+    let mode = match state.auto_escape() {
+        AutoEscape::Custom(mode) => mode.clone(),
+        _ => return minijinja::escape_formatter(out, state, value),
+    };
+    if value.is_safe() {
+        return out.write_str(&value.to_string()).map_err(io);
+    }
+    let text = match mode.as_ref() {
+        "json" => match value.as_str() {
+            Some(s) => json_string_body(s),
+            None => serde_json::to_string(value)
+                .map_err(|e| Error::new(ErrorKind::BadSerialization, e.to_string()))?,
+        },
+        "xml" => xml_escape(&value.to_string()),
+        "url" => utf8_percent_encode(&value.to_string(), COMPONENT).to_string(),
+        _ => value.to_string(),
+    };
+    out.write_str(&text).map_err(io)
+}
+
+/// A string as it goes between the quotes of a JSON string.
+fn json_string_body(s: &str) -> String {
+    let quoted = serde_json::Value::from(s).to_string();
+    quoted[1..quoted.len() - 1].to_string()
+}
+
+/// Escapes text for XML element content and attribute values.
+pub fn xml_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// `{{ value|date("Y-m-d", "America/New_York") }}`: formats are compiled once and cached.
+fn date_filter(
+    formats: &RwLock<HashMap<String, Arc<DateFormat>>>,
+    value: Value,
+    format: &str,
+    tz: Option<&str>,
+) -> Result<String, Error> {
+    let invalid = |message: String| Error::new(ErrorKind::InvalidOperation, message);
+    let cached = formats
+        .read()
+        .ok()
+        .and_then(|cache| cache.get(format).cloned());
+    let compiled = match cached {
+        Some(compiled) => compiled,
+        None => {
+            let compiled = Arc::new(DateFormat::parse(format).map_err(invalid)?);
+            if let Ok(mut cache) = formats.write() {
+                cache.insert(format.to_string(), compiled.clone());
+            }
+            compiled
+        }
+    };
+    let tz = match tz {
+        Some(name) => parse_timezone(name).map_err(invalid)?,
+        None => chrono_tz::UTC,
+    };
+    let input: serde_json::Value = serde_json::to_value(&value).unwrap_or_default();
+    match parse_input(&input, chrono_tz::UTC) {
+        Some(at) => Ok(compiled.format(at, tz, Utc::now())),
+        None if value.is_undefined() || value.is_none() || input == "" => Ok(String::new()),
+        None => Err(invalid(format!("date: cannot read {value} as a date"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::event::Event;
+
+    fn event() -> Event {
+        Event::new(
+            "call.disposition",
+            serde_json::json!({
+                "first_name": "Ann & \"Bo\"",
+                "phone_number": "(555) 123-4567",
+                "call_date": "2024-03-15 14:30:00",
+                "tags": ["a", "b"],
+                "event": "shadowed",
+                "id": "a/b c",
+            }),
+        )
+    }
+
+    fn render(source: &str, escape: Escape) -> String {
+        let mut templates = Templates::new();
+        let id = templates.add(source, escape).unwrap();
+        templates.render(id, &context(&event())).unwrap()
+    }
+
+    #[test]
+    fn context_has_data_keys_data_and_event() {
+        assert_eq!(
+            render(
+                "{{ phone_number }}|{{ data.id }}|{{ event.type }}",
+                Escape::None
+            ),
+            "(555) 123-4567|a/b c|call.disposition"
+        );
+        assert_eq!(render("{{ event.id == data.id }}", Escape::None), "false");
+        assert_eq!(
+            render("{{ missing.deeper }}|{{ none }}|{{ true }}", Escape::None),
+            "||true"
+        );
+    }
+
+    #[test]
+    fn escapes_by_destination() {
+        assert_eq!(
+            render("/c/{{ id }}?x={{ id|safe }}", Escape::Url),
+            "/c/a%2Fb%20c?x=a/b c"
+        );
+        assert_eq!(
+            render("<n>{{ first_name }}</n>", Escape::Xml),
+            "<n>Ann &amp; &quot;Bo&quot;</n>"
+        );
+        assert_eq!(
+            render(
+                r#"{"n": "{{ first_name }}", "t": {{ tags }}}"#,
+                Escape::Json
+            ),
+            r#"{"n": "Ann & \"Bo\"", "t": ["a","b"]}"#
+        );
+        assert_eq!(
+            render(r#"{"t": {{ tags|tojson }}}"#, Escape::Json),
+            r#"{"t": ["a", "b"]}"#
+        );
+    }
+
+    #[test]
+    fn extra_filters() {
+        assert_eq!(
+            render("{{ phone_number|digits }}", Escape::None),
+            "5551234567"
+        );
+        assert_eq!(
+            render("{{ phone_number|e164 }}", Escape::None),
+            "+15551234567"
+        );
+        assert_eq!(
+            render("{{ call_date|date('m/d/Y g:i a') }}", Escape::None),
+            "03/15/2024 2:30 pm"
+        );
+        assert_eq!(
+            render(
+                "{{ call_date|date('H:i T', 'America/New_York') }}",
+                Escape::None
+            ),
+            "10:30 EDT"
+        );
+        assert_eq!(render("{{ 'a b&c'|urlencode }}", Escape::None), "a%20b%26c");
+    }
+
+    #[test]
+    fn errors_name_the_problem() {
+        let mut templates = Templates::new();
+        let err = templates.add("{{ broken", Escape::None).unwrap_err();
+        assert!(err.contains("syntax error"), "{err}");
+        let id = templates
+            .add(
+                "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}",
+                Escape::None,
+            )
+            .unwrap();
+        let err = templates.render(id, &context(&event())).unwrap_err();
+        assert!(err.contains("fuel"), "{err}");
+    }
+}

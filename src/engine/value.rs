@@ -1,0 +1,136 @@
+//! How event values are read: emptiness, text, numbers, and the comparison rule of §5
+//! (numbers compare as numbers when both sides are numbers or numeric strings, otherwise
+//! as strings).
+
+use std::borrow::Cow;
+use std::cmp::Ordering;
+
+use serde_json::Value;
+
+/// Missing, `null` and `""` are empty.
+pub fn is_empty(value: Option<&Value>) -> bool {
+    match value {
+        None | Some(Value::Null) => true,
+        Some(Value::String(s)) => s.is_empty(),
+        Some(_) => false,
+    }
+}
+
+/// A value as text: strings as they are, numbers and booleans as written, null as "",
+/// lists and maps as JSON.
+pub fn text(value: &Value) -> Cow<'_, str> {
+    match value {
+        Value::String(s) => Cow::Borrowed(s),
+        Value::Null => Cow::Borrowed(""),
+        Value::Bool(true) => Cow::Borrowed("true"),
+        Value::Bool(false) => Cow::Borrowed("false"),
+        Value::Number(n) => Cow::Owned(n.to_string()),
+        other => Cow::Owned(other.to_string()),
+    }
+}
+
+/// A number, or a string that is one (`"30"`, `" -1.5 "`, `"2e3"`); never NaN or infinity.
+pub fn number(value: &Value) -> Option<f64> {
+    match value {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => numeric_str(s),
+        _ => None,
+    }
+}
+
+/// Parses decimal notation only: `inf`, `nan`, hex and empty strings are not numbers.
+pub fn numeric_str(s: &str) -> Option<f64> {
+    let s = s.trim();
+    let body = s.strip_prefix(['-', '+']).unwrap_or(s);
+    let digits_first = body
+        .bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_digit() || b == b'.');
+    let allowed = body
+        .bytes()
+        .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'-' | b'+'));
+    if !digits_first || !allowed {
+        return None;
+    }
+    s.parse::<f64>().ok().filter(|n| n.is_finite())
+}
+
+/// Equality by the comparison rule.
+pub fn loose_eq(a: &Value, b: &Value, ignore_case: bool) -> bool {
+    compare(a, b, ignore_case) == Some(Ordering::Equal)
+}
+
+/// Ordering by the comparison rule: numerically when both sides are numeric, else as text.
+pub fn compare(a: &Value, b: &Value, ignore_case: bool) -> Option<Ordering> {
+    if let (Some(x), Some(y)) = (number(a), number(b)) {
+        return x.partial_cmp(&y);
+    }
+    let (x, y) = (text(a), text(b));
+    if ignore_case {
+        Some(x.to_lowercase().cmp(&y.to_lowercase()))
+    } else {
+        Some(x.as_ref().cmp(y.as_ref()))
+    }
+}
+
+/// A short, readable rendering of a value for explanations: strings quoted, long ones cut.
+pub fn show(value: Option<&Value>) -> String {
+    match value {
+        None => "missing".into(),
+        Some(value) => {
+            let mut text = value.to_string();
+            if text.chars().count() > 80 {
+                text = text.chars().take(77).collect::<String>() + "...";
+            }
+            text
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn numeric_strings_compare_as_numbers() {
+        assert_eq!(
+            compare(&json!("30"), &json!(30), false),
+            Some(Ordering::Equal)
+        );
+        assert_eq!(
+            compare(&json!("100"), &json!("30"), false),
+            Some(Ordering::Greater)
+        );
+        assert_eq!(
+            compare(&json!("abc"), &json!("abd"), false),
+            Some(Ordering::Less)
+        );
+        assert_eq!(
+            compare(&json!("100"), &json!("3a"), false),
+            Some(Ordering::Less)
+        );
+        assert!(loose_eq(&json!("SALE"), &json!("sale"), true));
+        assert!(!loose_eq(&json!("SALE"), &json!("sale"), false));
+        assert!(loose_eq(&json!(true), &json!("true"), false));
+    }
+
+    #[test]
+    fn only_decimal_notation_is_numeric() {
+        for yes in ["1", "-1.5", " 42 ", "2e3", ".5", "+7"] {
+            assert!(numeric_str(yes).is_some(), "{yes}");
+        }
+        for no in ["", "inf", "NaN", "0x10", "1,000", "abc", "-", "e5"] {
+            assert!(numeric_str(no).is_none(), "{no}");
+        }
+    }
+
+    #[test]
+    fn emptiness() {
+        assert!(is_empty(None));
+        assert!(is_empty(Some(&json!(null))));
+        assert!(is_empty(Some(&json!(""))));
+        assert!(!is_empty(Some(&json!(" "))));
+        assert!(!is_empty(Some(&json!(0))));
+    }
+}
