@@ -1,1 +1,16 @@
-//! CLI commands.
+//! What the CLI's subcommands do, as library functions returning text and exit codes,
+//! so that `main.rs` only parses flags and tests can call them directly.
+
+pub mod render;
+pub mod validate;
+
+/// A command's result: what to print and how to exit.
+#[derive(Debug, Default)]
+pub struct Output {
+    /// Printed to standard output.
+    pub stdout: String,
+    /// Printed to standard error.
+    pub stderr: String,
+    /// Process exit code: 0 ok, 1 bad input or configuration.
+    pub code: i32,
+}

@@ -443,8 +443,7 @@ fn outbound(
                 }
             }
         }
-        None if method.has_body() && format != Format::Query => (Body::Adaptor, None),
-        None => (Body::None, None),
+        None => (Body::Adaptor, None),
     };
     let content_type = spec
         .content_type
@@ -453,7 +452,8 @@ fn outbound(
             (Body::Template(_), Some(Escape::Json)) => Some("application/json".into()),
             (Body::Template(_), Some(Escape::Xml)) => Some("application/xml".into()),
             (Body::Template(_), _) => Some("text/plain; charset=utf-8".into()),
-            (Body::Adaptor, _) => match format {
+            (Body::Adaptor, _) if !method.has_body() => None,
+        (Body::Adaptor, _) => match format {
                 Format::Json => Some("application/json".into()),
                 Format::Form => Some("application/x-www-form-urlencoded".into()),
                 Format::Xml => Some("application/xml".into()),
@@ -801,14 +801,18 @@ fn workflow(doc: &Doc<WorkflowSpec>, ctx: &WorkflowRefs, problems: &mut Problems
                 &format!("{path}.adaptor"),
                 format!("endpoint {} sends a body_template; an adaptor here would not be used", target.name),
             )),
-            (Body::Adaptor, None) if ctx.specs[endpoint].adaptor.is_none() => problems.error(doc.error_at(
+            (Body::Adaptor, None)
+                if ctx.specs[endpoint].adaptor.is_none() && target.method.has_body() && target.format != Format::Query =>
+            {
+                problems.error(doc.error_at(
                 &format!("{path}.endpoint"),
                 format!(
                     "endpoint {} sends {} bodies but has no adaptor or body_template: give the endpoint (or this action) an adaptor",
                     target.name,
                     target.method.as_str()
                 ),
-            )),
+            ))
+            }
             _ => {}
         }
         let delay = a.delay.as_ref().and_then(|d| {

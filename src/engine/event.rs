@@ -97,8 +97,8 @@ enum IdValue {
 pub struct EventError(pub String);
 
 /// Reads events from `text`: one envelope, a raw payload (when `kind` is given), a JSON
-/// array of those, or NDJSON (one per line).
-pub fn parse_events(text: &str, kind: Option<&str>) -> Result<Vec<Event>, EventError> {
+/// array of those, or NDJSON (one per line). Events without `received_at` get `now`.
+pub fn parse_events(text: &str, kind: Option<&str>, now: DateTime<Utc>) -> Result<Vec<Event>, EventError> {
     let trimmed = text.trim_start();
     if trimmed.is_empty() {
         return Err(EventError("no event: the input is empty".into()));
@@ -108,12 +108,12 @@ pub fn parse_events(text: &str, kind: Option<&str>) -> Result<Vec<Event>, EventE
             .into_iter()
             .enumerate()
             .map(|(i, item)| {
-                event_from_value(item, kind).map_err(|e| EventError(format!("item {}: {e}", i + 1)))
+                event_from_value(item, kind, now).map_err(|e| EventError(format!("item {}: {e}", i + 1)))
             })
             .collect(),
-        Ok(value) => Ok(vec![event_from_value(value, kind)?]),
+        Ok(value) => Ok(vec![event_from_value(value, kind, now)?]),
         Err(e) if e.is_syntax() && e.line() > 1 && looks_like_ndjson(trimmed) => {
-            parse_ndjson(text, kind)
+            parse_ndjson(text, kind, now)
         }
         Err(e) => Err(EventError(format!("invalid JSON: {}", json_message(&e)))),
     }
@@ -125,7 +125,7 @@ fn looks_like_ndjson(text: &str) -> bool {
     serde_json::from_str::<Value>(first).is_ok()
 }
 
-fn parse_ndjson(text: &str, kind: Option<&str>) -> Result<Vec<Event>, EventError> {
+fn parse_ndjson(text: &str, kind: Option<&str>, now: DateTime<Utc>) -> Result<Vec<Event>, EventError> {
     let mut events = Vec::new();
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
@@ -139,7 +139,7 @@ fn parse_ndjson(text: &str, kind: Option<&str>) -> Result<Vec<Event>, EventError
             ))
         })?;
         events.push(
-            event_from_value(value, kind)
+            event_from_value(value, kind, now)
                 .map_err(|e| EventError(format!("line {}: {e}", i + 1)))?,
         );
     }
@@ -156,8 +156,17 @@ fn json_message(e: &serde_json::Error) -> String {
     format!("{bare} (line {}, column {})", e.line(), e.column())
 }
 
-/// One event from one JSON value: an envelope, or a raw payload of type `kind`.
-pub fn event_from_value(value: Value, kind: Option<&str>) -> Result<Event, EventError> {
+/// One event from one JSON value: an envelope, or a raw payload of type `kind`, received
+/// at `now` unless the envelope says otherwise.
+pub fn event_from_value(value: Value, kind: Option<&str>, now: DateTime<Utc>) -> Result<Event, EventError> {
+    let mut event = envelope_or_payload(value, kind)?;
+    if event.received_at == DateTime::<Utc>::MIN_UTC {
+        event.received_at = now;
+    }
+    Ok(event)
+}
+
+fn envelope_or_payload(value: Value, kind: Option<&str>) -> Result<Event, EventError> {
     if let Some(kind) = kind {
         return raw_payload(value, kind, None);
     }
@@ -199,6 +208,8 @@ fn raw_payload(data: Value, kind: &str, id: Option<IdValue>) -> Result<Event, Ev
         )));
     }
     let mut event = Event::new(kind, data);
+    // Marks "not given": event_from_value replaces it with the caller's clock.
+    event.received_at = DateTime::<Utc>::MIN_UTC;
     match id {
         Some(IdValue::Text(id)) if id.trim().is_empty() => {
             return Err(EventError("the event id is empty".into()));
@@ -230,6 +241,7 @@ mod tests {
         let one = parse_events(
             r#"{"type": "lead.created", "id": 42, "data": {"a": 1}}"#,
             None,
+            Utc::now(),
         )
         .unwrap();
         assert_eq!(
@@ -239,21 +251,28 @@ mod tests {
         let raw = parse_events(
             r#"{"type": "start_call", "call_id": "x"}"#,
             Some("start_call"),
+            Utc::now(),
         )
         .unwrap();
         assert_eq!(raw[0].data["call_id"], "x");
         let many = parse_events(
             r#"[{"type": "a", "data": {}}, {"type": "b", "data": {}}]"#,
             None,
+            Utc::now(),
         )
         .unwrap();
         assert_eq!(many.len(), 2);
         let nd = parse_events(
             "{\"type\": \"a\", \"data\": {}}\n\n{\"type\": \"b\", \"data\": {}}\n",
             None,
+            Utc::now(),
         )
         .unwrap();
         assert_eq!(nd[1].kind, "b");
+        let at: DateTime<Utc> = "2024-01-02T03:04:05Z".parse().unwrap();
+        let given = parse_events(r#"{"type": "a", "data": {}, "received_at": "2020-01-01T00:00:00Z"}"#, None, at).unwrap();
+        assert_eq!(given[0].received_at.to_rfc3339(), "2020-01-01T00:00:00+00:00");
+        assert_eq!(parse_events(r#"{"type": "a", "data": {}}"#, None, at).unwrap()[0].received_at, at);
     }
 
     #[test]
@@ -287,7 +306,7 @@ mod tests {
         ];
         for (input, expected) in cases {
             assert_eq!(
-                parse_events(input, None).unwrap_err().0,
+                parse_events(input, None, Utc::now()).unwrap_err().0,
                 expected,
                 "{input}"
             );

@@ -111,9 +111,10 @@ impl Auth {
 /// How the body is made.
 #[derive(Debug, Clone)]
 pub enum Body {
-    /// No body (GET, DELETE, or query format).
+    /// No body and no payload (a body_template that failed to compile).
     None,
-    /// The adaptor's payload, encoded in the endpoint's format.
+    /// The adaptor's payload (if any), encoded in the endpoint's format: a body, or the
+    /// query string for `format: query`.
     Adaptor,
     /// A template producing the whole body.
     Template(TemplateId),
