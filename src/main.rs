@@ -27,14 +27,26 @@ enum Command {
     /// Check a configuration and print every error (with file:line:col); exit 1 if any.
     Validate {
         /// Configuration folder, holding adaptors/, endpoints/ and workflows/.
-        #[arg(long, short, default_value = ".", env = "SWITCHBOARD_CONFIG", value_name = "DIR")]
+        #[arg(
+            long,
+            short,
+            default_value = ".",
+            env = "SWITCHBOARD_CONFIG",
+            value_name = "DIR"
+        )]
         config: PathBuf,
     },
     /// Dry run: which workflows match an event and why, and the exact requests that would
     /// be sent (secrets shown as ***). Sends nothing.
     Render {
         /// Configuration folder, holding adaptors/, endpoints/ and workflows/.
-        #[arg(long, short, default_value = ".", env = "SWITCHBOARD_CONFIG", value_name = "DIR")]
+        #[arg(
+            long,
+            short,
+            default_value = ".",
+            env = "SWITCHBOARD_CONFIG",
+            value_name = "DIR"
+        )]
         config: PathBuf,
         /// Event file: an envelope {"type", "id", "data"}, a raw payload (with --type), a JSON
         /// array of them, or NDJSON. "-" reads standard input.
@@ -130,12 +142,16 @@ fn schema_command(kind: Option<SchemaKind>, out: Option<PathBuf>) -> Output {
         (_, Some(dir)) => {
             for kind in Kind::ALL {
                 let path = dir.join(format!("{}.schema.json", kind.name()));
-                if let Err(e) = std::fs::create_dir_all(&dir).and_then(|_| std::fs::write(&path, pretty(&schema::schema(kind)))) {
+                if let Err(e) = std::fs::create_dir_all(&dir)
+                    .and_then(|_| std::fs::write(&path, pretty(&schema::schema(kind))))
+                {
                     output.stderr = format!("error: cannot write {}: {e}\n", path.display());
                     output.code = 1;
                     return output;
                 }
-                output.stdout.push_str(&format!("wrote {}\n", path.display()));
+                output
+                    .stdout
+                    .push_str(&format!("wrote {}\n", path.display()));
             }
         }
         (Some(kind), None) => output.stdout = pretty(&schema::schema(kind.into())),

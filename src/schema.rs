@@ -34,13 +34,17 @@ impl Kind {
 }
 
 fn one<T: JsonSchema>(title: &str, folder: &str) -> Value {
-    let schema: Schema = SchemaSettings::draft2020_12().into_generator().into_root_schema_for::<T>();
+    let schema: Schema = SchemaSettings::draft2020_12()
+        .into_generator()
+        .into_root_schema_for::<T>();
     let mut value = schema.to_value();
     if let Some(map) = value.as_object_mut() {
         map.insert("title".into(), json!(title));
         map.insert(
             "description".into(),
-            json!(format!("A switchboard {title}: one per file in {folder}/ (see SPEC.md)")),
+            json!(format!(
+                "A switchboard {title}: one per file in {folder}/ (see SPEC.md)"
+            )),
         );
     }
     value

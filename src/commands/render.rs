@@ -47,7 +47,10 @@ pub fn run(args: &Args) -> Output {
             return out;
         }
     };
-    let runs: Vec<DryRun> = events.iter().map(|e| loaded.engine.dry_run(e, now)).collect();
+    let runs: Vec<DryRun> = events
+        .iter()
+        .map(|e| loaded.engine.dry_run(e, now))
+        .collect();
     if args.json {
         let value = match runs.as_slice() {
             [one] => serde_json::to_value(one),
@@ -69,9 +72,17 @@ pub fn run(args: &Args) -> Output {
 /// The readable report of one dry run.
 fn report(run: &DryRun, out: &mut String) {
     let e = &run.event;
-    let _ = writeln!(out, "event {} (id {}, source {}, received {})", e.kind, e.id, e.source, e.received_at);
+    let _ = writeln!(
+        out,
+        "event {} (id {}, source {}, received {})",
+        e.kind, e.id, e.source, e.received_at
+    );
     let matched = run.workflows.iter().filter(|w| w.matched).count();
-    let _ = writeln!(out, "\nworkflows: {matched} of {} matched", run.workflows.len());
+    let _ = writeln!(
+        out,
+        "\nworkflows: {matched} of {} matched",
+        run.workflows.len()
+    );
     for w in &run.workflows {
         let _ = writeln!(out, "  {} {}", if w.matched { "✓" } else { "✗" }, w.name);
         for reason in &w.reasons {

@@ -27,7 +27,13 @@ pub fn run(dir: &Path) -> Output {
             );
             for hook in engine.inbound() {
                 let methods: Vec<&str> = hook.methods.iter().map(|m: &Method| m.as_str()).collect();
-                let _ = writeln!(out.stdout, "  inbound {} {} → events from {}", methods.join("|"), hook.path, hook.name);
+                let _ = writeln!(
+                    out.stdout,
+                    "  inbound {} {} → events from {}",
+                    methods.join("|"),
+                    hook.path,
+                    hook.name
+                );
             }
         }
         Err(errors) => {
@@ -35,7 +41,12 @@ pub fn run(dir: &Path) -> Output {
                 let _ = writeln!(out.stderr, "{error}");
             }
             let n = errors.errors.len();
-            let _ = writeln!(out.stderr, "{n} error{} in {}", if n == 1 { "" } else { "s" }, dir.display());
+            let _ = writeln!(
+                out.stderr,
+                "{n} error{} in {}",
+                if n == 1 { "" } else { "s" },
+                dir.display()
+            );
             out.code = 1;
         }
     }

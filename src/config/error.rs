@@ -20,9 +20,15 @@ pub struct ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // One error, one line: messages from parsers sometimes span several.
+        let message = self
+            .message
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
         match self.spot {
-            Some(Spot { line, col }) => write!(f, "{}:{line}:{col}: {}", self.file, self.message),
-            None => write!(f, "{}: {}", self.file, self.message),
+            Some(Spot { line, col }) => write!(f, "{}:{line}:{col}: {message}", self.file),
+            None => write!(f, "{}: {message}", self.file),
         }
     }
 }

@@ -82,6 +82,8 @@ enum Frame {
     Map {
         path: String,
         key: Option<String>,
+        /// Whether the first key has been seen.
+        keyed: bool,
     },
     Seq {
         path: String,
@@ -106,6 +108,7 @@ impl Walker {
             Some(Frame::Map {
                 path,
                 key: Some(key),
+                ..
             }) => Some(join_key(path, key)),
             Some(Frame::Seq { path, index }) => Some(join_index(path, *index)),
             Some(Frame::Ignored) => None,
@@ -131,7 +134,13 @@ impl Walker {
                 self.value_done();
             }
             None => {
-                if let Some(Frame::Map { path, key }) = self.stack.last_mut() {
+                if let Some(Frame::Map { path, key, keyed }) = self.stack.last_mut() {
+                    // A block mapping's own mark is where the parser noticed it (its first
+                    // ':'); its first key is where a person sees it start.
+                    if !*keyed {
+                        self.locator.values.insert(path.clone(), spot);
+                        *keyed = true;
+                    }
                     self.locator.keys.insert(join_key(path, &text), spot);
                     *key = Some(text);
                 }
@@ -145,7 +154,11 @@ impl Walker {
             Some(path) if !inside_ignored => {
                 self.locator.values.insert(path.clone(), spot);
                 self.stack.push(if map {
-                    Frame::Map { path, key: None }
+                    Frame::Map {
+                        path,
+                        key: None,
+                        keyed: false,
+                    }
                 } else {
                     Frame::Seq { path, index: 0 }
                 });

@@ -51,6 +51,11 @@ impl<T> Doc<T> {
         }
     }
 
+    /// Where the key that ends `path` is written, if it is.
+    pub(crate) fn key_spot(&self, path: &str) -> Option<Spot> {
+        self.locator.key(path)
+    }
+
     /// An error about the key that ends `path` (e.g. `auth.tokn`).
     pub fn error_at_key(&self, path: &str, message: impl Into<String>) -> ConfigError {
         ConfigError {
@@ -312,13 +317,25 @@ fn read_doc<T: DeserializeOwned + NamedSpec>(
         Err(e) => {
             let path = path_text(e.path());
             let message = e.inner().to_string();
-            let spot = unknown_field(&message)
-                .and_then(|key| locator.key(&locate::join_key(&path, key)))
-                .or_else(|| locator.value(&path));
-            let message = if path.is_empty() {
+            // For an unknown key the path ends with the key itself: point at the key and
+            // name the map that holds it.
+            let (spot, shown) = if let Some(key) = unknown_field(&message) {
+                // serde_path_to_error includes the key in the path, except inside tagged
+                // enums, where the path stops at the enum.
+                let (map, key_path) = match path.strip_suffix(key) {
+                    Some(parent) if parent.is_empty() || parent.ends_with('.') => {
+                        (parent.trim_end_matches('.').to_string(), path.clone())
+                    }
+                    _ => (path.clone(), locate::join_key(&path, key)),
+                };
+                (locator.key(&key_path).or_else(|| locator.value(&map)), map)
+            } else {
+                (locator.value(&path), path.clone())
+            };
+            let message = if shown.is_empty() {
                 message
             } else {
-                format!("{path}: {message}")
+                format!("{shown}: {message}")
             };
             fail(problems, spot, message);
             return None;
@@ -334,13 +351,30 @@ fn read_doc<T: DeserializeOwned + NamedSpec>(
     })
 }
 
-/// serde_yaml's message without its trailing " at line L column C" (we print the position first).
+/// serde_yaml's message without its own " at line L column C" (we print the position
+/// first); a second position, of the enclosing collection, becomes "that starts at line L".
 fn yaml_message(error: &serde_yaml::Error) -> String {
     let message = error.to_string();
-    match message.rfind(" at line ") {
-        Some(at) => message[..at].to_string(),
-        None => message,
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message.as_str();
+    let mut first = true;
+    while let Some(at) = rest.find(" at line ") {
+        let after = &rest[at + " at line ".len()..];
+        let line_len = after.bytes().take_while(u8::is_ascii_digit).count();
+        let Some(col) = after[line_len..].strip_prefix(" column ") else {
+            break;
+        };
+        let col_len = col.bytes().take_while(u8::is_ascii_digit).count();
+        out.push_str(&rest[..at]);
+        if !first {
+            out.push_str(" that starts at line ");
+            out.push_str(&after[..line_len]);
+        }
+        first = false;
+        rest = &col[col_len..];
     }
+    out.push_str(rest);
+    out
 }
 
 /// The key named by serde's "unknown field `x`, expected …" message.

@@ -29,10 +29,19 @@ impl<T> OneOrMany<T> {
     }
 }
 
-/// A map key written as any YAML scalar (`SALE:`, `1:`, `true:`), kept as text.
+/// Any YAML scalar (`SALE`, `1`, `true`), kept as the text it was written as: for map keys
+/// of lookup tables, and for values such as durations, where `10` must reach the parser
+/// (which explains `10s`) instead of failing as "expected a string".
 #[derive(Debug, Clone, PartialEq, Eq, Hash, JsonSchema)]
 #[schemars(transparent)]
 pub struct ScalarKey(pub String);
+
+impl std::ops::Deref for ScalarKey {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
 
 impl<'de> Deserialize<'de> for ScalarKey {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -161,13 +170,13 @@ pub struct EndpointSpec {
     /// Outbound: checks on, and values captured from, the response body.
     pub response: Option<ResponseSpec>,
     /// Outbound: time allowed for one attempt (default 10s).
-    pub timeout: Option<String>,
+    pub timeout: Option<ScalarKey>,
     /// Outbound: retry schedule and which statuses retry.
     pub retry: Option<RetrySpec>,
     /// Outbound: maximum requests in flight to this endpoint (default 8).
     pub concurrency: Option<u32>,
     /// Outbound: at most N requests per second, minute or hour: "20/s", "100/m", "1000/h".
-    pub rate_limit: Option<String>,
+    pub rate_limit: Option<ScalarKey>,
 
     /// Inbound: the path on switchboard's server; must start with /hooks/.
     pub path: Option<String>,
@@ -341,7 +350,7 @@ pub enum ResponseFormat {
 #[serde(deny_unknown_fields)]
 pub struct RetrySpec {
     /// Delay before each retry, with ±20% jitter (default 5s, 5m, 30m, 2h, 5h, 10h, 10h).
-    pub schedule: Option<Vec<String>>,
+    pub schedule: Option<Vec<ScalarKey>>,
     /// Statuses that retry (default 408, 429, 5xx); network errors and timeouts always retry.
     pub retry_on: Option<Vec<CodeSpec>>,
 }
@@ -415,7 +424,7 @@ pub struct TriggerSpec {
     /// true: the field is present in the event (even if null or "").
     pub exists: Option<bool>,
     /// A date field no older than this duration: 30m, 24h, 7d.
-    pub within: Option<String>,
+    pub within: Option<ScalarKey>,
 }
 
 /// An action: send to an endpoint.
@@ -427,5 +436,5 @@ pub struct ActionSpec {
     /// Another adaptor for this action.
     pub adaptor: Option<String>,
     /// Send no earlier than this after the event: 30s, 5m.
-    pub delay: Option<String>,
+    pub delay: Option<ScalarKey>,
 }

@@ -249,7 +249,12 @@ pub(super) fn workflow(doc: &Doc<WorkflowSpec>, problems: &mut Problems) {
     }
     for (i, trigger) in spec.when.iter().enumerate() {
         let path = format!("when[{i}]");
-        let operators = operators(trigger);
+        let mut operators = operators(trigger);
+        // In the order written, so that "the extra one" is the one the user added last.
+        operators.sort_by_key(|op| {
+            doc.key_spot(&format!("{path}.{op}"))
+                .map(|s| (s.line, s.col))
+        });
         match (&trigger.event, &trigger.field) {
             (Some(_), Some(_)) => problems.error(doc.error_at(
                 &path,

@@ -453,7 +453,7 @@ fn outbound(
             (Body::Template(_), Some(Escape::Xml)) => Some("application/xml".into()),
             (Body::Template(_), _) => Some("text/plain; charset=utf-8".into()),
             (Body::Adaptor, _) if !method.has_body() => None,
-        (Body::Adaptor, _) => match format {
+            (Body::Adaptor, _) => match format {
                 Format::Json => Some("application/json".into()),
                 Format::Form => Some("application/x-www-form-urlencoded".into()),
                 Format::Xml => Some("application/xml".into()),
@@ -631,15 +631,17 @@ fn policy(doc: &Doc<EndpointSpec>, problems: &mut Problems) -> Policy {
             .map(|s| parse_duration(s).expect("default schedule parses"))
             .collect(),
     };
-    let timeout = match &spec.timeout {
-        Some(t) => {
-            let d = duration("timeout", t, problems);
-            if d.is_zero() {
-                problems.error(doc.error_at("timeout", "timeout must be above zero"));
-            }
-            d
-        }
+    let timeout = match spec.timeout.as_deref().map(parse_duration) {
         None => Duration::from_secs(10),
+        Some(Ok(d)) if !d.is_zero() => d,
+        Some(Ok(_)) => {
+            problems.error(doc.error_at("timeout", "timeout must be above zero"));
+            Duration::from_secs(10)
+        }
+        Some(Err(e)) => {
+            problems.error(doc.error_at("timeout", e));
+            Duration::from_secs(10)
+        }
     };
     let response = spec.response.as_ref().map(|r| {
         let field = |path: String, text: &str, problems: &mut Problems| {

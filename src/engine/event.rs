@@ -98,7 +98,11 @@ pub struct EventError(pub String);
 
 /// Reads events from `text`: one envelope, a raw payload (when `kind` is given), a JSON
 /// array of those, or NDJSON (one per line). Events without `received_at` get `now`.
-pub fn parse_events(text: &str, kind: Option<&str>, now: DateTime<Utc>) -> Result<Vec<Event>, EventError> {
+pub fn parse_events(
+    text: &str,
+    kind: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<Vec<Event>, EventError> {
     let trimmed = text.trim_start();
     if trimmed.is_empty() {
         return Err(EventError("no event: the input is empty".into()));
@@ -108,7 +112,8 @@ pub fn parse_events(text: &str, kind: Option<&str>, now: DateTime<Utc>) -> Resul
             .into_iter()
             .enumerate()
             .map(|(i, item)| {
-                event_from_value(item, kind, now).map_err(|e| EventError(format!("item {}: {e}", i + 1)))
+                event_from_value(item, kind, now)
+                    .map_err(|e| EventError(format!("item {}: {e}", i + 1)))
             })
             .collect(),
         Ok(value) => Ok(vec![event_from_value(value, kind, now)?]),
@@ -125,7 +130,11 @@ fn looks_like_ndjson(text: &str) -> bool {
     serde_json::from_str::<Value>(first).is_ok()
 }
 
-fn parse_ndjson(text: &str, kind: Option<&str>, now: DateTime<Utc>) -> Result<Vec<Event>, EventError> {
+fn parse_ndjson(
+    text: &str,
+    kind: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<Vec<Event>, EventError> {
     let mut events = Vec::new();
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
@@ -158,7 +167,11 @@ fn json_message(e: &serde_json::Error) -> String {
 
 /// One event from one JSON value: an envelope, or a raw payload of type `kind`, received
 /// at `now` unless the envelope says otherwise.
-pub fn event_from_value(value: Value, kind: Option<&str>, now: DateTime<Utc>) -> Result<Event, EventError> {
+pub fn event_from_value(
+    value: Value,
+    kind: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<Event, EventError> {
     let mut event = envelope_or_payload(value, kind)?;
     if event.received_at == DateTime::<Utc>::MIN_UTC {
         event.received_at = now;
@@ -270,9 +283,20 @@ mod tests {
         .unwrap();
         assert_eq!(nd[1].kind, "b");
         let at: DateTime<Utc> = "2024-01-02T03:04:05Z".parse().unwrap();
-        let given = parse_events(r#"{"type": "a", "data": {}, "received_at": "2020-01-01T00:00:00Z"}"#, None, at).unwrap();
-        assert_eq!(given[0].received_at.to_rfc3339(), "2020-01-01T00:00:00+00:00");
-        assert_eq!(parse_events(r#"{"type": "a", "data": {}}"#, None, at).unwrap()[0].received_at, at);
+        let given = parse_events(
+            r#"{"type": "a", "data": {}, "received_at": "2020-01-01T00:00:00Z"}"#,
+            None,
+            at,
+        )
+        .unwrap();
+        assert_eq!(
+            given[0].received_at.to_rfc3339(),
+            "2020-01-01T00:00:00+00:00"
+        );
+        assert_eq!(
+            parse_events(r#"{"type": "a", "data": {}}"#, None, at).unwrap()[0].received_at,
+            at
+        );
     }
 
     #[test]

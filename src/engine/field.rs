@@ -62,7 +62,12 @@ impl FieldRef {
         if text.starts_with('$') {
             return parse_json_path(text)
                 .map(|q| FieldRef::JsonPath(Box::new(q)))
-                .map_err(|e| format!("invalid JSONPath {text:?}: {e}"));
+                .map_err(|e| {
+                    format!(
+                        "invalid JSONPath {text:?}: {}",
+                        jsonpath_problem(&e.to_string())
+                    )
+                });
         }
         if text.contains('.') {
             let parts: Vec<String> = text.split('.').map(str::to_string).collect();
@@ -98,6 +103,27 @@ impl FieldRef {
                 Meta::ReceivedAt => event.received_at_text(),
             }))),
         }
+    }
+}
+
+/// The parser's multi-line report as one phrase: `expected selector at character 5`.
+fn jsonpath_problem(report: &str) -> String {
+    let expected = report
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("= "))
+        .unwrap_or("cannot parse it");
+    let column = report
+        .split_once("-->")
+        .and_then(|(_, rest)| rest.trim().split_once(':'))
+        .map(|(_, col)| {
+            col.chars()
+                .take_while(char::is_ascii_digit)
+                .collect::<String>()
+        })
+        .filter(|c| !c.is_empty());
+    match column {
+        Some(col) => format!("{expected} at character {col}"),
+        None => expected.to_string(),
     }
 }
 

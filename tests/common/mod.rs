@@ -1,0 +1,101 @@
+//! Helpers shared by the integration tests: configurations written into temporary folders,
+//! events from JSON, a fixed clock, and the real CLI binary.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use chrono::{DateTime, Utc};
+use switchboard::engine::Planned;
+use switchboard::engine::event::{Event, event_from_value};
+use switchboard::{ConfigErrors, Engine, Loaded};
+
+/// The fixed "now" of every test: 2026-11-21T10:00:00Z.
+pub fn now() -> DateTime<Utc> {
+    "2026-11-21T10:00:00Z".parse().expect("valid time")
+}
+
+/// The environment every test configuration sees.
+pub fn env(name: &str) -> Option<String> {
+    match name {
+        "TEST_TOKEN" => Some("tok-123+/=".into()),
+        "TEST_API_KEY" => Some("key-456".into()),
+        "TEST_PASSWORD" => Some("p@ss:word".into()),
+        "TEST_SIGNING" => Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into()),
+        "PLAIN_URL" => Some("https://crm.example.com".into()),
+        _ => None,
+    }
+}
+
+/// A configuration folder written from (path, text) pairs.
+pub struct ConfigDir {
+    pub dir: tempfile::TempDir,
+}
+
+impl ConfigDir {
+    pub fn new(files: &[(&str, &str)]) -> ConfigDir {
+        let dir = tempfile::tempdir().expect("temp dir");
+        for sub in ["adaptors", "endpoints", "workflows"] {
+            std::fs::create_dir_all(dir.path().join(sub)).expect("mkdir");
+        }
+        for (path, text) in files {
+            let full = dir.path().join(path);
+            std::fs::create_dir_all(full.parent().expect("has parent")).expect("mkdir");
+            std::fs::write(full, text).expect("write");
+        }
+        ConfigDir { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn load(&self) -> Result<Loaded, ConfigErrors> {
+        switchboard::load_with_env(self.path(), &env)
+    }
+
+    pub fn engine(&self) -> Engine {
+        match self.load() {
+            Ok(loaded) => loaded.engine,
+            Err(errors) => panic!("configuration should load:\n{errors}"),
+        }
+    }
+
+    /// Every error line, as `validate` prints them.
+    pub fn errors(&self) -> Vec<String> {
+        match self.load() {
+            Ok(_) => panic!("configuration should not load"),
+            Err(errors) => errors.errors.iter().map(ToString::to_string).collect(),
+        }
+    }
+}
+
+/// An event of type `kind` with `data`, received at [`now`], with id "ev-1".
+pub fn event(kind: &str, data: serde_json::Value) -> Event {
+    let envelope = serde_json::json!({"type": kind, "id": "ev-1", "data": data});
+    event_from_value(envelope, None, now()).expect("valid event")
+}
+
+/// The requests an engine plans for an event (panics if any is not sendable).
+pub fn requests(engine: &Engine, event: &Event) -> Vec<switchboard::engine::request::Request> {
+    engine
+        .process(event, now())
+        .into_iter()
+        .map(|p: Planned| match p.plan {
+            switchboard::engine::Plan::Send(r) => r,
+            other => panic!("expected a request, got {other:?}"),
+        })
+        .collect()
+}
+
+/// The real CLI binary.
+pub fn cli() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchboard"));
+    cmd.env_remove("SWITCHBOARD_CONFIG");
+    cmd
+}
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
