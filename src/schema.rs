@@ -66,10 +66,8 @@ pub fn combined() -> Value {
     for kind in Kind::ALL {
         let mut schema = schema(kind);
         // Hoist each kind's own definitions so that every $ref resolves from the root.
-        if let Some(inner) = schema.as_object_mut().and_then(|m| m.remove("$defs")) {
-            if let Value::Object(inner) = inner {
-                defs.extend(inner);
-            }
+        if let Some(Value::Object(inner)) = schema.as_object_mut().and_then(|m| m.remove("$defs")) {
+            defs.extend(inner);
         }
         if let Some(map) = schema.as_object_mut() {
             map.remove("$schema");

@@ -171,12 +171,11 @@ impl Walker {
         let was_ignored = matches!(self.stack.pop(), Some(Frame::Ignored));
         if was_ignored {
             // A complex key: the map now expects its value under an unnamed key.
-            if let Some(Frame::Map { key, .. }) = self.stack.last_mut() {
-                if key.is_none() {
+            if let Some(Frame::Map { key, .. }) = self.stack.last_mut()
+                && key.is_none() {
                     *key = Some("?".into());
                     return;
                 }
-            }
         }
         self.value_done();
     }

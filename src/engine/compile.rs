@@ -400,13 +400,11 @@ fn outbound(
         .and_then(|name| refs.adaptor(doc, "adaptor", name, problems));
     let url = spec.url.clone().unwrap_or_default();
     let url_text = text(doc, "url", &url, Escape::Url, templates, problems);
-    if let Text::Const(url) = &url_text {
-        if !url.is_empty() {
-            if let Err(e) = super::request::check_url(url) {
+    if let Text::Const(url) = &url_text
+        && !url.is_empty()
+            && let Err(e) = super::request::check_url(url) {
                 problems.error(doc.error_at("url", e));
             }
-        }
-    }
     let xml_root = spec.xml_root.clone().unwrap_or_else(|| "payload".into());
     if !is_xml_name(&xml_root) {
         problems.error(doc.error_at(
@@ -414,8 +412,8 @@ fn outbound(
             format!("{xml_root:?} is not a valid XML element name"),
         ));
     }
-    if format == Format::Xml {
-        if let Some(a) = adaptor {
+    if format == Format::Xml
+        && let Some(a) = adaptor {
             let bad: Vec<String> = output_keys(&adaptors[a])
                 .filter(|k| !k.iter().all(|p| is_xml_name(p)))
                 .map(|k| k.join("."))
@@ -431,7 +429,6 @@ fn outbound(
                 ));
             }
         }
-    }
     let (body, body_escape) = match &spec.body_template {
         Some(source) => {
             let escape = body_escape(spec.format, spec.content_type.as_deref(), source);

@@ -220,15 +220,14 @@ impl Endpoint {
         }
         check_url(&url)?;
         let mut headers = Vec::with_capacity(self.headers.len() + 1);
-        if let (Some(_), Some(content_type)) = (&body, &self.content_type) {
-            if !self
+        if let (Some(_), Some(content_type)) = (&body, &self.content_type)
+            && !self
                 .headers
                 .iter()
                 .any(|(n, _)| n.eq_ignore_ascii_case("content-type"))
             {
                 headers.push(("Content-Type".to_string(), content_type.clone()));
             }
-        }
         for (name, value) in &self.headers {
             let value = value
                 .render(scope)
