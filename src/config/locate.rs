@@ -172,10 +172,11 @@ impl Walker {
         if was_ignored {
             // A complex key: the map now expects its value under an unnamed key.
             if let Some(Frame::Map { key, .. }) = self.stack.last_mut()
-                && key.is_none() {
-                    *key = Some("?".into());
-                    return;
-                }
+                && key.is_none()
+            {
+                *key = Some("?".into());
+                return;
+            }
         }
         self.value_done();
     }

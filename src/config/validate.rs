@@ -23,12 +23,13 @@ pub(super) fn adaptor(doc: &Doc<AdaptorSpec>, problems: &mut Problems) {
             _ => {}
         }
         if let Some(from) = &field.from
-            && from.as_slice().is_empty() {
-                problems.error(doc.error_at(
-                    &format!("{path}.from"),
-                    format!("{label}: `from` is an empty list"),
-                ));
-            }
+            && from.as_slice().is_empty()
+        {
+            problems.error(doc.error_at(
+                &format!("{path}.from"),
+                format!("{label}: `from` is an empty list"),
+            ));
+        }
         if field.to.as_slice().is_empty() {
             problems.error(doc.error_at(
                 &format!("{path}.to"),
@@ -182,12 +183,13 @@ pub(super) fn endpoint(doc: &Doc<EndpointSpec>, problems: &mut Problems) {
                 }
             }
             if let Some(code) = spec.respond
-                && !(200..=299).contains(&code) {
-                    problems.error(doc.error_at(
-                        "respond",
-                        format!("respond must be a success status (200-299), not {code}"),
-                    ));
-                }
+                && !(200..=299).contains(&code)
+            {
+                problems.error(doc.error_at(
+                    "respond",
+                    format!("respond must be a success status (200-299), not {code}"),
+                ));
+            }
         }
     }
     literal_secrets(doc, problems);
@@ -304,12 +306,13 @@ pub(super) fn workflow(doc: &Doc<WorkflowSpec>, problems: &mut Problems) {
             }
         }
         if let Some(between) = &trigger.between
-            && between.len() != 2 {
-                problems.error(doc.error_at(
-                    &format!("{path}.between"),
-                    format!("`between` takes [low, high], got {} values", between.len()),
-                ));
-            }
+            && between.len() != 2
+        {
+            problems.error(doc.error_at(
+                &format!("{path}.between"),
+                format!("`between` takes [low, high], got {} values", between.len()),
+            ));
+        }
     }
 }
 

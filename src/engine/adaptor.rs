@@ -125,9 +125,10 @@ impl Field {
     ) -> Option<Value> {
         let mut value = self.read(scope, warnings);
         if let (Some(table), Some(v)) = (&self.values, &value)
-            && let Some(mapped) = table.get(text(v).as_ref()) {
-                value = Some(mapped.clone());
-            }
+            && let Some(mapped) = table.get(text(v).as_ref())
+        {
+            value = Some(mapped.clone());
+        }
         if let (Some(date), Some(v)) = (&self.date, &value) {
             value = match parse_input(v, date.input_timezone) {
                 Some(at) => Some(Value::String(date.format.format(at, date.timezone, now))),

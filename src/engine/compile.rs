@@ -402,9 +402,10 @@ fn outbound(
     let url_text = text(doc, "url", &url, Escape::Url, templates, problems);
     if let Text::Const(url) = &url_text
         && !url.is_empty()
-            && let Err(e) = super::request::check_url(url) {
-                problems.error(doc.error_at("url", e));
-            }
+        && let Err(e) = super::request::check_url(url)
+    {
+        problems.error(doc.error_at("url", e));
+    }
     let xml_root = spec.xml_root.clone().unwrap_or_else(|| "payload".into());
     if !is_xml_name(&xml_root) {
         problems.error(doc.error_at(
@@ -413,22 +414,23 @@ fn outbound(
         ));
     }
     if format == Format::Xml
-        && let Some(a) = adaptor {
-            let bad: Vec<String> = output_keys(&adaptors[a])
-                .filter(|k| !k.iter().all(|p| is_xml_name(p)))
-                .map(|k| k.join("."))
-                .collect();
-            if !bad.is_empty() {
-                problems.error(doc.error_at(
-                    "adaptor",
-                    format!(
-                        "adaptor {} has keys that are not valid XML element names: {}",
-                        adaptors[a].name,
-                        bad.join(", ")
-                    ),
-                ));
-            }
+        && let Some(a) = adaptor
+    {
+        let bad: Vec<String> = output_keys(&adaptors[a])
+            .filter(|k| !k.iter().all(|p| is_xml_name(p)))
+            .map(|k| k.join("."))
+            .collect();
+        if !bad.is_empty() {
+            problems.error(doc.error_at(
+                "adaptor",
+                format!(
+                    "adaptor {} has keys that are not valid XML element names: {}",
+                    adaptors[a].name,
+                    bad.join(", ")
+                ),
+            ));
         }
+    }
     let (body, body_escape) = match &spec.body_template {
         Some(source) => {
             let escape = body_escape(spec.format, spec.content_type.as_deref(), source);

@@ -96,12 +96,13 @@ fn xml_children(map: &Map<String, Value>, delimiter: &str, out: &mut String) {
 
 fn xml_element(name: &str, value: &Value, delimiter: &str, out: &mut String) {
     if let Value::Array(items) = value
-        && items.iter().any(|i| i.is_object() || i.is_array()) {
-            for item in items {
-                xml_element(name, item, delimiter, out);
-            }
-            return;
+        && items.iter().any(|i| i.is_object() || i.is_array())
+    {
+        for item in items {
+            xml_element(name, item, delimiter, out);
         }
+        return;
+    }
     out.push('<');
     out.push_str(name);
     out.push('>');

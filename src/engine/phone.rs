@@ -267,10 +267,9 @@ fn national_to_international(digits: &str, code: &str, country: &str) -> Option<
     let keeps_zero = KEEPS_LEADING_ZERO
         .iter()
         .any(|c| c.eq_ignore_ascii_case(country));
-    if !keeps_zero
-        && let Some(national) = digits.strip_prefix('0') {
-            return Some(format!("{code}{national}"));
-        }
+    if !keeps_zero && let Some(national) = digits.strip_prefix('0') {
+        return Some(format!("{code}{national}"));
+    }
     // Already international but without "+": the code followed by a full national number.
     if digits.starts_with(code) && digits.len() >= code.len() + 9 {
         return Some(digits.to_string());

@@ -225,9 +225,9 @@ impl Endpoint {
                 .headers
                 .iter()
                 .any(|(n, _)| n.eq_ignore_ascii_case("content-type"))
-            {
-                headers.push(("Content-Type".to_string(), content_type.clone()));
-            }
+        {
+            headers.push(("Content-Type".to_string(), content_type.clone()));
+        }
         for (name, value) in &self.headers {
             let value = value
                 .render(scope)
