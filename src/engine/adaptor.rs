@@ -90,8 +90,11 @@ impl Adaptor {
         let mut out = Map::new();
         for field in &self.fields {
             if let Some(value) = field.value(scope, now, warnings) {
-                for key in &field.to {
-                    insert(&mut out, key, value.clone());
+                if let Some((last, others)) = field.to.split_last() {
+                    for key in others {
+                        insert(&mut out, key, value.clone());
+                    }
+                    insert(&mut out, last, value);
                 }
             }
         }
@@ -264,13 +267,15 @@ pub fn insert(out: &mut Map<String, Value>, path: &[String], value: Value) {
     };
     let mut node = out;
     for part in parents {
-        let slot = node
-            .entry(part.clone())
-            .or_insert_with(|| Value::Object(Map::new()));
-        if !slot.is_object() {
-            *slot = Value::Object(Map::new());
+        // Look up before inserting: most fields land in an object that already exists,
+        // and the entry API would clone the key every time.
+        if !node.get(part).is_some_and(Value::is_object) {
+            node.insert(part.clone(), Value::Object(Map::new()));
         }
-        node = slot.as_object_mut().expect("just made an object");
+        node = node
+            .get_mut(part)
+            .and_then(Value::as_object_mut)
+            .expect("just made sure it is an object");
     }
     node.insert(last.clone(), value);
 }
