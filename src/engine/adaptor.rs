@@ -89,13 +89,13 @@ impl Adaptor {
     ) -> Map<String, Value> {
         let mut out = Map::new();
         for field in &self.fields {
-            if let Some(value) = field.value(scope, now, warnings) {
-                if let Some((last, others)) = field.to.split_last() {
-                    for key in others {
-                        insert(&mut out, key, value.clone());
-                    }
-                    insert(&mut out, last, value);
+            if let Some(value) = field.value(scope, now, warnings)
+                && let Some((last, others)) = field.to.split_last()
+            {
+                for key in others {
+                    insert(&mut out, key, value.clone());
                 }
+                insert(&mut out, last, value);
             }
         }
         for (key, extra) in &self.extra {
