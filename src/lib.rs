@@ -17,8 +17,10 @@
 
 pub mod commands;
 pub mod config;
+pub mod dispatch;
 pub mod engine;
 pub mod schema;
+pub mod store;
 
 use std::path::Path;
 

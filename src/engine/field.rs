@@ -87,21 +87,28 @@ impl FieldRef {
     /// The value this reference finds in `event`, if any.
     pub fn resolve<'a>(&self, event: &'a Event) -> Option<Cow<'a, Value>> {
         match self {
-            FieldRef::Key(key) => event.data.get(key).map(Cow::Borrowed),
-            FieldRef::Path { parts, whole } => walk(&event.data, parts)
-                .or_else(|| event.data.get(whole))
-                .map(Cow::Borrowed),
-            FieldRef::JsonPath(query) => js_path_process(query, &event.data)
-                .ok()?
-                .into_iter()
-                .next()
-                .map(|found| Cow::Borrowed(found.val())),
             FieldRef::Meta(meta) => Some(Cow::Owned(Value::String(match meta {
                 Meta::Id => event.id.to_string(),
                 Meta::Type => event.kind.clone(),
                 Meta::Source => event.source.clone(),
                 Meta::ReceivedAt => event.received_at_text(),
             }))),
+            other => other.resolve_in(&event.data).map(Cow::Borrowed),
+        }
+    }
+
+    /// The value this reference finds in any JSON document (a response body, say);
+    /// metadata references find nothing outside an event. `$` alone is the document.
+    pub fn resolve_in<'a>(&self, data: &'a Value) -> Option<&'a Value> {
+        match self {
+            FieldRef::Key(key) => data.get(key),
+            FieldRef::Path { parts, whole } => walk(data, parts).or_else(|| data.get(whole)),
+            FieldRef::JsonPath(query) => js_path_process(query, data)
+                .ok()?
+                .into_iter()
+                .next()
+                .map(|found| found.val()),
+            FieldRef::Meta(_) => None,
         }
     }
 }

@@ -114,6 +114,38 @@ pub struct Planned {
     pub warnings: Vec<String>,
 }
 
+/// A workflow action triggered by an event: a delivery before it is rendered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Match {
+    /// The workflow that fired.
+    pub workflow: String,
+    /// The action's position in the workflow.
+    pub action: usize,
+    /// The endpoint the action sends to.
+    pub endpoint: String,
+    /// Send no earlier than this after the event.
+    #[serde(with = "duration_ms", default, skip_serializing_if = "Option::is_none")]
+    pub delay: Option<Duration>,
+}
+
+/// Durations as whole milliseconds in stored records.
+mod duration_ms {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        Ok(Option::<u64>::deserialize(d)?.map(Duration::from_millis))
+    }
+}
+
 /// The request of a planned delivery, or why there is none.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Plan {
@@ -126,7 +158,62 @@ pub enum Plan {
 }
 
 impl Engine {
-    /// Every delivery the event asks for, in workflow then action order.
+    /// The actions an event triggers (which workflows fired, and where each action sends),
+    /// without rendering anything: what accepting an event stores.
+    pub fn matches(&self, event: &Event, now: DateTime<Utc>) -> Vec<Match> {
+        let mut found = Vec::new();
+        for i in self.index.candidates(&event.kind) {
+            let workflow = &self.workflows[i];
+            if workflow.matches(event, now) {
+                for (action_index, action) in workflow.actions.iter().enumerate() {
+                    found.push(Match {
+                        workflow: workflow.name.clone(),
+                        action: action_index,
+                        endpoint: self.endpoints[action.endpoint].name.clone(),
+                        delay: action.delay,
+                    });
+                }
+            }
+        }
+        found
+    }
+
+    /// Renders one matched action, by the names stored when the event was accepted, with
+    /// the configuration loaded now. `now` is the time dates such as `age` are computed
+    /// at (deliveries use the event's arrival time, so that every attempt sends the same).
+    pub fn render(&self, event: &Event, matched: &Match, now: DateTime<Utc>) -> Planned {
+        let gone = |why: String| Planned {
+            workflow: matched.workflow.clone(),
+            endpoint: matched.endpoint.clone(),
+            delay: matched.delay,
+            plan: Plan::Fail(why),
+            warnings: Vec::new(),
+        };
+        let Some(workflow) = self.workflows.iter().find(|w| w.name == matched.workflow) else {
+            return gone(format!(
+                "workflow {} is no longer in the configuration",
+                matched.workflow
+            ));
+        };
+        // The action is found by position, but only if it still sends to the same
+        // endpoint: a reloaded configuration may have reordered the actions.
+        let same = |a: &&workflow::Action| self.endpoints[a.endpoint].name == matched.endpoint;
+        let action = workflow
+            .actions
+            .get(matched.action)
+            .filter(same)
+            .or_else(|| workflow.actions.iter().find(same));
+        let Some(action) = action else {
+            return gone(format!(
+                "workflow {} no longer sends to endpoint {}",
+                matched.workflow, matched.endpoint
+            ));
+        };
+        let scope = RenderScope::new(event, &self.templates);
+        self.plan(&scope, workflow, action, now)
+    }
+
+    /// Every delivery the event asks for, rendered, in workflow then action order.
     pub fn process(&self, event: &Event, now: DateTime<Utc>) -> Vec<Planned> {
         let scope = RenderScope::new(event, &self.templates);
         let mut planned = Vec::new();

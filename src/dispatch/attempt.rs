@@ -1,0 +1,551 @@
+//! One attempt of one delivery: render with the current configuration, add credentials
+//! and send-time headers, send, judge the response, decide the next step, and record it
+//! all as one connect log entry.
+
+use std::error::Error as _;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use indexmap::IndexMap;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+
+use super::Dispatcher;
+use super::pace::jitter;
+use super::response;
+use crate::engine::request::{Endpoint, Request};
+use crate::engine::secrets::MASK;
+use crate::engine::units::show_duration;
+use crate::engine::{Engine, Plan};
+use crate::store::record::{AttemptError, ErrorKind, LoggedRequest, LoggedResponse};
+use crate::store::{Delivery, DeliveryId, DeliveryState, LogEntry, Outcome, StoreError, whole_ms};
+
+/// The log keeps this much of a response body.
+pub const LOGGED_BODY: usize = 64 * 1024;
+/// Success checks and captures read this much of a response body.
+const READ_LIMIT: usize = 1024 * 1024;
+/// Requests with a larger body are not sent (`body_too_large`).
+pub const MAX_REQUEST_BODY: usize = 10 * 1024 * 1024;
+/// A `Retry-After` longer than this is capped: the schedule, not the receiver, decides
+/// when a delivery gives up.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
+
+/// What one attempt came to, before it is written down.
+struct Verdict {
+    outcome: Outcome,
+    error: Option<AttemptError>,
+    response: Option<LoggedResponse>,
+    captured: IndexMap<String, serde_json::Value>,
+    retryable: bool,
+    retry_after: Option<Duration>,
+}
+
+impl Verdict {
+    fn failed(kind: ErrorKind, message: String, retryable: bool) -> Verdict {
+        Verdict {
+            outcome: Outcome::Failed,
+            error: Some(AttemptError { kind, message }),
+            response: None,
+            captured: IndexMap::new(),
+            retryable,
+            retry_after: None,
+        }
+    }
+}
+
+/// Runs one attempt of delivery `id` and records it. Returns the delivery and its new
+/// log entry, or None if the delivery is gone or no longer pending.
+pub(super) async fn run(
+    d: &Dispatcher,
+    id: &DeliveryId,
+) -> Result<Option<(Delivery, LogEntry)>, StoreError> {
+    let Some(mut delivery) = d.store.delivery(id)? else {
+        return Ok(None);
+    };
+    if delivery.state.is_final() {
+        return Ok(None);
+    }
+    let was_due = delivery.due_at;
+    let engine = d.engine();
+    let at = d.clock.now();
+    let attempt = delivery.attempts + 1;
+    let mut request_shown = None;
+    let mut warnings = Vec::new();
+    let verdict = match d.store.event(&delivery.event_id)? {
+        None => Verdict::failed(
+            ErrorKind::Render,
+            format!("event {} is no longer stored (purged?)", delivery.event_id),
+            false,
+        ),
+        Some(stored) => {
+            // Rendered at the event's arrival time, so that every attempt sends the same.
+            let planned = engine.render(&stored.event, &delivery.target, stored.event.received_at);
+            warnings = planned
+                .warnings
+                .iter()
+                .map(|w| engine.redact(w).into_owned())
+                .collect();
+            match planned.plan {
+                Plan::Skip(why) => Verdict {
+                    outcome: Outcome::Skipped,
+                    ..Verdict::failed(ErrorKind::Inactive, why, false)
+                },
+                Plan::Fail(why) => {
+                    Verdict::failed(ErrorKind::Render, engine.redact(&why).into_owned(), false)
+                }
+                Plan::Send(request) => {
+                    let endpoint = engine
+                        .endpoint(&delivery.target.endpoint)
+                        .expect("a rendered request has an endpoint");
+                    let request = finish(endpoint, request, &delivery, attempt, at);
+                    request_shown = Some(shown(&engine, endpoint, &request));
+                    send(d, &engine, endpoint, &request).await
+                }
+            }
+        }
+    };
+    let mut outcome = verdict.outcome;
+    let mut error = verdict.error;
+    let mut next_attempt_at = None;
+    if outcome == Outcome::Failed && verdict.retryable {
+        let policy = engine
+            .endpoint(&delivery.target.endpoint)
+            .map(|e| e.policy.schedule.clone())
+            .unwrap_or_default();
+        let round = attempt.saturating_sub(delivery.retry_base) as usize;
+        match policy.get(round - 1) {
+            Some(delay) => {
+                let mut wait = jitter(*delay);
+                if let Some(after) = verdict.retry_after {
+                    wait = wait.max(after.min(MAX_RETRY_AFTER));
+                }
+                outcome = Outcome::Retrying;
+                next_attempt_at = Some(whole_ms(
+                    at + chrono::Duration::from_std(wait).unwrap_or_default(),
+                ));
+            }
+            None => {
+                if let Some(e) = error.as_mut() {
+                    e.message.push_str(&format!(
+                        "; gave up after {round} attempts (retry.schedule has {} retries)",
+                        policy.len()
+                    ));
+                }
+            }
+        }
+    }
+    delivery.attempts = attempt;
+    delivery.state = match outcome {
+        Outcome::Delivered => DeliveryState::Delivered,
+        Outcome::Retrying => DeliveryState::Pending,
+        Outcome::Failed => DeliveryState::Failed,
+        Outcome::Skipped => DeliveryState::Skipped,
+    };
+    delivery.due_at = next_attempt_at;
+    let entry = LogEntry {
+        id: d.entry_id(at),
+        delivery_id: delivery.id.clone(),
+        attempt,
+        at,
+        event_id: delivery.event_id.clone(),
+        event_type: delivery.event_type.clone(),
+        workflow: delivery.target.workflow.clone(),
+        endpoint: delivery.target.endpoint.clone(),
+        request: request_shown,
+        response: verdict.response,
+        outcome,
+        error,
+        next_attempt_at,
+        captured: verdict.captured,
+        warnings,
+        keys: delivery.keys.clone(),
+    };
+    delivery.last_entry = Some(entry.id.clone());
+    d.store.record(&entry, &delivery, was_due)?;
+    Ok(Some((delivery, entry)))
+}
+
+/// Adds what is only known at send time: credentials, `Idempotency-Key`,
+/// `X-Switchboard-Attempt`, and the Standard Webhooks signature.
+fn finish(
+    endpoint: &Endpoint,
+    mut request: Request,
+    delivery: &Delivery,
+    attempt: u32,
+    at: DateTime<Utc>,
+) -> Request {
+    if let Some(auth) = &endpoint.auth {
+        auth.apply(&mut request);
+    }
+    request
+        .headers
+        .push(("Idempotency-Key".into(), delivery.id.to_string()));
+    request
+        .headers
+        .push(("X-Switchboard-Attempt".into(), attempt.to_string()));
+    if let Some(key) = &endpoint.signing {
+        let timestamp = at.timestamp();
+        let body = request.body.as_deref().unwrap_or_default().as_bytes();
+        let signature = key.sign(delivery.id.as_str(), timestamp, body);
+        request
+            .headers
+            .push(("webhook-id".into(), delivery.id.to_string()));
+        request
+            .headers
+            .push(("webhook-timestamp".into(), timestamp.to_string()));
+        request
+            .headers
+            .push(("webhook-signature".into(), signature));
+    }
+    request
+}
+
+/// The request as the log shows it: credentials and signatures masked, secrets redacted.
+fn shown(engine: &Engine, endpoint: &Endpoint, request: &Request) -> LoggedRequest {
+    let auth_header = endpoint.auth.as_ref().and_then(|a| a.header_name());
+    let headers = request
+        .headers
+        .iter()
+        .map(|(name, value)| {
+            let masked = name.eq_ignore_ascii_case("authorization")
+                || name.eq_ignore_ascii_case("webhook-signature")
+                || auth_header.is_some_and(|h| h.eq_ignore_ascii_case(name));
+            let value = if masked {
+                MASK.to_string()
+            } else {
+                engine.redact(value).into_owned()
+            };
+            (name.clone(), value)
+        })
+        .collect();
+    LoggedRequest {
+        method: request.method.clone(),
+        url: engine.redact(&request.url).into_owned(),
+        headers,
+        body: request.body.as_ref().map(|b| engine.redact(b).into_owned()),
+    }
+}
+
+/// `host:port` of a URL, for messages.
+fn host_of(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(u) => format!(
+            "{}:{}",
+            u.host_str().unwrap_or("?"),
+            u.port_or_known_default().unwrap_or(0)
+        ),
+        Err(_) => url.to_string(),
+    }
+}
+
+async fn send(d: &Dispatcher, engine: &Engine, endpoint: &Endpoint, request: &Request) -> Verdict {
+    let host = host_of(&request.url);
+    if request
+        .body
+        .as_ref()
+        .is_some_and(|b| b.len() > MAX_REQUEST_BODY)
+    {
+        return Verdict::failed(
+            ErrorKind::BodyTooLarge,
+            format!(
+                "the request body is {} bytes, over the {} byte limit",
+                request.body.as_ref().map_or(0, String::len),
+                MAX_REQUEST_BODY
+            ),
+            false,
+        );
+    }
+    if let Err(why) = d.policy.check_url(&request.url).await {
+        return Verdict::failed(ErrorKind::Blocked, why, false);
+    }
+    let built = build(d, request);
+    let http = match built {
+        Ok(http) => http,
+        Err(why) => return Verdict::failed(ErrorKind::Render, why, false),
+    };
+    let timeout = endpoint.policy.timeout;
+    let started = tokio::time::Instant::now();
+    let exchange = async {
+        let response = d.client.execute(http).await?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let mut response = response;
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await? {
+            let room = READ_LIMIT.saturating_sub(body.len());
+            body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            if room <= chunk.len() {
+                break;
+            }
+        }
+        Ok::<_, reqwest::Error>((status, headers, body))
+    };
+    let (status, headers, body) = match tokio::time::timeout(timeout, exchange).await {
+        Err(_) => {
+            return Verdict::failed(
+                ErrorKind::Timeout,
+                format!(
+                    "no response from {host} within {} (the endpoint's timeout)",
+                    show_duration(timeout)
+                ),
+                true,
+            );
+        }
+        Ok(Err(e)) => {
+            return Verdict {
+                ..classify(&e, &host)
+            };
+        }
+        Ok(Ok(exchange)) => exchange,
+    };
+    let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let text = String::from_utf8_lossy(&body);
+    let logged_body = truncate(&text, LOGGED_BODY);
+    let code = status.as_u16();
+    let response = LoggedResponse {
+        status: code,
+        headers: headers
+            .iter()
+            .map(|(n, v)| {
+                (
+                    n.to_string(),
+                    engine
+                        .redact(&String::from_utf8_lossy(v.as_bytes()))
+                        .into_owned(),
+                )
+            })
+            .collect(),
+        body: engine.redact(logged_body).into_owned(),
+        duration_ms,
+    };
+    let check = &endpoint.policy.response;
+    let content_type = headers
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let needs_parse = check.success_key.is_some() || !check.capture.is_empty();
+    let parsed = needs_parse.then(|| response::parse(check.format, content_type, &text));
+    let captured: IndexMap<String, serde_json::Value> = match &parsed {
+        Some(doc) => check
+            .capture
+            .iter()
+            .filter_map(|(name, field)| {
+                Some((
+                    name.clone(),
+                    redact_value(engine, field.resolve_in(doc)?.clone()),
+                ))
+            })
+            .collect(),
+        None => IndexMap::new(),
+    };
+    let mut verdict = Verdict {
+        outcome: Outcome::Delivered,
+        error: None,
+        response: Some(response),
+        captured,
+        retryable: false,
+        retry_after: None,
+    };
+    if !endpoint.policy.success_codes.contains(code) {
+        let retryable = endpoint.policy.retry_on.contains(code);
+        let reason = status.canonical_reason().unwrap_or("");
+        let snippet = one_line(&engine.redact(truncate(&text, 200)));
+        let mut message = format!("HTTP {code} {reason} from {host}");
+        if !snippet.is_empty() {
+            message.push_str(&format!(": {snippet}"));
+        }
+        if !retryable {
+            message.push_str(&format!(
+                " (not retried: {code} is not in retry_on [{}])",
+                endpoint.policy.retry_on
+            ));
+        }
+        verdict.outcome = Outcome::Failed;
+        verdict.error = Some(AttemptError {
+            kind: ErrorKind::Status,
+            message,
+        });
+        verdict.retryable = retryable;
+        if matches!(code, 429 | 503) {
+            verdict.retry_after = headers
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(retry_after);
+        }
+        return verdict;
+    }
+    if let (Some(key), Some(doc)) = (&check.success_key, &parsed) {
+        let found = key.resolve_in(doc);
+        let ok = match (&check.success_value, found) {
+            (_, None) => false,
+            (None, Some(_)) => true,
+            (Some(want), Some(got)) => crate::engine::value::loose_eq(got, want, false),
+        };
+        if !ok {
+            let seen = crate::engine::value::show(found);
+            let wanted = match &check.success_value {
+                Some(v) => format!("{v}"),
+                None => "present".to_string(),
+            };
+            verdict.outcome = Outcome::Failed;
+            verdict.retryable = true;
+            verdict.error = Some(AttemptError {
+                kind: ErrorKind::ResponseCheck,
+                message: engine
+                    .redact(&format!(
+                        "HTTP {code}, but the response's success_key is {seen}, expected {wanted}"
+                    ))
+                    .into_owned(),
+            });
+        }
+    }
+    verdict
+}
+
+/// A reqwest request from ours.
+fn build(d: &Dispatcher, request: &Request) -> Result<reqwest::Request, String> {
+    let method = reqwest::Method::from_bytes(request.method.as_bytes())
+        .map_err(|e| format!("invalid method: {e}"))?;
+    let url = reqwest::Url::parse(&request.url).map_err(|e| format!("invalid URL: {e}"))?;
+    let mut headers = HeaderMap::new();
+    for (name, value) in &request.headers {
+        let header = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| format!("invalid header name {name:?}"))?;
+        let value = HeaderValue::from_str(value).map_err(|_| {
+            format!(
+                "header {name} has a value that cannot be sent (non-ASCII or control characters)"
+            )
+        })?;
+        headers.append(header, value);
+    }
+    let mut builder = d.client.request(method, url).headers(headers);
+    if let Some(body) = &request.body {
+        builder = builder.body(body.clone());
+    }
+    builder
+        .build()
+        .map_err(|e| format!("cannot build the request: {e}"))
+}
+
+/// A transport error as a kind and a message a person can act on.
+fn classify(error: &reqwest::Error, host: &str) -> Verdict {
+    let mut chain = Vec::new();
+    let mut io_kind = None;
+    let mut source: Option<&(dyn std::error::Error + 'static)> = error.source();
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            io_kind = io_kind.or(Some(io.kind()));
+        }
+        chain.push(e.to_string());
+        source = e.source();
+    }
+    let detail = chain.last().cloned().unwrap_or_else(|| error.to_string());
+    let all = chain.join(": ").to_lowercase();
+    if let Some(blocked) = chain
+        .iter()
+        .find(|c| c.contains(super::policy::BLOCKED_MARK))
+    {
+        return Verdict::failed(ErrorKind::Blocked, blocked.clone(), false);
+    }
+    let (kind, message) = if io_kind == Some(std::io::ErrorKind::ConnectionRefused) {
+        (
+            ErrorKind::Connect,
+            format!("connection refused by {host}: is the receiver running and reachable?"),
+        )
+    } else if all.contains("dns error")
+        || all.contains("failed to lookup address")
+        || all.contains("name or service not known")
+    {
+        let name = host.rsplit_once(':').map_or(host, |(h, _)| h);
+        (
+            ErrorKind::Dns,
+            format!("cannot resolve the host name {name}: check the endpoint's URL ({detail})"),
+        )
+    } else if all.contains("certificate") || all.contains("tls") || all.contains("handshake") {
+        (
+            ErrorKind::Tls,
+            format!("TLS handshake with {host} failed: {detail}"),
+        )
+    } else if io_kind == Some(std::io::ErrorKind::ConnectionReset)
+        || all.contains("connection closed before message completed")
+        || all.contains("connection reset")
+        || error.is_body()
+        || error.is_decode()
+    {
+        (
+            ErrorKind::Connect,
+            format!("{host} closed the connection before a complete response ({detail})"),
+        )
+    } else if error.is_connect() {
+        (
+            ErrorKind::Connect,
+            format!("cannot connect to {host}: {detail}"),
+        )
+    } else {
+        (
+            ErrorKind::Connect,
+            format!("request to {host} failed: {detail}"),
+        )
+    };
+    Verdict::failed(kind, message, true)
+}
+
+/// `Retry-After` as seconds or an HTTP date.
+fn retry_after(value: &HeaderValue) -> Option<Duration> {
+    let text = value.to_str().ok()?.trim();
+    if let Ok(seconds) = text.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = DateTime::parse_from_rfc2822(text).ok()?;
+    at.with_timezone(&Utc)
+        .signed_duration_since(Utc::now())
+        .to_std()
+        .ok()
+}
+
+/// At most `max` bytes of `text`, cut at a character boundary.
+fn truncate(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn redact_value(engine: &Engine, value: serde_json::Value) -> serde_json::Value {
+    match value {
+        serde_json::Value::String(s) => serde_json::Value::String(engine.redact(&s).into_owned()),
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_reads_seconds_and_dates() {
+        assert_eq!(
+            retry_after(&HeaderValue::from_static("120")),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(retry_after(&HeaderValue::from_static("soon")), None);
+        let future = (Utc::now() + chrono::Duration::seconds(90)).to_rfc2822();
+        let d = retry_after(&HeaderValue::from_str(&future).unwrap()).unwrap();
+        assert!(
+            d > Duration::from_secs(85) && d <= Duration::from_secs(90),
+            "{d:?}"
+        );
+    }
+
+    #[test]
+    fn truncation_respects_characters() {
+        assert_eq!(truncate("héllo", 2), "h");
+        assert_eq!(truncate("héllo", 3), "hé");
+        assert_eq!(truncate("abc", 10), "abc");
+    }
+}

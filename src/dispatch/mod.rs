@@ -1,0 +1,280 @@
+//! The dispatcher: the only place that knows reqwest. It takes due deliveries from the
+//! store's queue, endpoint by endpoint, and sends them with each endpoint's concurrency
+//! and rate limit, retrying by its schedule.
+//!
+//! **Invariant:** one slow or failing endpoint never holds back another: each endpoint has
+//! its own lane (concurrency, pacing), and the scheduler only takes from an endpoint as many
+//! deliveries as its lane has room for.
+//! **Invariant:** a delivery is never sent twice at once: the in-flight set is checked and
+//! updated under one lock before an attempt starts.
+
+mod attempt;
+pub mod clock;
+pub mod pace;
+pub mod policy;
+pub mod response;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{Notify, watch};
+
+pub use clock::Clock;
+use pace::Bucket;
+pub use policy::NetworkPolicy;
+use policy::PolicyResolver;
+
+use crate::engine::Engine;
+use crate::store::{Delivery, DeliveryId, LogEntry, Store, StoreError};
+
+/// The engine in use; a reload swaps it while attempts in flight finish with the old one.
+pub type EngineCell = Arc<RwLock<Arc<Engine>>>;
+
+/// Something that wants to hear about every attempt (metrics, `send`'s report, the UI).
+pub type AttemptListener = Box<dyn Fn(&Delivery, &LogEntry) + Send + Sync>;
+
+/// One endpoint's lane: how many of its deliveries are in flight, and its pacing.
+struct Lane {
+    concurrency: usize,
+    active: AtomicUsize,
+    bucket: Option<tokio::sync::Mutex<Bucket>>,
+}
+
+/// Sends due deliveries. Create with [`Dispatcher::new`], run with [`Dispatcher::run`].
+pub struct Dispatcher {
+    store: Arc<Store>,
+    engine: EngineCell,
+    client: reqwest::Client,
+    clock: Clock,
+    policy: Arc<NetworkPolicy>,
+    in_flight: Mutex<HashSet<DeliveryId>>,
+    lanes: Mutex<HashMap<String, Arc<Lane>>>,
+    wake: Notify,
+    settled: Notify,
+    ids: Mutex<ulid::Generator>,
+    listeners: RwLock<Vec<AttemptListener>>,
+    /// Attempts in flight (not yet recorded), over all endpoints.
+    active: AtomicUsize,
+}
+
+impl std::fmt::Debug for Dispatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Dispatcher({:?})", self.store)
+    }
+}
+
+/// The HTTP client all attempts share: pooled connections, rustls, no redirects (a 3xx is
+/// an answer to judge, not a place to resend a webhook), and the policy's resolver.
+pub fn http_client(policy: Arc<NetworkPolicy>) -> reqwest::Client {
+    // rustls needs a process-wide crypto provider; a second install is harmless.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .user_agent(concat!("switchboard/", env!("CARGO_PKG_VERSION")))
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .pool_max_idle_per_host(64)
+        .tcp_nodelay(true)
+        .connect_timeout(Duration::from_secs(10))
+        .dns_resolver(Arc::new(PolicyResolver(policy)))
+        .build()
+        .expect("the HTTP client configuration is valid")
+}
+
+impl Dispatcher {
+    /// A dispatcher over `store`, sending with the engine in `engine`.
+    pub fn new(
+        store: Arc<Store>,
+        engine: EngineCell,
+        policy: NetworkPolicy,
+        clock: Clock,
+    ) -> Arc<Dispatcher> {
+        let policy = Arc::new(policy);
+        Arc::new(Dispatcher {
+            client: http_client(policy.clone()),
+            store,
+            engine,
+            clock,
+            policy,
+            in_flight: Mutex::new(HashSet::new()),
+            lanes: Mutex::new(HashMap::new()),
+            wake: Notify::new(),
+            settled: Notify::new(),
+            ids: Mutex::new(ulid::Generator::new()),
+            listeners: RwLock::new(Vec::new()),
+            active: AtomicUsize::new(0),
+        })
+    }
+
+    /// The engine in use now.
+    pub fn engine(&self) -> Arc<Engine> {
+        self.engine
+            .read()
+            .map(|e| e.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// The dispatcher's clock.
+    pub fn clock(&self) -> Clock {
+        self.clock
+    }
+
+    /// Calls `listener` after every recorded attempt.
+    pub fn listen(&self, listener: AttemptListener) {
+        if let Ok(mut all) = self.listeners.write() {
+            all.push(listener);
+        }
+    }
+
+    /// New deliveries were queued: look for due work now rather than at the next tick.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Waits until some attempt has been recorded.
+    pub async fn attempt_recorded(&self) {
+        self.settled.notified().await;
+    }
+
+    /// Attempts in flight.
+    pub fn in_flight(&self) -> usize {
+        self.active.load(Ordering::SeqCst)
+    }
+
+    /// A time-ordered id for a log entry made at `at`.
+    fn entry_id(&self, at: DateTime<Utc>) -> String {
+        let time = std::time::SystemTime::from(at);
+        let mut ids = self.ids.lock().unwrap_or_else(|p| p.into_inner());
+        ids.generate_from_datetime(time)
+            .unwrap_or_else(|_| ulid::Ulid::from_datetime(time))
+            .to_string()
+    }
+
+    fn lane(&self, endpoint: &str) -> Arc<Lane> {
+        let engine = self.engine();
+        let policy = engine.endpoint(endpoint).map(|e| &e.policy);
+        let concurrency = policy.map_or(1, |p| p.concurrency.max(1) as usize);
+        let rate = policy.and_then(|p| p.rate_limit);
+        let mut lanes = self.lanes.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(lane) = lanes.get(endpoint) {
+            if lane.concurrency == concurrency && lane.bucket.is_some() == rate.is_some() {
+                return lane.clone();
+            }
+        }
+        let lane = Arc::new(Lane {
+            concurrency,
+            active: AtomicUsize::new(0),
+            bucket: rate.map(|r| tokio::sync::Mutex::new(Bucket::new(r))),
+        });
+        lanes.insert(endpoint.to_string(), lane.clone());
+        lane
+    }
+
+    /// Starts every due delivery that its lane has room for; returns when the next
+    /// not-yet-due delivery falls due.
+    fn tick(self: &Arc<Self>) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let now = self.clock.now();
+        let mut next: Option<DateTime<Utc>> = None;
+        for endpoint in self.store.queued_endpoints()? {
+            let lane = self.lane(&endpoint);
+            let room = lane
+                .concurrency
+                .saturating_sub(lane.active.load(Ordering::SeqCst));
+            if room == 0 {
+                continue;
+            }
+            let busy = |id: &DeliveryId| {
+                self.in_flight
+                    .lock()
+                    .map(|set| set.contains(id))
+                    .unwrap_or(true)
+            };
+            let (due, later) = self.store.due(&endpoint, now, room, &busy)?;
+            if let Some(later) = later {
+                next = Some(next.map_or(later, |n| n.min(later)));
+            }
+            for id in due {
+                {
+                    let mut set = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+                    if !set.insert(id.clone()) {
+                        continue;
+                    }
+                }
+                lane.active.fetch_add(1, Ordering::SeqCst);
+                self.active.fetch_add(1, Ordering::SeqCst);
+                let me = self.clone();
+                let lane = lane.clone();
+                tokio::spawn(async move { me.attempt(id, lane).await });
+            }
+        }
+        Ok(next)
+    }
+
+    async fn attempt(self: Arc<Self>, id: DeliveryId, lane: Arc<Lane>) {
+        if let Some(bucket) = &lane.bucket {
+            let wait = bucket.lock().await.take();
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+            }
+        }
+        match attempt::run(&self, &id).await {
+            Ok(Some((delivery, entry))) => {
+                if let Ok(listeners) = self.listeners.read() {
+                    for listener in listeners.iter() {
+                        listener(&delivery, &entry);
+                    }
+                }
+            }
+            Ok(None) => {}
+            Err(e) => eprintln!("switchboard: attempt of delivery {id} could not be recorded: {e}"),
+        }
+        if let Ok(mut set) = self.in_flight.lock() {
+            set.remove(&id);
+        }
+        lane.active.fetch_sub(1, Ordering::SeqCst);
+        self.active.fetch_sub(1, Ordering::SeqCst);
+        self.settled.notify_waiters();
+        self.wake.notify_one();
+    }
+
+    /// Sends due deliveries until `stop` turns true, then waits (up to `drain`) for the
+    /// attempts in flight to be recorded.
+    pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>, drain: Duration) {
+        const IDLE: Duration = Duration::from_secs(1);
+        loop {
+            let next = match self.tick() {
+                Ok(next) => next,
+                Err(e) => {
+                    eprintln!("switchboard: cannot read the delivery queue: {e}");
+                    None
+                }
+            };
+            let wake_at = next
+                .map(|at| self.clock.instant_at(at))
+                .unwrap_or_else(|| tokio::time::Instant::now() + IDLE)
+                .min(tokio::time::Instant::now() + IDLE);
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep_until(wake_at) => {}
+                _ = stop.changed() => {}
+            }
+            if *stop.borrow() {
+                break;
+            }
+        }
+        let deadline = tokio::time::Instant::now() + drain;
+        while self.in_flight() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::select! {
+                _ = self.settled.notified() => {}
+                _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,188 @@
+//! Key layouts of the sled trees. Keys sort the way they are scanned: the queue by
+//! endpoint then due time, log entries (ULIDs) by time, index keys by field, value, time.
+
+use chrono::{DateTime, Utc};
+
+use super::record::{DeliveryId, LogEntry};
+use crate::engine::event::EventId;
+
+/// Separates a name from what follows it in a key; names never contain it.
+const SEP: u8 = 0;
+
+fn ms_bytes(t: DateTime<Utc>) -> [u8; 8] {
+    u64::try_from(t.timestamp_millis())
+        .unwrap_or(0)
+        .to_be_bytes()
+}
+
+fn clean(text: &str) -> String {
+    text.replace('\0', " ")
+}
+
+/// `endpoint \0 due_ms delivery_id`.
+pub fn queue(endpoint: &str, due: DateTime<Utc>, id: &DeliveryId) -> Vec<u8> {
+    let mut key = queue_prefix(endpoint);
+    key.extend_from_slice(&ms_bytes(due));
+    key.extend_from_slice(id.as_str().as_bytes());
+    key
+}
+
+/// `endpoint \0`: every queued delivery of an endpoint.
+pub fn queue_prefix(endpoint: &str) -> Vec<u8> {
+    let mut key = clean(endpoint).into_bytes();
+    key.push(SEP);
+    key
+}
+
+/// The endpoint of a queue key.
+pub fn queue_endpoint(key: &[u8]) -> Option<String> {
+    let at = key.iter().position(|b| *b == SEP)?;
+    String::from_utf8(key[..at].to_vec()).ok()
+}
+
+/// The due time and delivery of a queue key.
+pub fn queue_entry(key: &[u8]) -> Option<(DateTime<Utc>, DeliveryId)> {
+    let at = key.iter().position(|b| *b == SEP)?;
+    let rest = key.get(at + 1..)?;
+    let ms = u64::from_be_bytes(rest.get(..8)?.try_into().ok()?);
+    let due = DateTime::from_timestamp_millis(i64::try_from(ms).ok()?)?;
+    let id = String::from_utf8(rest.get(8..)?.to_vec()).ok()?;
+    Some((due, DeliveryId::new(id)))
+}
+
+/// The first key after every key starting with `prefix \0`.
+pub fn after_prefix(prefix: &[u8]) -> Vec<u8> {
+    let mut key = prefix.to_vec();
+    key.push(SEP + 1);
+    key
+}
+
+/// `accepted_ms event_id`: events by acceptance time, for purging.
+pub fn event_time(at: DateTime<Utc>, id: &EventId) -> Vec<u8> {
+    let mut key = ms_bytes(at).to_vec();
+    key.extend_from_slice(id.as_str().as_bytes());
+    key
+}
+
+/// The first event-time key at `at`.
+pub fn event_time_bound(at: DateTime<Utc>) -> Vec<u8> {
+    ms_bytes(at).to_vec()
+}
+
+/// The event id of an event-time key.
+pub fn event_time_id(key: &[u8]) -> Option<EventId> {
+    String::from_utf8(key.get(8..)?.to_vec())
+        .ok()
+        .map(EventId::new)
+}
+
+/// The smallest (or, with `upper`, largest) ULID string of the millisecond `at`, to
+/// bound scans of time-ordered ids.
+pub fn ulid_bound(at: DateTime<Utc>, upper: bool) -> String {
+    let ms = u64::try_from(at.timestamp_millis()).unwrap_or(0);
+    let random = if upper { (1u128 << 80) - 1 } else { 0 };
+    ulid::Ulid::from_parts(ms, random).to_string()
+}
+
+/// Index fields: a one-letter tag each.
+pub mod tag {
+    /// By endpoint.
+    pub const ENDPOINT: u8 = b'e';
+    /// By workflow.
+    pub const WORKFLOW: u8 = b'w';
+    /// By outcome.
+    pub const OUTCOME: u8 = b'o';
+    /// By delivery.
+    pub const DELIVERY: u8 = b'd';
+    /// By audit key value (phone, lead id, call id), in several normal forms.
+    pub const KEY: u8 = b'k';
+}
+
+/// `tag value \0`: the prefix of every index key for one value.
+pub fn index_prefix(tag: u8, value: &str) -> Vec<u8> {
+    let mut key = vec![tag];
+    key.extend_from_slice(clean(value).as_bytes());
+    key.push(SEP);
+    key
+}
+
+/// The entry id at the end of an index key.
+pub fn index_entry_id(key: &[u8]) -> Option<String> {
+    let at = key.iter().rposition(|b| *b == SEP)?;
+    String::from_utf8(key.get(at + 1..)?.to_vec()).ok()
+}
+
+/// The forms a searchable value is indexed (and searched) under: as written (lower case),
+/// and for phone-like values its digits and its last ten digits, so that "+1 (555)
+/// 123-4567", "15551234567" and "5551234567" find each other.
+pub fn search_forms(value: &str) -> Vec<String> {
+    let mut forms = vec![value.trim().to_lowercase()];
+    let digits: String = value.chars().filter(char::is_ascii_digit).collect();
+    if digits.len() >= 7 {
+        forms.push(digits.clone());
+        if digits.len() > 10 {
+            forms.push(digits[digits.len() - 10..].to_string());
+        }
+    }
+    forms.retain(|f| !f.is_empty());
+    forms.sort();
+    forms.dedup();
+    forms
+}
+
+/// Every index key of a log entry.
+pub fn entry_index(entry: &LogEntry) -> Vec<Vec<u8>> {
+    let with_id = |mut prefix: Vec<u8>| {
+        prefix.extend_from_slice(entry.id.as_bytes());
+        prefix
+    };
+    let mut keys = vec![
+        with_id(index_prefix(tag::ENDPOINT, &entry.endpoint)),
+        with_id(index_prefix(tag::WORKFLOW, &entry.workflow)),
+        with_id(index_prefix(tag::OUTCOME, entry.outcome.as_str())),
+        with_id(index_prefix(tag::DELIVERY, entry.delivery_id.as_str())),
+    ];
+    let mut forms: Vec<String> = entry.keys.values().flat_map(|v| search_forms(v)).collect();
+    forms.push(entry.event_id.as_str().to_lowercase());
+    forms.sort();
+    forms.dedup();
+    keys.extend(forms.iter().map(|f| with_id(index_prefix(tag::KEY, f))));
+    keys
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_keys_round_trip_and_sort_by_due_time() {
+        let t1: DateTime<Utc> = "2026-11-21T10:00:00.123Z".parse().unwrap();
+        let t2: DateTime<Utc> = "2026-11-21T10:00:01Z".parse().unwrap();
+        let id = DeliveryId::new("01JD000000000000000000000A");
+        let k1 = queue("crm", t1, &id);
+        let k2 = queue("crm", t2, &id);
+        assert!(k1 < k2);
+        assert_eq!(queue_endpoint(&k1).as_deref(), Some("crm"));
+        assert_eq!(queue_entry(&k1), Some((t1, id)));
+        assert!(queue("crm", t2, &DeliveryId::new("x")) < after_prefix(b"crm"));
+        assert!(queue("crm-2", t1, &DeliveryId::new("x")) > after_prefix(b"crm"));
+    }
+
+    #[test]
+    fn phone_numbers_are_searchable_in_every_spelling() {
+        assert_eq!(
+            search_forms("+1 (555) 123-4567"),
+            vec!["+1 (555) 123-4567", "15551234567", "5551234567"]
+        );
+        assert_eq!(search_forms("5551234567"), vec!["5551234567"]);
+        assert_eq!(search_forms("Lead-812"), vec!["lead-812"]);
+    }
+
+    #[test]
+    fn ulid_bounds_enclose_a_millisecond() {
+        let t: DateTime<Utc> = "2026-11-21T10:00:00.123Z".parse().unwrap();
+        let id =
+            ulid::Ulid::from_parts(u64::try_from(t.timestamp_millis()).unwrap(), 12345).to_string();
+        assert!(ulid_bound(t, false) <= id && id <= ulid_bound(t, true));
+    }
+}

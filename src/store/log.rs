@@ -1,0 +1,191 @@
+//! Connect log search: by endpoint, workflow, outcome, delivery, audit key and time, newest
+//! first, through the index that matches the query best, so that a search costs in
+//! proportion to its matches rather than to the size of the log.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Utc};
+
+use super::keys::{self, tag};
+use super::record::{DeliveryId, LogEntry, Outcome};
+use super::{Store, StoreError, decode};
+
+/// A connect log search. Empty fields do not filter.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogQuery {
+    /// Only this endpoint.
+    pub endpoint: Option<String>,
+    /// Only this workflow.
+    pub workflow: Option<String>,
+    /// Only this outcome.
+    pub outcome: Option<Outcome>,
+    /// Only this delivery's attempts.
+    pub delivery: Option<DeliveryId>,
+    /// An audit key value (phone in any spelling, lead id, call id) or an event id.
+    pub search: Option<String>,
+    /// Entries at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// Entries at or before this time.
+    pub until: Option<DateTime<Utc>>,
+    /// Paging, newest first: entries older than this entry id.
+    pub before: Option<String>,
+    /// Following, oldest first: entries newer than this entry id.
+    pub after: Option<String>,
+    /// At most this many entries (0: no limit).
+    pub limit: usize,
+}
+
+/// Where a scan starts and stops, as entry ids (start inclusive, end exclusive).
+struct Bounds {
+    start: Option<String>,
+    end: Option<String>,
+}
+
+impl LogQuery {
+    fn bounds(&self) -> Bounds {
+        let mut start = self.since.map(|t| keys::ulid_bound(t, false));
+        if let Some(after) = &self.after {
+            let just_after = format!("{after}\0");
+            start = Some(start.map_or(just_after.clone(), |s| s.max(just_after)));
+        }
+        let mut end = self
+            .until
+            .map(|t| format!("{}\0", keys::ulid_bound(t, true)));
+        if let Some(before) = &self.before {
+            end = Some(end.map_or(before.clone(), |e| e.min(before.clone())));
+        }
+        Bounds { start, end }
+    }
+
+    fn keeps(&self, entry: &LogEntry) -> bool {
+        self.endpoint.as_ref().is_none_or(|e| *e == entry.endpoint)
+            && self.workflow.as_ref().is_none_or(|w| *w == entry.workflow)
+            && self.outcome.is_none_or(|o| o == entry.outcome)
+            && self
+                .delivery
+                .as_ref()
+                .is_none_or(|d| *d == entry.delivery_id)
+    }
+}
+
+pub(super) fn search(store: &Store, query: &LogQuery) -> Result<Vec<LogEntry>, StoreError> {
+    let bounds = query.bounds();
+    let newest_first = query.after.is_none();
+    let limit = if query.limit == 0 {
+        usize::MAX
+    } else {
+        query.limit
+    };
+    let prefixes: Vec<Vec<u8>> = if let Some(text) = &query.search {
+        keys::search_forms(text)
+            .iter()
+            .map(|f| keys::index_prefix(tag::KEY, f))
+            .collect()
+    } else if let Some(d) = &query.delivery {
+        vec![keys::index_prefix(tag::DELIVERY, d.as_str())]
+    } else if let Some(e) = &query.endpoint {
+        vec![keys::index_prefix(tag::ENDPOINT, e)]
+    } else if let Some(w) = &query.workflow {
+        vec![keys::index_prefix(tag::WORKFLOW, w)]
+    } else if let Some(o) = query.outcome {
+        vec![keys::index_prefix(tag::OUTCOME, o.as_str())]
+    } else {
+        Vec::new()
+    };
+    let mut found = Vec::new();
+    let mut keep = |entry: LogEntry| {
+        if query.keeps(&entry) {
+            found.push(entry);
+        }
+        found.len() >= limit
+    };
+    match prefixes.as_slice() {
+        [] => {
+            let range = range(&bounds, b"");
+            let iter = store.log.range(range);
+            let iter: Box<dyn Iterator<Item = _>> = if newest_first {
+                Box::new(iter.rev())
+            } else {
+                Box::new(iter)
+            };
+            for item in iter {
+                let (key, value) = item?;
+                if keep(decode(&key, &value)?) {
+                    break;
+                }
+            }
+        }
+        [prefix] => {
+            let iter = store.index.range(range(&bounds, prefix));
+            let iter: Box<dyn Iterator<Item = _>> = if newest_first {
+                Box::new(iter.rev())
+            } else {
+                Box::new(iter)
+            };
+            for item in iter {
+                let (key, _) = item?;
+                if let Some(entry) = load(store, &key)? {
+                    if keep(entry) {
+                        break;
+                    }
+                }
+            }
+        }
+        several => {
+            // Several spellings of one search: the union of their matches, in time order.
+            let mut ids = BTreeSet::new();
+            for prefix in several {
+                for item in store.index.range(range(&bounds, prefix)) {
+                    let (key, _) = item?;
+                    ids.extend(keys::index_entry_id(&key));
+                }
+            }
+            let ordered: Box<dyn Iterator<Item = &String>> = if newest_first {
+                Box::new(ids.iter().rev())
+            } else {
+                Box::new(ids.iter())
+            };
+            for id in ordered {
+                if let Some(entry) = store.entry(id)? {
+                    if keep(entry) {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// The key range of a prefix between the bounds.
+fn range(bounds: &Bounds, prefix: &[u8]) -> std::ops::Range<Vec<u8>> {
+    let with = |id: &str| {
+        let mut key = prefix.to_vec();
+        key.extend_from_slice(id.as_bytes());
+        key
+    };
+    let start = bounds
+        .start
+        .as_deref()
+        .map_or_else(|| prefix.to_vec(), with);
+    let end = match bounds.end.as_deref() {
+        Some(id) => with(id),
+        None if prefix.is_empty() => vec![0xff; 32],
+        None => {
+            let mut end = prefix.to_vec();
+            if let Some(last) = end.last_mut() {
+                *last += 1;
+            }
+            end
+        }
+    };
+    let end = end.max(start.clone());
+    start..end
+}
+
+fn load(store: &Store, index_key: &[u8]) -> Result<Option<LogEntry>, StoreError> {
+    match keys::index_entry_id(index_key) {
+        Some(id) => store.entry(&id),
+        None => Ok(None),
+    }
+}

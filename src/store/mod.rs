@@ -1,0 +1,461 @@
+//! The store: the only place that knows sled. Accepted events, their deliveries, the
+//! delivery queue, and the connect log with its indexes, in one data folder.
+//!
+//! **Invariant:** an event and all its deliveries are written in one transaction, and
+//! [`Store::commit`] makes them durable before anyone is told they were accepted.
+//! **Invariant:** a queue entry is removed only in the same transaction that records the
+//! attempt's result, so a crash mid-attempt leaves it queued (at-least-once).
+//! **Invariant:** nothing stored holds a credential: requests are rendered and
+//! authenticated at send time, and log entries are redacted before they get here.
+
+mod flush;
+mod keys;
+pub mod log;
+pub mod record;
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use indexmap::IndexMap;
+use sled::Transactional;
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+
+use crate::engine::Match;
+use crate::engine::event::{Event, EventId};
+use flush::Flusher;
+pub use log::LogQuery;
+pub use record::{
+    Delivery, DeliveryId, DeliveryRef, DeliveryState, LogEntry, Outcome, StoredEvent,
+};
+
+/// What can go wrong with the data folder.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Another process holds the folder.
+    #[error(
+        "the data folder {0} is in use by another switchboard process (is `switchboard serve` running?)"
+    )]
+    Locked(PathBuf),
+    /// sled failed.
+    #[error("data folder error: {0}")]
+    Sled(#[from] sled::Error),
+    /// A stored record could not be read back.
+    #[error("corrupt record {key}: {message}")]
+    Corrupt {
+        /// The record's key.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// No such record.
+    #[error("{0}")]
+    NotFound(String),
+}
+
+impl From<TransactionError<StoreError>> for StoreError {
+    fn from(e: TransactionError<StoreError>) -> StoreError {
+        match e {
+            TransactionError::Abort(e) => e,
+            TransactionError::Storage(e) => StoreError::Sled(e),
+        }
+    }
+}
+
+type TxResult<T> = Result<T, ConflictableTransactionError<StoreError>>;
+
+/// What accepting an event did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    /// The event's id.
+    pub event_id: EventId,
+    /// Its deliveries (for a duplicate: those of the first acceptance).
+    pub deliveries: Vec<DeliveryRef>,
+    /// The id was already accepted within the dedupe window: nothing new was stored.
+    pub duplicate: bool,
+}
+
+/// The data folder, open.
+pub struct Store {
+    path: PathBuf,
+    db: sled::Db,
+    events: sled::Tree,
+    event_times: sled::Tree,
+    deliveries: sled::Tree,
+    queue: sled::Tree,
+    log: sled::Tree,
+    index: sled::Tree,
+    flusher: OnceLock<Flusher>,
+    dedupe_window: Duration,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Store({})", self.path.display())
+    }
+}
+
+/// Ids repeated within this long after acceptance are duplicates (§8).
+pub const DEFAULT_DEDUPE_WINDOW: Duration = Duration::from_secs(24 * 3600);
+
+impl Store {
+    /// Opens (or creates) the data folder. Only one process may hold it.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let db = sled::Config::new()
+            .path(path)
+            // The default cache is 1 GiB; the working set here is the queue head and
+            // recent log entries.
+            .cache_capacity(32 * 1024 * 1024)
+            .flush_every_ms(Some(500))
+            .open()
+            .map_err(|e| match &e {
+                sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => {
+                    StoreError::Locked(path.to_path_buf())
+                }
+                sled::Error::Io(io) if io.to_string().contains("lock") => {
+                    StoreError::Locked(path.to_path_buf())
+                }
+                _ => StoreError::Sled(e),
+            })?;
+        Ok(Store {
+            path: path.to_path_buf(),
+            events: db.open_tree("events")?,
+            event_times: db.open_tree("event_times")?,
+            deliveries: db.open_tree("deliveries")?,
+            queue: db.open_tree("queue")?,
+            log: db.open_tree("log")?,
+            index: db.open_tree("index")?,
+            db,
+            flusher: OnceLock::new(),
+            dedupe_window: DEFAULT_DEDUPE_WINDOW,
+        })
+    }
+
+    /// Sets how long an event id stays a duplicate after it was accepted.
+    pub fn set_dedupe_window(&mut self, window: Duration) {
+        self.dedupe_window = window;
+    }
+
+    /// The folder.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Makes every write so far durable. Concurrent callers share one fsync (group commit).
+    pub async fn commit(&self) -> Result<(), StoreError> {
+        self.flusher
+            .get_or_init(|| Flusher::start(self.db.clone()))
+            .flush()
+            .await
+    }
+
+    /// Makes every write so far durable, from synchronous code.
+    pub fn commit_blocking(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Stores an event and one pending delivery per match, atomically, unless its id was
+    /// accepted within the dedupe window. Call [`Store::commit`] before acknowledging.
+    pub fn accept(
+        &self,
+        event: &Event,
+        matches: &[Match],
+        keys: &IndexMap<String, String>,
+        now: DateTime<Utc>,
+    ) -> Result<Accepted, StoreError> {
+        let id_key = event.id.as_str().as_bytes();
+        if let Some(existing) = self.events.get(id_key)? {
+            let stored: StoredEvent = decode(id_key, &existing)?;
+            let age = now.signed_duration_since(stored.accepted_at);
+            if age.to_std().is_ok_and(|age| age < self.dedupe_window)
+                || age < chrono::Duration::zero()
+            {
+                return Ok(Accepted {
+                    event_id: event.id.clone(),
+                    deliveries: stored.deliveries,
+                    duplicate: true,
+                });
+            }
+        }
+        let deliveries: Vec<Delivery> = matches
+            .iter()
+            .map(|m| {
+                let due = event.received_at
+                    + chrono::Duration::from_std(m.delay.unwrap_or_default()).unwrap_or_default();
+                Delivery {
+                    id: DeliveryId::generate(),
+                    event_id: event.id.clone(),
+                    event_type: event.kind.clone(),
+                    target: m.clone(),
+                    created_at: now,
+                    state: DeliveryState::Pending,
+                    attempts: 0,
+                    retry_base: 0,
+                    due_at: Some(whole_ms(due.max(now))),
+                    keys: keys.clone(),
+                    last_entry: None,
+                }
+            })
+            .collect();
+        let stored = StoredEvent {
+            event: event.clone(),
+            accepted_at: now,
+            deliveries: deliveries
+                .iter()
+                .map(|d| DeliveryRef {
+                    id: d.id.clone(),
+                    workflow: d.target.workflow.clone(),
+                    endpoint: d.target.endpoint.clone(),
+                })
+                .collect(),
+        };
+        let event_bytes = encode(&stored);
+        let delivery_bytes: Vec<(Vec<u8>, Vec<u8>, Vec<u8>)> = deliveries
+            .iter()
+            .map(|d| {
+                let queue_key = keys::queue(&d.target.endpoint, d.due_at.unwrap_or(now), &d.id);
+                (d.id.as_str().as_bytes().to_vec(), encode(d), queue_key)
+            })
+            .collect();
+        let time_key = keys::event_time(now, &event.id);
+        (
+            &self.events,
+            &self.event_times,
+            &self.deliveries,
+            &self.queue,
+        )
+            .transaction(|(events, times, dtree, queue)| -> TxResult<()> {
+                events.insert(id_key, event_bytes.as_slice())?;
+                times.insert(time_key.as_slice(), &[])?;
+                for (key, value, queue_key) in &delivery_bytes {
+                    dtree.insert(key.as_slice(), value.as_slice())?;
+                    queue.insert(queue_key.as_slice(), &[])?;
+                }
+                Ok(())
+            })?;
+        Ok(Accepted {
+            event_id: event.id.clone(),
+            deliveries: stored.deliveries,
+            duplicate: false,
+        })
+    }
+
+    /// An accepted event.
+    pub fn event(&self, id: &EventId) -> Result<Option<StoredEvent>, StoreError> {
+        let key = id.as_str().as_bytes();
+        self.events.get(key)?.map(|v| decode(key, &v)).transpose()
+    }
+
+    /// A delivery.
+    pub fn delivery(&self, id: &DeliveryId) -> Result<Option<Delivery>, StoreError> {
+        let key = id.as_str().as_bytes();
+        self.deliveries
+            .get(key)?
+            .map(|v| decode(key, &v))
+            .transpose()
+    }
+
+    /// The endpoints that have queued deliveries, in name order.
+    pub fn queued_endpoints(&self) -> Result<Vec<String>, StoreError> {
+        let mut names = Vec::new();
+        let mut from: Vec<u8> = Vec::new();
+        while let Some(item) = self.queue.range(from.as_slice()..).next() {
+            let (key, _) = item?;
+            let Some(name) = keys::queue_endpoint(&key) else {
+                break;
+            };
+            from = keys::after_prefix(name.as_bytes());
+            names.push(name);
+        }
+        Ok(names)
+    }
+
+    /// Up to `limit` deliveries of `endpoint` due at or before `now`, oldest first (their
+    /// ids), and the due time of the first one not yet due.
+    pub fn due(
+        &self,
+        endpoint: &str,
+        now: DateTime<Utc>,
+        limit: usize,
+        skip: &dyn Fn(&DeliveryId) -> bool,
+    ) -> Result<(Vec<DeliveryId>, Option<DateTime<Utc>>), StoreError> {
+        let mut ready = Vec::new();
+        for item in self.queue.scan_prefix(keys::queue_prefix(endpoint)) {
+            let (key, _) = item?;
+            let Some((due, id)) = keys::queue_entry(&key) else {
+                continue;
+            };
+            if due > now {
+                return Ok((ready, Some(due)));
+            }
+            if skip(&id) {
+                continue;
+            }
+            if ready.len() == limit {
+                break;
+            }
+            ready.push(id);
+        }
+        Ok((ready, None))
+    }
+
+    /// How many deliveries are queued (pending), over all endpoints.
+    pub fn queue_depth(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Records an attempt: the log entry with its indexes, the delivery's new state, and
+    /// its queue entry moved (retrying) or removed (finished), in one transaction.
+    pub fn record(
+        &self,
+        entry: &LogEntry,
+        delivery: &Delivery,
+        was_due: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError> {
+        let entry_key = entry.id.as_bytes().to_vec();
+        let entry_bytes = encode(entry);
+        let index_keys = keys::entry_index(entry);
+        let delivery_key = delivery.id.as_str().as_bytes().to_vec();
+        let delivery_bytes = encode(delivery);
+        let old_queue =
+            was_due.map(|due| keys::queue(&delivery.target.endpoint, due, &delivery.id));
+        let new_queue = match delivery.state {
+            DeliveryState::Pending => delivery
+                .due_at
+                .map(|due| keys::queue(&delivery.target.endpoint, due, &delivery.id)),
+            _ => None,
+        };
+        (&self.log, &self.index, &self.deliveries, &self.queue).transaction(
+            |(log, index, dtree, queue)| -> TxResult<()> {
+                log.insert(entry_key.as_slice(), entry_bytes.as_slice())?;
+                for key in &index_keys {
+                    index.insert(key.as_slice(), &[])?;
+                }
+                dtree.insert(delivery_key.as_slice(), delivery_bytes.as_slice())?;
+                if let Some(old) = &old_queue {
+                    queue.remove(old.as_slice())?;
+                }
+                if let Some(new) = &new_queue {
+                    queue.insert(new.as_slice(), &[])?;
+                }
+                Ok(())
+            },
+        )?;
+        Ok(())
+    }
+
+    /// Queues a delivery to be sent again now, whatever its state; its retry schedule
+    /// starts over.
+    pub fn replay(&self, id: &DeliveryId, now: DateTime<Utc>) -> Result<Delivery, StoreError> {
+        let key = id.as_str().as_bytes();
+        let outcome = self.deliveries.transaction(|dtree| -> TxResult<Delivery> {
+            let Some(bytes) = dtree.get(key)? else {
+                return Err(ConflictableTransactionError::Abort(StoreError::NotFound(
+                    format!("no delivery {id}"),
+                )));
+            };
+            let mut delivery: Delivery =
+                decode(key, &bytes).map_err(ConflictableTransactionError::Abort)?;
+            delivery.state = DeliveryState::Pending;
+            delivery.retry_base = delivery.attempts;
+            delivery.due_at = Some(whole_ms(now));
+            dtree.insert(key, encode(&delivery))?;
+            Ok(delivery)
+        })?;
+        // A pending delivery may already be queued; its old entry is found by scanning
+        // this delivery's endpoint (replays are rare, the queue per endpoint is ordered).
+        let prefix = keys::queue_prefix(&outcome.target.endpoint);
+        for item in self.queue.scan_prefix(prefix) {
+            let (k, _) = item?;
+            if keys::queue_entry(&k).is_some_and(|(_, d)| d == *id) {
+                self.queue.remove(k)?;
+            }
+        }
+        let due = outcome.due_at.unwrap_or(now);
+        self.queue
+            .insert(keys::queue(&outcome.target.endpoint, due, id), &[])?;
+        Ok(outcome)
+    }
+
+    /// A log entry by id.
+    pub fn entry(&self, id: &str) -> Result<Option<LogEntry>, StoreError> {
+        self.log
+            .get(id.as_bytes())?
+            .map(|v| decode(id.as_bytes(), &v))
+            .transpose()
+    }
+
+    /// Searches the connect log; see [`LogQuery`].
+    pub fn search(&self, query: &LogQuery) -> Result<Vec<LogEntry>, StoreError> {
+        log::search(self, query)
+    }
+
+    /// Deletes log entries older than `cutoff`, and events (with their deliveries) accepted
+    /// before it whose deliveries are all finished. Returns (entries, events) deleted.
+    pub fn purge(&self, cutoff: DateTime<Utc>) -> Result<(usize, usize), StoreError> {
+        let bound = keys::ulid_bound(cutoff, false);
+        let mut entries = 0;
+        for item in self.log.range(..bound.as_bytes()) {
+            let (key, value) = item?;
+            let entry: LogEntry = decode(&key, &value)?;
+            let mut batch = sled::Batch::default();
+            for index_key in keys::entry_index(&entry) {
+                batch.remove(index_key);
+            }
+            self.index.apply_batch(batch)?;
+            self.log.remove(&key)?;
+            entries += 1;
+        }
+        let mut events = 0;
+        for item in self
+            .event_times
+            .range(..keys::event_time_bound(cutoff).as_slice())
+        {
+            let (time_key, _) = item?;
+            let Some(event_id) = keys::event_time_id(&time_key) else {
+                self.event_times.remove(&time_key)?;
+                continue;
+            };
+            let Some(stored) = self.event(&event_id)? else {
+                self.event_times.remove(&time_key)?;
+                continue;
+            };
+            let mut unfinished = false;
+            for d in &stored.deliveries {
+                if self.delivery(&d.id)?.is_some_and(|d| !d.state.is_final()) {
+                    unfinished = true;
+                }
+            }
+            if unfinished || stored.accepted_at >= cutoff {
+                continue;
+            }
+            for d in &stored.deliveries {
+                self.deliveries.remove(d.id.as_str().as_bytes())?;
+            }
+            self.events.remove(event_id.as_str().as_bytes())?;
+            self.event_times.remove(&time_key)?;
+            events += 1;
+        }
+        Ok((entries, events))
+    }
+}
+
+/// Times in the queue are whole milliseconds, so that a record's `due_at` rebuilds its key.
+pub fn whole_ms(t: DateTime<Utc>) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(t.timestamp_millis())
+        .single()
+        .unwrap_or(t)
+}
+
+fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).expect("records always serialize")
+}
+
+fn decode<T: serde::de::DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        key: String::from_utf8_lossy(key).into_owned(),
+        message: e.to_string(),
+    })
+}

@@ -1,0 +1,248 @@
+//! What the store keeps: accepted events, deliveries, and connect log entries (SPEC §6).
+//! Plain serde types, stored as JSON so that a data folder can be inspected by hand.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+
+use crate::engine::Match;
+use crate::engine::event::{Event, EventId};
+
+/// A delivery's unique id: a ULID, so ids sort by creation time.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct DeliveryId(String);
+
+impl DeliveryId {
+    /// A new, time-ordered id.
+    pub fn generate() -> DeliveryId {
+        DeliveryId(ulid::Ulid::new().to_string())
+    }
+
+    /// An id as given (from the CLI or the API).
+    pub fn new(id: impl Into<String>) -> DeliveryId {
+        DeliveryId(id.into())
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for DeliveryId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An accepted event and the deliveries it created.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StoredEvent {
+    /// The event as accepted.
+    pub event: Event,
+    /// When it was accepted (the dedupe window counts from here).
+    pub accepted_at: DateTime<Utc>,
+    /// Its deliveries, in workflow then action order.
+    pub deliveries: Vec<DeliveryRef>,
+}
+
+/// A delivery as the acceptance answer names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryRef {
+    /// The delivery's id.
+    pub id: DeliveryId,
+    /// The workflow that fired.
+    pub workflow: String,
+    /// The endpoint it goes to.
+    pub endpoint: String,
+}
+
+/// Where a delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryState {
+    /// Waiting for its next attempt (the first, or a retry).
+    Pending,
+    /// The receiver accepted it.
+    Delivered,
+    /// It will not be tried again (non-retryable error, or retries exhausted).
+    Failed,
+    /// Not sent: its endpoint is inactive.
+    Skipped,
+}
+
+impl DeliveryState {
+    /// Delivered, failed and skipped deliveries are finished.
+    pub fn is_final(self) -> bool {
+        !matches!(self, DeliveryState::Pending)
+    }
+}
+
+/// One delivery: an action of a workflow, for one event, to one endpoint.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Delivery {
+    /// Unique id (also the `Idempotency-Key` and `webhook-id` sent with every attempt).
+    pub id: DeliveryId,
+    /// The event it delivers.
+    pub event_id: EventId,
+    /// The event's type.
+    pub event_type: String,
+    /// Which workflow action, and where it sends.
+    #[serde(flatten)]
+    pub target: Match,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// Where it stands.
+    pub state: DeliveryState,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// `attempts` when it was last replayed: the retry schedule counts from here.
+    #[serde(default)]
+    pub retry_base: u32,
+    /// When a pending delivery is due (in whole milliseconds; the queue is keyed by it).
+    pub due_at: Option<DateTime<Utc>>,
+    /// The audit keys of its event.
+    pub keys: IndexMap<String, String>,
+    /// The id of its latest connect log entry.
+    pub last_entry: Option<String>,
+}
+
+/// How an attempt (or a decision not to attempt) ended (§6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// The receiver accepted it.
+    Delivered,
+    /// It failed and will be tried again.
+    Retrying,
+    /// It failed and will not be tried again.
+    Failed,
+    /// Not sent (inactive endpoint).
+    Skipped,
+}
+
+impl Outcome {
+    /// The outcome as written in the log and accepted by `--outcome`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Delivered => "delivered",
+            Outcome::Retrying => "retrying",
+            Outcome::Failed => "failed",
+            Outcome::Skipped => "skipped",
+        }
+    }
+
+    /// Parses `delivered`, `retrying`, `failed` or `skipped`.
+    pub fn parse(text: &str) -> Result<Outcome, String> {
+        match text {
+            "delivered" => Ok(Outcome::Delivered),
+            "retrying" => Ok(Outcome::Retrying),
+            "failed" => Ok(Outcome::Failed),
+            "skipped" => Ok(Outcome::Skipped),
+            other => Err(format!(
+                "unknown outcome {other:?} (known: delivered, retrying, failed, skipped)"
+            )),
+        }
+    }
+}
+
+/// The kind of an attempt's error (§6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The host name could not be resolved.
+    Dns,
+    /// No connection, or it broke before a complete response.
+    Connect,
+    /// The TLS handshake failed.
+    Tls,
+    /// No response within the endpoint's timeout.
+    Timeout,
+    /// The status is not a success code.
+    Status,
+    /// The response body did not pass `response.success_key` / `success_value`.
+    ResponseCheck,
+    /// The network policy does not allow the destination.
+    Blocked,
+    /// The request could not be built (a template failed, the workflow is gone).
+    Render,
+    /// The request body is over the size limit.
+    BodyTooLarge,
+    /// The endpoint is inactive.
+    Inactive,
+}
+
+/// An error as the log shows it: what kind, and what a person can do about it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttemptError {
+    /// The kind.
+    pub kind: ErrorKind,
+    /// An actionable message.
+    pub message: String,
+}
+
+/// The request as sent, secrets masked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoggedRequest {
+    /// HTTP method.
+    pub method: String,
+    /// Full URL.
+    pub url: String,
+    /// Headers as sent (credentials as `***`).
+    pub headers: IndexMap<String, String>,
+    /// The body text, if any.
+    pub body: Option<String>,
+}
+
+/// The response, as received.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoggedResponse {
+    /// HTTP status.
+    pub status: u16,
+    /// Response headers.
+    pub headers: IndexMap<String, String>,
+    /// The first 64 KiB of the body.
+    pub body: String,
+    /// Time from sending to the end of the body.
+    pub duration_ms: u64,
+}
+
+/// One connect log entry: one attempt (or decision) for one delivery (§6).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogEntry {
+    /// Unique id, a ULID: entries sort by time.
+    pub id: String,
+    /// The delivery it belongs to.
+    pub delivery_id: DeliveryId,
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    /// When the attempt started.
+    pub at: DateTime<Utc>,
+    /// The event delivered.
+    pub event_id: EventId,
+    /// Its type.
+    pub event_type: String,
+    /// The workflow that fired.
+    pub workflow: String,
+    /// The endpoint.
+    pub endpoint: String,
+    /// The request as sent (null when none was built).
+    pub request: Option<LoggedRequest>,
+    /// The response (null when none came back; `error` says why).
+    pub response: Option<LoggedResponse>,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// What went wrong, if anything.
+    pub error: Option<AttemptError>,
+    /// When the next attempt is due (retrying only).
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    /// Values captured from the response.
+    pub captured: IndexMap<String, serde_json::Value>,
+    /// Problems that did not stop the attempt.
+    pub warnings: Vec<String>,
+    /// Audit keys of the event (phone, lead id, call id...).
+    pub keys: IndexMap<String, String>,
+}
