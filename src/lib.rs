@@ -48,6 +48,15 @@ pub fn load_with_env(dir: &Path, env: EnvLookup) -> Result<Loaded, ConfigErrors>
     let mut problems = config::Problems::default();
     let config = config::read(dir, env, &mut problems);
     let engine = engine::compile::compile(&config, &mut problems);
+    // A message may quote a value taken from the environment ("invalid duration …").
+    let redactor = engine::secrets::Redactor::new(&config.secrets);
+    for problem in problems
+        .errors
+        .iter_mut()
+        .chain(problems.warnings.iter_mut())
+    {
+        problem.message = redactor.redact(&problem.message).into_owned();
+    }
     let warnings = problems.finish()?;
     let engine = engine.expect("compile returns an engine whenever there are no errors");
     Ok(Loaded { engine, warnings })

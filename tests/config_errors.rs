@@ -59,7 +59,7 @@ fn wrong_types_and_missing_keys() {
     assert_error(
         "workflows/w.yaml",
         "active: maybe\nwhen:\n  - event: sale\nactions:\n  - endpoint: crm\n",
-        "workflows/w.yaml:1:9: active: invalid type: string \"maybe\", expected a boolean",
+        "workflows/w.yaml:1:9: active: expected true or false, got \"maybe\"",
     );
     assert_error(
         "adaptors/a.yaml",
@@ -381,5 +381,104 @@ fn a_missing_folder_is_one_clear_error() {
     assert_eq!(
         String::from_utf8_lossy(&out.stderr).lines().next(),
         Some("/nonexistent/switchboard: configuration folder not found")
+    );
+}
+
+#[test]
+fn several_mistakes_in_one_file_are_all_reported() {
+    assert_eq!(
+        errors_of(
+            "endpoints/x.yaml",
+            "url: https://x.example.com\nadaptr: contact\ntimout: 5s\nmethod: GETT\n"
+        ),
+        vec![
+            "endpoints/x.yaml:2:1: unknown field `adaptr`, expected one of `name`, `description`, `direction`, `active`, `url`, `method`, `adaptor`, `format`, `xml_root`, `delimiter`, `body_template`, `content_type`, `headers`, `auth`, `signing`, `success_codes`, `response`, `timeout`, `retry`, `concurrency`, `rate_limit`, `path`, `methods`, `event_type`, `event_id`, `allow_from`, `respond`",
+            "endpoints/x.yaml:3:1: unknown field `timout`, expected one of `name`, `description`, `direction`, `active`, `url`, `method`, `adaptor`, `format`, `xml_root`, `delimiter`, `body_template`, `content_type`, `headers`, `auth`, `signing`, `success_codes`, `response`, `timeout`, `retry`, `concurrency`, `rate_limit`, `path`, `methods`, `event_type`, `event_id`, `allow_from`, `respond`",
+            "endpoints/x.yaml:4:9: method: unknown variant `GETT`, expected one of `GET`, `POST`, `PUT`, `PATCH`, `DELETE`",
+        ]
+    );
+}
+
+#[test]
+fn type_errors_name_the_accepted_forms() {
+    assert_error(
+        "adaptors/a.yaml",
+        "fields:\n  - from: x\n    to: 5\n",
+        "adaptors/a.yaml:3:9: fields[0].to: expected a string or a list of strings, got 5",
+    );
+    assert_error(
+        "endpoints/x.yaml",
+        "url: https://x.example.com\nadaptor: contact\nheaders: [X-A]\n",
+        "endpoints/x.yaml:3:10: headers: expected a map of header names to values, or one \"Name: value|Name: value\" string, got [\"X-A\"]",
+    );
+    assert_error(
+        "endpoints/x.yaml",
+        "url: https://x.example.com\nadaptor: contact\nsuccess_codes: [9999999]\n",
+        "endpoints/x.yaml:3:17: 9999999 is not an HTTP status (100-599)",
+    );
+}
+
+/// Values from `${VAR}` are strings; the keys that take booleans and numbers accept them.
+#[test]
+fn booleans_and_numbers_can_come_from_the_environment() {
+    let dir = ConfigDir::new(&[
+        (
+            "adaptors/contact.yaml",
+            "omit_empty: ${OMIT:-false}\nfields:\n  - {from: phone, to: phone}\n",
+        ),
+        (
+            "endpoints/crm.yaml",
+            "url: https://crm.example.com/\nadaptor: contact\nactive: ${ON:-yes}\nconcurrency: ${N:-4}\n",
+        ),
+        (
+            "workflows/w.yaml",
+            "active: \"true\"\nwhen:\n  - event: sale\nactions:\n  - endpoint: crm\n",
+        ),
+    ]);
+    let engine = dir.engine();
+    let crm = engine.endpoint("crm").expect("crm");
+    assert!(crm.active);
+    assert_eq!(crm.policy.concurrency, 4);
+}
+
+/// The defaults SPEC §4 states, as compiled.
+#[test]
+fn endpoint_defaults_are_the_specs() {
+    let dir = ConfigDir::new(&[
+        (
+            "adaptors/contact.yaml",
+            "fields:\n  - {from: phone, to: phone}\n",
+        ),
+        (
+            "endpoints/crm.yaml",
+            "url: https://crm.example.com/\nadaptor: contact\nformat: xml\n",
+        ),
+        (
+            "endpoints/hook.yaml",
+            "direction: inbound\npath: /hooks/in\nevent_type: lead\n",
+        ),
+        (
+            "workflows/w.yaml",
+            "when:\n  - event: sale\nactions:\n  - endpoint: crm\n",
+        ),
+    ]);
+    let engine = dir.engine();
+    let crm = engine.endpoint("crm").expect("crm");
+    assert_eq!(crm.method.as_str(), "POST");
+    assert_eq!(crm.xml_root, "payload");
+    assert_eq!(crm.delimiter, ",");
+    let p = &crm.policy;
+    assert_eq!(p.success_codes.to_string(), "200-299");
+    assert_eq!(p.retry_on.to_string(), "408, 429, 500-599");
+    let schedule: Vec<u64> = p.schedule.iter().map(|d| d.as_secs()).collect();
+    assert_eq!(schedule, vec![5, 300, 1800, 7200, 18000, 36000, 36000]);
+    assert_eq!(p.timeout, std::time::Duration::from_secs(10));
+    assert_eq!(p.concurrency, 8);
+    assert_eq!(p.rate_limit, None);
+    let hook = &engine.inbound()[0];
+    assert_eq!(hook.respond, 202);
+    assert_eq!(
+        hook.methods.iter().map(|m| m.as_str()).collect::<Vec<_>>(),
+        vec!["POST"]
     );
 }

@@ -296,3 +296,64 @@ fn unbuildable_requests_and_inactive_endpoints_are_reported_not_sent() {
         Some("endpoint out is inactive (active: false)")
     );
 }
+
+/// Every value taken from the environment is a secret (SPEC §1), whatever its variable's
+/// name; defaults written in the files and Basic user names are not.
+#[test]
+fn environment_values_are_masked_everywhere_they_show() {
+    let env = |name: &str| match name {
+        "CRM_PAT" => Some("pat-9f8e7d".to_string()),
+        "HOOK_VALUE" => Some("hook-5150".to_string()),
+        "BAD_TIMEOUT" => Some("pat-9f8e7d".to_string()),
+        _ => None,
+    };
+    let dir = ConfigDir::new(&[
+        ADAPTOR,
+        (
+            "endpoints/out.yaml",
+            "url: \"${BASE:-https://crm.example.com}/leads?apikey=${CRM_PAT}\"\nadaptor: lead\nheaders:\n  X-Api-Key: ${CRM_PAT}\nauth:\n  type: basic\n  username: apiuser\n  password: ${CRM_PAT}\n",
+        ),
+        (
+            "workflows/w.yaml",
+            "when:\n  - event: lead\n  - field: hook\n    equals: ${HOOK_VALUE}\nactions:\n  - endpoint: out\n",
+        ),
+    ]);
+    let engine = dir.load_with(&env).expect("loads").engine;
+    let run = engine.dry_run(
+        &event("lead", json!({"hook": "hook-5150", "phone": "apiuser-1"})),
+        now(),
+    );
+    let text = serde_json::to_string(&run).expect("json");
+    assert!(
+        !text.contains("pat-9f8e7d") && !text.contains("hook-5150"),
+        "{text}"
+    );
+    assert_eq!(run.workflows[0].reasons[1], "hook = \"***\" (= \"***\")");
+    let r = &run.requests[0];
+    assert_eq!(
+        r.url, "https://crm.example.com/leads?apikey=***",
+        "the default base URL stays readable"
+    );
+    assert_eq!(r.headers.get("X-Api-Key").map(String::as_str), Some("***"));
+    assert!(
+        r.body.as_deref().is_some_and(|b| b.contains("apiuser-1")),
+        "a user name is not a secret"
+    );
+    // And in configuration errors:
+    let broken = ConfigDir::new(&[
+        ADAPTOR,
+        (
+            "endpoints/out.yaml",
+            "url: https://crm.example.com/\nadaptor: lead\ntimeout: ${BAD_TIMEOUT}\n",
+        ),
+        WORKFLOW,
+    ]);
+    let errors = match broken.load_with(&env) {
+        Ok(_) => panic!("should not load"),
+        Err(e) => e.to_string(),
+    };
+    assert_eq!(
+        errors,
+        "endpoints/out.yaml:3:10: invalid duration \"***\": write a number and a unit (ms, s, m, h, d), e.g. 500ms, 10s, 5m, 2h, 1d"
+    );
+}

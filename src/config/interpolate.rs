@@ -22,6 +22,9 @@ pub struct Substitution {
     pub path: String,
     /// The substituted text.
     pub value: String,
+    /// Whether it came from the environment (or a file it names), not from a default
+    /// written in the configuration.
+    pub from_env: bool,
 }
 
 /// A problem with a `${...}` reference, at `path`.
@@ -100,30 +103,38 @@ fn expand(
         let end = body
             .find('}')
             .ok_or_else(|| format!("unclosed \"${{\" in {text:?}: write ${{NAME}}"))?;
-        let (name, default) = match body[..end].split_once(":-") {
-            Some((name, default)) => (name, Some(default)),
-            None => (&body[..end], None),
+        // ${NAME:-default}: the default when NAME is unset or empty (as in the shell);
+        // ${NAME-default}: only when it is unset.
+        let inner = &body[..end];
+        let (name, default, empty_too) = match inner.split_once(":-") {
+            Some((name, default)) => (name, Some(default), true),
+            None => match inner.split_once('-') {
+                Some((name, default)) => (name, Some(default), false),
+                None => (inner, None, false),
+            },
         };
         if !valid_name(name) {
             return Err(format!(
                 "invalid variable name {name:?} in {text:?}: use letters, digits and _"
             ));
         }
-        let value = match lookup(name, env)? {
-            Some(value) => value,
-            None => match default {
-                Some(default) => default.to_string(),
-                None => {
-                    return Err(format!(
-                        "environment variable {name} is not set (set it, or write ${{{name}:-default}})"
-                    ));
-                }
-            },
+        let (value, from_env) = match (lookup(name, env)?, default) {
+            (Some(value), Some(default)) if value.is_empty() && empty_too => {
+                (default.to_string(), false)
+            }
+            (Some(value), _) => (value, true),
+            (None, Some(default)) => (default.to_string(), false),
+            (None, None) => {
+                return Err(format!(
+                    "environment variable {name} is not set (set it, or write ${{{name}:-default}})"
+                ));
+            }
         };
         found.push(Substitution {
             var: name.to_string(),
             path: path.to_string(),
             value: value.clone(),
+            from_env,
         });
         out.push_str(&value);
         rest = &body[end + 1..];
@@ -174,7 +185,9 @@ mod tests {
     fn substitutes_defaults_and_escapes() {
         assert_eq!(run("Bearer ${TOKEN}").as_deref(), Ok("Bearer s3cr:et"));
         assert_eq!(run("${MISSING:-fallback}").as_deref(), Ok("fallback"));
-        assert_eq!(run("${EMPTY:-fallback}").as_deref(), Ok(""));
+        assert_eq!(run("${EMPTY:-fallback}").as_deref(), Ok("fallback"));
+        assert_eq!(run("${EMPTY-fallback}").as_deref(), Ok(""));
+        assert_eq!(run("${MISSING-fallback}").as_deref(), Ok("fallback"));
         assert_eq!(
             run("$${TOKEN} costs $5").as_deref(),
             Ok("${TOKEN} costs $5")

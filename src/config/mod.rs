@@ -312,32 +312,52 @@ fn read_doc<T: DeserializeOwned + NamedSpec>(
     if failed_interpolation {
         return None;
     }
-    let spec: T = match serde_path_to_error::deserialize(value) {
-        Ok(spec) => spec,
-        Err(e) => {
-            let path = path_text(e.path());
-            let message = e.inner().to_string();
-            // For an unknown key the path ends with the key itself: point at the key and
-            // name the map that holds it.
-            let (spot, shown) = if let Some(key) = unknown_field(&message) {
-                // serde_path_to_error includes the key in the path, except inside tagged
-                // enums, where the path stops at the enum.
-                let (map, key_path) = match path.strip_suffix(key) {
-                    Some(parent) if parent.is_empty() || parent.ends_with('.') => {
-                        (parent.trim_end_matches('.').to_string(), path.clone())
-                    }
-                    _ => (path.clone(), locate::join_key(&path, key)),
-                };
-                (locator.key(&key_path).or_else(|| locator.value(&map)), map)
-            } else {
-                (locator.value(&path), path.clone())
-            };
-            let message = if shown.is_empty() {
+    // serde stops at the first error. Unknown keys are the common mistake and can be
+    // removed safely, so report one, drop it, and read again: a file with several typos
+    // reports all of them (and then its first other error, if any).
+    let mut value = value;
+    let mut failed = false;
+    let mut pruned_maps: Vec<String> = Vec::new();
+    let spec: T = loop {
+        let e = match serde_path_to_error::deserialize(value.clone()) {
+            Ok(spec) if !failed => break spec,
+            Ok(_) => return None,
+            Err(e) => e,
+        };
+        failed = true;
+        let path = path_text(e.path());
+        let message = e.inner().to_string();
+        let Some(key) = unknown_field(&message).map(str::to_string) else {
+            // A key missing from a map we removed a misspelt key from is that same key:
+            // the user will fix the spelling; saying it is missing too is noise.
+            if message.starts_with("missing field") && pruned_maps.contains(&path) {
+                return None;
+            }
+            let message = if path.is_empty() {
                 message
             } else {
-                format!("{shown}: {message}")
+                format!("{path}: {message}")
             };
-            fail(problems, spot, message);
+            fail(problems, locator.value(&path), message);
+            return None;
+        };
+        // serde_path_to_error includes the key in the path, except inside tagged enums,
+        // where the path stops at the enum.
+        let (map, key_path) = match path.strip_suffix(key.as_str()) {
+            Some(parent) if parent.is_empty() || parent.ends_with('.') => {
+                (parent.trim_end_matches('.').to_string(), path.clone())
+            }
+            _ => (path.clone(), locate::join_key(&path, &key)),
+        };
+        let spot = locator.key(&key_path).or_else(|| locator.value(&map));
+        pruned_maps.push(map.clone());
+        let shown = if map.is_empty() {
+            message
+        } else {
+            format!("{map}: {message}")
+        };
+        fail(problems, spot, shown);
+        if !remove_key(&mut value, e.path(), &key) {
             return None;
         }
     };
@@ -349,6 +369,34 @@ fn read_doc<T: DeserializeOwned + NamedSpec>(
         locator,
         interpolated,
     })
+}
+
+/// Removes `key` from the map at `path` (or, inside a tagged enum, the map the path ends
+/// at); false if there is no such key, so the caller stops instead of looping.
+fn remove_key(value: &mut serde_yaml::Value, path: &serde_path_to_error::Path, key: &str) -> bool {
+    use serde_path_to_error::Segment;
+    let mut node = value;
+    let segments: Vec<&Segment> = path.iter().collect();
+    let last_is_key = matches!(segments.last(), Some(Segment::Map { key: k }) if k == key);
+    let walk = if last_is_key {
+        &segments[..segments.len() - 1]
+    } else {
+        &segments[..]
+    };
+    for segment in walk {
+        let next = match segment {
+            Segment::Map { key } => node.get_mut(key.as_str()),
+            Segment::Seq { index } => node.get_mut(*index),
+            Segment::Enum { .. } | Segment::Unknown => Some(node),
+        };
+        match next {
+            Some(next) => node = next,
+            None => return false,
+        }
+    }
+    node.as_mapping_mut()
+        .and_then(|m| m.shift_remove(key))
+        .is_some()
 }
 
 /// serde_yaml's message without its own " at line L column C" (we print the position
@@ -397,39 +445,23 @@ fn path_text(path: &serde_path_to_error::Path) -> String {
     out
 }
 
-/// Whether a variable's name says it holds a secret.
-fn secret_name(var: &str) -> bool {
-    const WORDS: [&str; 10] = [
-        "TOKEN",
-        "KEY",
-        "SECRET",
-        "PASS",
-        "PWD",
-        "AUTH",
-        "CREDENTIAL",
-        "SIGNING",
-        "PRIVATE",
-        "SESSION",
-    ];
-    let upper = var.to_ascii_uppercase();
-    WORDS.iter().any(|w| upper.contains(w))
-}
+/// Values shorter than this that come from the environment are not masked outside `auth`:
+/// masking "8080" or "true" everywhere would garble logs without protecting anything.
+const SHORTEST_SECRET: usize = 4;
 
+/// The values to mask: everything that came from the environment (SPEC §1: secrets come
+/// only from there), and every credential of an `auth` or `signing` block, wherever written.
+/// Defaults written in the files are not secret; neither is a Basic auth user name.
 fn collect_secrets(endpoints: &[Doc<EndpointSpec>], found: &[Substitution]) -> Vec<String> {
     let mut secrets: Vec<String> = found
         .iter()
-        .filter(|s| {
-            secret_name(&s.var) || s.path.starts_with("auth") || s.path.starts_with("signing")
-        })
+        .filter(|s| s.from_env && s.value.chars().count() >= SHORTEST_SECRET)
         .map(|s| s.value.clone())
         .collect();
     for doc in endpoints {
         match &doc.spec.auth {
             Some(AuthSpec::Bearer { token }) => secrets.push(token.clone()),
-            Some(AuthSpec::Basic { username, password }) => {
-                secrets.push(password.clone());
-                secrets.push(username.clone());
-            }
+            Some(AuthSpec::Basic { password, .. }) => secrets.push(password.clone()),
             Some(AuthSpec::Header { value, .. }) => secrets.push(value.clone()),
             Some(AuthSpec::Query { params }) => secrets.extend(params.values().cloned()),
             Some(AuthSpec::Signature { secret }) => secrets.push(secret.clone()),

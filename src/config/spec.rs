@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
 /// One value or a list of them (`to: phone` or `to: [phone, mobile]`).
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, JsonSchema)]
 #[serde(untagged)]
 pub enum OneOrMany<T> {
     /// A single value.
@@ -26,6 +26,79 @@ impl<T> OneOrMany<T> {
             OneOrMany::One(one) => std::slice::from_ref(one),
             OneOrMany::Many(many) => many,
         }
+    }
+}
+
+impl<'de> Deserialize<'de> for OneOrMany<String> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let fail = |got: &Value| {
+            serde::de::Error::custom(format!("expected a string or a list of strings, got {got}"))
+        };
+        match Value::deserialize(deserializer)? {
+            Value::String(s) => Ok(OneOrMany::One(s)),
+            Value::Array(items) => items
+                .into_iter()
+                .map(|item| match item {
+                    Value::String(s) => Ok(s),
+                    other => Err(fail(&other)),
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(OneOrMany::Many),
+            other => Err(fail(&other)),
+        }
+    }
+}
+
+/// Lenient scalars: values written as `${VAR}` arrive as strings, so `active: ${ON:-true}`
+/// and `concurrency: ${N:-4}` must read as a boolean and a number.
+pub mod lenient {
+    use serde::{Deserialize, Deserializer};
+    use serde_json::Value;
+
+    fn to_bool(value: &Value) -> Option<bool> {
+        match value {
+            Value::Bool(b) => Some(*b),
+            Value::String(s) => match s.trim().to_ascii_lowercase().as_str() {
+                "true" | "yes" | "on" | "1" => Some(true),
+                "false" | "no" | "off" | "0" => Some(false),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// `true`, `false`, or a string saying one of them.
+    pub fn bool<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+        let value = Value::deserialize(d)?;
+        to_bool(&value)
+            .ok_or_else(|| serde::de::Error::custom(format!("expected true or false, got {value}")))
+    }
+
+    /// An optional [`bool`].
+    pub fn opt_bool<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+        bool(d).map(Some)
+    }
+
+    /// A whole number, or a string holding one.
+    fn number<'de, D: Deserializer<'de>, N: TryFrom<u64>>(d: D, what: &str) -> Result<N, D::Error> {
+        let value = Value::deserialize(d)?;
+        let n = match &value {
+            Value::Number(n) => n.as_u64(),
+            Value::String(s) => s.trim().parse::<u64>().ok(),
+            _ => None,
+        };
+        n.and_then(|n| N::try_from(n).ok())
+            .ok_or_else(|| serde::de::Error::custom(format!("expected {what}, got {value}")))
+    }
+
+    /// An optional count (`concurrency`).
+    pub fn opt_u32<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+        number(d, "a whole number").map(Some)
+    }
+
+    /// An optional status code (`respond`).
+    pub fn opt_u16<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u16>, D::Error> {
+        number(d, "an HTTP status such as 200").map(Some)
     }
 }
 
@@ -76,7 +149,8 @@ pub struct AdaptorSpec {
     pub extra_fields: IndexMap<String, Value>,
     /// true (default): an empty field with no default is left out; false: it is sent as ""
     /// (JSON: null when its type is not string).
-    #[serde(default = "yes")]
+    #[serde(default = "yes", deserialize_with = "lenient::bool")]
+    #[schemars(with = "bool")]
     pub omit_empty: bool,
 }
 
@@ -106,6 +180,8 @@ pub struct FieldSpec {
     #[serde(rename = "type")]
     pub kind: Option<FieldType>,
     /// Overrides the adaptor's omit_empty for this field.
+    #[serde(default, deserialize_with = "lenient::opt_bool")]
+    #[schemars(with = "Option<bool>")]
     pub omit_empty: Option<bool>,
 }
 
@@ -140,7 +216,8 @@ pub struct EndpointSpec {
     #[serde(default)]
     pub direction: Direction,
     /// Inactive endpoints are skipped (logged as skipped).
-    #[serde(default = "yes")]
+    #[serde(default = "yes", deserialize_with = "lenient::bool")]
+    #[schemars(with = "bool")]
     pub active: bool,
 
     /// Outbound: the URL, a template; rendered values are percent-encoded.
@@ -174,6 +251,8 @@ pub struct EndpointSpec {
     /// Outbound: retry schedule and which statuses retry.
     pub retry: Option<RetrySpec>,
     /// Outbound: maximum requests in flight to this endpoint (default 8).
+    #[serde(default, deserialize_with = "lenient::opt_u32")]
+    #[schemars(with = "Option<u32>")]
     pub concurrency: Option<u32>,
     /// Outbound: at most N requests per second, minute or hour: "20/s", "100/m", "1000/h".
     pub rate_limit: Option<ScalarKey>,
@@ -189,6 +268,8 @@ pub struct EndpointSpec {
     /// Inbound: CIDR allow-list; other clients get 403.
     pub allow_from: Option<Vec<String>>,
     /// Inbound: status answered on success (default 202).
+    #[serde(default, deserialize_with = "lenient::opt_u16")]
+    #[schemars(with = "Option<u16>")]
     pub respond: Option<u16>,
 }
 
@@ -256,13 +337,37 @@ pub enum Format {
 }
 
 /// Extra headers, as a map or as one "Name: value|Name: value" string.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, JsonSchema)]
 #[serde(untagged)]
 pub enum Headers {
     /// Header name → value (a template).
     Map(IndexMap<String, String>),
     /// "Name: value|Name: value".
     Line(String),
+}
+
+impl<'de> Deserialize<'de> for Headers {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let fail = |got: &Value| {
+            serde::de::Error::custom(format!(
+                "expected a map of header names to values, or one \"Name: value|Name: value\" string, got {got}"
+            ))
+        };
+        match Value::deserialize(deserializer)? {
+            Value::String(line) => Ok(Headers::Line(line)),
+            Value::Object(map) => map
+                .into_iter()
+                .map(|(name, value)| match value {
+                    Value::String(s) => Ok((name, s)),
+                    Value::Number(n) => Ok((name, n.to_string())),
+                    Value::Bool(b) => Ok((name, b.to_string())),
+                    other => Err(fail(&other)),
+                })
+                .collect::<Result<IndexMap<_, _>, _>>()
+                .map(Headers::Map),
+            other => Err(fail(&other)),
+        }
+    }
 }
 
 /// Credentials. Values should come from the environment: `${TOKEN}`.
@@ -309,13 +414,27 @@ pub struct SigningSpec {
 }
 
 /// A status code (201) or a range of them ("200-299", "2xx").
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, JsonSchema)]
 #[serde(untagged)]
 pub enum CodeSpec {
     /// One status code.
-    Code(u16),
+    Code(i64),
     /// "200-299" or "2xx" or "201".
     Text(String),
+}
+
+impl<'de> Deserialize<'de> for CodeSpec {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        match Value::deserialize(deserializer)? {
+            Value::Number(n) if n.as_i64().is_some() => {
+                Ok(CodeSpec::Code(n.as_i64().unwrap_or_default()))
+            }
+            Value::String(s) => Ok(CodeSpec::Text(s)),
+            other => Err(serde::de::Error::custom(format!(
+                "expected a status code (201), a range (\"200-299\") or a class (\"2xx\"), got {other}"
+            ))),
+        }
+    }
 }
 
 /// Checks on, and values captured from, the response body.
@@ -367,7 +486,8 @@ pub struct WorkflowSpec {
     /// Free text for people reading the configuration.
     pub description: Option<String>,
     /// An inactive workflow never fires.
-    #[serde(default = "yes")]
+    #[serde(default = "yes", deserialize_with = "lenient::bool")]
+    #[schemars(with = "bool")]
     pub active: bool,
     /// Triggers; every active one must match.
     pub when: Vec<TriggerSpec>,
@@ -384,8 +504,12 @@ pub struct TriggerSpec {
     /// Field reference the operator tests.
     pub field: Option<String>,
     /// A trigger can be switched off on its own.
+    #[serde(default, deserialize_with = "lenient::opt_bool")]
+    #[schemars(with = "Option<bool>")]
     pub active: Option<bool>,
     /// String operators ignore case.
+    #[serde(default, deserialize_with = "lenient::opt_bool")]
+    #[schemars(with = "Option<bool>")]
     pub ignore_case: Option<bool>,
 
     /// Equal (numbers compare as numbers).
@@ -418,10 +542,16 @@ pub struct TriggerSpec {
     /// Matches this regular expression.
     pub matches: Option<String>,
     /// true: the field is empty or whitespace; false: it has a value.
+    #[serde(default, deserialize_with = "lenient::opt_bool")]
+    #[schemars(with = "Option<bool>")]
     pub is_blank: Option<bool>,
     /// true: the field is a number or numeric string.
+    #[serde(default, deserialize_with = "lenient::opt_bool")]
+    #[schemars(with = "Option<bool>")]
     pub is_numeric: Option<bool>,
     /// true: the field is present in the event (even if null or "").
+    #[serde(default, deserialize_with = "lenient::opt_bool")]
+    #[schemars(with = "Option<bool>")]
     pub exists: Option<bool>,
     /// A date field no older than this duration: 30m, 24h, 7d.
     pub within: Option<ScalarKey>,

@@ -163,10 +163,11 @@ impl Dispatcher {
         let concurrency = policy.map_or(1, |p| p.concurrency.max(1) as usize);
         let rate = policy.and_then(|p| p.rate_limit);
         let mut lanes = self.lanes.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(lane) = lanes.get(endpoint) {
-            if lane.concurrency == concurrency && lane.bucket.is_some() == rate.is_some() {
-                return lane.clone();
-            }
+        if let Some(lane) = lanes.get(endpoint)
+            && lane.concurrency == concurrency
+            && lane.bucket.is_some() == rate.is_some()
+        {
+            return lane.clone();
         }
         let lane = Arc::new(Lane {
             concurrency,

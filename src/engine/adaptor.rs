@@ -210,14 +210,18 @@ pub fn coerce(value: &Value, kind: FieldType) -> Result<Value, String> {
         FieldType::Number => match value {
             Value::Number(_) | Value::Null => Ok(value.clone()),
             Value::String(s) if s.is_empty() => Ok(value.clone()),
-            Value::String(s) => match numeric_str(s) {
-                Some(n) => Ok(number_value(n)),
-                None => fail("a number"),
+            Value::String(s) => match (exact_integer(value), numeric_str(s)) {
+                (Some(i), _) => Ok(i),
+                (None, Some(n)) => Ok(number_value(n)),
+                (None, None) => fail("a number"),
             },
             Value::Bool(b) => Ok(Value::from(u8::from(*b))),
             _ => fail("a number"),
         },
         FieldType::Integer => {
+            if let Some(i) = exact_integer(value) {
+                return Ok(i);
+            }
             let n = match value {
                 Value::Null => return Ok(Value::Null),
                 Value::String(s) if s.is_empty() => return Ok(value.clone()),
@@ -249,6 +253,15 @@ pub fn coerce(value: &Value, kind: FieldType) -> Result<Value, String> {
             other => Ok(other.clone()),
         },
     }
+}
+
+/// A whole number that fits JSON's integers (i64 or u64), read exactly.
+fn exact_integer(value: &Value) -> Option<Value> {
+    let i = super::value::integer(value)?;
+    i64::try_from(i)
+        .map(Value::from)
+        .ok()
+        .or_else(|| u64::try_from(i).ok().map(Value::from))
 }
 
 /// A number as JSON: integral values without a fraction (`30`, not `30.0`).
@@ -290,6 +303,14 @@ mod tests {
         assert_eq!(coerce(&json!("30"), FieldType::Number), Ok(json!(30)));
         assert_eq!(coerce(&json!("2.5"), FieldType::Number), Ok(json!(2.5)));
         assert_eq!(coerce(&json!("45"), FieldType::Integer), Ok(json!(45)));
+        assert_eq!(
+            coerce(&json!("12345678901234567"), FieldType::Integer),
+            Ok(json!(12345678901234567u64))
+        );
+        assert_eq!(
+            coerce(&json!("12345678901234567"), FieldType::Number),
+            Ok(json!(12345678901234567u64))
+        );
         assert!(coerce(&json!("4.5"), FieldType::Integer).is_err());
         assert_eq!(coerce(&json!(12), FieldType::String), Ok(json!("12")));
         assert_eq!(coerce(&json!("Yes"), FieldType::Boolean), Ok(json!(true)));

@@ -296,6 +296,23 @@ impl Engine {
         self.redactor.redact(text)
     }
 
+    /// A JSON value with every secret in its strings (keys and values) replaced.
+    pub fn redact_json(&self, value: &serde_json::Value) -> serde_json::Value {
+        use serde_json::Value;
+        match value {
+            Value::String(s) => Value::String(self.redact(s).into_owned()),
+            Value::Array(items) => {
+                Value::Array(items.iter().map(|v| self.redact_json(v)).collect())
+            }
+            Value::Object(map) => Value::Object(
+                map.iter()
+                    .map(|(k, v)| (self.redact(k).into_owned(), self.redact_json(v)))
+                    .collect(),
+            ),
+            other => other.clone(),
+        }
+    }
+
     /// The audit keys found in an event, as text (§6 `keys`).
     pub fn audit_keys(&self, event: &Event) -> IndexMap<String, String> {
         self.audit_keys
@@ -360,7 +377,10 @@ impl Engine {
             workflows.push(WorkflowReport {
                 name: workflow.name.clone(),
                 matched,
-                reasons,
+                reasons: reasons
+                    .iter()
+                    .map(|r| self.redact(r).into_owned())
+                    .collect(),
             });
         }
         DryRun {

@@ -219,11 +219,18 @@ fn json_string_body(s: &str) -> String {
     quoted[1..quoted.len() - 1].to_string()
 }
 
-/// Escapes text for XML element content and attribute values.
+/// Escapes text for XML element content and attribute values. Characters XML 1.0 does
+/// not allow at all (most control characters) are dropped: no escape makes them valid.
 pub fn xml_escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
+            '\u{0}'..='\u{8}'
+            | '\u{b}'
+            | '\u{c}'
+            | '\u{e}'..='\u{1f}'
+            | '\u{fffe}'
+            | '\u{ffff}' => {}
             '&' => out.push_str("&amp;"),
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),

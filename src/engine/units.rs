@@ -134,12 +134,9 @@ impl fmt::Display for CodeSet {
 }
 
 fn parse_code(item: &CodeSpec) -> Result<(u16, u16), String> {
-    let check = |code: u16| {
-        if (100..=599).contains(&code) {
-            Ok(code)
-        } else {
-            Err(format!("{code} is not an HTTP status (100-599)"))
-        }
+    let check = |code: i64| match u16::try_from(code) {
+        Ok(code) if (100..=599).contains(&code) => Ok(code),
+        _ => Err(format!("{code} is not an HTTP status (100-599)")),
     };
     match item {
         CodeSpec::Code(code) => check(*code).map(|c| (c, c)),

@@ -60,8 +60,33 @@ pub fn loose_eq(a: &Value, b: &Value, ignore_case: bool) -> bool {
     compare(a, b, ignore_case) == Some(Ordering::Equal)
 }
 
-/// Ordering by the comparison rule: numerically when both sides are numeric, else as text.
+/// A whole number, exactly: JSON integers, and strings of digits (with an optional
+/// sign) of up to 38 digits. Long ids (phone numbers, call ids) compare exactly this way.
+pub fn integer(value: &Value) -> Option<i128> {
+    match value {
+        Value::Number(n) => n
+            .as_i64()
+            .map(i128::from)
+            .or_else(|| n.as_u64().map(i128::from)),
+        Value::String(s) => {
+            let t = s.trim();
+            let digits = t.strip_prefix(['-', '+']).unwrap_or(t);
+            if digits.is_empty() || digits.len() > 38 || !digits.bytes().all(|b| b.is_ascii_digit())
+            {
+                return None;
+            }
+            t.parse().ok()
+        }
+        _ => None,
+    }
+}
+
+/// Ordering by the comparison rule: numerically when both sides are numeric (exactly for
+/// whole numbers), else as text.
 pub fn compare(a: &Value, b: &Value, ignore_case: bool) -> Option<Ordering> {
+    if let (Some(x), Some(y)) = (integer(a), integer(b)) {
+        return Some(x.cmp(&y));
+    }
     if let (Some(x), Some(y)) = (number(a), number(b)) {
         return x.partial_cmp(&y);
     }
@@ -113,6 +138,17 @@ mod tests {
         assert!(loose_eq(&json!("SALE"), &json!("sale"), true));
         assert!(!loose_eq(&json!("SALE"), &json!("sale"), false));
         assert!(loose_eq(&json!(true), &json!("true"), false));
+        // Ids past 2^53 compare exactly, not through floating point.
+        assert!(!loose_eq(
+            &json!("12345678901234567890"),
+            &json!("12345678901234567891"),
+            false
+        ));
+        assert!(loose_eq(
+            &json!(9007199254740993u64),
+            &json!("9007199254740993"),
+            false
+        ));
     }
 
     #[test]

@@ -124,10 +124,10 @@ pub(super) fn search(store: &Store, query: &LogQuery) -> Result<Vec<LogEntry>, S
             };
             for item in iter {
                 let (key, _) = item?;
-                if let Some(entry) = load(store, &key)? {
-                    if keep(entry) {
-                        break;
-                    }
+                if let Some(entry) = load(store, &key)?
+                    && keep(entry)
+                {
+                    break;
                 }
             }
         }
@@ -146,10 +146,10 @@ pub(super) fn search(store: &Store, query: &LogQuery) -> Result<Vec<LogEntry>, S
                 Box::new(ids.iter())
             };
             for id in ordered {
-                if let Some(entry) = store.entry(id)? {
-                    if keep(entry) {
-                        break;
-                    }
+                if let Some(entry) = store.entry(id)?
+                    && keep(entry)
+                {
+                    break;
                 }
             }
         }

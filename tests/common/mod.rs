@@ -54,6 +54,10 @@ impl ConfigDir {
         switchboard::load_with_env(self.path(), &env)
     }
 
+    pub fn load_with(&self, env: &dyn Fn(&str) -> Option<String>) -> Result<Loaded, ConfigErrors> {
+        switchboard::load_with_env(self.path(), env)
+    }
+
     pub fn engine(&self) -> Engine {
         match self.load() {
             Ok(loaded) => loaded.engine,

@@ -1,7 +1,8 @@
 //! Input dates: the shapes call platforms send (SPEC §3), to an instant.
 
 use chrono::{
-    DateTime, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, Offset, TimeDelta, TimeZone, Utc,
+    DateTime, Datelike, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, Offset, TimeDelta,
+    TimeZone, Utc,
 };
 use chrono_tz::Tz;
 
@@ -22,15 +23,23 @@ const MILLIS_THRESHOLD: u64 = 1_000_000_000_000;
 /// time that does not exist (clocks jumped forward over it) is read as the earliest valid
 /// instant after it: the moment of the jump, e.g. 02:30 on a US spring-forward day is 03:00 EDT.
 pub fn parse_input(value: &serde_json::Value, input_tz: Tz) -> Option<DateTime<Utc>> {
-    match value {
+    let at = match value {
         serde_json::Value::Number(n) => match n.as_i64() {
             Some(i) => from_unix(i),
             None => from_unix_float(n.as_f64()?),
         },
         serde_json::Value::String(s) => parse_str(s.trim(), input_tz),
         _ => None,
-    }
+    }?;
+    // Years 0-9999 only: every zone can show them, and a date outside is a data error
+    // (chrono panics converting instants near its limits into local time).
+    (MIN_YEAR..=MAX_YEAR).contains(&at.year()).then_some(at)
 }
+
+/// The earliest year an input date may have.
+const MIN_YEAR: i32 = 0;
+/// The latest year an input date may have.
+const MAX_YEAR: i32 = 9999;
 
 fn from_unix(n: i64) -> Option<DateTime<Utc>> {
     if n.unsigned_abs() >= MILLIS_THRESHOLD {

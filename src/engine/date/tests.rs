@@ -134,15 +134,49 @@ fn input_unix_numbers_and_strings() {
         input(json!(-1.5), "UTC"),
         Some(utc("1969-12-31T23:59:58.5Z"))
     );
-    // 12 digits are still seconds, 13 are milliseconds.
+    // Up to 12 digits are seconds (here year 5138), 13 or more are milliseconds.
     assert_eq!(
-        input(json!(999_999_999_999_i64), "UTC").map(|t| t.timestamp()),
-        Some(999_999_999_999)
+        input(json!(99_999_999_999_i64), "UTC").map(|t| t.timestamp()),
+        Some(99_999_999_999)
     );
+    // Dates past year 9999 (or before year 0) are data errors, not dates: formatting
+    // them in a zone would overflow.
+    assert_eq!(input(json!(999_999_999_999_i64), "UTC"), None);
+    assert_eq!(input(json!(8_210_266_876_799_999_i64), "UTC"), None);
+    assert_eq!(input(json!("-8334601228800000"), "UTC"), None);
+    assert_eq!(input(json!(1e300), "UTC"), None);
     assert_eq!(
         input(json!("1000000000000"), "UTC"),
         Some(utc("2001-09-09T01:46:40Z"))
     );
+}
+
+#[test]
+fn the_extreme_accepted_dates_format_in_every_zone() {
+    for value in [
+        json!("9999-12-31T23:59:59Z"),
+        json!("0000-01-01T00:00:00Z"),
+        json!(253_402_300_799_i64),
+    ] {
+        let at = input(value.clone(), "UTC").expect("accepted");
+        for zone in [
+            "Pacific/Kiritimati",
+            "Pacific/Pago_Pago",
+            "America/New_York",
+        ] {
+            let format = DateFormat::parse("D, d M Y H:i:s O T e I L W o").unwrap();
+            assert!(
+                !format.format(at, tz(zone), at).is_empty(),
+                "{value} in {zone}"
+            );
+            assert!(
+                !DateFormat::parse("age")
+                    .unwrap()
+                    .format(at, tz(zone), at)
+                    .is_empty()
+            );
+        }
+    }
 }
 
 #[test]

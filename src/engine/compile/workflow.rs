@@ -1,0 +1,197 @@
+//! Workflow specs → compiled workflows.
+
+use std::collections::{HashMap, HashSet};
+
+use regex::RegexBuilder;
+use serde_json::Value;
+
+use super::{Refs, unknown};
+use crate::config::spec::{EndpointSpec, Format, TriggerSpec, WorkflowSpec};
+use crate::config::{Doc, Problems};
+use crate::engine::field::FieldRef;
+use crate::engine::request::{Body, Endpoint};
+use crate::engine::units::parse_duration;
+use crate::engine::workflow::{Action, Op, Test, Trigger, TypePattern, Workflow};
+
+pub(super) struct WorkflowRefs<'a> {
+    pub(super) refs: &'a Refs<'a>,
+    pub(super) outbound: &'a HashMap<&'a str, usize>,
+    pub(super) inbound: &'a HashSet<&'a str>,
+    pub(super) endpoints: &'a [Endpoint],
+    /// The spec of each outbound endpoint, by the same index.
+    pub(super) specs: &'a [&'a EndpointSpec],
+}
+
+pub(super) fn workflow(
+    doc: &Doc<WorkflowSpec>,
+    ctx: &WorkflowRefs,
+    problems: &mut Problems,
+) -> Workflow {
+    let spec = &doc.spec;
+    let triggers = spec
+        .when
+        .iter()
+        .enumerate()
+        .filter_map(|(i, t)| trigger(doc, &format!("when[{i}]"), t, problems))
+        .collect();
+    let mut actions = Vec::with_capacity(spec.actions.len());
+    for (i, a) in spec.actions.iter().enumerate() {
+        let path = format!("actions[{i}]");
+        let Some(endpoint) = ctx.outbound.get(a.endpoint.as_str()).copied() else {
+            let config = ctx.refs.config;
+            if ctx.inbound.contains(a.endpoint.as_str()) {
+                problems.error(doc.error_at(
+                    &format!("{path}.endpoint"),
+                    format!("endpoint {:?} is inbound (it receives events); actions send to outbound endpoints", a.endpoint),
+                ));
+            } else if !config.unreadable.endpoints.contains(&a.endpoint) {
+                let known = ctx.outbound.keys().copied();
+                problems.error(doc.error_at(
+                    &format!("{path}.endpoint"),
+                    unknown("endpoint", &a.endpoint, known),
+                ));
+            }
+            continue;
+        };
+        let adaptor = a.adaptor.as_ref().and_then(|name| {
+            ctx.refs
+                .adaptor(doc, &format!("{path}.adaptor"), name, problems)
+        });
+        let target = &ctx.endpoints[endpoint];
+        match (&target.body, adaptor.or(target.adaptor)) {
+            (Body::Template(_), Some(_)) if a.adaptor.is_some() => problems.error(doc.error_at(
+                &format!("{path}.adaptor"),
+                format!("endpoint {} sends a body_template; an adaptor here would not be used", target.name),
+            )),
+            (Body::Adaptor, None)
+                if ctx.specs[endpoint].adaptor.is_none() && target.method.has_body() && target.format != Format::Query =>
+            {
+                problems.error(doc.error_at(
+                &format!("{path}.endpoint"),
+                format!(
+                    "endpoint {} sends {} bodies but has no adaptor or body_template: give the endpoint (or this action) an adaptor",
+                    target.name,
+                    target.method.as_str()
+                ),
+            ))
+            }
+            _ => {}
+        }
+        let delay = a.delay.as_ref().and_then(|d| {
+            parse_duration(d)
+                .map_err(|e| problems.error(doc.error_at(&format!("{path}.delay"), e)))
+                .ok()
+        });
+        actions.push(Action {
+            endpoint,
+            adaptor,
+            delay,
+        });
+    }
+    Workflow {
+        name: doc.name.clone(),
+        active: spec.active,
+        triggers,
+        actions,
+    }
+}
+
+fn trigger(
+    doc: &Doc<WorkflowSpec>,
+    path: &str,
+    t: &TriggerSpec,
+    problems: &mut Problems,
+) -> Option<Trigger> {
+    let active = t.active.unwrap_or(true);
+    if let Some(types) = &t.event {
+        let patterns = types
+            .as_slice()
+            .iter()
+            .map(|s| TypePattern::parse(s.trim()))
+            .collect();
+        return Some(Trigger {
+            active,
+            test: Test::Event(patterns),
+        });
+    }
+    let name = t.field.clone()?;
+    let field = FieldRef::parse(&name)
+        .map_err(|e| problems.error(doc.error_at(&format!("{path}.field"), e)))
+        .ok()?;
+    let ignore_case = t.ignore_case.unwrap_or(false);
+    let lower = |v: &Value| -> String {
+        let s = crate::engine::value::text(v).into_owned();
+        if ignore_case { s.to_lowercase() } else { s }
+    };
+    let op = if let Some(v) = &t.equals {
+        Op::Equals(v.clone())
+    } else if let Some(v) = &t.not_equals {
+        Op::NotEquals(v.clone())
+    } else if let Some(v) = &t.in_ {
+        Op::In(v.clone())
+    } else if let Some(v) = &t.not_in {
+        Op::NotIn(v.clone())
+    } else if let Some(v) = &t.gt {
+        Op::Gt(v.clone())
+    } else if let Some(v) = &t.gte {
+        Op::Gte(v.clone())
+    } else if let Some(v) = &t.lt {
+        Op::Lt(v.clone())
+    } else if let Some(v) = &t.lte {
+        Op::Lte(v.clone())
+    } else if let Some(v) = &t.between {
+        let [lo, hi] = v.as_slice() else { return None };
+        Op::Between(lo.clone(), hi.clone())
+    } else if let Some(v) = &t.contains {
+        Op::Contains(v.clone())
+    } else if let Some(v) = &t.not_contains {
+        Op::NotContains(v.clone())
+    } else if let Some(v) = &t.starts_with {
+        Op::StartsWith(lower(v))
+    } else if let Some(v) = &t.ends_with {
+        Op::EndsWith(lower(v))
+    } else if let Some(pattern) = &t.matches {
+        let re = RegexBuilder::new(pattern)
+            .case_insensitive(ignore_case)
+            .size_limit(1 << 20)
+            .build()
+            .map_err(|e| {
+                let detail = e
+                    .to_string()
+                    .lines()
+                    .last()
+                    .unwrap_or_default()
+                    .trim()
+                    .to_string();
+                problems.error(doc.error_at(
+                    &format!("{path}.matches"),
+                    format!("invalid regex {pattern:?}: {detail}"),
+                ))
+            })
+            .ok()?;
+        Op::Matches(re)
+    } else if let Some(b) = t.is_blank {
+        Op::IsBlank(b)
+    } else if let Some(b) = t.is_numeric {
+        Op::IsNumeric(b)
+    } else if let Some(b) = t.exists {
+        Op::Exists(b)
+    } else if let Some(d) = &t.within {
+        Op::Within(
+            parse_duration(d)
+                .map_err(|e| problems.error(doc.error_at(&format!("{path}.within"), e)))
+                .ok()?,
+        )
+    } else {
+        return None;
+    };
+    Some(Trigger {
+        active,
+        test: Test::Field {
+            name,
+            field,
+            op,
+            ignore_case,
+        },
+    })
+}
