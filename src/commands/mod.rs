@@ -1,6 +1,8 @@
 //! What the CLI's subcommands do, as library functions returning text and exit codes,
 //! so that `main.rs` only parses flags and tests can call them directly.
 
+pub mod deliver;
+pub mod logs;
 pub mod render;
 pub mod validate;
 

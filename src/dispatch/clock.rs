@@ -1,35 +1,37 @@
-//! Wall-clock time that follows tokio's clock, so that tests can pause and advance time
-//! (retry schedules of hours run in milliseconds) while stored times stay real dates.
+//! Wall-clock time for the dispatcher, with a hook for tests to jump forward: a retry
+//! schedule of minutes or hours is checked by moving this clock, not by sleeping.
+//!
+//! (tokio's paused clock is not used for that: it auto-advances whenever the runtime waits,
+//! including while a real socket waits for a real receiver, which fires timeouts early.)
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 
-/// Wall-clock time measured from one reading of the system clock by tokio's clock.
-#[derive(Debug, Clone, Copy)]
+/// The system clock, plus whatever tests have advanced it by.
+#[derive(Debug, Clone, Default)]
 pub struct Clock {
-    wall: DateTime<Utc>,
-    start: Instant,
-}
-
-impl Default for Clock {
-    fn default() -> Self {
-        Clock::new()
-    }
+    skew_ms: Arc<AtomicI64>,
 }
 
 impl Clock {
-    /// A clock starting now.
+    /// The system clock.
     pub fn new() -> Clock {
-        Clock {
-            wall: Utc::now(),
-            start: Instant::now(),
-        }
+        Clock::default()
     }
 
     /// The current time.
     pub fn now(&self) -> DateTime<Utc> {
-        let elapsed = Instant::now().duration_since(self.start);
-        self.wall + chrono::Duration::from_std(elapsed).unwrap_or_default()
+        Utc::now() + chrono::Duration::milliseconds(self.skew_ms.load(Ordering::SeqCst))
+    }
+
+    /// Moves this clock (and every copy of it) forward.
+    pub fn advance(&self, by: Duration) {
+        let ms = i64::try_from(by.as_millis()).unwrap_or(i64::MAX);
+        self.skew_ms.fetch_add(ms, Ordering::SeqCst);
     }
 
     /// The tokio instant at which wall time `at` is reached (now, if it is past).

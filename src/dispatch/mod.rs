@@ -123,7 +123,7 @@ impl Dispatcher {
 
     /// The dispatcher's clock.
     pub fn clock(&self) -> Clock {
-        self.clock
+        self.clock.clone()
     }
 
     /// Calls `listener` after every recorded attempt.
@@ -243,6 +243,55 @@ impl Dispatcher {
         self.active.fetch_sub(1, Ordering::SeqCst);
         self.settled.notify_waiters();
         self.wake.notify_one();
+    }
+
+    /// Runs the dispatcher until every delivery in `ids` is finished, or pending with its
+    /// next attempt more than `wait` away (those stay queued for `serve`). Calls `progress`
+    /// with the number settled so far after every recorded attempt.
+    pub async fn settle(
+        self: &Arc<Self>,
+        ids: &[DeliveryId],
+        wait: Duration,
+        progress: &(dyn Fn(usize) + Sync),
+    ) -> Result<Vec<Delivery>, StoreError> {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let runner = tokio::spawn(self.clone().run(stop_rx, Duration::from_secs(30)));
+        self.wake();
+        let result = loop {
+            let mut settled = Vec::with_capacity(ids.len());
+            let mut open = 0;
+            let now = self.clock.now();
+            for id in ids {
+                let Some(delivery) = self.store.delivery(id)? else {
+                    continue;
+                };
+                let far = delivery.due_at.is_some_and(|due| {
+                    due.signed_duration_since(now)
+                        .to_std()
+                        .is_ok_and(|d| d > wait)
+                });
+                let in_flight = self
+                    .in_flight
+                    .lock()
+                    .map(|s| s.contains(id))
+                    .unwrap_or(false);
+                if !(delivery.state.is_final() || (far && !in_flight)) {
+                    open += 1;
+                }
+                settled.push(delivery);
+            }
+            progress(settled.len() - open);
+            if open == 0 {
+                break settled;
+            }
+            tokio::select! {
+                _ = self.attempt_recorded() => {}
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            }
+        };
+        let _ = stop_tx.send(true);
+        let _ = runner.await;
+        Ok(result)
     }
 
     /// Sends due deliveries until `stop` turns true, then waits (up to `drain`) for the

@@ -189,3 +189,8 @@ fn load(store: &Store, index_key: &[u8]) -> Result<Option<LogEntry>, StoreError>
         None => Ok(None),
     }
 }
+
+/// An entry id after every entry recorded up to `at`: a cursor for following new entries.
+pub fn id_at(at: DateTime<Utc>) -> String {
+    keys::ulid_bound(at, true)
+}

@@ -2,6 +2,8 @@
 //! events from JSON, a fixed clock, and the real CLI binary.
 #![allow(dead_code)]
 
+pub mod receiver;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

@@ -1,0 +1,314 @@
+//! `switchboard send` and `switchboard replay`: deliver now, from the command line, with
+//! the same store and dispatcher that `serve` uses.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use super::Output;
+use crate::dispatch::{Clock, Dispatcher, NetworkPolicy};
+use crate::engine::event::parse_events;
+use crate::store::{Delivery, DeliveryId, DeliveryState, LogQuery, Outcome, Store};
+
+/// Exit code when at least one delivery failed.
+pub const EXIT_FAILED: i32 = 4;
+
+/// What `send` needs.
+#[derive(Debug)]
+pub struct SendArgs<'a> {
+    /// The configuration folder.
+    pub config: &'a Path,
+    /// The data folder.
+    pub data: &'a Path,
+    /// Where the event text came from, for messages.
+    pub source: &'a str,
+    /// The events.
+    pub text: &'a str,
+    /// The type of a raw payload.
+    pub kind: Option<&'a str>,
+    /// Leave deliveries whose next retry is further away than this.
+    pub wait: Duration,
+    /// Outbound network policy.
+    pub policy: NetworkPolicy,
+}
+
+fn fail(message: String) -> Output {
+    Output {
+        stderr: format!("error: {message}\n"),
+        code: 1,
+        ..Output::default()
+    }
+}
+
+/// Opens the configuration, the data folder and a dispatcher over them.
+fn open(config: &Path, data: &Path, policy: NetworkPolicy) -> Result<Arc<Dispatcher>, Output> {
+    let loaded = crate::load(config).map_err(|errors| Output {
+        stderr: format!("{errors}\n"),
+        code: 1,
+        ..Output::default()
+    })?;
+    let store = Store::open(data).map_err(|e| fail(e.to_string()))?;
+    let engine = Arc::new(RwLock::new(Arc::new(loaded.engine)));
+    Ok(Dispatcher::new(
+        Arc::new(store),
+        engine,
+        policy,
+        Clock::new(),
+    ))
+}
+
+/// Accepts the events, delivers them, and reports each delivery.
+pub async fn send(args: SendArgs<'_>) -> Output {
+    let dispatcher = match open(args.config, args.data, args.policy) {
+        Ok(d) => d,
+        Err(out) => return out,
+    };
+    let now = dispatcher.clock().now();
+    let events = match parse_events(args.text, args.kind, now) {
+        Ok(events) => events,
+        Err(e) => return fail(format!("{}: {e}", args.source)),
+    };
+    let engine = dispatcher.engine();
+    let store = dispatcher.store().clone();
+    let mut out = Output::default();
+    let mut ids = Vec::new();
+    for event in &events {
+        let matches = engine.matches(event, now);
+        let keys = engine.audit_keys(event);
+        let accepted = match store.accept(event, &matches, &keys, now) {
+            Ok(accepted) => accepted,
+            Err(e) => return fail(e.to_string()),
+        };
+        let n = accepted.deliveries.len();
+        let plural = if n == 1 { "delivery" } else { "deliveries" };
+        if accepted.duplicate {
+            let _ = writeln!(
+                out.stdout,
+                "duplicate {}: already accepted with {n} {plural}; not run again",
+                event.id
+            );
+        } else if n == 0 {
+            let _ = writeln!(
+                out.stdout,
+                "{} ({}): no workflow matched",
+                event.id, event.kind
+            );
+        } else {
+            ids.extend(accepted.deliveries.iter().map(|d| d.id.clone()));
+        }
+    }
+    if let Err(e) = store.commit().await {
+        return fail(e.to_string());
+    }
+    settle_and_report(&dispatcher, &ids, args.wait, false, out).await
+}
+
+/// What `replay` needs.
+#[derive(Debug)]
+pub struct ReplayArgs<'a> {
+    /// The configuration folder.
+    pub config: &'a Path,
+    /// The data folder.
+    pub data: &'a Path,
+    /// Delivery ids, or connect log entry ids.
+    pub ids: Vec<String>,
+    /// Replay every failed delivery (with the filters below).
+    pub failed: bool,
+    /// Only this endpoint's (with `failed`).
+    pub endpoint: Option<String>,
+    /// Only deliveries that failed since (with `failed`).
+    pub since: Option<DateTime<Utc>>,
+    /// Leave deliveries whose next retry is further away than this.
+    pub wait: Duration,
+    /// Outbound network policy.
+    pub policy: NetworkPolicy,
+    /// Show a progress bar.
+    pub progress: bool,
+}
+
+/// Sends deliveries again.
+pub async fn replay(args: ReplayArgs<'_>) -> Output {
+    let dispatcher = match open(args.config, args.data, args.policy) {
+        Ok(d) => d,
+        Err(out) => return out,
+    };
+    let store = dispatcher.store().clone();
+    let mut targets: Vec<DeliveryId> = Vec::new();
+    for id in &args.ids {
+        match resolve(&store, id) {
+            Ok(delivery) => targets.push(delivery),
+            Err(message) => return fail(message),
+        }
+    }
+    if args.failed {
+        let query = LogQuery {
+            outcome: Some(Outcome::Failed),
+            endpoint: args.endpoint.clone(),
+            since: args.since,
+            ..LogQuery::default()
+        };
+        let entries = match store.search(&query) {
+            Ok(entries) => entries,
+            Err(e) => return fail(e.to_string()),
+        };
+        for entry in entries {
+            let still_failed = store
+                .delivery(&entry.delivery_id)
+                .ok()
+                .flatten()
+                .is_some_and(|d| d.state == DeliveryState::Failed);
+            if still_failed && !targets.contains(&entry.delivery_id) {
+                targets.push(entry.delivery_id);
+            }
+        }
+    }
+    if targets.is_empty() {
+        return Output {
+            stdout: "nothing to replay\n".into(),
+            ..Output::default()
+        };
+    }
+    let now = dispatcher.clock().now();
+    for id in &targets {
+        if let Err(e) = store.replay(id, now) {
+            return fail(e.to_string());
+        }
+    }
+    if let Err(e) = store.commit().await {
+        return fail(e.to_string());
+    }
+    let out = Output {
+        stdout: format!(
+            "replaying {} {}\n",
+            targets.len(),
+            if targets.len() == 1 {
+                "delivery"
+            } else {
+                "deliveries"
+            }
+        ),
+        ..Output::default()
+    };
+    settle_and_report(
+        &dispatcher,
+        &targets,
+        args.wait,
+        args.progress && targets.len() > 1,
+        out,
+    )
+    .await
+}
+
+/// A delivery id, or the delivery of a log entry id.
+fn resolve(store: &Store, id: &str) -> Result<DeliveryId, String> {
+    let as_delivery = DeliveryId::new(id);
+    if store
+        .delivery(&as_delivery)
+        .map_err(|e| e.to_string())?
+        .is_some()
+    {
+        return Ok(as_delivery);
+    }
+    match store.entry(id).map_err(|e| e.to_string())? {
+        Some(entry) => Ok(entry.delivery_id),
+        None => Err(format!("no delivery or connect log entry with id {id}")),
+    }
+}
+
+async fn settle_and_report(
+    dispatcher: &Arc<Dispatcher>,
+    ids: &[DeliveryId],
+    wait: Duration,
+    bar: bool,
+    mut out: Output,
+) -> Output {
+    let progress = bar.then(|| {
+        let pb = indicatif::ProgressBar::new(ids.len() as u64);
+        pb.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:40} {pos}/{len} deliveries settled ({elapsed})",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        pb
+    });
+    let report = |n: usize| {
+        if let Some(pb) = &progress {
+            pb.set_position(n as u64);
+        }
+    };
+    let settled = match dispatcher.settle(ids, wait, &report).await {
+        Ok(settled) => settled,
+        Err(e) => return fail(e.to_string()),
+    };
+    if let Some(pb) = progress {
+        pb.finish_and_clear();
+    }
+    if let Err(e) = dispatcher.store().commit().await {
+        return fail(e.to_string());
+    }
+    for delivery in &settled {
+        let _ = writeln!(out.stdout, "{}", describe(dispatcher, delivery));
+        if delivery.state == DeliveryState::Failed {
+            out.code = EXIT_FAILED;
+        }
+    }
+    out
+}
+
+/// One line per delivery: where it went, how it ended, and the latest error.
+fn describe(dispatcher: &Dispatcher, d: &Delivery) -> String {
+    let entry = d
+        .last_entry
+        .as_deref()
+        .and_then(|id| dispatcher.store().entry(id).ok().flatten());
+    let attempts = if d.attempts == 1 {
+        "1 attempt".to_string()
+    } else {
+        format!("{} attempts", d.attempts)
+    };
+    let mut line = format!("{} {} → {}: ", d.id, d.target.workflow, d.target.endpoint);
+    match d.state {
+        DeliveryState::Delivered => {
+            let _ = write!(line, "delivered after {attempts}");
+            if let Some(r) = entry.as_ref().and_then(|e| e.response.as_ref()) {
+                let _ = write!(line, " (HTTP {}, {} ms)", r.status, r.duration_ms);
+            }
+        }
+        DeliveryState::Skipped => line.push_str("skipped"),
+        DeliveryState::Failed => {
+            let _ = write!(line, "failed after {attempts}");
+        }
+        DeliveryState::Pending if d.attempts == 0 => {
+            let _ = write!(line, "queued");
+            if let Some(due) = d.due_at {
+                let _ = write!(
+                    line,
+                    " for {}",
+                    due.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                );
+            }
+            line.push_str(" (left for `switchboard serve`)");
+        }
+        DeliveryState::Pending => {
+            let _ = write!(line, "retrying after {attempts}");
+            if let Some(due) = d.due_at {
+                let _ = write!(
+                    line,
+                    ", next attempt {}",
+                    due.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                );
+            }
+            line.push_str(" (left for `switchboard serve`)");
+        }
+    }
+    if let Some(error) = entry.as_ref().and_then(|e| e.error.as_ref()) {
+        if d.state != DeliveryState::Delivered {
+            let _ = write!(line, ": {}", error.message);
+        }
+    }
+    line
+}

@@ -1,0 +1,406 @@
+//! `switchboard logs`: search the connect log and print it as a table, JSON, or CSV;
+//! `logs show ID` prints one entry in full; `--follow` prints entries as they arrive.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::Path;
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+
+use super::Output;
+use crate::engine::units::parse_duration;
+use crate::store::{DeliveryId, LogEntry, LogQuery, Store};
+
+/// How entries are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// A readable table.
+    Table,
+    /// A JSON array of entries (SPEC §6).
+    Json,
+    /// CSV with a header row.
+    Csv,
+}
+
+/// `--since`: a duration back from now (`1h`, `7d`) or a time (RFC 3339, or a date).
+pub fn parse_since(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
+    if let Ok(d) = parse_duration(text) {
+        return Ok(now - chrono::Duration::from_std(d).unwrap_or_default());
+    }
+    parse_time(text).map_err(|_| format!("invalid --since {text:?}: write a duration (1h, 7d) or a time (2026-11-21T10:00:00Z, 2026-11-21)"))
+}
+
+/// `--until`: a time (RFC 3339, or a date meaning its end).
+pub fn parse_until(text: &str) -> Result<DateTime<Utc>, String> {
+    if let Ok(day) = NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d") {
+        return Ok(day
+            .and_hms_milli_opt(23, 59, 59, 999)
+            .unwrap_or_default()
+            .and_utc());
+    }
+    parse_time(text).map_err(|_| {
+        format!("invalid --until {text:?}: write a time such as 2026-11-21T10:00:00Z or 2026-11-21")
+    })
+}
+
+fn parse_time(text: &str) -> Result<DateTime<Utc>, ()> {
+    let text = text.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .map(|d| d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc())
+        .map_err(|_| ())
+}
+
+fn fail(message: String) -> Output {
+    Output {
+        stderr: format!("error: {message}\n"),
+        code: 1,
+        ..Output::default()
+    }
+}
+
+/// Searches the log in `data` and formats the entries, newest first.
+pub fn run(data: &Path, query: &LogQuery, format: Format) -> Output {
+    let store = match Store::open(data) {
+        Ok(store) => store,
+        Err(e) => return fail(e.to_string()),
+    };
+    match store.search(query) {
+        Ok(entries) => Output {
+            stdout: render(&entries, format, true),
+            ..Output::default()
+        },
+        Err(e) => fail(e.to_string()),
+    }
+}
+
+/// Entries in a format; `header` prints the table or CSV header row.
+pub fn render(entries: &[LogEntry], format: Format, header: bool) -> String {
+    match format {
+        Format::Json => serde_json::to_string_pretty(entries).unwrap_or_default() + "\n",
+        Format::Csv => csv(entries, header),
+        Format::Table => table(entries, header),
+    }
+}
+
+/// One entry in full (or every attempt of a delivery, given its id).
+pub fn show(data: &Path, id: &str, json: bool) -> Output {
+    let store = match Store::open(data) {
+        Ok(store) => store,
+        Err(e) => return fail(e.to_string()),
+    };
+    let entries = match store.entry(id) {
+        Ok(Some(entry)) => vec![entry],
+        Ok(None) => {
+            let query = LogQuery {
+                delivery: Some(DeliveryId::new(id)),
+                after: Some(String::new()),
+                ..LogQuery::default()
+            };
+            match store.search(&query) {
+                Ok(entries) if !entries.is_empty() => entries,
+                Ok(_) => return fail(format!("no connect log entry or delivery with id {id}")),
+                Err(e) => return fail(e.to_string()),
+            }
+        }
+        Err(e) => return fail(e.to_string()),
+    };
+    let stdout = if json {
+        match entries.as_slice() {
+            [one] => serde_json::to_string_pretty(one).unwrap_or_default() + "\n",
+            many => serde_json::to_string_pretty(many).unwrap_or_default() + "\n",
+        }
+    } else {
+        entries.iter().map(detail).collect::<Vec<_>>().join("\n")
+    };
+    Output {
+        stdout,
+        ..Output::default()
+    }
+}
+
+/// Prints matching entries as they are recorded, until the process is stopped.
+pub fn follow(data: &Path, mut query: LogQuery, format: Format) -> Output {
+    let store = match Store::open(data) {
+        Ok(store) => store,
+        Err(e) => return fail(e.to_string()),
+    };
+    let mut stdout = std::io::stdout();
+    // The latest entries first (oldest of them at the top), then everything new.
+    let recent = match store.search(&LogQuery {
+        limit: query.limit.max(1),
+        ..query.clone()
+    }) {
+        Ok(mut entries) => {
+            entries.reverse();
+            entries
+        }
+        Err(e) => return fail(e.to_string()),
+    };
+    let _ = write!(stdout, "{}", render(&recent, format, true));
+    query.after = Some(
+        recent
+            .last()
+            .map(|e| e.id.clone())
+            .unwrap_or_else(|| crate::store::log::id_at(Utc::now())),
+    );
+    query.before = None;
+    query.limit = 0;
+    loop {
+        std::thread::sleep(Duration::from_millis(500));
+        match store.search(&query) {
+            Ok(entries) if !entries.is_empty() => {
+                query.after = entries.last().map(|e| e.id.clone());
+                let _ = write!(stdout, "{}", render(&entries, format, false));
+                let _ = stdout.flush();
+            }
+            Ok(_) => {}
+            Err(e) => return fail(e.to_string()),
+        }
+    }
+}
+
+fn short_time(t: &DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S").to_string()
+}
+
+/// The first audit key, which is what people search by (phone, lead id).
+fn main_key(entry: &LogEntry) -> String {
+    entry
+        .keys
+        .iter()
+        .next()
+        .map(|(k, v)| format!("{k}={v}"))
+        .unwrap_or_default()
+}
+
+fn status(entry: &LogEntry) -> String {
+    match (&entry.response, &entry.error) {
+        (Some(r), _) => r.status.to_string(),
+        (None, Some(e)) => serde_json::to_value(e.kind)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default(),
+        (None, None) => String::new(),
+    }
+}
+
+fn table(entries: &[LogEntry], header: bool) -> String {
+    let mut rows: Vec<[String; 9]> = Vec::new();
+    if header {
+        rows.push(
+            [
+                "TIME (UTC)",
+                "OUTCOME",
+                "ENDPOINT",
+                "WORKFLOW",
+                "TRY",
+                "STATUS",
+                "MS",
+                "KEY",
+                "ID",
+            ]
+            .map(String::from),
+        );
+    }
+    for e in entries {
+        rows.push([
+            short_time(&e.at),
+            e.outcome.as_str().to_string(),
+            e.endpoint.clone(),
+            e.workflow.clone(),
+            e.attempt.to_string(),
+            status(e),
+            e.response
+                .as_ref()
+                .map(|r| r.duration_ms.to_string())
+                .unwrap_or_default(),
+            main_key(e),
+            e.id.clone(),
+        ]);
+    }
+    let mut widths = [0usize; 9];
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in &rows {
+        let mut line = String::new();
+        for (i, (cell, w)) in row.iter().zip(widths).enumerate() {
+            if i + 1 == row.len() {
+                line.push_str(cell);
+            } else {
+                let _ = write!(line, "{cell:<w$}  ");
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    if header && entries.is_empty() {
+        out = "no connect log entries match\n".into();
+    }
+    out
+}
+
+fn csv_cell(text: &str) -> String {
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_string()
+    }
+}
+
+/// The CSV header row.
+pub const CSV_HEADER: &str = "id,at,delivery_id,attempt,event_id,event_type,workflow,endpoint,method,url,status,duration_ms,outcome,error_kind,error_message,next_attempt_at,keys";
+
+/// One entry as a CSV row.
+pub fn csv_row(e: &LogEntry) -> String {
+    let error_kind = e
+        .error
+        .as_ref()
+        .and_then(|err| serde_json::to_value(err.kind).ok())
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default();
+    let keys: Vec<String> = e.keys.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let cells = [
+        e.id.clone(),
+        e.at.to_rfc3339_opts(SecondsFormat::Millis, true),
+        e.delivery_id.to_string(),
+        e.attempt.to_string(),
+        e.event_id.to_string(),
+        e.event_type.clone(),
+        e.workflow.clone(),
+        e.endpoint.clone(),
+        e.request
+            .as_ref()
+            .map(|r| r.method.clone())
+            .unwrap_or_default(),
+        e.request
+            .as_ref()
+            .map(|r| r.url.clone())
+            .unwrap_or_default(),
+        e.response
+            .as_ref()
+            .map(|r| r.status.to_string())
+            .unwrap_or_default(),
+        e.response
+            .as_ref()
+            .map(|r| r.duration_ms.to_string())
+            .unwrap_or_default(),
+        e.outcome.as_str().to_string(),
+        error_kind,
+        e.error
+            .as_ref()
+            .map(|err| err.message.clone())
+            .unwrap_or_default(),
+        e.next_attempt_at
+            .map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true))
+            .unwrap_or_default(),
+        keys.join(";"),
+    ];
+    cells
+        .iter()
+        .map(|c| csv_cell(c))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn csv(entries: &[LogEntry], header: bool) -> String {
+    let mut out = String::new();
+    if header {
+        out.push_str(CSV_HEADER);
+        out.push('\n');
+    }
+    for e in entries {
+        out.push_str(&csv_row(e));
+        out.push('\n');
+    }
+    out
+}
+
+/// The readable, full view of one entry.
+fn detail(e: &LogEntry) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "entry     {} (attempt {} of delivery {})",
+        e.id, e.attempt, e.delivery_id
+    );
+    let _ = writeln!(
+        out,
+        "at        {}",
+        e.at.to_rfc3339_opts(SecondsFormat::Millis, true)
+    );
+    let _ = writeln!(out, "event     {} ({})", e.event_id, e.event_type);
+    let _ = writeln!(
+        out,
+        "route     workflow {} → endpoint {}",
+        e.workflow, e.endpoint
+    );
+    let _ = write!(out, "outcome   {}", e.outcome.as_str());
+    if let Some(err) = &e.error {
+        let kind = serde_json::to_value(err.kind)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        let _ = write!(out, " ({kind}): {}", err.message);
+    }
+    out.push('\n');
+    if let Some(next) = e.next_attempt_at {
+        let _ = writeln!(
+            out,
+            "next      {}",
+            next.to_rfc3339_opts(SecondsFormat::Secs, true)
+        );
+    }
+    if !e.keys.is_empty() {
+        let keys: Vec<String> = e.keys.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let _ = writeln!(out, "keys      {}", keys.join(", "));
+    }
+    if let Some(r) = &e.request {
+        let _ = writeln!(out, "\nrequest\n  {} {}", r.method, r.url);
+        for (k, v) in &r.headers {
+            let _ = writeln!(out, "  {k}: {v}");
+        }
+        if let Some(body) = &r.body {
+            let _ = writeln!(out);
+            for line in pretty(body).lines() {
+                let _ = writeln!(out, "  {line}");
+            }
+        }
+    }
+    if let Some(r) = &e.response {
+        let _ = writeln!(out, "\nresponse  HTTP {} in {} ms", r.status, r.duration_ms);
+        for (k, v) in &r.headers {
+            let _ = writeln!(out, "  {k}: {v}");
+        }
+        if !r.body.is_empty() {
+            let _ = writeln!(out);
+            for line in pretty(&r.body).lines() {
+                let _ = writeln!(out, "  {line}");
+            }
+        }
+    }
+    if !e.captured.is_empty() {
+        let _ = writeln!(out, "\ncaptured");
+        for (k, v) in &e.captured {
+            let _ = writeln!(out, "  {k} = {v}");
+        }
+    }
+    for w in &e.warnings {
+        let _ = writeln!(out, "warning   {w}");
+    }
+    out
+}
+
+fn pretty(body: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| serde_json::to_string_pretty(&v).ok())
+        .unwrap_or_else(|| body.to_string())
+}

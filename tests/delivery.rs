@@ -1,0 +1,560 @@
+//! Durable delivery against real receivers on 127.0.0.1: outcomes, error kinds, attempt
+//! counts and retry schedules for every kind of failure, and what the connect log records.
+//! Schedules are checked by moving the dispatcher's clock forward, never by sleeping.
+
+mod common;
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use common::receiver::{Receiver, Reply, resetting};
+use common::{ConfigDir, event};
+use serde_json::json;
+use switchboard::dispatch::{Clock, Dispatcher, NetworkPolicy};
+use switchboard::engine::signing::SigningKey;
+use switchboard::store::record::ErrorKind;
+use switchboard::store::{Delivery, DeliveryState, LogEntry, LogQuery, Outcome, Store};
+
+const ADAPTOR: (&str, &str) = (
+    "adaptors/lead.yaml",
+    "fields:\n  - {from: phone, to: phone}\n  - {from: name, to: name}\n",
+);
+const WORKFLOW: (&str, &str) = (
+    "workflows/w.yaml",
+    "when:\n  - event: lead\nactions:\n  - endpoint: out\n",
+);
+
+struct Setup {
+    _config: ConfigDir,
+    data: tempfile::TempDir,
+    dispatcher: Arc<Dispatcher>,
+    clock: Clock,
+}
+
+fn setup_with(files: &[(&str, &str)]) -> Setup {
+    let config = ConfigDir::new(files);
+    let engine = config.engine();
+    let data = tempfile::tempdir().expect("tmp");
+    let store = Arc::new(Store::open(data.path()).expect("open store"));
+    let clock = Clock::new();
+    let dispatcher = Dispatcher::new(
+        store,
+        Arc::new(RwLock::new(Arc::new(engine))),
+        NetworkPolicy::default(),
+        clock.clone(),
+    );
+    Setup {
+        _config: config,
+        data,
+        dispatcher,
+        clock,
+    }
+}
+
+fn setup(endpoint: &str) -> Setup {
+    setup_with(&[ADAPTOR, WORKFLOW, ("endpoints/out.yaml", endpoint)])
+}
+
+impl Setup {
+    /// Accepts an event and runs the dispatcher until its deliveries settle (retries are
+    /// left queued); returns each delivery with its attempts, oldest first.
+    async fn send(&self, id: &str) -> Vec<(Delivery, Vec<LogEntry>)> {
+        let mut ev = event("lead", json!({"phone": "+15551234567", "name": "Ann"}));
+        ev.id = switchboard::EventId::new(id);
+        let engine = self.dispatcher.engine();
+        let now = self.clock.now();
+        let accepted = self
+            .dispatcher
+            .store()
+            .accept(&ev, &engine.matches(&ev, now), &engine.audit_keys(&ev), now)
+            .expect("accept");
+        let ids: Vec<_> = accepted.deliveries.iter().map(|d| d.id.clone()).collect();
+        self.settle(&ids).await
+    }
+
+    async fn settle(
+        &self,
+        ids: &[switchboard::store::DeliveryId],
+    ) -> Vec<(Delivery, Vec<LogEntry>)> {
+        let settled = self
+            .dispatcher
+            .settle(ids, Duration::ZERO, &|_| {})
+            .await
+            .expect("settle");
+        settled
+            .into_iter()
+            .map(|d| {
+                let entries = self.entries(&d);
+                (d, entries)
+            })
+            .collect()
+    }
+
+    fn entries(&self, d: &Delivery) -> Vec<LogEntry> {
+        let query = LogQuery {
+            delivery: Some(d.id.clone()),
+            after: Some(String::new()),
+            ..LogQuery::default()
+        };
+        self.dispatcher.store().search(&query).expect("search")
+    }
+
+    /// Moves the clock to just past a delivery's next attempt and runs it.
+    async fn next_attempt(&self, d: &Delivery) -> (Delivery, Vec<LogEntry>) {
+        let due = d.due_at.expect("a retry is scheduled");
+        let wait = due
+            .signed_duration_since(self.clock.now())
+            .to_std()
+            .unwrap_or_default();
+        self.clock.advance(wait + Duration::from_millis(10));
+        self.settle(std::slice::from_ref(&d.id)).await.remove(0)
+    }
+}
+
+/// `next_attempt_at - at` is the schedule's delay ±20%.
+fn assert_delay(entry: &LogEntry, scheduled: Duration) {
+    let next = entry.next_attempt_at.expect("next attempt");
+    let delay = next
+        .signed_duration_since(entry.at)
+        .to_std()
+        .expect("in the future");
+    let (lo, hi) = (
+        scheduled.mul_f64(0.8),
+        scheduled.mul_f64(1.2) + Duration::from_millis(2),
+    );
+    assert!(
+        delay >= lo.saturating_sub(Duration::from_millis(2)) && delay <= hi,
+        "delay {delay:?} not within ±20% of {scheduled:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_500_is_retried_by_the_schedule_then_delivered() {
+    let rx = Receiver::start(
+        vec![Reply::Status(500), Reply::Status(503)],
+        Reply::Full(
+            201,
+            vec![("content-type", "application/json".into())],
+            r#"{"id": "c-77"}"#.into(),
+        ),
+    )
+    .await;
+    let s = setup(&format!(
+        "url: {}\nadaptor: lead\nresponse:\n  capture:\n    crm_id: $.id\n",
+        rx.url("/leads")
+    ));
+    let (d, entries) = s.send("ev-500").await.remove(0);
+    assert_eq!((d.state, d.attempts), (DeliveryState::Pending, 1));
+    let first = &entries[0];
+    assert_eq!(first.outcome, Outcome::Retrying);
+    let error = first.error.as_ref().expect("error");
+    assert_eq!(error.kind, ErrorKind::Status);
+    assert!(
+        error
+            .message
+            .starts_with(&format!("HTTP 500 Internal Server Error from {}", rx.addr)),
+        "{}",
+        error.message
+    );
+    assert_eq!(first.response.as_ref().map(|r| r.status), Some(500));
+    assert_delay(first, Duration::from_secs(5));
+
+    let (d, entries) = s.next_attempt(&d).await;
+    assert_eq!((d.state, d.attempts), (DeliveryState::Pending, 2));
+    assert_delay(&entries[1], Duration::from_secs(300));
+
+    let (d, entries) = s.next_attempt(&d).await;
+    assert_eq!((d.state, d.attempts), (DeliveryState::Delivered, 3));
+    let last = &entries[2];
+    assert_eq!(
+        (last.outcome, last.error.clone(), last.next_attempt_at),
+        (Outcome::Delivered, None, None)
+    );
+    assert_eq!(last.captured.get("crm_id"), Some(&json!("c-77")));
+    assert_eq!(last.attempt, 3);
+    // Every attempt carries the delivery id and its number.
+    let seen = rx.requests();
+    assert_eq!(seen.len(), 3);
+    for (i, r) in seen.iter().enumerate() {
+        assert_eq!(r.header("idempotency-key"), Some(d.id.as_str()));
+        assert_eq!(
+            r.header("x-switchboard-attempt"),
+            Some((i + 1).to_string().as_str())
+        );
+        assert_eq!(r.body, r#"{"phone":"+15551234567","name":"Ann"}"#);
+    }
+}
+
+#[tokio::test]
+async fn a_422_fails_at_once() {
+    let rx = Receiver::start(vec![], Reply::Full(422, vec![], "phone is invalid".into())).await;
+    let s = setup(&format!("url: {}\nadaptor: lead\n", rx.url("/leads")));
+    let (d, entries) = s.send("ev-422").await.remove(0);
+    assert_eq!(
+        (d.state, d.attempts, entries.len()),
+        (DeliveryState::Failed, 1, 1)
+    );
+    let error = entries[0].error.clone().expect("error");
+    assert_eq!(error.kind, ErrorKind::Status);
+    assert_eq!(
+        error.message,
+        format!(
+            "HTTP 422 Unprocessable Entity from {}: phone is invalid (not retried: 422 is not in retry_on [408, 429, 500-599])",
+            rx.addr
+        )
+    );
+    assert_eq!(entries[0].next_attempt_at, None);
+}
+
+#[tokio::test]
+async fn retry_after_on_429_is_honoured() {
+    let rx = Receiver::start(
+        vec![Reply::Full(
+            429,
+            vec![("retry-after", "120".into())],
+            String::new(),
+        )],
+        Reply::Status(200),
+    )
+    .await;
+    let s = setup(&format!("url: {}\nadaptor: lead\n", rx.url("/")));
+    let (d, entries) = s.send("ev-429").await.remove(0);
+    assert_eq!(entries[0].outcome, Outcome::Retrying);
+    let delay = entries[0]
+        .next_attempt_at
+        .unwrap()
+        .signed_duration_since(entries[0].at)
+        .num_seconds();
+    assert!(
+        (119..=121).contains(&delay),
+        "waited {delay}s, not Retry-After's 120s"
+    );
+    let (d, _) = s.next_attempt(&d).await;
+    assert_eq!((d.state, d.attempts), (DeliveryState::Delivered, 2));
+}
+
+#[tokio::test]
+async fn a_stalled_receiver_times_out_and_is_retried() {
+    let rx = Receiver::start(
+        vec![Reply::Stall(Duration::from_secs(5))],
+        Reply::Status(204),
+    )
+    .await;
+    let s = setup(&format!(
+        "url: {}\nadaptor: lead\ntimeout: 300ms\n",
+        rx.url("/")
+    ));
+    let (d, entries) = s.send("ev-stall").await.remove(0);
+    let error = entries[0].error.clone().expect("error");
+    assert_eq!(error.kind, ErrorKind::Timeout);
+    assert_eq!(
+        error.message,
+        format!(
+            "no response from {} within 300ms (the endpoint's timeout)",
+            rx.addr
+        )
+    );
+    assert_eq!(
+        (entries[0].outcome, entries[0].response.clone()),
+        (Outcome::Retrying, None)
+    );
+    let (d, _) = s.next_attempt(&d).await;
+    assert_eq!(d.state, DeliveryState::Delivered);
+}
+
+#[tokio::test]
+async fn a_reset_connection_is_a_connect_error_and_retried() {
+    let addr = resetting().await;
+    let s = setup(&format!(
+        "url: http://{addr}/\nadaptor: lead\nretry:\n  schedule: [1s]\n"
+    ));
+    let (d, entries) = s.send("ev-reset").await.remove(0);
+    let error = entries[0].error.clone().expect("error");
+    assert_eq!(error.kind, ErrorKind::Connect);
+    assert!(
+        error.message.starts_with(&format!(
+            "{addr} closed the connection before a complete response"
+        )),
+        "{}",
+        error.message
+    );
+    assert_eq!(entries[0].outcome, Outcome::Retrying);
+    // The schedule has one retry: the second failure ends the delivery.
+    let (d, entries) = s.next_attempt(&d).await;
+    assert_eq!((d.state, d.attempts), (DeliveryState::Failed, 2));
+    assert!(
+        entries[1]
+            .error
+            .as_ref()
+            .unwrap()
+            .message
+            .ends_with("; gave up after 2 attempts (retry.schedule has 1 retries)")
+    );
+}
+
+#[tokio::test]
+async fn a_receiver_that_is_not_listening_is_refused_and_retried() {
+    let s = setup("url: http://127.0.0.1:1/\nadaptor: lead\n");
+    let (d, entries) = s.send("ev-refused").await.remove(0);
+    assert_eq!(d.state, DeliveryState::Pending);
+    let error = entries[0].error.clone().expect("error");
+    assert_eq!(error.kind, ErrorKind::Connect);
+    assert_eq!(
+        error.message,
+        "connection refused by 127.0.0.1:1: is the receiver running and reachable?"
+    );
+    assert_eq!(entries[0].response, None);
+    assert_delay(&entries[0], Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn the_network_policy_blocks_metadata_addresses_without_retrying() {
+    let s = setup("url: http://169.254.169.254/latest/meta-data\nadaptor: lead\n");
+    let (d, entries) = s.send("ev-blocked").await.remove(0);
+    assert_eq!((d.state, d.attempts), (DeliveryState::Failed, 1));
+    let error = entries[0].error.clone().expect("error");
+    assert_eq!(error.kind, ErrorKind::Blocked);
+    assert!(
+        error
+            .message
+            .contains("blocked by the outbound network policy"),
+        "{}",
+        error.message
+    );
+}
+
+#[tokio::test]
+async fn inactive_endpoints_are_logged_as_skipped() {
+    let s = setup("url: http://127.0.0.1:1/\nadaptor: lead\nactive: false\n");
+    let (d, entries) = s.send("ev-inactive").await.remove(0);
+    assert_eq!(d.state, DeliveryState::Skipped);
+    assert_eq!(entries[0].outcome, Outcome::Skipped);
+    assert_eq!(
+        entries[0].error.as_ref().map(|e| e.kind),
+        Some(ErrorKind::Inactive)
+    );
+    assert_eq!(entries[0].request, None);
+}
+
+#[tokio::test]
+async fn response_checks_decide_success() {
+    let rx = Receiver::start(
+        vec![Reply::Full(
+            200,
+            vec![("content-type", "application/json".into())],
+            r#"{"result": "false"}"#.into(),
+        )],
+        Reply::Full(
+            200,
+            vec![("content-type", "application/json".into())],
+            r#"{"result": "true", "lead": {"id": 9}}"#.into(),
+        ),
+    )
+    .await;
+    let s = setup(&format!(
+        "url: {}\nadaptor: lead\nresponse:\n  success_key: result\n  success_value: \"true\"\n  capture:\n    lead: lead.id\n",
+        rx.url("/")
+    ));
+    let (d, entries) = s.send("ev-check").await.remove(0);
+    let error = entries[0].error.clone().expect("error");
+    assert_eq!(error.kind, ErrorKind::ResponseCheck);
+    assert_eq!(
+        error.message,
+        "HTTP 200, but the response's success_key is \"false\", expected \"true\""
+    );
+    let (d, entries) = s.next_attempt(&d).await;
+    assert_eq!(d.state, DeliveryState::Delivered);
+    assert_eq!(entries[1].captured.get("lead"), Some(&json!(9)));
+}
+
+#[tokio::test]
+async fn requests_are_signed_and_credentials_never_logged() {
+    let rx = Receiver::start(vec![], Reply::Status(202)).await;
+    let s = setup(&format!(
+        "url: {}\nadaptor: lead\nauth:\n  type: bearer\n  token: ${{TEST_TOKEN}}\nsigning:\n  secret: ${{TEST_SIGNING}}\n",
+        rx.url("/hook")
+    ));
+    let (d, entries) = s.send("ev-signed").await.remove(0);
+    assert_eq!(d.state, DeliveryState::Delivered);
+    let r = &rx.requests()[0];
+    assert_eq!(r.header("authorization"), Some("Bearer tok-123+/="));
+    let key = SigningKey::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
+    let ts: i64 = r.header("webhook-timestamp").unwrap().parse().unwrap();
+    assert_eq!(r.header("webhook-id"), Some(d.id.as_str()));
+    assert!(key.verify(
+        d.id.as_str(),
+        ts,
+        r.body.as_bytes(),
+        r.header("webhook-signature").unwrap()
+    ));
+    let logged = entries[0].request.clone().expect("request");
+    assert_eq!(
+        logged.headers.get("Authorization").map(String::as_str),
+        Some("***")
+    );
+    assert_eq!(
+        logged.headers.get("webhook-signature").map(String::as_str),
+        Some("***")
+    );
+    // Nothing in the data folder holds the token or the signing secret.
+    s.dispatcher.store().commit_blocking().unwrap();
+    for file in walk(s.data.path()) {
+        let bytes = std::fs::read(&file).unwrap();
+        for secret in ["tok-123+/=", "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"] {
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "{secret} in {}",
+                file.display()
+            );
+        }
+    }
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(walk(&path))
+        } else {
+            files.push(path)
+        }
+    }
+    files
+}
+
+#[tokio::test]
+async fn one_slow_endpoint_does_not_hold_back_another_and_concurrency_is_kept() {
+    let slow = Receiver::start(vec![], Reply::Stall(Duration::from_millis(400))).await;
+    let fast = Receiver::start(vec![], Reply::Status(200)).await;
+    let s = setup_with(&[
+        ADAPTOR,
+        (
+            "endpoints/slow.yaml",
+            &format!("url: {}\nadaptor: lead\nconcurrency: 2\n", slow.url("/")),
+        ),
+        (
+            "endpoints/fast.yaml",
+            &format!("url: {}\nadaptor: lead\n", fast.url("/")),
+        ),
+        (
+            "workflows/w.yaml",
+            "when:\n  - event: lead\nactions:\n  - endpoint: slow\n  - endpoint: fast\n",
+        ),
+    ]);
+    let started = std::time::Instant::now();
+    let mut ids = Vec::new();
+    let engine = s.dispatcher.engine();
+    for i in 0..6 {
+        let mut ev = event("lead", json!({"phone": format!("+1555000{i}")}));
+        ev.id = switchboard::EventId::new(format!("ev-{i}"));
+        let now = s.clock.now();
+        let accepted = s
+            .dispatcher
+            .store()
+            .accept(&ev, &engine.matches(&ev, now), &engine.audit_keys(&ev), now)
+            .unwrap();
+        ids.extend(accepted.deliveries.into_iter().map(|d| (d.endpoint, d.id)));
+    }
+    let fast_ids: Vec<_> = ids
+        .iter()
+        .filter(|(e, _)| e == "fast")
+        .map(|(_, id)| id.clone())
+        .collect();
+    let all: Vec<_> = ids.iter().map(|(_, id)| id.clone()).collect();
+    let runner = {
+        let s = s.dispatcher.clone();
+        let all = all.clone();
+        tokio::spawn(async move { s.settle(&all, Duration::ZERO, &|_| {}).await })
+    };
+    // The fast endpoint's six deliveries are done long before the slow one's three rounds.
+    loop {
+        let done = fast_ids.iter().all(|id| {
+            s.dispatcher.store().delivery(id).unwrap().unwrap().state == DeliveryState::Delivered
+        });
+        if done {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        started.elapsed() < Duration::from_millis(400),
+        "fast deliveries waited for the slow endpoint: {:?}",
+        started.elapsed()
+    );
+    let settled = runner.await.unwrap().unwrap();
+    assert!(settled.iter().all(|d| d.state == DeliveryState::Delivered));
+    assert_eq!(slow.requests().len(), 6);
+    assert_eq!(
+        slow.most_at_once(),
+        2,
+        "concurrency: 2 is the most in flight"
+    );
+}
+
+#[tokio::test]
+async fn rate_limits_space_out_requests() {
+    let rx = Receiver::start(vec![], Reply::Status(200)).await;
+    let s = setup(&format!(
+        "url: {}\nadaptor: lead\nrate_limit: 10/s\n",
+        rx.url("/")
+    ));
+    let started = std::time::Instant::now();
+    let mut ids = Vec::new();
+    let engine = s.dispatcher.engine();
+    for i in 0..15 {
+        let mut ev = event("lead", json!({"phone": "1"}));
+        ev.id = switchboard::EventId::new(format!("rl-{i}"));
+        let now = s.clock.now();
+        ids.extend(
+            s.dispatcher
+                .store()
+                .accept(&ev, &engine.matches(&ev, now), &engine.audit_keys(&ev), now)
+                .unwrap()
+                .deliveries
+                .into_iter()
+                .map(|d| d.id),
+        );
+    }
+    let settled = s
+        .dispatcher
+        .settle(&ids, Duration::ZERO, &|_| {})
+        .await
+        .unwrap();
+    assert!(settled.iter().all(|d| d.state == DeliveryState::Delivered));
+    // A burst of 10, then 5 more at 10/s: at least 0.4 s.
+    assert!(
+        started.elapsed() >= Duration::from_millis(400),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn replay_sends_a_delivery_again_as_a_new_attempt() {
+    let rx = Receiver::start(vec![Reply::Status(400)], Reply::Status(200)).await;
+    let s = setup(&format!("url: {}\nadaptor: lead\n", rx.url("/")));
+    let (d, _) = s.send("ev-replay").await.remove(0);
+    assert_eq!(d.state, DeliveryState::Failed);
+    s.dispatcher.store().replay(&d.id, s.clock.now()).unwrap();
+    let (d, entries) = s.settle(std::slice::from_ref(&d.id)).await.remove(0);
+    assert_eq!(
+        (d.state, d.attempts, entries.len()),
+        (DeliveryState::Delivered, 2, 2)
+    );
+    assert_eq!(entries[1].attempt, 2);
+    assert_eq!(
+        rx.requests()[1].header("idempotency-key"),
+        Some(d.id.as_str())
+    );
+}
+
+#[tokio::test]
+async fn duplicates_are_acknowledged_and_not_run_again() {
+    let rx = Receiver::start(vec![], Reply::Status(200)).await;
+    let s = setup(&format!("url: {}\nadaptor: lead\n", rx.url("/")));
+    let first = s.send("ev-dup").await;
+    let again = s.send("ev-dup").await;
+    assert_eq!(first[0].0.id, again[0].0.id);
+    assert_eq!(rx.requests().len(), 1);
+}
