@@ -305,10 +305,10 @@ fn describe(dispatcher: &Dispatcher, d: &Delivery) -> String {
             line.push_str(" (left for `switchboard serve`)");
         }
     }
-    if let Some(error) = entry.as_ref().and_then(|e| e.error.as_ref()) {
-        if d.state != DeliveryState::Delivered {
-            let _ = write!(line, ": {}", error.message);
-        }
+    if let Some(error) = entry.as_ref().and_then(|e| e.error.as_ref())
+        && d.state != DeliveryState::Delivered
+    {
+        let _ = write!(line, ": {}", error.message);
     }
     line
 }

@@ -1,0 +1,511 @@
+//! The connect log from the command line (`send`, `logs`, `replay`), its search and
+//! indexes, purging, and crash safety: a `send` killed mid-backlog loses nothing.
+
+mod common;
+
+use std::process::Stdio;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use common::receiver::{Receiver, Reply};
+use common::{ConfigDir, cli};
+use serde_json::{Value, json};
+use switchboard::dispatch::{Clock, Dispatcher, NetworkPolicy};
+use switchboard::engine::event::{Event, EventId};
+use switchboard::store::record::{LogEntry, LoggedRequest};
+use switchboard::store::{DeliveryId, DeliveryState, LogQuery, Outcome, Store};
+
+fn config(url: &str) -> ConfigDir {
+    ConfigDir::new(&[
+        (
+            "adaptors/lead.yaml",
+            "fields:\n  - {from: phone_number, to: phone}\n  - {from: lead_id, to: lead}\nextra_fields:\n  api_key: ${TEST_API_KEY}\n",
+        ),
+        (
+            "endpoints/crm.yaml",
+            &format!(
+                "url: {url}\nadaptor: lead\nauth:\n  type: bearer\n  token: ${{TEST_TOKEN}}\nconcurrency: 1\nretry:\n  schedule: [1h]\n"
+            ),
+        ),
+        (
+            "workflows/sale.yaml",
+            "when:\n  - event: call.disposition\n  - field: status\n    equals: SALE\nactions:\n  - endpoint: crm\n",
+        ),
+    ])
+}
+
+fn events_file(dir: &std::path::Path, n: usize) -> std::path::PathBuf {
+    let path = dir.join("events.ndjson");
+    let lines: Vec<String> = (0..n)
+        .map(|i| json!({"type": "call.disposition", "id": format!("call-{i}"), "data": {"status": "SALE", "phone_number": format!("(555) 010-{i:04}"), "lead_id": format!("L{i}")}}).to_string())
+        .collect();
+    std::fs::write(&path, lines.join("\n")).unwrap();
+    path
+}
+
+/// The CLI with `command`, this configuration and data folder, and the test secrets.
+fn switchboard(config: &ConfigDir, data: &std::path::Path, command: &str) -> std::process::Command {
+    let mut cmd = cli();
+    cmd.arg(command)
+        .arg("--data")
+        .arg(data)
+        .env("SWITCHBOARD_CONFIG", config.path())
+        .env("TEST_TOKEN", "tok-123+/=")
+        .env("TEST_API_KEY", "key-4567");
+    cmd
+}
+
+#[tokio::test]
+async fn send_then_logs_then_replay_from_the_command_line() {
+    let rx = Receiver::start(
+        vec![
+            Reply::Status(201),
+            Reply::Full(422, vec![], "bad phone".into()),
+        ],
+        Reply::Status(201),
+    )
+    .await;
+    let config = config(&rx.url("/contacts"));
+    let data = tempfile::tempdir().unwrap();
+    let events = events_file(data.path(), 2);
+    let out = tokio::task::spawn_blocking({
+        let mut cmd = switchboard(&config, data.path(), "send");
+        cmd.arg("--event").arg(&events);
+        move || cmd.output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "one delivery failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    assert!(
+        lines[0].ends_with("sale → crm: delivered after 1 attempt (HTTP 201, ")
+            || lines[0].contains("delivered after 1 attempt (HTTP 201"),
+        "{stdout}"
+    );
+    assert!(
+        lines[1].contains("failed after 1 attempt: HTTP 422 Unprocessable Entity"),
+        "{stdout}"
+    );
+    let failed_delivery = lines[1].split_whitespace().next().unwrap().to_string();
+
+    let logs = |args: &[&str]| {
+        let mut cmd = switchboard(&config, data.path(), "logs");
+        cmd.args(args);
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let table = logs(&[]);
+    assert!(table.starts_with("TIME (UTC)"), "{table}");
+    assert_eq!(table.lines().count(), 3);
+    let json: Vec<Value> =
+        serde_json::from_str(&logs(&["--json", "--search", "+1 555-010-0001"])).unwrap();
+    assert_eq!(
+        json.len(),
+        1,
+        "the phone in another spelling finds its entry"
+    );
+    let entry = &json[0];
+    for key in [
+        "id",
+        "delivery_id",
+        "attempt",
+        "at",
+        "event_id",
+        "event_type",
+        "workflow",
+        "endpoint",
+        "request",
+        "response",
+        "outcome",
+        "error",
+        "next_attempt_at",
+        "captured",
+        "warnings",
+        "keys",
+    ] {
+        assert!(entry.get(key).is_some(), "entry lacks {key}: {entry}");
+    }
+    assert_eq!(entry["outcome"], "failed");
+    assert_eq!(entry["error"]["kind"], "status");
+    assert_eq!(entry["keys"]["phone_number"], "(555) 010-0001");
+    assert_eq!(entry["request"]["headers"]["Authorization"], "***");
+    assert_eq!(
+        entry["request"]["body"],
+        r#"{"phone":"(555) 010-0001","lead":"L1","api_key":"***"}"#
+    );
+    let csv = logs(&["--csv", "--outcome", "delivered"]);
+    assert!(csv.starts_with("id,at,delivery_id,attempt,"), "{csv}");
+    assert_eq!(csv.lines().count(), 2);
+    assert_eq!(
+        logs(&["--endpoint", "nope"]),
+        "no connect log entries match\n"
+    );
+    let show = logs(&["show", entry["id"].as_str().unwrap()]);
+    assert!(
+        show.contains("outcome   failed (status): HTTP 422 Unprocessable Entity"),
+        "{show}"
+    );
+    assert!(show.contains("Authorization: ***"));
+
+    let out = tokio::task::spawn_blocking({
+        let mut cmd = switchboard(&config, data.path(), "replay");
+        cmd.arg(&failed_delivery);
+        move || cmd.output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("delivered after 2 attempts"));
+    let attempts: Vec<Value> =
+        serde_json::from_str(&logs(&["--json", "--delivery", &failed_delivery])).unwrap();
+    assert_eq!(attempts.len(), 2);
+    assert_eq!(attempts[0]["attempt"], 2, "newest first");
+    // Nothing in the data folder holds a credential.
+    for file in walk(data.path()) {
+        let bytes = std::fs::read(&file).unwrap();
+        for secret in ["tok-123+/=", "key-4567"] {
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "{secret} in {}",
+                file.display()
+            );
+        }
+    }
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(walk(&path))
+        } else {
+            files.push(path)
+        }
+    }
+    files
+}
+
+#[test]
+fn bad_input_is_one_line() {
+    let config = config("http://127.0.0.1:1/");
+    let data = tempfile::tempdir().unwrap();
+    let cases: Vec<(&str, Vec<&str>, &str)> = vec![
+        (
+            "logs",
+            vec!["--outcome", "lost"],
+            "unknown outcome \"lost\" (known: delivered, retrying, failed, skipped)",
+        ),
+        (
+            "logs",
+            vec!["--since", "yesterday"],
+            "invalid --since \"yesterday\": write a duration (1h, 7d) or a time (2026-11-21T10:00:00Z, 2026-11-21)",
+        ),
+        (
+            "logs",
+            vec!["show", "nope"],
+            "error: no connect log entry or delivery with id nope",
+        ),
+        (
+            "replay",
+            vec!["nope"],
+            "error: no delivery or connect log entry with id nope",
+        ),
+    ];
+    for (command, args, expected) in cases {
+        let out = switchboard(&config, data.path(), command)
+            .args(&args)
+            .output()
+            .unwrap();
+        assert_ne!(out.status.code(), Some(0), "{args:?}");
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+        assert!(stderr.trim_end().lines().count() <= 3, "{stderr}");
+    }
+}
+
+/// kill -9 in the middle of a backlog, reopen the data folder: every accepted delivery is
+/// delivered (at least once).
+#[tokio::test]
+async fn a_killed_send_loses_nothing() {
+    let rx = Receiver::start(vec![], Reply::Stall(Duration::from_millis(150))).await;
+    let config = config(&rx.url("/contacts"));
+    let data = tempfile::tempdir().unwrap();
+    let events = events_file(data.path(), 20);
+    let mut child = switchboard(&config, data.path(), "send")
+        .arg("--event")
+        .arg(&events)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Let it accept everything and deliver a few, then kill it hard.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while rx.requests().len() < 4 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "send never started delivering"
+        );
+        assert!(child.try_wait().unwrap().is_none(), "send exited early");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let before = rx.requests().len();
+    assert!(
+        before < 20,
+        "the backlog was still going when killed ({before} sent)"
+    );
+
+    let store = Arc::new(Store::open(data.path()).unwrap());
+    let engine = config.load_with(&|name| match name {
+        "TEST_TOKEN" => Some("tok-123+/=".into()),
+        "TEST_API_KEY" => Some("key-4567".into()),
+        _ => None,
+    });
+    let engine = Arc::new(RwLock::new(Arc::new(engine.unwrap().engine)));
+    let dispatcher = Dispatcher::new(
+        store.clone(),
+        engine,
+        NetworkPolicy::default(),
+        Clock::new(),
+    );
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let runner = tokio::spawn(dispatcher.clone().run(stopped, Duration::from_secs(5)));
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while store.queue_depth() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the backlog was not drained"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.send(true).unwrap();
+    runner.await.unwrap();
+    let mut keys: Vec<String> = rx
+        .requests()
+        .iter()
+        .filter_map(|r| r.header("idempotency-key").map(str::to_string))
+        .collect();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(
+        keys.len(),
+        20,
+        "every accepted delivery reached the receiver"
+    );
+    for key in keys {
+        let d = store.delivery(&DeliveryId::new(key)).unwrap().unwrap();
+        assert_eq!(d.state, DeliveryState::Delivered);
+    }
+}
+
+fn entry(id: &str, at: DateTime<Utc>, endpoint: &str, outcome: Outcome, phone: &str) -> LogEntry {
+    LogEntry {
+        id: id.to_string(),
+        delivery_id: DeliveryId::new(format!("d-{id}")),
+        attempt: 1,
+        at,
+        event_id: EventId::new(format!("e-{id}")),
+        event_type: "call.disposition".into(),
+        workflow: "w".into(),
+        endpoint: endpoint.into(),
+        request: Some(LoggedRequest {
+            method: "POST".into(),
+            url: "http://x/".into(),
+            headers: Default::default(),
+            body: None,
+        }),
+        response: None,
+        outcome,
+        error: None,
+        next_attempt_at: None,
+        captured: Default::default(),
+        warnings: vec![],
+        keys: [("phone_number".to_string(), phone.to_string())]
+            .into_iter()
+            .collect(),
+    }
+}
+
+#[test]
+fn search_filters_pages_and_purges() {
+    let data = tempfile::tempdir().unwrap();
+    let store = Store::open(data.path()).unwrap();
+    let start: DateTime<Utc> = "2026-11-01T00:00:00Z".parse().unwrap();
+    let mut ids = Vec::new();
+    for i in 0..300u32 {
+        let at = start + chrono::Duration::minutes(i64::from(i));
+        let id =
+            ulid::Ulid::from_parts(u64::try_from(at.timestamp_millis()).unwrap(), u128::from(i))
+                .to_string();
+        let endpoint = if i % 3 == 0 { "hubspot" } else { "slack" };
+        let outcome = if i % 10 == 0 {
+            Outcome::Failed
+        } else {
+            Outcome::Delivered
+        };
+        let e = entry(
+            &id,
+            at,
+            endpoint,
+            outcome,
+            &format!("+1555000{:04}", i % 50),
+        );
+        let d = switchboard::store::Delivery {
+            id: e.delivery_id.clone(),
+            event_id: e.event_id.clone(),
+            event_type: e.event_type.clone(),
+            target: switchboard::engine::Match {
+                workflow: "w".into(),
+                action: 0,
+                endpoint: endpoint.into(),
+                delay: None,
+            },
+            created_at: at,
+            state: DeliveryState::Delivered,
+            attempts: 1,
+            retry_base: 0,
+            due_at: None,
+            keys: e.keys.clone(),
+            last_entry: Some(id.clone()),
+        };
+        store.record(&e, &d, None).unwrap();
+        ids.push(id);
+    }
+    let q = |f: &dyn Fn(&mut LogQuery)| {
+        let mut query = LogQuery::default();
+        f(&mut query);
+        store.search(&query).unwrap()
+    };
+    // A phone in any spelling: 300 entries, 50 phones, 6 each, newest first.
+    let found = q(&|q| q.search = Some("(555) 000-0007".into()));
+    assert_eq!(found.len(), 6);
+    assert!(found.windows(2).all(|w| w[0].id > w[1].id));
+    assert!(
+        found
+            .iter()
+            .all(|e| e.keys["phone_number"] == "+15550000007")
+    );
+    assert_eq!(
+        q(&|q| {
+            q.endpoint = Some("hubspot".into());
+            q.outcome = Some(Outcome::Failed);
+        })
+        .len(),
+        10
+    );
+    let window = q(&|q| {
+        q.since = Some(start + chrono::Duration::minutes(10));
+        q.until = Some(start + chrono::Duration::minutes(19));
+    });
+    assert_eq!(window.len(), 10);
+    assert_eq!(window[0].at, start + chrono::Duration::minutes(19));
+    // Paging by cursor covers everything once.
+    let mut seen = 0;
+    let mut before = None;
+    loop {
+        let page = q(&|q| {
+            q.limit = 64;
+            q.before = before.clone();
+        });
+        if page.is_empty() {
+            break;
+        }
+        seen += page.len();
+        before = page.last().map(|e| e.id.clone());
+    }
+    assert_eq!(seen, 300);
+    // Purging removes old entries and their index keys.
+    let (entries, _) = store.purge(start + chrono::Duration::minutes(100)).unwrap();
+    assert_eq!(entries, 100);
+    assert_eq!(q(&|q| q.search = Some("+15550000007".into())).len(), 4);
+    assert_eq!(q(&|_| {}).len(), 200);
+    assert!(store.entry(&ids[0]).unwrap().is_none());
+}
+
+#[test]
+fn an_event_is_stored_with_its_deliveries_atomically_and_deduplicated() {
+    let data = tempfile::tempdir().unwrap();
+    let store = Store::open(data.path()).unwrap();
+    let now = Utc::now();
+    let event = Event::new("lead", json!({"phone": "1"}));
+    let matches = vec![
+        switchboard::engine::Match {
+            workflow: "a".into(),
+            action: 0,
+            endpoint: "x".into(),
+            delay: None,
+        },
+        switchboard::engine::Match {
+            workflow: "b".into(),
+            action: 0,
+            endpoint: "y".into(),
+            delay: Some(Duration::from_secs(300)),
+        },
+    ];
+    let first = store
+        .accept(&event, &matches, &Default::default(), now)
+        .unwrap();
+    assert!(!first.duplicate);
+    assert_eq!(first.deliveries.len(), 2);
+    assert_eq!(store.queue_depth(), 2);
+    let delayed = store.delivery(&first.deliveries[1].id).unwrap().unwrap();
+    assert!(delayed.due_at.unwrap() >= now + chrono::Duration::seconds(299));
+    let again = store
+        .accept(
+            &event,
+            &matches,
+            &Default::default(),
+            now + chrono::Duration::hours(1),
+        )
+        .unwrap();
+    assert!(again.duplicate);
+    assert_eq!(again.deliveries, first.deliveries);
+    assert_eq!(store.queue_depth(), 2);
+    // After the 24 h window the id is new again.
+    let later = store
+        .accept(
+            &event,
+            &matches,
+            &Default::default(),
+            now + chrono::Duration::hours(25),
+        )
+        .unwrap();
+    assert!(!later.duplicate);
+}
+
+#[test]
+fn a_data_folder_is_held_by_one_process() {
+    let data = tempfile::tempdir().unwrap();
+    let _held = Store::open(data.path()).unwrap();
+    let out = cli()
+        .arg("logs")
+        .arg("--data")
+        .arg(data.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains("is in use by another switchboard process"),
+        "{stderr}"
+    );
+}
