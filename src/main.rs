@@ -93,6 +93,9 @@ enum Command {
         /// Leave a delivery queued when its next retry is further away than this.
         #[arg(long, default_value = "30s", value_parser = duration, value_name = "DUR")]
         wait: std::time::Duration,
+        /// Purge connect log entries older than this.
+        #[arg(long, default_value = "30d", env = "SWITCHBOARD_RETENTION", value_parser = duration, value_name = "DUR")]
+        retention: std::time::Duration,
         #[command(flatten)]
         network: NetworkArgs,
     },
@@ -285,6 +288,7 @@ async fn main() -> ExitCode {
             event,
             kind,
             wait,
+            retention,
             network,
         } => match read_input(&event) {
             Ok(text) => {
@@ -296,6 +300,7 @@ async fn main() -> ExitCode {
                     kind: kind.as_deref(),
                     wait,
                     policy: network.policy(),
+                    retention,
                 })
                 .await
             }

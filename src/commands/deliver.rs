@@ -33,6 +33,8 @@ pub struct SendArgs<'a> {
     pub wait: Duration,
     /// Outbound network policy.
     pub policy: NetworkPolicy,
+    /// Connect log entries older than this are purged.
+    pub retention: Duration,
 }
 
 fn fail(message: String) -> Output {
@@ -67,6 +69,10 @@ pub async fn send(args: SendArgs<'_>) -> Output {
         Err(out) => return out,
     };
     let now = dispatcher.clock().now();
+    let cutoff = now - chrono::Duration::from_std(args.retention).unwrap_or(chrono::Duration::MAX);
+    if let Err(e) = dispatcher.store().purge(cutoff) {
+        return fail(e.to_string());
+    }
     let events = match parse_events(args.text, args.kind, now) {
         Ok(events) => events,
         Err(e) => return fail(format!("{}: {e}", args.source)),

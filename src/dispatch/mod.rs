@@ -328,3 +328,29 @@ impl Dispatcher {
         }
     }
 }
+
+/// Purges the connect log (and finished events) older than `retention`, now and then
+/// every hour, until `stop` turns true.
+pub async fn purge_loop(
+    store: Arc<Store>,
+    retention: Duration,
+    clock: Clock,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let cutoff =
+            clock.now() - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
+        let store2 = store.clone();
+        let result = tokio::task::spawn_blocking(move || store2.purge(cutoff)).await;
+        if let Ok(Err(e)) = result {
+            eprintln!("switchboard: purging the connect log failed: {e}");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
+            _ = stop.changed() => {}
+        }
+        if *stop.borrow() {
+            return;
+        }
+    }
+}

@@ -1,5 +1,7 @@
-//! Key layouts of the sled trees. Keys sort the way they are scanned: the queue by
-//! endpoint then due time, log entries (ULIDs) by time, index keys by field, value, time.
+//! Key layout of the one sled tree. Every key starts with a byte naming its space (events,
+//! deliveries, queue, log, index), so that one atomic batch can write across all of them.
+//! Keys sort the way they are scanned: the queue by endpoint then due time, log entries
+//! (ULIDs) by time, index keys by field, value, time.
 
 use chrono::{DateTime, Utc};
 
@@ -8,6 +10,44 @@ use crate::engine::event::EventId;
 
 /// Separates a name from what follows it in a key; names never contain it.
 const SEP: u8 = 0;
+
+/// The spaces of the tree.
+pub mod space {
+    /// Accepted events, by id.
+    pub const EVENT: u8 = b'E';
+    /// Accepted events, by acceptance time.
+    pub const EVENT_TIME: u8 = b'T';
+    /// Deliveries, by id.
+    pub const DELIVERY: u8 = b'D';
+    /// Pending deliveries, by endpoint and due time.
+    pub const QUEUE: u8 = b'Q';
+    /// Connect log entries, by id (time).
+    pub const LOG: u8 = b'L';
+    /// Connect log indexes.
+    pub const INDEX: u8 = b'I';
+}
+
+fn spaced(space: u8, rest: &[u8]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(rest.len() + 1);
+    key.push(space);
+    key.extend_from_slice(rest);
+    key
+}
+
+/// An event's key.
+pub fn event(id: &EventId) -> Vec<u8> {
+    spaced(space::EVENT, id.as_str().as_bytes())
+}
+
+/// A delivery's key.
+pub fn delivery(id: &DeliveryId) -> Vec<u8> {
+    spaced(space::DELIVERY, id.as_str().as_bytes())
+}
+
+/// A log entry's key.
+pub fn entry(id: &str) -> Vec<u8> {
+    spaced(space::LOG, id.as_bytes())
+}
 
 fn ms_bytes(t: DateTime<Utc>) -> [u8; 8] {
     u64::try_from(t.timestamp_millis())
@@ -27,21 +67,23 @@ pub fn queue(endpoint: &str, due: DateTime<Utc>, id: &DeliveryId) -> Vec<u8> {
     key
 }
 
-/// `endpoint \0`: every queued delivery of an endpoint.
+/// `Q endpoint \0`: every queued delivery of an endpoint.
 pub fn queue_prefix(endpoint: &str) -> Vec<u8> {
-    let mut key = clean(endpoint).into_bytes();
+    let mut key = spaced(space::QUEUE, clean(endpoint).as_bytes());
     key.push(SEP);
     key
 }
 
 /// The endpoint of a queue key.
 pub fn queue_endpoint(key: &[u8]) -> Option<String> {
+    let key = key.strip_prefix(&[space::QUEUE])?;
     let at = key.iter().position(|b| *b == SEP)?;
     String::from_utf8(key[..at].to_vec()).ok()
 }
 
 /// The due time and delivery of a queue key.
 pub fn queue_entry(key: &[u8]) -> Option<(DateTime<Utc>, DeliveryId)> {
+    let key = key.strip_prefix(&[space::QUEUE])?;
     let at = key.iter().position(|b| *b == SEP)?;
     let rest = key.get(at + 1..)?;
     let ms = u64::from_be_bytes(rest.get(..8)?.try_into().ok()?);
@@ -50,28 +92,28 @@ pub fn queue_entry(key: &[u8]) -> Option<(DateTime<Utc>, DeliveryId)> {
     Some((due, DeliveryId::new(id)))
 }
 
-/// The first key after every key starting with `prefix \0`.
-pub fn after_prefix(prefix: &[u8]) -> Vec<u8> {
-    let mut key = prefix.to_vec();
+/// The first queue key after every key of `endpoint`.
+pub fn after_queue(endpoint: &str) -> Vec<u8> {
+    let mut key = spaced(space::QUEUE, clean(endpoint).as_bytes());
     key.push(SEP + 1);
     key
 }
 
-/// `accepted_ms event_id`: events by acceptance time, for purging.
+/// `T accepted_ms event_id`: events by acceptance time, for purging.
 pub fn event_time(at: DateTime<Utc>, id: &EventId) -> Vec<u8> {
-    let mut key = ms_bytes(at).to_vec();
+    let mut key = spaced(space::EVENT_TIME, &ms_bytes(at));
     key.extend_from_slice(id.as_str().as_bytes());
     key
 }
 
 /// The first event-time key at `at`.
 pub fn event_time_bound(at: DateTime<Utc>) -> Vec<u8> {
-    ms_bytes(at).to_vec()
+    spaced(space::EVENT_TIME, &ms_bytes(at))
 }
 
 /// The event id of an event-time key.
 pub fn event_time_id(key: &[u8]) -> Option<EventId> {
-    String::from_utf8(key.get(8..)?.to_vec())
+    String::from_utf8(key.get(9..)?.to_vec())
         .ok()
         .map(EventId::new)
 }
@@ -98,9 +140,9 @@ pub mod tag {
     pub const KEY: u8 = b'k';
 }
 
-/// `tag value \0`: the prefix of every index key for one value.
+/// `I tag value \0`: the prefix of every index key for one value.
 pub fn index_prefix(tag: u8, value: &str) -> Vec<u8> {
-    let mut key = vec![tag];
+    let mut key = vec![space::INDEX, tag];
     key.extend_from_slice(clean(value).as_bytes());
     key.push(SEP);
     key
@@ -164,8 +206,8 @@ mod tests {
         assert!(k1 < k2);
         assert_eq!(queue_endpoint(&k1).as_deref(), Some("crm"));
         assert_eq!(queue_entry(&k1), Some((t1, id)));
-        assert!(queue("crm", t2, &DeliveryId::new("x")) < after_prefix(b"crm"));
-        assert!(queue("crm-2", t1, &DeliveryId::new("x")) > after_prefix(b"crm"));
+        assert!(queue("crm", t2, &DeliveryId::new("x")) < after_queue("crm"));
+        assert!(queue("crm-2", t1, &DeliveryId::new("x")) > after_queue("crm"));
     }
 
     #[test]

@@ -101,8 +101,8 @@ pub(super) fn search(store: &Store, query: &LogQuery) -> Result<Vec<LogEntry>, S
     };
     match prefixes.as_slice() {
         [] => {
-            let range = range(&bounds, b"");
-            let iter = store.log.range(range);
+            let range = range(&bounds, &[keys::space::LOG]);
+            let iter = store.tree.range(range);
             let iter: Box<dyn Iterator<Item = _>> = if newest_first {
                 Box::new(iter.rev())
             } else {
@@ -116,7 +116,7 @@ pub(super) fn search(store: &Store, query: &LogQuery) -> Result<Vec<LogEntry>, S
             }
         }
         [prefix] => {
-            let iter = store.index.range(range(&bounds, prefix));
+            let iter = store.tree.range(range(&bounds, prefix));
             let iter: Box<dyn Iterator<Item = _>> = if newest_first {
                 Box::new(iter.rev())
             } else {
@@ -135,7 +135,7 @@ pub(super) fn search(store: &Store, query: &LogQuery) -> Result<Vec<LogEntry>, S
             // Several spellings of one search: the union of their matches, in time order.
             let mut ids = BTreeSet::new();
             for prefix in several {
-                for item in store.index.range(range(&bounds, prefix)) {
+                for item in store.tree.range(range(&bounds, prefix)) {
                     let (key, _) = item?;
                     ids.extend(keys::index_entry_id(&key));
                 }
@@ -170,7 +170,6 @@ fn range(bounds: &Bounds, prefix: &[u8]) -> std::ops::Range<Vec<u8>> {
         .map_or_else(|| prefix.to_vec(), with);
     let end = match bounds.end.as_deref() {
         Some(id) => with(id),
-        None if prefix.is_empty() => vec![0xff; 32],
         None => {
             let mut end = prefix.to_vec();
             if let Some(last) = end.last_mut() {

@@ -19,8 +19,6 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use indexmap::IndexMap;
-use sled::Transactional;
-use sled::transaction::{ConflictableTransactionError, TransactionError};
 
 use crate::engine::Match;
 use crate::engine::event::{Event, EventId};
@@ -54,17 +52,6 @@ pub enum StoreError {
     NotFound(String),
 }
 
-impl From<TransactionError<StoreError>> for StoreError {
-    fn from(e: TransactionError<StoreError>) -> StoreError {
-        match e {
-            TransactionError::Abort(e) => e,
-            TransactionError::Storage(e) => StoreError::Sled(e),
-        }
-    }
-}
-
-type TxResult<T> = Result<T, ConflictableTransactionError<StoreError>>;
-
 /// What accepting an event did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Accepted {
@@ -80,12 +67,15 @@ pub struct Accepted {
 pub struct Store {
     path: PathBuf,
     db: sled::Db,
-    events: sled::Tree,
-    event_times: sled::Tree,
-    deliveries: sled::Tree,
-    queue: sled::Tree,
-    log: sled::Tree,
-    index: sled::Tree,
+    /// Everything, in key spaces (see `keys::space`): one tree, so that one batch writes an
+    /// event with its deliveries, or an attempt with its entry, index and queue change,
+    /// atomically and without sled's slower multi-tree transactions.
+    tree: sled::Tree,
+    /// Serialises the read-then-write of accepting an event (dedupe) and of replaying.
+    /// One process holds the folder, so a process-wide lock is enough.
+    writer: std::sync::Mutex<()>,
+    /// Deliveries in the queue, counted once at open and kept up to date by every write.
+    queued: std::sync::atomic::AtomicUsize,
     flusher: OnceLock<Flusher>,
     dedupe_window: Duration,
 }
@@ -108,6 +98,7 @@ impl Store {
             // recent log entries.
             .cache_capacity(32 * 1024 * 1024)
             .flush_every_ms(Some(500))
+            .mode(sled::Mode::HighThroughput)
             .open()
             .map_err(|e| match &e {
                 sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => {
@@ -118,14 +109,13 @@ impl Store {
                 }
                 _ => StoreError::Sled(e),
             })?;
+        let tree = db.open_tree("switchboard")?;
+        let queued = tree.scan_prefix([keys::space::QUEUE]).count();
         Ok(Store {
             path: path.to_path_buf(),
-            events: db.open_tree("events")?,
-            event_times: db.open_tree("event_times")?,
-            deliveries: db.open_tree("deliveries")?,
-            queue: db.open_tree("queue")?,
-            log: db.open_tree("log")?,
-            index: db.open_tree("index")?,
+            tree,
+            writer: std::sync::Mutex::new(()),
+            queued: std::sync::atomic::AtomicUsize::new(queued),
             db,
             flusher: OnceLock::new(),
             dedupe_window: DEFAULT_DEDUPE_WINDOW,
@@ -165,13 +155,12 @@ impl Store {
         keys: &IndexMap<String, String>,
         now: DateTime<Utc>,
     ) -> Result<Accepted, StoreError> {
-        let id_key = event.id.as_str().as_bytes();
-        if let Some(existing) = self.events.get(id_key)? {
-            let stored: StoredEvent = decode(id_key, &existing)?;
+        let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(stored) = self.event(&event.id)? {
             let age = now.signed_duration_since(stored.accepted_at);
-            if age.to_std().is_ok_and(|age| age < self.dedupe_window)
-                || age < chrono::Duration::zero()
-            {
+            let recent = age < chrono::Duration::zero()
+                || age.to_std().is_ok_and(|age| age < self.dedupe_window);
+            if recent {
                 return Ok(Accepted {
                     event_id: event.id.clone(),
                     deliveries: stored.deliveries,
@@ -211,30 +200,18 @@ impl Store {
                 })
                 .collect(),
         };
-        let event_bytes = encode(&stored);
-        let delivery_bytes: Vec<(Vec<u8>, Vec<u8>, Vec<u8>)> = deliveries
-            .iter()
-            .map(|d| {
-                let queue_key = keys::queue(&d.target.endpoint, d.due_at.unwrap_or(now), &d.id);
-                (d.id.as_str().as_bytes().to_vec(), encode(d), queue_key)
-            })
-            .collect();
-        let time_key = keys::event_time(now, &event.id);
-        (
-            &self.events,
-            &self.event_times,
-            &self.deliveries,
-            &self.queue,
-        )
-            .transaction(|(events, times, dtree, queue)| -> TxResult<()> {
-                events.insert(id_key, event_bytes.as_slice())?;
-                times.insert(time_key.as_slice(), &[])?;
-                for (key, value, queue_key) in &delivery_bytes {
-                    dtree.insert(key.as_slice(), value.as_slice())?;
-                    queue.insert(queue_key.as_slice(), &[])?;
-                }
-                Ok(())
-            })?;
+        let mut batch = sled::Batch::default();
+        batch.insert(keys::event(&event.id), encode(&stored));
+        batch.insert(keys::event_time(now, &event.id), &[]);
+        for d in &deliveries {
+            batch.insert(keys::delivery(&d.id), encode(d));
+            batch.insert(
+                keys::queue(&d.target.endpoint, d.due_at.unwrap_or(now), &d.id),
+                &[],
+            );
+        }
+        self.tree.apply_batch(batch)?;
+        self.count_queued(deliveries.len(), 0);
         Ok(Accepted {
             event_id: event.id.clone(),
             deliveries: stored.deliveries,
@@ -244,29 +221,27 @@ impl Store {
 
     /// An accepted event.
     pub fn event(&self, id: &EventId) -> Result<Option<StoredEvent>, StoreError> {
-        let key = id.as_str().as_bytes();
-        self.events.get(key)?.map(|v| decode(key, &v)).transpose()
+        let key = keys::event(id);
+        self.tree.get(&key)?.map(|v| decode(&key, &v)).transpose()
     }
 
     /// A delivery.
     pub fn delivery(&self, id: &DeliveryId) -> Result<Option<Delivery>, StoreError> {
-        let key = id.as_str().as_bytes();
-        self.deliveries
-            .get(key)?
-            .map(|v| decode(key, &v))
-            .transpose()
+        let key = keys::delivery(id);
+        self.tree.get(&key)?.map(|v| decode(&key, &v)).transpose()
     }
 
     /// The endpoints that have queued deliveries, in name order.
     pub fn queued_endpoints(&self) -> Result<Vec<String>, StoreError> {
         let mut names = Vec::new();
-        let mut from: Vec<u8> = Vec::new();
-        while let Some(item) = self.queue.range(from.as_slice()..).next() {
+        let mut from: Vec<u8> = vec![keys::space::QUEUE];
+        let end = vec![keys::space::QUEUE + 1];
+        while let Some(item) = self.tree.range(from.as_slice()..end.as_slice()).next() {
             let (key, _) = item?;
             let Some(name) = keys::queue_endpoint(&key) else {
                 break;
             };
-            from = keys::after_prefix(name.as_bytes());
+            from = keys::after_queue(&name);
             names.push(name);
         }
         Ok(names)
@@ -282,7 +257,7 @@ impl Store {
         skip: &dyn Fn(&DeliveryId) -> bool,
     ) -> Result<(Vec<DeliveryId>, Option<DateTime<Utc>>), StoreError> {
         let mut ready = Vec::new();
-        for item in self.queue.scan_prefix(keys::queue_prefix(endpoint)) {
+        for item in self.tree.scan_prefix(keys::queue_prefix(endpoint)) {
             let (key, _) = item?;
             let Some((due, id)) = keys::queue_entry(&key) else {
                 continue;
@@ -303,7 +278,15 @@ impl Store {
 
     /// How many deliveries are queued (pending), over all endpoints.
     pub fn queue_depth(&self) -> usize {
-        self.queue.len()
+        self.queued.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn count_queued(&self, added: usize, removed: usize) {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.queued.fetch_add(added, SeqCst);
+        let _ = self
+            .queued
+            .fetch_update(SeqCst, SeqCst, |n| Some(n.saturating_sub(removed)));
     }
 
     /// Records an attempt: the log entry with its indexes, the delivery's new state, and
@@ -314,77 +297,68 @@ impl Store {
         delivery: &Delivery,
         was_due: Option<DateTime<Utc>>,
     ) -> Result<(), StoreError> {
-        let entry_key = entry.id.as_bytes().to_vec();
-        let entry_bytes = encode(entry);
-        let index_keys = keys::entry_index(entry);
-        let delivery_key = delivery.id.as_str().as_bytes().to_vec();
-        let delivery_bytes = encode(delivery);
-        let old_queue =
-            was_due.map(|due| keys::queue(&delivery.target.endpoint, due, &delivery.id));
-        let new_queue = match delivery.state {
+        let mut batch = sled::Batch::default();
+        batch.insert(keys::entry(&entry.id), encode(entry));
+        for key in keys::entry_index(entry) {
+            batch.insert(key, &[]);
+        }
+        batch.insert(keys::delivery(&delivery.id), encode(delivery));
+        let old = was_due.map(|due| keys::queue(&delivery.target.endpoint, due, &delivery.id));
+        let new = match delivery.state {
             DeliveryState::Pending => delivery
                 .due_at
                 .map(|due| keys::queue(&delivery.target.endpoint, due, &delivery.id)),
             _ => None,
         };
-        (&self.log, &self.index, &self.deliveries, &self.queue).transaction(
-            |(log, index, dtree, queue)| -> TxResult<()> {
-                log.insert(entry_key.as_slice(), entry_bytes.as_slice())?;
-                for key in &index_keys {
-                    index.insert(key.as_slice(), &[])?;
-                }
-                dtree.insert(delivery_key.as_slice(), delivery_bytes.as_slice())?;
-                if let Some(old) = &old_queue {
-                    queue.remove(old.as_slice())?;
-                }
-                if let Some(new) = &new_queue {
-                    queue.insert(new.as_slice(), &[])?;
-                }
-                Ok(())
-            },
-        )?;
+        let (added, removed) = (usize::from(new.is_some()), usize::from(old.is_some()));
+        if let Some(old) = &old
+            && Some(old) != new.as_ref()
+        {
+            batch.remove(old.as_slice());
+        }
+        if let Some(new) = new {
+            batch.insert(new, &[]);
+        }
+        self.tree.apply_batch(batch)?;
+        self.count_queued(added, removed);
         Ok(())
     }
 
     /// Queues a delivery to be sent again now, whatever its state; its retry schedule
     /// starts over.
     pub fn replay(&self, id: &DeliveryId, now: DateTime<Utc>) -> Result<Delivery, StoreError> {
-        let key = id.as_str().as_bytes();
-        let outcome = self.deliveries.transaction(|dtree| -> TxResult<Delivery> {
-            let Some(bytes) = dtree.get(key)? else {
-                return Err(ConflictableTransactionError::Abort(StoreError::NotFound(
-                    format!("no delivery {id}"),
-                )));
-            };
-            let mut delivery: Delivery =
-                decode(key, &bytes).map_err(ConflictableTransactionError::Abort)?;
-            delivery.state = DeliveryState::Pending;
-            delivery.retry_base = delivery.attempts;
-            delivery.due_at = Some(whole_ms(now));
-            dtree.insert(key, encode(&delivery))?;
-            Ok(delivery)
-        })?;
-        // A pending delivery may already be queued; its old entry is found by scanning
-        // this delivery's endpoint (replays are rare, the queue per endpoint is ordered).
-        let prefix = keys::queue_prefix(&outcome.target.endpoint);
-        for item in self.queue.scan_prefix(prefix) {
-            let (k, _) = item?;
-            if keys::queue_entry(&k).is_some_and(|(_, d)| d == *id) {
-                self.queue.remove(k)?;
+        let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let mut delivery = self
+            .delivery(id)?
+            .ok_or_else(|| StoreError::NotFound(format!("no delivery {id}")))?;
+        let old = match (delivery.state, delivery.due_at) {
+            (DeliveryState::Pending, Some(due)) => {
+                Some(keys::queue(&delivery.target.endpoint, due, id))
             }
+            _ => None,
+        };
+        delivery.state = DeliveryState::Pending;
+        delivery.retry_base = delivery.attempts;
+        delivery.due_at = Some(whole_ms(now));
+        let mut batch = sled::Batch::default();
+        let was_queued = old.is_some();
+        if let Some(old) = old {
+            batch.remove(old);
         }
-        let due = outcome.due_at.unwrap_or(now);
-        self.queue
-            .insert(keys::queue(&outcome.target.endpoint, due, id), &[])?;
-        Ok(outcome)
+        batch.insert(
+            keys::queue(&delivery.target.endpoint, whole_ms(now), id),
+            &[],
+        );
+        batch.insert(keys::delivery(id), encode(&delivery));
+        self.tree.apply_batch(batch)?;
+        self.count_queued(1, usize::from(was_queued));
+        Ok(delivery)
     }
 
     /// A log entry by id.
     pub fn entry(&self, id: &str) -> Result<Option<LogEntry>, StoreError> {
-        self.log
-            .get(id.as_bytes())?
-            .map(|v| decode(id.as_bytes(), &v))
-            .transpose()
+        let key = keys::entry(id);
+        self.tree.get(&key)?.map(|v| decode(&key, &v)).transpose()
     }
 
     /// Searches the connect log; see [`LogQuery`].
@@ -395,31 +369,30 @@ impl Store {
     /// Deletes log entries older than `cutoff`, and events (with their deliveries) accepted
     /// before it whose deliveries are all finished. Returns (entries, events) deleted.
     pub fn purge(&self, cutoff: DateTime<Utc>) -> Result<(usize, usize), StoreError> {
-        let bound = keys::ulid_bound(cutoff, false);
+        let start = keys::entry("");
+        let end = keys::entry(&keys::ulid_bound(cutoff, false));
         let mut entries = 0;
-        for item in self.log.range(..bound.as_bytes()) {
+        for item in self.tree.range(start..end) {
             let (key, value) = item?;
             let entry: LogEntry = decode(&key, &value)?;
             let mut batch = sled::Batch::default();
             for index_key in keys::entry_index(&entry) {
                 batch.remove(index_key);
             }
-            self.index.apply_batch(batch)?;
-            self.log.remove(&key)?;
+            batch.remove(key);
+            self.tree.apply_batch(batch)?;
             entries += 1;
         }
         let mut events = 0;
-        for item in self
-            .event_times
-            .range(..keys::event_time_bound(cutoff).as_slice())
-        {
+        let start = vec![keys::space::EVENT_TIME];
+        for item in self.tree.range(start..keys::event_time_bound(cutoff)) {
             let (time_key, _) = item?;
-            let Some(event_id) = keys::event_time_id(&time_key) else {
-                self.event_times.remove(&time_key)?;
-                continue;
+            let stored = match keys::event_time_id(&time_key) {
+                Some(event_id) => self.event(&event_id)?,
+                None => None,
             };
-            let Some(stored) = self.event(&event_id)? else {
-                self.event_times.remove(&time_key)?;
+            let Some(stored) = stored else {
+                self.tree.remove(&time_key)?;
                 continue;
             };
             let mut unfinished = false;
@@ -431,11 +404,13 @@ impl Store {
             if unfinished || stored.accepted_at >= cutoff {
                 continue;
             }
+            let mut batch = sled::Batch::default();
             for d in &stored.deliveries {
-                self.deliveries.remove(d.id.as_str().as_bytes())?;
+                batch.remove(keys::delivery(&d.id));
             }
-            self.events.remove(event_id.as_str().as_bytes())?;
-            self.event_times.remove(&time_key)?;
+            batch.remove(keys::event(&stored.event.id));
+            batch.remove(time_key);
+            self.tree.apply_batch(batch)?;
             events += 1;
         }
         Ok((entries, events))
