@@ -133,7 +133,7 @@ fn entry(i: usize, at: DateTime<Utc>, phones: usize) -> (LogEntry, Delivery) {
         event_id: EventId::new(format!("E{i:09}")),
         event_type: "call.disposition".into(),
         workflow: "sale".into(),
-        endpoint: if i % 2 == 0 {
+        endpoint: if i.is_multiple_of(2) {
             "hubspot".into()
         } else {
             "slack".into()
