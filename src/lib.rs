@@ -20,6 +20,7 @@ pub mod config;
 pub mod dispatch;
 pub mod engine;
 pub mod schema;
+pub mod server;
 pub mod store;
 
 use std::path::Path;

@@ -26,6 +26,82 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Run the server: ingest events (POST /events, inbound /hooks/...), deliver them, and
+    /// answer the admin API (/api/...), health (/healthz, /readyz) and /metrics.
+    ///
+    /// SIGHUP reloads the configuration (one with errors is refused and the running one
+    /// stays); SIGINT/SIGTERM stop accepting, finish requests and attempts, and flush.
+    Serve {
+        /// Configuration folder, holding adaptors/, endpoints/ and workflows/.
+        #[arg(
+            long,
+            short,
+            default_value = ".",
+            env = "SWITCHBOARD_CONFIG",
+            value_name = "DIR"
+        )]
+        config: PathBuf,
+        #[command(flatten)]
+        data: DataArg,
+        /// Address to listen on. Anything but loopback needs an API token.
+        #[arg(
+            long,
+            short,
+            default_value = "127.0.0.1:8080",
+            env = "SWITCHBOARD_LISTEN",
+            value_name = "ADDR"
+        )]
+        listen: std::net::SocketAddr,
+        /// Bearer token required by /events and /api/* (default: loopback clients only).
+        #[arg(
+            long,
+            env = "SWITCHBOARD_API_TOKEN",
+            hide_env_values = true,
+            value_name = "TOKEN"
+        )]
+        api_token: Option<String>,
+        /// Largest request body accepted: bytes, or with KiB/MiB.
+        #[arg(long, default_value = "1MiB", env = "SWITCHBOARD_MAX_BODY", value_parser = size, value_name = "SIZE")]
+        max_body: usize,
+        /// Proxies whose X-Forwarded-For is believed (repeatable, or comma-separated).
+        #[arg(long, env = "SWITCHBOARD_TRUST_PROXY", value_delimiter = ',', value_parser = cidr, value_name = "CIDR")]
+        trust_proxy: Vec<ipnet::IpNet>,
+        /// Purge connect log entries older than this.
+        #[arg(long, default_value = "30d", env = "SWITCHBOARD_RETENTION", value_parser = duration, value_name = "DUR")]
+        retention: std::time::Duration,
+        /// A repeated event id within this window is acknowledged, not run again.
+        #[arg(long, default_value = "24h", env = "SWITCHBOARD_DEDUPE_WINDOW", value_parser = duration, value_name = "DUR")]
+        dedupe_window: std::time::Duration,
+        /// How long a stop waits for attempts in flight.
+        #[arg(long, default_value = "20s", value_parser = duration, value_name = "DUR")]
+        drain: std::time::Duration,
+        /// Log lines as text or JSON.
+        #[arg(
+            long,
+            value_enum,
+            default_value = "text",
+            env = "SWITCHBOARD_LOG_FORMAT"
+        )]
+        log_format: LogFormat,
+        #[command(flatten)]
+        network: NetworkArgs,
+    },
+    /// Run a receiver for trying configurations: prints every request it gets and answers
+    /// with --status (the starter configuration sends to http://127.0.0.1:9000/contacts).
+    Mock {
+        /// Address to listen on.
+        #[arg(long, short, default_value = "127.0.0.1:9000", value_name = "ADDR")]
+        listen: std::net::SocketAddr,
+        /// Status of every answer.
+        #[arg(long, default_value_t = 200)]
+        status: u16,
+        /// Wait this long before answering.
+        #[arg(long, default_value = "0s", value_parser = duration, value_name = "DUR")]
+        delay: std::time::Duration,
+        /// Print nothing.
+        #[arg(long, short)]
+        quiet: bool,
+    },
     /// Check a configuration and print every error (with file:line:col); exit 1 if any.
     Validate {
         /// Configuration folder, holding adaptors/, endpoints/ and workflows/.
@@ -240,6 +316,99 @@ fn cidr(text: &str) -> Result<ipnet::IpNet, String> {
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// `1048576`, `512KiB`, `1MiB`, `2MB`.
+fn size(text: &str) -> Result<usize, String> {
+    let t = text.trim();
+    let digits = t.bytes().take_while(u8::is_ascii_digit).count();
+    let n: usize = t[..digits]
+        .parse()
+        .map_err(|_| format!("invalid size {text:?}: write bytes or e.g. 512KiB, 1MiB"))?;
+    let unit = match t[digits..].trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1024,
+        "m" | "mb" | "mib" => 1024 * 1024,
+        _ => {
+            return Err(format!(
+                "invalid size {text:?}: write bytes or e.g. 512KiB, 1MiB"
+            ));
+        }
+    };
+    Ok(n * unit)
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SWITCHBOARD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn serve(
+    config: PathBuf,
+    data: PathBuf,
+    listen: std::net::SocketAddr,
+    api_token: Option<String>,
+    max_body: usize,
+    trust_proxy: Vec<ipnet::IpNet>,
+    retention: std::time::Duration,
+    dedupe_window: std::time::Duration,
+    drain: std::time::Duration,
+    network: NetworkArgs,
+) -> Output {
+    use switchboard::server::{self, Settings};
+    let fail = |message: String| Output {
+        stderr: format!("error: {message}\n"),
+        code: 1,
+        ..Output::default()
+    };
+    let api_token = api_token.filter(|t| !t.is_empty());
+    if !listen.ip().is_loopback() && api_token.is_none() {
+        return fail(format!(
+            "refusing to listen on {listen} without an API token: set SWITCHBOARD_API_TOKEN (or listen on 127.0.0.1)"
+        ));
+    }
+    let mut settings = Settings::new(config, data);
+    settings.api_token = api_token;
+    settings.max_body = max_body;
+    settings.trust_proxy = trust_proxy;
+    settings.policy = network.policy();
+    settings.retention = retention;
+    settings.dedupe_window = dedupe_window;
+    settings.drain = drain;
+    let app = match server::App::open(settings) {
+        Ok(app) => app,
+        Err(server::ServeError::Config(errors)) => {
+            return Output {
+                stderr: format!("{errors}\n"),
+                code: 1,
+                ..Output::default()
+            };
+        }
+        Err(e) => return fail(e.to_string()),
+    };
+    let listener = match tokio::net::TcpListener::bind(listen).await {
+        Ok(listener) => listener,
+        Err(e) => return fail(format!("cannot listen on {listen}: {e}")),
+    };
+    match server::run(listener, app, std::future::pending()).await {
+        Ok(()) => Output::default(),
+        Err(e) => fail(e.to_string()),
+    }
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
 enum SchemaKind {
     Adaptor,
     Endpoint,
@@ -260,6 +429,62 @@ impl From<SchemaKind> for Kind {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let output = match cli.command {
+        Command::Serve {
+            config,
+            data,
+            listen,
+            api_token,
+            max_body,
+            trust_proxy,
+            retention,
+            dedupe_window,
+            drain,
+            log_format,
+            network,
+        } => {
+            init_logging(log_format);
+            serve(
+                config,
+                data.dir,
+                listen,
+                api_token,
+                max_body,
+                trust_proxy,
+                retention,
+                dedupe_window,
+                drain,
+                network,
+            )
+            .await
+        }
+        Command::Mock {
+            listen,
+            status,
+            delay,
+            quiet,
+        } => match tokio::net::TcpListener::bind(listen).await {
+            Ok(listener) => {
+                eprintln!("switchboard mock: listening on http://{listen}, answering {status}");
+                let settings = switchboard::server::mock::MockSettings {
+                    status,
+                    delay,
+                    quiet,
+                };
+                match switchboard::server::mock::run(listener, settings).await {
+                    Ok(()) => Output::default(),
+                    Err(e) => Output {
+                        stderr: format!("error: {e}\n"),
+                        code: 1,
+                        ..Output::default()
+                    },
+                }
+            }
+            Err(e) => Output {
+                stderr: format!("error: cannot listen on {listen}: {e}\n"),
+                code: 1,
+                ..Output::default()
+            },
+        },
         Command::Validate { config } => commands::validate::run(&config),
         Command::Render {
             config,
@@ -314,7 +539,7 @@ async fn main() -> ExitCode {
             show: Some(LogsCommand::Show { id, json }),
             data,
             ..
-        } => logs::show(&data.dir, &id, json),
+        } => logs::show(&data.dir, &id, json).await,
         Command::Logs {
             show: None,
             data,
@@ -332,8 +557,8 @@ async fn main() -> ExitCode {
                 logs::Format::Table
             };
             match log_query(filter, limit) {
-                Ok(query) if follow => logs::follow(&data.dir, query, format),
-                Ok(query) => logs::run(&data.dir, &query, format),
+                Ok(query) if follow => logs::follow(&data.dir, query, format).await,
+                Ok(query) => logs::run(&data.dir, &query, format).await,
                 Err(message) => Output {
                     stderr: format!("error: {message}\n"),
                     code: 1,

@@ -137,6 +137,12 @@ pub struct ReplayArgs<'a> {
 
 /// Sends deliveries again.
 pub async fn replay(args: ReplayArgs<'_>) -> Output {
+    if let Err(crate::store::StoreError::Locked(path)) = Store::open(args.data).map(drop)
+        && let Some(remote) = super::remote::Remote::find(args.data)
+    {
+        let _ = path;
+        return replay_remote(&remote, &args).await;
+    }
     let dispatcher = match open(args.config, args.data, args.policy) {
         Ok(d) => d,
         Err(out) => return out,
@@ -317,4 +323,104 @@ fn describe(dispatcher: &Dispatcher, d: &Delivery) -> String {
         let _ = write!(line, ": {}", error.message);
     }
     line
+}
+
+/// `replay` through the API of the server that holds the data folder: queue each delivery
+/// there, then report its state after up to `--wait`.
+async fn replay_remote(remote: &super::remote::Remote, args: &ReplayArgs<'_>) -> Output {
+    let mut targets: Vec<DeliveryId> = Vec::new();
+    for id in &args.ids {
+        let as_delivery = DeliveryId::new(id.as_str());
+        match remote.delivery(&as_delivery).await {
+            Ok(Some(_)) => targets.push(as_delivery),
+            Ok(None) => match remote.entry(id).await {
+                Ok(Some(entry)) => targets.push(entry.delivery_id),
+                Ok(None) => return fail(format!("no delivery or connect log entry with id {id}")),
+                Err(e) => return fail(e),
+            },
+            Err(e) => return fail(e),
+        }
+    }
+    if args.failed {
+        let query = LogQuery {
+            outcome: Some(Outcome::Failed),
+            endpoint: args.endpoint.clone(),
+            since: args.since,
+            limit: 0,
+            ..LogQuery::default()
+        };
+        let entries = match remote.logs(&query).await {
+            Ok(entries) => entries,
+            Err(e) => return fail(e),
+        };
+        for entry in entries {
+            if targets.contains(&entry.delivery_id) {
+                continue;
+            }
+            if let Ok(Some((d, _))) = remote.delivery(&entry.delivery_id).await
+                && d.state == DeliveryState::Failed
+            {
+                targets.push(entry.delivery_id);
+            }
+        }
+    }
+    if targets.is_empty() {
+        return Output {
+            stdout: "nothing to replay\n".into(),
+            ..Output::default()
+        };
+    }
+    for id in &targets {
+        if let Err(e) = remote.replay(id).await {
+            return fail(e);
+        }
+    }
+    let mut out = Output {
+        stdout: format!(
+            "replaying {} through the server at {}\n",
+            targets.len(),
+            remote.url()
+        ),
+        ..Output::default()
+    };
+    let deadline = tokio::time::Instant::now() + args.wait;
+    let mut last = Vec::new();
+    loop {
+        last.clear();
+        for id in &targets {
+            if let Ok(Some((d, attempts))) = remote.delivery(id).await {
+                last.push((d, attempts));
+            }
+        }
+        let settled = last
+            .iter()
+            .all(|(d, _)| d.state.is_final() || d.attempts > d.retry_base);
+        if settled || tokio::time::Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for (d, attempts) in &last {
+        let state = match d.state {
+            DeliveryState::Delivered => "delivered",
+            DeliveryState::Failed => "failed",
+            DeliveryState::Skipped => "skipped",
+            DeliveryState::Pending => "pending",
+        };
+        let mut line = format!(
+            "{} {} → {}: {state} after {} attempts",
+            d.id, d.target.workflow, d.target.endpoint, d.attempts
+        );
+        if d.state != DeliveryState::Delivered
+            && let Some(error) = attempts.last().and_then(|e| e.error.as_ref())
+        {
+            line.push_str(&format!(": {}", error.message));
+        }
+        out.stdout.push_str(&line);
+        out.stdout.push('\n');
+        if d.state == DeliveryState::Failed {
+            out.code = EXIT_FAILED;
+        }
+    }
+    out
 }

@@ -9,7 +9,9 @@ use std::time::Duration;
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 
 use super::Output;
+use super::remote::Remote;
 use crate::engine::units::parse_duration;
+use crate::store::StoreError;
 use crate::store::{DeliveryId, LogEntry, LogQuery, Store};
 
 /// How entries are printed.
@@ -62,13 +64,55 @@ fn fail(message: String) -> Output {
     }
 }
 
+/// The data folder's store, or, while a server holds it, that server's API.
+enum Source {
+    Local(Store),
+    Remote(Remote),
+}
+
+fn source(data: &Path) -> Result<Source, Output> {
+    match Store::open(data) {
+        Ok(store) => Ok(Source::Local(store)),
+        Err(e @ StoreError::Locked(_)) => Remote::find(data)
+            .map(Source::Remote)
+            .ok_or_else(|| fail(e.to_string())),
+        Err(e) => Err(fail(e.to_string())),
+    }
+}
+
+impl Source {
+    async fn search(&self, query: &LogQuery) -> Result<Vec<LogEntry>, String> {
+        match self {
+            Source::Local(store) => store.search(query).map_err(|e| e.to_string()),
+            Source::Remote(remote) => {
+                // The API pages newest first; "after" (following) is done by filtering.
+                let mut q = query.clone();
+                let after = q.after.take();
+                let mut entries = remote.logs(&q).await?;
+                if let Some(after) = after {
+                    entries.retain(|e| e.id > after);
+                    entries.reverse();
+                }
+                Ok(entries)
+            }
+        }
+    }
+
+    async fn entry(&self, id: &str) -> Result<Option<LogEntry>, String> {
+        match self {
+            Source::Local(store) => store.entry(id).map_err(|e| e.to_string()),
+            Source::Remote(remote) => remote.entry(id).await,
+        }
+    }
+}
+
 /// Searches the log in `data` and formats the entries, newest first.
-pub fn run(data: &Path, query: &LogQuery, format: Format) -> Output {
-    let store = match Store::open(data) {
-        Ok(store) => store,
-        Err(e) => return fail(e.to_string()),
+pub async fn run(data: &Path, query: &LogQuery, format: Format) -> Output {
+    let store = match source(data) {
+        Ok(source) => source,
+        Err(out) => return out,
     };
-    match store.search(query) {
+    match store.search(query).await {
         Ok(entries) => Output {
             stdout: render(&entries, format, true),
             ..Output::default()
@@ -87,12 +131,12 @@ pub fn render(entries: &[LogEntry], format: Format, header: bool) -> String {
 }
 
 /// One entry in full (or every attempt of a delivery, given its id).
-pub fn show(data: &Path, id: &str, json: bool) -> Output {
-    let store = match Store::open(data) {
-        Ok(store) => store,
-        Err(e) => return fail(e.to_string()),
+pub async fn show(data: &Path, id: &str, json: bool) -> Output {
+    let store = match source(data) {
+        Ok(source) => source,
+        Err(out) => return out,
     };
-    let entries = match store.entry(id) {
+    let entries = match store.entry(id).await {
         Ok(Some(entry)) => vec![entry],
         Ok(None) => {
             let query = LogQuery {
@@ -100,13 +144,13 @@ pub fn show(data: &Path, id: &str, json: bool) -> Output {
                 after: Some(String::new()),
                 ..LogQuery::default()
             };
-            match store.search(&query) {
+            match store.search(&query).await {
                 Ok(entries) if !entries.is_empty() => entries,
                 Ok(_) => return fail(format!("no connect log entry or delivery with id {id}")),
-                Err(e) => return fail(e.to_string()),
+                Err(e) => return fail(e),
             }
         }
-        Err(e) => return fail(e.to_string()),
+        Err(e) => return fail(e),
     };
     let stdout = if json {
         match entries.as_slice() {
@@ -123,22 +167,23 @@ pub fn show(data: &Path, id: &str, json: bool) -> Output {
 }
 
 /// Prints matching entries as they are recorded, until the process is stopped.
-pub fn follow(data: &Path, mut query: LogQuery, format: Format) -> Output {
-    let store = match Store::open(data) {
-        Ok(store) => store,
-        Err(e) => return fail(e.to_string()),
+pub async fn follow(data: &Path, mut query: LogQuery, format: Format) -> Output {
+    let store = match source(data) {
+        Ok(source) => source,
+        Err(out) => return out,
     };
     let mut stdout = std::io::stdout();
     // The latest entries first (oldest of them at the top), then everything new.
-    let recent = match store.search(&LogQuery {
+    let first = LogQuery {
         limit: query.limit.max(1),
         ..query.clone()
-    }) {
+    };
+    let recent = match store.search(&first).await {
         Ok(mut entries) => {
             entries.reverse();
             entries
         }
-        Err(e) => return fail(e.to_string()),
+        Err(e) => return fail(e),
     };
     let _ = write!(stdout, "{}", render(&recent, format, true));
     query.after = Some(
@@ -148,17 +193,21 @@ pub fn follow(data: &Path, mut query: LogQuery, format: Format) -> Output {
             .unwrap_or_else(|| crate::store::log::id_at(Utc::now())),
     );
     query.before = None;
-    query.limit = 0;
+    query.limit = if matches!(store, Source::Remote(_)) {
+        1000
+    } else {
+        0
+    };
     loop {
-        std::thread::sleep(Duration::from_millis(500));
-        match store.search(&query) {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        match store.search(&query).await {
             Ok(entries) if !entries.is_empty() => {
                 query.after = entries.last().map(|e| e.id.clone());
                 let _ = write!(stdout, "{}", render(&entries, format, false));
                 let _ = stdout.flush();
             }
             Ok(_) => {}
-            Err(e) => return fail(e.to_string()),
+            Err(e) => return fail(e),
         }
     }
 }

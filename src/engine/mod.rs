@@ -261,6 +261,34 @@ impl Engine {
         }
     }
 
+    /// Whether some active workflow can fire for events of type `kind`.
+    pub fn knows_type(&self, kind: &str) -> bool {
+        !self.index.candidates(kind).is_empty()
+    }
+
+    /// The event types the active workflows listen for (`call.*` for prefixes).
+    pub fn event_types(&self) -> Vec<String> {
+        let mut types: Vec<String> = self
+            .workflows
+            .iter()
+            .filter(|w| w.active)
+            .flat_map(|w| w.triggers.iter().filter(|t| t.active))
+            .filter_map(|t| match &t.test {
+                workflow::Test::Event(patterns) => Some(
+                    patterns
+                        .iter()
+                        .map(workflow::TypePattern::show)
+                        .collect::<Vec<_>>(),
+                ),
+                workflow::Test::Field { .. } => None,
+            })
+            .flatten()
+            .collect();
+        types.sort();
+        types.dedup();
+        types
+    }
+
     /// The outbound endpoint called `name`.
     pub fn endpoint(&self, name: &str) -> Option<&Endpoint> {
         self.endpoints.iter().find(|e| e.name == name)

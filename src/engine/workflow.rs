@@ -90,7 +90,8 @@ impl TypePattern {
         }
     }
 
-    fn show(&self) -> String {
+    /// The pattern as written.
+    pub fn show(&self) -> String {
         match self {
             TypePattern::Exact(t) => t.clone(),
             TypePattern::Prefix(p) => format!("{p}*"),

@@ -1,0 +1,112 @@
+//! Who is asking: the client's address (behind trusted proxies, from X-Forwarded-For), and
+//! the API's bearer token rule: with a token configured, every request must carry it; with
+//! none, only loopback clients are served.
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::http::HeaderMap;
+use ipnet::IpNet;
+use subtle::ConstantTimeEq;
+
+use super::error::ApiError;
+
+/// The client's address: the peer, or, when the peer is a trusted proxy, the last
+/// address in X-Forwarded-For that is not itself a trusted proxy.
+pub fn client_ip(peer: SocketAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
+    let peer = peer.ip();
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let forwarded: Vec<IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|part| part.trim().parse().ok())
+        .collect();
+    forwarded
+        .into_iter()
+        .rev()
+        .find(|ip| !is_trusted(ip))
+        .unwrap_or(peer)
+}
+
+/// Whether two secrets are equal, in time independent of where they differ.
+pub fn same_secret(given: &str, expected: &str) -> bool {
+    given.len() == expected.len() && bool::from(given.as_bytes().ct_eq(expected.as_bytes()))
+}
+
+/// The rule for `/events` and `/api/*` (SPEC §8).
+pub fn check_api(token: Option<&str>, client: IpAddr, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(token) = token else {
+        if client.is_loopback() {
+            return Ok(());
+        }
+        return Err(ApiError::forbidden(
+            "this server has no API token, so only loopback clients may use /events and /api (set SWITCHBOARD_API_TOKEN)",
+        ));
+    };
+    let given = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        });
+    match given {
+        None => Err(ApiError::unauthorized(
+            "missing credentials: send Authorization: Bearer <SWITCHBOARD_API_TOKEN>",
+        )),
+        Some(given) if same_secret(given.trim(), token) => Ok(()),
+        Some(_) => Err(ApiError::unauthorized("wrong API token")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarded_for_counts_only_behind_trusted_proxies() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-forwarded-for", "66.85.240.7, 10.0.0.2".parse().unwrap());
+        let proxy: SocketAddr = "10.0.0.1:5000".parse().unwrap();
+        let trusted = vec!["10.0.0.0/8".parse().unwrap()];
+        assert_eq!(
+            client_ip(proxy, &headers, &trusted),
+            "66.85.240.7".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            client_ip(proxy, &headers, &[]),
+            "10.0.0.1".parse::<IpAddr>().unwrap()
+        );
+        let stranger: SocketAddr = "203.0.113.9:5000".parse().unwrap();
+        assert_eq!(
+            client_ip(stranger, &headers, &trusted),
+            "203.0.113.9".parse::<IpAddr>().unwrap()
+        );
+    }
+
+    #[test]
+    fn the_api_rule() {
+        let local: IpAddr = "127.0.0.1".parse().unwrap();
+        let remote: IpAddr = "203.0.113.9".parse().unwrap();
+        let none = HeaderMap::new();
+        let mut good = HeaderMap::new();
+        good.insert("authorization", "Bearer s3cret".parse().unwrap());
+        let mut bad = HeaderMap::new();
+        bad.insert("authorization", "Bearer nope".parse().unwrap());
+        assert!(check_api(None, local, &none).is_ok());
+        assert_eq!(check_api(None, remote, &none).unwrap_err().status, 403);
+        assert_eq!(
+            check_api(Some("s3cret"), local, &none).unwrap_err().status,
+            401
+        );
+        assert_eq!(
+            check_api(Some("s3cret"), remote, &bad).unwrap_err().status,
+            401
+        );
+        assert!(check_api(Some("s3cret"), remote, &good).is_ok());
+    }
+}

@@ -1,0 +1,290 @@
+//! The admin API (SPEC §8) and the operations endpoints: connect log search with cursor
+//! paging, a streamed export, deliveries and replay, dry runs, health and metrics.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use super::error::ApiError;
+use super::{App, access};
+use crate::commands::logs::{CSV_HEADER, csv_row, parse_since, parse_until};
+use crate::engine::event::parse_events;
+use crate::store::{DeliveryId, LogEntry, LogQuery, Outcome};
+
+type Params = Query<HashMap<String, String>>;
+
+fn allow(app: &App, peer: SocketAddr, headers: &HeaderMap) -> Result<(), ApiError> {
+    access::check_api(
+        app.settings.api_token.as_deref(),
+        app.client(peer, headers),
+        headers,
+    )
+}
+
+/// The CLI's filters, from query parameters (`cursor` pages: entries older than it).
+fn query(
+    params: &HashMap<String, String>,
+    default_limit: usize,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<LogQuery, ApiError> {
+    const KNOWN: [&str; 10] = [
+        "endpoint", "workflow", "outcome", "search", "delivery", "since", "until", "limit",
+        "cursor", "format",
+    ];
+    if let Some(unknown) = params.keys().find(|k| !KNOWN.contains(&k.as_str())) {
+        return Err(ApiError::bad_request(format!(
+            "unknown parameter {unknown:?} (known: {})",
+            KNOWN.join(", ")
+        )));
+    }
+    let text = |k: &str| params.get(k).filter(|v| !v.is_empty()).cloned();
+    let limit = match text("limit") {
+        None => default_limit,
+        Some(n) => n
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=1000).contains(n))
+            .ok_or_else(|| {
+                ApiError::bad_request(format!("limit must be a number from 1 to 1000, not {n:?}"))
+            })?,
+    };
+    Ok(LogQuery {
+        endpoint: text("endpoint"),
+        workflow: text("workflow"),
+        outcome: text("outcome")
+            .map(|o| Outcome::parse(&o))
+            .transpose()
+            .map_err(ApiError::bad_request)?,
+        search: text("search"),
+        delivery: text("delivery").map(DeliveryId::new),
+        since: text("since")
+            .map(|s| parse_since(&s, now))
+            .transpose()
+            .map_err(ApiError::bad_request)?,
+        until: text("until")
+            .map(|s| parse_until(&s))
+            .transpose()
+            .map_err(ApiError::bad_request)?,
+        before: text("cursor"),
+        after: None,
+        limit,
+    })
+}
+
+/// `GET /api/logs`: `{"entries": [...], "next_cursor": id or null}`, newest first.
+pub(super) async fn logs(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Query(params): Params,
+) -> Result<Json<Value>, ApiError> {
+    allow(&app, peer, &headers)?;
+    let q = query(&params, 50, app.clock.now())?;
+    let entries = app.store.search(&q)?;
+    let next = (entries.len() == q.limit)
+        .then(|| entries.last().map(|e| e.id.clone()))
+        .flatten();
+    Ok(Json(json!({"entries": entries, "next_cursor": next})))
+}
+
+/// `GET /api/logs/{id}`.
+pub(super) async fn entry(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<LogEntry>, ApiError> {
+    allow(&app, peer, &headers)?;
+    app.store
+        .entry(&id)?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("no connect log entry {id}")))
+}
+
+/// `GET /api/logs/export?format=csv|jsonl`: every matching entry, newest first, streamed
+/// page by page so that a million entries never sit in memory at once.
+pub(super) async fn export(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Query(params): Params,
+) -> Result<Response, ApiError> {
+    allow(&app, peer, &headers)?;
+    let csv = match params.get("format").map(String::as_str) {
+        Some("csv") => true,
+        Some("jsonl") | None => false,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "unknown format {other:?} (known: csv, jsonl)"
+            )));
+        }
+    };
+    let mut first = query(&params, 500, app.clock.now())?;
+    first.limit = 500;
+    struct Page {
+        query: Option<LogQuery>,
+        header: bool,
+    }
+    let start = Page {
+        query: Some(first),
+        header: csv,
+    };
+    let store = app.store.clone();
+    let stream = futures_util::stream::unfold(start, move |mut page| {
+        let store = store.clone();
+        async move {
+            let query = page.query.take()?;
+            let entries = match store.search(&query) {
+                Ok(entries) => entries,
+                Err(e) => return Some((Err(std::io::Error::other(e.to_string())), page)),
+            };
+            let mut chunk = String::new();
+            if page.header {
+                chunk.push_str(CSV_HEADER);
+                chunk.push('\n');
+                page.header = false;
+            }
+            for e in &entries {
+                if csv {
+                    chunk.push_str(&csv_row(e));
+                } else {
+                    chunk.push_str(&serde_json::to_string(e).unwrap_or_default());
+                }
+                chunk.push('\n');
+            }
+            if entries.len() == query.limit {
+                page.query = Some(LogQuery {
+                    before: entries.last().map(|e| e.id.clone()),
+                    ..query
+                });
+            }
+            if chunk.is_empty() {
+                return None;
+            }
+            Some((Ok::<_, std::io::Error>(Bytes::from(chunk)), page))
+        }
+    });
+    let (content_type, name) = if csv {
+        ("text/csv; charset=utf-8", "connect-log.csv")
+    } else {
+        ("application/x-ndjson", "connect-log.jsonl")
+    };
+    Ok((
+        [
+            (header::CONTENT_TYPE, content_type.to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}\""),
+            ),
+        ],
+        Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+/// `GET /api/deliveries/{id}`: the delivery and its attempts, oldest first.
+pub(super) async fn delivery(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    allow(&app, peer, &headers)?;
+    let id = DeliveryId::new(id);
+    let Some(delivery) = app.store.delivery(&id)? else {
+        return Err(ApiError::not_found(format!("no delivery {id}")));
+    };
+    let attempts = app.store.search(&LogQuery {
+        delivery: Some(id),
+        after: Some(String::new()),
+        ..LogQuery::default()
+    })?;
+    Ok(Json(json!({"delivery": delivery, "attempts": attempts})))
+}
+
+/// `POST /api/deliveries/{id}/replay`: queue it again now; 202 with the delivery.
+pub(super) async fn replay(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    allow(&app, peer, &headers)?;
+    let id = DeliveryId::new(id);
+    if app.store.delivery(&id)?.is_none() {
+        return Err(ApiError::not_found(format!("no delivery {id}")));
+    }
+    let delivery = app.store.replay(&id, app.clock.now())?;
+    app.store.commit().await?;
+    app.dispatcher.wake();
+    Ok((StatusCode::ACCEPTED, Json(json!({"delivery": delivery}))))
+}
+
+/// `POST /api/render`: a dry run of an envelope (or a raw payload with `?type=`), as
+/// `render --json` prints it. Sends nothing.
+pub(super) async fn render(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Query(params): Params,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    allow(&app, peer, &headers)?;
+    let bytes = app.body(&headers, body).await?;
+    let text =
+        std::str::from_utf8(&bytes).map_err(|_| ApiError::bad_request("the body is not UTF-8"))?;
+    let now = app.clock.now();
+    let events = parse_events(text, params.get("type").map(String::as_str), now)
+        .map_err(|e| ApiError::bad_request(e.0))?;
+    let engine = app.engine();
+    let runs: Vec<Value> = events
+        .iter()
+        .map(|e| serde_json::to_value(engine.dry_run(e, now)).unwrap_or_default())
+        .collect();
+    Ok(Json(match runs.len() {
+        1 => runs.into_iter().next().unwrap_or_default(),
+        _ => Value::Array(runs),
+    }))
+}
+
+/// `GET /healthz`: the process is up.
+pub(super) async fn healthz() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// `GET /readyz`: serving (configuration loaded, data folder open, not stopping).
+pub(super) async fn readyz(State(app): State<Arc<App>>) -> Response {
+    if app.ready.load(Ordering::SeqCst) {
+        Json(json!({"status": "ready", "queue_depth": app.store.queue_depth()})).into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "not ready"})),
+        )
+            .into_response()
+    }
+}
+
+/// `GET /metrics`: Prometheus text format.
+pub(super) async fn metrics(State(app): State<Arc<App>>) -> Response {
+    let text = app
+        .metrics
+        .render(app.store.queue_depth(), app.dispatcher.in_flight());
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+/// Anything else: 404 with the routes that exist.
+pub(super) async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::not_found(format!(
+        "no route {}: see /events, /events/{{type}}, /hooks/..., /api/logs, /api/deliveries/{{id}}, /api/render, /healthz, /readyz, /metrics",
+        uri.path()
+    ))
+}

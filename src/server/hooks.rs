@@ -1,0 +1,258 @@
+//! Inbound endpoints (SPEC §4) at `/hooks/...`: other systems send events here, as GET
+//! query parameters, JSON bodies or form bodies. Checked in this order: the path and method,
+//! the client's address (`allow_from`), the credentials, then the payload.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use serde_json::{Map, Value};
+
+use super::App;
+use super::access::same_secret;
+use super::error::ApiError;
+use super::ingest::answer;
+use crate::config::spec::Method as HookMethod;
+use crate::engine::event::EventId;
+use crate::engine::inbound::InboundEndpoint;
+use crate::engine::request::Auth;
+
+/// How far a signed request's timestamp may be from now (Standard Webhooks' tolerance).
+const SIGNATURE_TOLERANCE_SECS: i64 = 300;
+
+/// Any request under `/hooks/`.
+pub(super) async fn receive(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let engine = app.engine();
+    let path = uri.path();
+    let Some(hook) = engine.inbound().iter().find(|h| h.path == path && h.active) else {
+        let known: Vec<&str> = engine
+            .inbound()
+            .iter()
+            .filter(|h| h.active)
+            .map(|h| h.path.as_str())
+            .collect();
+        let known = if known.is_empty() {
+            "none".to_string()
+        } else {
+            known.join(", ")
+        };
+        return Err(ApiError::not_found(format!(
+            "no inbound endpoint at {path} (known: {known})"
+        )));
+    };
+    let allowed = match method {
+        Method::GET => hook.methods.contains(&HookMethod::Get),
+        Method::POST => hook.methods.contains(&HookMethod::Post),
+        _ => false,
+    };
+    if !allowed {
+        let allow: Vec<&str> = hook.methods.iter().map(|m| m.as_str()).collect();
+        return Ok((
+            StatusCode::METHOD_NOT_ALLOWED,
+            [("allow", allow.join(", "))],
+            Json(serde_json::json!({"error": format!("{path} accepts {}, not {method}", allow.join(" and "))})),
+        )
+            .into_response());
+    }
+    let client = app.client(peer, &headers);
+    if !hook.allows(client) {
+        return Err(ApiError::forbidden(format!(
+            "{client} is not allowed to send to {path} (allow_from)"
+        )));
+    }
+    let bytes = app.body(&headers, body).await?;
+    let mut query: Vec<(String, String)> =
+        form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+    authenticate(
+        hook,
+        &headers,
+        &mut query,
+        &bytes,
+        app.clock.now().timestamp(),
+    )?;
+    let payload = match method {
+        Method::GET => pairs_to_map(query),
+        _ => body_payload(&headers, &bytes)?,
+    };
+    let now = app.clock.now();
+    let (mut event, warnings) = hook
+        .event(payload, engine.templates(), engine.adaptors(), now)
+        .map_err(|e| ApiError::bad_request(format!("{path}: {e}")))?;
+    for warning in warnings {
+        tracing::warn!(hook = %hook.name, "{}", engine.redact(&warning));
+    }
+    if hook.event_id.is_none()
+        && let Some(key) = headers
+            .get("idempotency-key")
+            .and_then(|v| v.to_str().ok())
+            .filter(|k| !k.trim().is_empty())
+    {
+        event.id = EventId::new(key.trim());
+    }
+    let accepted = app.accept(std::slice::from_ref(&event)).await?;
+    let status = StatusCode::from_u16(hook.respond).unwrap_or(StatusCode::ACCEPTED);
+    Ok((status, Json(answer(&accepted[0]))).into_response())
+}
+
+/// Checks the hook's credentials; query credentials are removed from the payload so that
+/// the secret never becomes event data.
+fn authenticate(
+    hook: &InboundEndpoint,
+    headers: &HeaderMap,
+    query: &mut Vec<(String, String)>,
+    body: &[u8],
+    now: i64,
+) -> Result<(), ApiError> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let denied =
+        |what: &str| ApiError::unauthorized(format!("{what} (inbound endpoint {})", hook.name));
+    match &hook.auth {
+        None => Ok(()),
+        Some(Auth::Bearer(token)) => {
+            match header("authorization").and_then(|v| v.strip_prefix("Bearer ")) {
+                Some(given) if same_secret(given.trim(), token) => Ok(()),
+                Some(_) => Err(denied("wrong bearer token")),
+                None => Err(denied(
+                    "missing credentials: send Authorization: Bearer <token>",
+                )),
+            }
+        }
+        Some(Auth::Basic(expected)) => match header("authorization") {
+            Some(given) if given.starts_with("Basic ") && same_basic(given, expected) => Ok(()),
+            Some(_) => Err(denied("wrong user name or password")),
+            None => Err(denied(
+                "missing credentials: send HTTP Basic authentication",
+            )),
+        },
+        Some(Auth::Header { name, value }) => match header(name) {
+            Some(given) if same_secret(given.trim(), value) => Ok(()),
+            Some(_) => Err(denied(&format!("wrong {name} header"))),
+            None => Err(denied(&format!(
+                "missing credentials: send the {name} header"
+            ))),
+        },
+        Some(Auth::Query(params)) => {
+            for (name, value) in params {
+                match query.iter().find(|(k, _)| k == name) {
+                    Some((_, given)) if same_secret(given, value) => {}
+                    Some(_) => return Err(denied(&format!("wrong {name} parameter"))),
+                    None => {
+                        return Err(denied(&format!(
+                            "missing credentials: add ?{name}=… to the URL"
+                        )));
+                    }
+                }
+            }
+            query.retain(|(k, _)| !params.iter().any(|(name, _)| name == k));
+            Ok(())
+        }
+        Some(Auth::Signature(key)) => {
+            let (Some(id), Some(ts), Some(sig)) = (
+                header("webhook-id"),
+                header("webhook-timestamp"),
+                header("webhook-signature"),
+            ) else {
+                return Err(denied(
+                    "missing webhook-id, webhook-timestamp or webhook-signature header",
+                ));
+            };
+            let ts: i64 = ts
+                .trim()
+                .parse()
+                .map_err(|_| denied("webhook-timestamp is not a number"))?;
+            if (now - ts).abs() > SIGNATURE_TOLERANCE_SECS {
+                return Err(denied("webhook-timestamp is more than 5 minutes from now"));
+            }
+            if key.verify(id, ts, body, sig) {
+                Ok(())
+            } else {
+                Err(denied("the webhook signature does not match"))
+            }
+        }
+    }
+}
+
+/// Compares `Basic <base64>` headers by their decoded credentials.
+fn same_basic(given: &str, expected: &str) -> bool {
+    let decode = |h: &str| {
+        h.strip_prefix("Basic ")
+            .and_then(|b| STANDARD.decode(b.trim()).ok())
+    };
+    match (decode(given), decode(expected)) {
+        (Some(g), Some(e)) => {
+            g.len() == e.len() && subtle::ConstantTimeEq::ct_eq(g.as_slice(), e.as_slice()).into()
+        }
+        _ => false,
+    }
+}
+
+/// Query or form pairs as a JSON object; a repeated name becomes a list.
+fn pairs_to_map(pairs: Vec<(String, String)>) -> Map<String, Value> {
+    let mut map = Map::new();
+    for (k, v) in pairs {
+        match map.get_mut(&k) {
+            Some(Value::Array(items)) => items.push(Value::String(v)),
+            Some(existing) => {
+                let first = existing.take();
+                *existing = Value::Array(vec![first, Value::String(v)]);
+            }
+            None => {
+                map.insert(k, Value::String(v));
+            }
+        }
+    }
+    map
+}
+
+/// A POST body: JSON or form-encoded, by Content-Type (Convoso sends either); without a
+/// Content-Type, JSON if it parses, else form.
+fn body_payload(headers: &HeaderMap, bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    let content_type = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let form = || {
+        pairs_to_map(
+            form_urlencoded::parse(bytes)
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect(),
+        )
+    };
+    if content_type.contains("x-www-form-urlencoded") {
+        return Ok(form());
+    }
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Map::new());
+    }
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(other) => Err(ApiError::bad_request(format!(
+            "expected a JSON object, got {}",
+            match other {
+                Value::Array(_) => "an array",
+                Value::String(_) => "a string",
+                Value::Number(_) => "a number",
+                Value::Bool(_) => "a boolean",
+                _ => "null",
+            }
+        ))),
+        Err(_) if !content_type.contains("json") => Ok(form()),
+        Err(e) => Err(ApiError::bad_request(format!("malformed JSON: {e}"))),
+    }
+}

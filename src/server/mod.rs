@@ -1,0 +1,373 @@
+//! The server: the only place that knows axum. `POST /events`, inbound hooks, the admin
+//! API and operations endpoints, over the same store and dispatcher as the CLI.
+//!
+//! **Invariant:** a 2xx to an event is sent only after the event and its deliveries are
+//! durably written (`Store::commit`, shared by concurrent requests).
+//! **Invariant:** a reload swaps the engine only when the new configuration has no error;
+//! requests and attempts in progress finish with the engine they started with.
+
+mod access;
+mod api;
+mod error;
+mod hooks;
+mod ingest;
+pub mod metrics;
+pub mod mock;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::http::HeaderMap;
+use axum::routing::{get, post};
+use ipnet::IpNet;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::dispatch::{Clock, Dispatcher, EngineCell, NetworkPolicy};
+use crate::engine::Engine;
+use crate::engine::event::Event;
+use crate::store::{Accepted, Store, StoreError};
+pub use error::ApiError;
+use metrics::Metrics;
+
+/// How the server runs (the `serve` flags).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Configuration folder (re-read on reload).
+    pub config: PathBuf,
+    /// Data folder.
+    pub data: PathBuf,
+    /// `Authorization: Bearer` token for `/events` and `/api/*`; none: loopback only.
+    pub api_token: Option<String>,
+    /// Largest accepted request body.
+    pub max_body: usize,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trust_proxy: Vec<IpNet>,
+    /// Outbound network policy.
+    pub policy: NetworkPolicy,
+    /// Connect log retention.
+    pub retention: Duration,
+    /// Event ids repeated within this window are duplicates.
+    pub dedupe_window: Duration,
+    /// How long a graceful stop waits for attempts in flight.
+    pub drain: Duration,
+}
+
+impl Settings {
+    /// Defaults for a configuration and data folder.
+    pub fn new(config: PathBuf, data: PathBuf) -> Settings {
+        Settings {
+            config,
+            data,
+            api_token: None,
+            max_body: 1024 * 1024,
+            trust_proxy: Vec::new(),
+            policy: NetworkPolicy::default(),
+            retention: Duration::from_secs(30 * 86_400),
+            dedupe_window: crate::store::DEFAULT_DEDUPE_WINDOW,
+            drain: Duration::from_secs(20),
+        }
+    }
+}
+
+/// What went wrong starting the server.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The configuration does not load.
+    #[error("{0}")]
+    Config(#[from] crate::config::ConfigErrors),
+    /// The data folder cannot be used.
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    /// The socket failed.
+    #[error("server socket: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The server's shared state.
+pub struct App {
+    settings: Settings,
+    engine: EngineCell,
+    store: Arc<Store>,
+    dispatcher: Arc<Dispatcher>,
+    metrics: Arc<Metrics>,
+    clock: Clock,
+    ready: AtomicBool,
+}
+
+impl App {
+    /// Loads the configuration and opens the data folder.
+    pub fn open(settings: Settings) -> Result<Arc<App>, ServeError> {
+        let loaded = crate::load(&settings.config)?;
+        for warning in &loaded.warnings {
+            tracing::warn!("{warning}");
+        }
+        let mut store = Store::open(&settings.data)?;
+        store.set_dedupe_window(settings.dedupe_window);
+        let store = Arc::new(store);
+        let engine: EngineCell = Arc::new(RwLock::new(Arc::new(loaded.engine)));
+        let clock = Clock::new();
+        let dispatcher = Dispatcher::new(
+            store.clone(),
+            engine.clone(),
+            settings.policy.clone(),
+            clock.clone(),
+        );
+        let metrics = Arc::new(Metrics::default());
+        let listener_metrics = metrics.clone();
+        dispatcher.listen(Box::new(move |_, entry| {
+            let took = entry.response.as_ref().map(|r| Duration::from_millis(r.duration_ms));
+            listener_metrics.attempt(&entry.endpoint, entry.outcome.as_str(), took);
+            match &entry.error {
+                Some(error) => tracing::info!(
+                    endpoint = %entry.endpoint, delivery = %entry.delivery_id, attempt = entry.attempt,
+                    outcome = entry.outcome.as_str(), "{}", error.message
+                ),
+                None => tracing::info!(
+                    endpoint = %entry.endpoint, delivery = %entry.delivery_id, attempt = entry.attempt,
+                    outcome = entry.outcome.as_str(), status = entry.response.as_ref().map(|r| r.status), "delivered"
+                ),
+            }
+        }));
+        Ok(Arc::new(App {
+            settings,
+            engine,
+            store,
+            dispatcher,
+            metrics,
+            clock,
+            ready: AtomicBool::new(false),
+        }))
+    }
+
+    /// The engine in use now.
+    pub fn engine(&self) -> Arc<Engine> {
+        self.engine
+            .read()
+            .map(|e| e.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// Re-reads the configuration; a configuration with errors is refused (its errors are
+    /// returned and logged) and the running one stays.
+    pub fn reload(&self) -> Result<(), crate::config::ConfigErrors> {
+        match crate::load(&self.settings.config) {
+            Ok(loaded) => {
+                for warning in &loaded.warnings {
+                    tracing::warn!("{warning}");
+                }
+                if let Ok(mut engine) = self.engine.write() {
+                    *engine = Arc::new(loaded.engine);
+                }
+                tracing::info!(config = %self.settings.config.display(), "configuration reloaded");
+                self.dispatcher.wake();
+                Ok(())
+            }
+            Err(errors) => {
+                for error in &errors.errors {
+                    tracing::error!("{error}");
+                }
+                tracing::error!(
+                    "configuration rejected ({} errors); still running the previous one",
+                    errors.errors.len()
+                );
+                Err(errors)
+            }
+        }
+    }
+
+    /// Accepts events durably: stores each with its deliveries, then one shared flush.
+    pub async fn accept(&self, events: &[Event]) -> Result<Vec<Accepted>, ApiError> {
+        let engine = self.engine();
+        let now = self.clock.now();
+        let mut accepted = Vec::with_capacity(events.len());
+        for event in events {
+            let matches = engine.matches(event, now);
+            let keys = engine.audit_keys(event);
+            let result = self.store.accept(event, &matches, &keys, now)?;
+            if !result.duplicate {
+                self.metrics.event(&event.kind, &event.source);
+            }
+            accepted.push(result);
+        }
+        self.store.commit().await?;
+        self.dispatcher.wake();
+        Ok(accepted)
+    }
+
+    /// Reads a request body up to `--max-body`.
+    pub async fn body(&self, headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
+        let limit = self.settings.max_body;
+        let declared = headers
+            .get("content-length")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        if declared.is_some_and(|n| n > limit) {
+            return Err(ApiError::too_large(limit));
+        }
+        axum::body::to_bytes(body, limit).await.map_err(|e| {
+            if e.to_string().contains("length limit") {
+                ApiError::too_large(limit)
+            } else {
+                ApiError::bad_request(format!("cannot read the body: {e}"))
+            }
+        })
+    }
+
+    fn client(&self, peer: SocketAddr, headers: &HeaderMap) -> std::net::IpAddr {
+        access::client_ip(peer, headers, &self.settings.trust_proxy)
+    }
+}
+
+/// The routes.
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/events", post(ingest::envelopes))
+        .route("/events/{kind}", post(ingest::raw))
+        .route("/hooks/{*path}", axum::routing::any(hooks::receive))
+        .route("/api/logs", get(api::logs))
+        .route("/api/logs/export", get(api::export))
+        .route("/api/logs/{id}", get(api::entry))
+        .route("/api/deliveries/{id}", get(api::delivery))
+        .route("/api/deliveries/{id}/replay", post(api::replay))
+        .route("/api/render", post(api::render))
+        .route("/healthz", get(api::healthz))
+        .route("/readyz", get(api::readyz))
+        .route("/metrics", get(api::metrics))
+        .fallback(api::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            count_rejections,
+        ))
+        .with_state(app)
+}
+
+/// Counts refused requests by status, for `/metrics`.
+async fn count_rejections(
+    axum::extract::State(app): axum::extract::State<Arc<App>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    if status.is_client_error() || status.is_server_error() {
+        app.metrics.rejected(status.as_u16());
+    }
+    response
+}
+
+/// Where a running server can be reached, written in the data folder so that `logs` and
+/// `replay` can use its API while it holds the folder.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct Address {
+    /// Base URL, e.g. `http://127.0.0.1:8080`.
+    pub url: String,
+    /// Process id.
+    pub pid: u32,
+}
+
+/// The file in a data folder naming the server that holds it.
+pub fn address_file(data: &std::path::Path) -> PathBuf {
+    data.join("server.json")
+}
+
+/// Serves until `shutdown` resolves or a SIGINT/SIGTERM arrives; SIGHUP reloads the
+/// configuration. Then stops accepting, finishes requests, drains attempts, flushes.
+pub async fn run(
+    listener: TcpListener,
+    app: Arc<App>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let addr = listener.local_addr()?;
+    let address = Address {
+        url: format!("http://{addr}"),
+        pid: std::process::id(),
+    };
+    let _ = std::fs::write(
+        address_file(&app.settings.data),
+        serde_json::to_vec(&address).unwrap_or_default(),
+    );
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let dispatcher = tokio::spawn(
+        app.dispatcher
+            .clone()
+            .run(stop_rx.clone(), app.settings.drain),
+    );
+    let purger = tokio::spawn(crate::dispatch::purge_loop(
+        app.store.clone(),
+        app.settings.retention,
+        app.clock.clone(),
+        stop_rx.clone(),
+    ));
+    #[cfg(unix)]
+    {
+        let reloader = app.clone();
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let Ok(mut hup) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            else {
+                return;
+            };
+            loop {
+                tokio::select! {
+                    _ = hup.recv() => { let _ = reloader.reload(); }
+                    _ = stop.changed() => return,
+                }
+            }
+        });
+    }
+    app.ready.store(true, Ordering::SeqCst);
+    tracing::info!(listen = %addr, config = %app.settings.config.display(), data = %app.settings.data.display(), "switchboard is serving");
+    let stopping = app.clone();
+    let signal = async move {
+        tokio::select! {
+            _ = shutdown => {}
+            _ = terminate() => {}
+        }
+        stopping.ready.store(false, Ordering::SeqCst);
+        tracing::info!("stopping: no new requests; finishing those in progress");
+    };
+    let service = router(app.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, service)
+        .with_graceful_shutdown(signal)
+        .await?;
+    let _ = stop_tx.send(true);
+    let _ = dispatcher.await;
+    let _ = purger.await;
+    app.store.commit().await?;
+    let _ = std::fs::remove_file(address_file(&app.settings.data));
+    tracing::info!("stopped; everything accepted is on disk");
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn terminate() {
+    #[cfg(unix)]
+    {
+        let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        else {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
