@@ -1,0 +1,261 @@
+//! The real `switchboard serve` process: kill -9 in the middle of a backlog and restart,
+//! SIGHUP with a broken configuration, SIGTERM, the listen rule, and the CLI reaching a
+//! running server's API.
+
+mod common;
+
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::receiver::{Receiver, Reply};
+use common::{ConfigDir, cli};
+use serde_json::Value;
+
+fn config(rx: &Receiver) -> ConfigDir {
+    ConfigDir::new(&[
+        (
+            "adaptors/contact.yaml",
+            "fields:\n  - {from: phone_number, to: phone}\n",
+        ),
+        (
+            "endpoints/crm.yaml",
+            &format!(
+                "url: {}\nadaptor: contact\nconcurrency: 1\n",
+                rx.url("/contacts")
+            ),
+        ),
+        (
+            "workflows/sale.yaml",
+            "when:\n  - event: call.disposition\nactions:\n  - endpoint: crm\n",
+        ),
+    ])
+}
+
+/// Starts `serve` on a free port; returns it with its URL (read from the data folder).
+async fn serve(config: &ConfigDir, data: &std::path::Path) -> (Child, String) {
+    let _ = std::fs::remove_file(data.join("server.json"));
+    let mut child = cli()
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--drain",
+            "5s",
+            "--config",
+        ])
+        .arg(config.path())
+        .arg("--data")
+        .arg(data)
+        .env("SWITCHBOARD_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(text) = std::fs::read(data.join("server.json")) {
+            let address: Value = serde_json::from_slice(&text).unwrap();
+            return (child, address["url"].as_str().unwrap().to_string());
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("serve did not start");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn signal(child: &Child, name: &str) {
+    let status = std::process::Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+async fn post_event(url: &str, i: usize) -> u16 {
+    let body = format!(
+        r#"{{"type": "call.disposition", "id": "ev-{i}", "data": {{"phone_number": "+1555{i:07}"}}}}"#
+    );
+    reqwest::Client::new()
+        .post(format!("{url}/events"))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
+}
+
+async fn distinct_deliveries(rx: &Receiver, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut keys: Vec<String> = rx
+            .requests()
+            .iter()
+            .filter_map(|r| r.header("idempotency-key").map(str::to_string))
+            .collect();
+        keys.sort();
+        keys.dedup();
+        if keys.len() >= n {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {n} deliveries arrived",
+            keys.len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn every_event_answered_2xx_is_delivered_after_a_kill_9() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let rx = Receiver::start(vec![], Reply::Stall(Duration::from_millis(100))).await;
+    let config = config(&rx);
+    let data = tempfile::tempdir().unwrap();
+    let (mut child, url) = serve(&config, data.path()).await;
+    for i in 0..30 {
+        assert_eq!(post_event(&url, i).await, 202);
+    }
+    while rx.requests().len() < 3 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        rx.requests().len() < 30,
+        "the backlog was still going when killed"
+    );
+    let (mut child, _) = serve(&config, data.path()).await;
+    distinct_deliveries(&rx, 30).await;
+    signal(&child, "TERM");
+    assert!(child.wait().unwrap().success());
+}
+
+#[tokio::test]
+async fn sighup_with_a_broken_configuration_keeps_serving() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let rx = Receiver::start(vec![], Reply::Status(200)).await;
+    let config = config(&rx);
+    let data = tempfile::tempdir().unwrap();
+    let (child, url) = serve(&config, data.path()).await;
+    std::fs::write(
+        config.path().join("workflows/sale.yaml"),
+        "when:\n  - event: call.disposition\nactions:\n  - endpoint: gone\n",
+    )
+    .unwrap();
+    signal(&child, "HUP");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        post_event(&url, 1).await,
+        202,
+        "still serving with the running configuration"
+    );
+    distinct_deliveries(&rx, 1).await;
+    signal(&child, "TERM");
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.contains("workflows/sale.yaml:4:15: unknown endpoint \"gone\" (known: crm)"),
+        "{log}"
+    );
+    assert!(
+        log.contains("configuration rejected (1 errors); still running the previous one"),
+        "{log}"
+    );
+}
+
+#[tokio::test]
+async fn sigterm_stops_gracefully_and_loses_nothing() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let rx = Receiver::start(vec![], Reply::Stall(Duration::from_millis(100))).await;
+    let config = config(&rx);
+    let data = tempfile::tempdir().unwrap();
+    let (child, url) = serve(&config, data.path()).await;
+    for i in 0..10 {
+        assert_eq!(post_event(&url, i).await, 202);
+    }
+    signal(&child, "TERM");
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("stopped; everything accepted is on disk")
+    );
+    assert!(
+        !data.path().join("server.json").exists(),
+        "the address file is removed"
+    );
+    let (mut child, _) = serve(&config, data.path()).await;
+    distinct_deliveries(&rx, 10).await;
+    signal(&child, "TERM");
+    child.wait().unwrap();
+}
+
+#[tokio::test]
+async fn logs_and_replay_go_through_a_running_server() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let rx = Receiver::start(vec![Reply::Status(400)], Reply::Status(200)).await;
+    let config = config(&rx);
+    let data = tempfile::tempdir().unwrap();
+    let (mut child, url) = serve(&config, data.path()).await;
+    assert_eq!(post_event(&url, 7).await, 202);
+    distinct_deliveries(&rx, 1).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The CLI runs on a blocking thread: the receiver lives on this test's runtime.
+    let run = |args: &[&str]| {
+        let mut cmd = cli();
+        cmd.args(args).arg("--data").arg(data.path());
+        let shown = format!("{args:?}");
+        tokio::task::spawn_blocking(move || {
+            let out = cmd.output().unwrap();
+            assert!(
+                out.status.success(),
+                "{shown}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8(out.stdout).unwrap()
+        })
+    };
+    let entries: Vec<Value> = serde_json::from_str(
+        &run(&["logs", "--json", "--search", "+15550000007"])
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0]["outcome"], "failed");
+    let delivery = entries[0]["delivery_id"].as_str().unwrap().to_string();
+    let out = run(&["replay", &delivery]).await.unwrap();
+    assert!(
+        out.contains("through the server at") && out.contains("delivered after 2 attempts"),
+        "{out}"
+    );
+    signal(&child, "TERM");
+    child.wait().unwrap();
+}
+
+#[test]
+fn serve_refuses_a_public_address_without_a_token() {
+    let data = tempfile::tempdir().unwrap();
+    let out = cli()
+        .args(["serve", "--listen", "0.0.0.0:0", "--data"])
+        .arg(data.path())
+        .env_remove("SWITCHBOARD_API_TOKEN")
+        .current_dir(common::root())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "error: refusing to listen on 0.0.0.0:0 without an API token: set SWITCHBOARD_API_TOKEN (or listen on 127.0.0.1)\n"
+    );
+}
