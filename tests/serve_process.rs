@@ -32,6 +32,8 @@ fn config(rx: &Receiver) -> ConfigDir {
 }
 
 /// Starts `serve` on a free port; returns it with its URL (read from the data folder).
+/// The caller waits for the child (every test stops it with a signal or kill).
+#[allow(clippy::zombie_processes)]
 async fn serve(config: &ConfigDir, data: &std::path::Path) -> (Child, String) {
     let _ = std::fs::remove_file(data.join("server.json"));
     let mut child = cli()
