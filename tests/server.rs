@@ -660,3 +660,44 @@ async fn a_reload_with_a_broken_configuration_keeps_the_running_one() {
     seen(&rx, 1).await;
     s.stop().await;
 }
+
+/// An inbound adaptor maps what the sender posts into the event data the workflows see.
+#[tokio::test]
+async fn an_inbound_adaptor_maps_the_payload() {
+    let rx = Receiver::start(vec![], Reply::Status(200)).await;
+    let files = [
+        (
+            "adaptors/convoso-in.yaml",
+            "fields:\n  - {from: lead.phone, to: phone_number}\n  - {from: disposition, to: status, values: {Sale: SALE}}\n  - {from: '@source', to: via}\n",
+        ),
+        (
+            "endpoints/in.yaml",
+            "direction: inbound\npath: /hooks/in\nevent_type: call.disposition\nevent_id: \"{{ id }}\"\nadaptor: convoso-in\n",
+        ),
+    ];
+    let s = Server::start(crm_config(&rx, &files), |_| {}).await;
+    let (status, body) = post(
+        &format!("{}/hooks/in", s.url),
+        r#"{"id": 41, "lead": {"phone": "+15557654321"}, "disposition": "Sale", "noise": true}"#,
+        &[],
+    )
+    .await;
+    assert_eq!((status, body["id"].clone()), (202, json!("41")));
+    seen(&rx, 1).await;
+    assert_eq!(
+        rx.requests()[0].body,
+        r#"{"phone":"+15557654321","status":"SALE"}"#
+    );
+    let stored = s
+        .app
+        .store()
+        .event(&switchboard::EventId::new("41"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        stored.event.data,
+        json!({"phone_number": "+15557654321", "status": "SALE", "via": "in"})
+    );
+    assert_eq!(stored.event.source, "in");
+    s.stop().await;
+}
