@@ -162,6 +162,7 @@ fn entry(i: usize, at: DateTime<Utc>, phones: usize) -> (LogEntry, Delivery) {
     let delivery = Delivery {
         id: entry.delivery_id.clone(),
         event_id: entry.event_id.clone(),
+        event_source: "api".into(),
         event_type: entry.event_type.clone(),
         target: Match {
             workflow: "sale".into(),
@@ -173,6 +174,7 @@ fn entry(i: usize, at: DateTime<Utc>, phones: usize) -> (LogEntry, Delivery) {
         state: DeliveryState::Delivered,
         attempts: 1,
         retry_base: 0,
+        generation: 0,
         due_at: None,
         keys,
         last_entry: Some(id),

@@ -338,7 +338,8 @@ fn size(text: &str) -> Result<usize, String> {
             ));
         }
     };
-    Ok(n * unit)
+    n.checked_mul(unit)
+        .ok_or_else(|| format!("invalid size {text:?}: too large"))
 }
 
 fn init_logging(format: LogFormat) {

@@ -372,6 +372,7 @@ fn search_filters_pages_and_purges() {
         let d = switchboard::store::Delivery {
             id: e.delivery_id.clone(),
             event_id: e.event_id.clone(),
+            event_source: "api".into(),
             event_type: e.event_type.clone(),
             target: switchboard::engine::Match {
                 workflow: "w".into(),
@@ -383,6 +384,7 @@ fn search_filters_pages_and_purges() {
             state: DeliveryState::Delivered,
             attempts: 1,
             retry_base: 0,
+            generation: 0,
             due_at: None,
             keys: e.keys.clone(),
             last_entry: Some(id.clone()),
@@ -480,16 +482,38 @@ fn an_event_is_stored_with_its_deliveries_atomically_and_deduplicated() {
     assert!(again.duplicate);
     assert_eq!(again.deliveries, first.deliveries);
     assert_eq!(store.queue_depth(), 2);
-    // After the 24 h window the id is new again.
-    let later = store
-        .accept(
-            &event,
-            &matches,
-            &Default::default(),
-            now + chrono::Duration::hours(25),
-        )
-        .unwrap();
-    assert!(!later.duplicate);
+    // After the 24 h window the id is still a duplicate while its deliveries are in
+    // progress (the default retry schedule outlasts the window)...
+    let later = now + chrono::Duration::hours(25);
+    assert!(
+        store
+            .accept(&event, &matches, &Default::default(), later)
+            .unwrap()
+            .duplicate
+    );
+    // ...and new again once they are finished.
+    for d in &first.deliveries {
+        let mut delivery = store.delivery(&d.id).unwrap().unwrap();
+        let due = delivery.due_at;
+        delivery.state = DeliveryState::Delivered;
+        delivery.due_at = None;
+        let mut e = entry(
+            &format!("01JZZZZZZZZZZZZZZZZZZZZZ{}", &d.id.as_str()[24..]),
+            now,
+            &d.endpoint,
+            Outcome::Delivered,
+            "1",
+        );
+        e.delivery_id = d.id.clone();
+        store.record(&e, &delivery, due).unwrap();
+    }
+    assert_eq!(store.queue_depth(), 0);
+    assert!(
+        !store
+            .accept(&event, &matches, &Default::default(), later)
+            .unwrap()
+            .duplicate
+    );
 }
 
 #[test]

@@ -211,7 +211,6 @@ async fn logs_and_replay_go_through_a_running_server() {
     let (mut child, url) = serve(&config, data.path()).await;
     assert_eq!(post_event(&url, 7).await, 202);
     distinct_deliveries(&rx, 1).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
     // The CLI runs on a blocking thread: the receiver lives on this test's runtime.
     let run = |args: &[&str]| {
         let mut cmd = cli();
@@ -227,12 +226,19 @@ async fn logs_and_replay_go_through_a_running_server() {
             String::from_utf8(out.stdout).unwrap()
         })
     };
-    let entries: Vec<Value> = serde_json::from_str(
-        &run(&["logs", "--json", "--search", "+15550000007"])
+    // The receiver has answered; poll until the attempt is recorded.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let entries: Vec<Value> = loop {
+        let out = run(&["logs", "--json", "--search", "+15550000007"])
             .await
-            .unwrap(),
-    )
-    .unwrap();
+            .unwrap();
+        let entries: Vec<Value> = serde_json::from_str(&out).unwrap();
+        if !entries.is_empty() {
+            break entries;
+        }
+        assert!(Instant::now() < deadline, "the attempt was not recorded");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert_eq!(entries.len(), 1);
     assert_eq!(entries[0]["outcome"], "failed");
     let delivery = entries[0]["delivery_id"].as_str().unwrap().to_string();

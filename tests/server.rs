@@ -216,7 +216,7 @@ async fn bad_requests_get_the_specs_4xx_with_a_json_error() {
         (
             404,
             post(&format!("{}/hooks/nope", s.url), "{}", &[]).await,
-            "no inbound endpoint at /hooks/nope (known: /hooks/office)",
+            "no inbound endpoint at /hooks/nope",
         ),
         (
             404,
@@ -362,9 +362,10 @@ async fn convolo_seed_payloads_work_as_they_are() {
     let stored = s
         .app
         .store()
-        .event(&switchboard::EventId::new(
-            "35298eac05ef54b365e601f85d46afc1:start_call",
-        ))
+        .event(
+            "convolo",
+            &switchboard::EventId::new("35298eac05ef54b365e601f85d46afc1:start_call"),
+        )
         .unwrap()
         .unwrap();
     assert!(
@@ -503,7 +504,24 @@ async fn the_admin_api_pages_exports_replays_and_renders() {
         assert_eq!(post(&format!("{}/events", s.url), &body, &[]).await.0, 202);
     }
     seen(&rx, 5).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The receiver answered; wait until all five attempts are recorded.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, text) = get(&format!("{}/api/logs?limit=10", s.url), &[]).await;
+        if serde_json::from_str::<Value>(&text).unwrap()["entries"]
+            .as_array()
+            .unwrap()
+            .len()
+            == 5
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the attempts were not recorded"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let (status, text) = get(&format!("{}/api/logs?limit=2", s.url), &[]).await;
     assert_eq!(status, 200);
     let page: Value = serde_json::from_str(&text).unwrap();
@@ -600,8 +618,18 @@ async fn health_readiness_and_metrics() {
     .await;
     post(&format!("{}/events", s.url), "oops", &[]).await;
     seen(&rx, 1).await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let (status, text) = get(&format!("{}/metrics", s.url), &[]).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let (status, text) = loop {
+        let (status, text) = get(&format!("{}/metrics", s.url), &[]).await;
+        if text.contains("switchboard_deliveries_total{endpoint=\"crm\",outcome=\"delivered\"} 1") {
+            break (status, text);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the attempt was not counted:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert_eq!(status, 200);
     for line in [
         "switchboard_events_total{type=\"call.disposition\",source=\"api\"} 1",
@@ -691,7 +719,7 @@ async fn an_inbound_adaptor_maps_the_payload() {
     let stored = s
         .app
         .store()
-        .event(&switchboard::EventId::new("41"))
+        .event("in", &switchboard::EventId::new("41"))
         .unwrap()
         .unwrap();
     assert_eq!(
@@ -699,5 +727,42 @@ async fn an_inbound_adaptor_maps_the_payload() {
         json!({"phone_number": "+15557654321", "status": "SALE", "via": "in"})
     );
     assert_eq!(stored.event.source, "in");
+    s.stop().await;
+}
+
+/// Review findings: a sender's `received_at` does not postpone or break delivery, far-back
+/// `since` values do not break the API, and ids are unique per source.
+#[tokio::test]
+async fn senders_cannot_postpone_delivery_or_collide_ids_across_sources() {
+    let rx = Receiver::start(vec![], Reply::Status(200)).await;
+    let hook = (
+        "endpoints/in.yaml",
+        "direction: inbound\npath: /hooks/in\nevent_type: call.disposition\nevent_id: \"{{ id }}\"\n",
+    );
+    let delayed = (
+        "workflows/later.yaml",
+        "when:\n  - event: call.disposition\n  - field: status\n    equals: LATER\nactions:\n  - endpoint: crm\n    delay: 5m\n",
+    );
+    let s = Server::start(crm_config(&rx, &[hook, delayed]), |_| {}).await;
+    let (status, _) = post(&format!("{}/events", s.url), r#"{"type": "call.disposition", "id": "x1", "received_at": "2099-01-01T00:00:00Z", "data": {"status": "SALE"}}"#, &[]).await;
+    assert_eq!(status, 202);
+    seen(&rx, 1).await;
+    let (status, _) = post(&format!("{}/events", s.url), r#"{"type": "call.disposition", "id": "x2", "received_at": "+262142-12-31T23:59:59Z", "data": {"status": "LATER"}}"#, &[]).await;
+    assert_eq!(status, 202);
+    assert_eq!(
+        get(&format!("{}/api/logs?since=100000000d", s.url), &[])
+            .await
+            .0,
+        200
+    );
+    // The same id from the API and from a hook are two events.
+    let (_, from_hook) = post(
+        &format!("{}/hooks/in", s.url),
+        r#"{"id": "x1", "status": "SALE"}"#,
+        &[],
+    )
+    .await;
+    assert_eq!(from_hook["duplicate"], false);
+    seen(&rx, 2).await;
     s.stop().await;
 }

@@ -69,7 +69,10 @@ pub async fn send(args: SendArgs<'_>) -> Output {
         Err(out) => return out,
     };
     let now = dispatcher.clock().now();
-    let cutoff = now - chrono::Duration::from_std(args.retention).unwrap_or(chrono::Duration::MAX);
+    let cutoff = chrono::Duration::from_std(args.retention)
+        .ok()
+        .and_then(|r| now.checked_sub_signed(r))
+        .unwrap_or(DateTime::<Utc>::MIN_UTC);
     if let Err(e) = dispatcher.store().purge(cutoff) {
         return fail(e.to_string());
     }

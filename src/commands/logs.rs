@@ -28,7 +28,10 @@ pub enum Format {
 /// `--since`: a duration back from now (`1h`, `7d`) or a time (RFC 3339, or a date).
 pub fn parse_since(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
     if let Ok(d) = parse_duration(text) {
-        return Ok(now - chrono::Duration::from_std(d).unwrap_or_default());
+        return Ok(chrono::Duration::from_std(d)
+            .ok()
+            .and_then(|d| now.checked_sub_signed(d))
+            .unwrap_or(DateTime::<Utc>::MIN_UTC));
     }
     parse_time(text).map_err(|_| format!("invalid --since {text:?}: write a duration (1h, 7d) or a time (2026-11-21T10:00:00Z, 2026-11-21)"))
 }

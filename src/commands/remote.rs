@@ -20,6 +20,12 @@ impl Remote {
     pub fn find(data: &Path) -> Option<Remote> {
         let text = std::fs::read(address_file(data)).ok()?;
         let address: Address = serde_json::from_slice(&text).ok()?;
+        // A crashed server leaves its file behind; the token must not go to whatever holds
+        // that port now. The process must be alive and be switchboard.
+        let cmdline = std::fs::read(format!("/proc/{}/cmdline", address.pid)).ok()?;
+        if !String::from_utf8_lossy(&cmdline).contains("switchboard") {
+            return None;
+        }
         let _ = rustls::crypto::ring::default_provider().install_default();
         Some(Remote {
             base: address.url,

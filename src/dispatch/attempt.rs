@@ -52,25 +52,26 @@ impl Verdict {
     }
 }
 
-/// Runs one attempt of delivery `id` and records it. Returns the delivery and its new
-/// log entry, or None if the delivery is gone or no longer pending.
+/// Runs one attempt of delivery `id`, taken from the queue entry of `endpoint` due at
+/// `dequeued`, and records it. Returns the delivery and its new log entry, or None (and
+/// drops the stale queue entry) if the delivery is gone or no longer pending.
 pub(super) async fn run(
     d: &Dispatcher,
     id: &DeliveryId,
+    endpoint: &str,
+    dequeued: DateTime<Utc>,
 ) -> Result<Option<(Delivery, LogEntry)>, StoreError> {
-    let Some(mut delivery) = d.store.delivery(id)? else {
+    let delivery = d.store.delivery(id)?;
+    let Some(mut delivery) = delivery.filter(|d| !d.state.is_final()) else {
+        d.store.unqueue(endpoint, dequeued, id)?;
         return Ok(None);
     };
-    if delivery.state.is_final() {
-        return Ok(None);
-    }
-    let was_due = delivery.due_at;
     let engine = d.engine();
     let at = d.clock.now();
     let attempt = delivery.attempts + 1;
     let mut request_shown = None;
     let mut warnings = Vec::new();
-    let verdict = match d.store.event(&delivery.event_id)? {
+    let verdict = match d.store.event(&delivery.event_source, &delivery.event_id)? {
         None => Verdict::failed(
             ErrorKind::Render,
             format!("event {} is no longer stored (purged?)", delivery.event_id),
@@ -160,7 +161,7 @@ pub(super) async fn run(
         keys: delivery.keys.clone(),
     };
     delivery.last_entry = Some(entry.id.clone());
-    d.store.record(&entry, &delivery, was_due)?;
+    d.store.record(&entry, &delivery, Some(dequeued))?;
     Ok(Some((delivery, entry)))
 }
 
@@ -291,9 +292,12 @@ async fn send(d: &Dispatcher, engine: &Engine, endpoint: &Endpoint, request: &Re
             );
         }
         Ok(Err(e)) => {
-            return Verdict {
-                ..classify(&e, &host)
-            };
+            // reqwest's messages include the URL, credentials of `auth: query` and all.
+            let mut verdict = classify(&e, &host);
+            if let Some(error) = verdict.error.as_mut() {
+                error.message = engine.redact(&error.message).into_owned();
+            }
+            return verdict;
         }
         Ok(Ok(exchange)) => exchange,
     };

@@ -74,6 +74,8 @@ pub fn http_client(policy: Arc<NetworkPolicy>) -> reqwest::Client {
     reqwest::Client::builder()
         .user_agent(concat!("switchboard/", env!("CARGO_PKG_VERSION")))
         .redirect(reqwest::redirect::Policy::none())
+        // A proxy from the environment would be the only address the policy sees.
+        .no_proxy()
         .pool_idle_timeout(Duration::from_secs(60))
         .pool_max_idle_per_host(64)
         .tcp_nodelay(true)
@@ -169,9 +171,13 @@ impl Dispatcher {
         {
             return lane.clone();
         }
+        // A reload may change the limits; attempts already in flight still count.
+        let active = lanes
+            .get(endpoint)
+            .map_or(0, |l| l.active.load(Ordering::SeqCst));
         let lane = Arc::new(Lane {
             concurrency,
-            active: AtomicUsize::new(0),
+            active: AtomicUsize::new(active),
             bucket: rate.map(|r| tokio::sync::Mutex::new(Bucket::new(r))),
         });
         lanes.insert(endpoint.to_string(), lane.clone());
@@ -201,7 +207,7 @@ impl Dispatcher {
             if let Some(later) = later {
                 next = Some(next.map_or(later, |n| n.min(later)));
             }
-            for id in due {
+            for (id, dequeued) in due {
                 {
                     let mut set = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
                     if !set.insert(id.clone()) {
@@ -212,20 +218,27 @@ impl Dispatcher {
                 self.active.fetch_add(1, Ordering::SeqCst);
                 let me = self.clone();
                 let lane = lane.clone();
-                tokio::spawn(async move { me.attempt(id, lane).await });
+                let endpoint = endpoint.clone();
+                tokio::spawn(async move { me.attempt(id, endpoint, dequeued, lane).await });
             }
         }
         Ok(next)
     }
 
-    async fn attempt(self: Arc<Self>, id: DeliveryId, lane: Arc<Lane>) {
+    async fn attempt(
+        self: Arc<Self>,
+        id: DeliveryId,
+        endpoint: String,
+        dequeued: DateTime<Utc>,
+        lane: Arc<Lane>,
+    ) {
         if let Some(bucket) = &lane.bucket {
             let wait = bucket.lock().await.take();
             if !wait.is_zero() {
                 tokio::time::sleep(wait).await;
             }
         }
-        match attempt::run(&self, &id).await {
+        match attempt::run(&self, &id, &endpoint, dequeued).await {
             Ok(Some((delivery, entry))) => {
                 if let Ok(listeners) = self.listeners.read() {
                     for listener in listeners.iter() {
@@ -338,8 +351,10 @@ pub async fn purge_loop(
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
-        let cutoff =
-            clock.now() - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
+        let cutoff = chrono::Duration::from_std(retention)
+            .ok()
+            .and_then(|r| clock.now().checked_sub_signed(r))
+            .unwrap_or(DateTime::<Utc>::MIN_UTC);
         let store2 = store.clone();
         let result = tokio::task::spawn_blocking(move || store2.purge(cutoff)).await;
         if let Ok(Err(e)) = result {

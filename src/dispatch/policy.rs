@@ -47,6 +47,8 @@ impl NetworkPolicy {
     /// deny entry wins over it (so `--allow-outbound 169.254.170.2/32` works); with an
     /// allow list, nothing outside it is allowed.
     pub fn allows(&self, ip: IpAddr) -> bool {
+        // ::ffff:169.254.169.254 is 169.254.169.254: judge every address in its plain form.
+        let ip = ip.to_canonical();
         let allowed_by = self
             .allow
             .iter()
@@ -166,6 +168,16 @@ mod tests {
                 .contains(BLOCKED_MARK)
         );
         assert!(p.check_url("http://[fe80::1]:8080/").await.is_err());
+        assert!(
+            p.check_url("http://[::ffff:169.254.169.254]/")
+                .await
+                .is_err(),
+            "IPv4-mapped IPv6"
+        );
+        assert!(
+            !NetworkPolicy::new(&[], &["127.0.0.0/8".parse().unwrap()])
+                .allows(ip("::ffff:127.0.0.1"))
+        );
         assert!(p.check_url("http://127.0.0.1:9000/").await.is_ok());
         assert!(p.check_url("https://api.hubapi.com/").await.is_ok());
     }

@@ -14,7 +14,8 @@ use super::error::ApiError;
 /// address in X-Forwarded-For that is not itself a trusted proxy.
 pub fn client_ip(peer: SocketAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
-    let peer = peer.ip();
+    // A dual-stack listener sees IPv4 clients as ::ffff:a.b.c.d.
+    let peer = peer.ip().to_canonical();
     if !is_trusted(&peer) {
         return peer;
     }
@@ -23,7 +24,12 @@ pub fn client_ip(peer: SocketAddr, headers: &HeaderMap, trusted: &[IpNet]) -> Ip
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|part| part.trim().parse().ok())
+        .filter_map(|part| {
+            part.trim()
+                .parse::<IpAddr>()
+                .ok()
+                .map(|ip| ip.to_canonical())
+        })
         .collect();
     forwarded
         .into_iter()
@@ -35,6 +41,13 @@ pub fn client_ip(peer: SocketAddr, headers: &HeaderMap, trusted: &[IpNet]) -> Ip
 /// Whether two secrets are equal, in time independent of where they differ.
 pub fn same_secret(given: &str, expected: &str) -> bool {
     given.len() == expected.len() && bool::from(given.as_bytes().ct_eq(expected.as_bytes()))
+}
+
+/// The credentials of an `Authorization` value with this scheme (the scheme name is
+/// case-insensitive, RFC 9110).
+pub fn scheme<'a>(value: &'a str, name: &str) -> Option<&'a str> {
+    let (given, rest) = value.trim_start().split_once(' ')?;
+    given.eq_ignore_ascii_case(name).then_some(rest.trim())
 }
 
 /// The rule for `/events` and `/api/*` (SPEC §8).
@@ -50,10 +63,7 @@ pub fn check_api(token: Option<&str>, client: IpAddr, headers: &HeaderMap) -> Re
     let given = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        });
+        .and_then(|v| scheme(v, "bearer"));
     match given {
         None => Err(ApiError::unauthorized(
             "missing credentials: send Authorization: Bearer <SWITCHBOARD_API_TOKEN>",
@@ -108,5 +118,13 @@ mod tests {
             401
         );
         assert!(check_api(Some("s3cret"), remote, &good).is_ok());
+        let mut shouting = HeaderMap::new();
+        shouting.insert("authorization", "BEARER s3cret".parse().unwrap());
+        assert!(check_api(Some("s3cret"), remote, &shouting).is_ok());
+        let mapped: SocketAddr = "[::ffff:66.85.240.7]:443".parse().unwrap();
+        assert_eq!(
+            client_ip(mapped, &HeaderMap::new(), &[]),
+            "66.85.240.7".parse::<IpAddr>().unwrap()
+        );
     }
 }

@@ -37,20 +37,10 @@ pub(super) async fn receive(
 ) -> Result<Response, ApiError> {
     let engine = app.engine();
     let path = uri.path();
+    // The 404 does not list the hooks: their paths may be secrets of their own.
     let Some(hook) = engine.inbound().iter().find(|h| h.path == path && h.active) else {
-        let known: Vec<&str> = engine
-            .inbound()
-            .iter()
-            .filter(|h| h.active)
-            .map(|h| h.path.as_str())
-            .collect();
-        let known = if known.is_empty() {
-            "none".to_string()
-        } else {
-            known.join(", ")
-        };
         return Err(ApiError::not_found(format!(
-            "no inbound endpoint at {path} (known: {known})"
+            "no inbound endpoint at {path}"
         )));
     };
     let allowed = match method {
@@ -96,13 +86,22 @@ pub(super) async fn receive(
     for warning in warnings {
         tracing::warn!(hook = %hook.name, "{}", engine.redact(&warning));
     }
-    if hook.event_id.is_none()
-        && let Some(key) = headers
-            .get("idempotency-key")
+    // Without an event_id template, the sender's own id dedupes: a Standard Webhooks
+    // `webhook-id` (so that a signed request cannot be replayed), else `Idempotency-Key`.
+    if hook.event_id.is_none() {
+        let signed = matches!(hook.auth, Some(Auth::Signature(_)));
+        let given = if signed {
+            "webhook-id"
+        } else {
+            "idempotency-key"
+        };
+        if let Some(key) = headers
+            .get(given)
             .and_then(|v| v.to_str().ok())
             .filter(|k| !k.trim().is_empty())
-    {
-        event.id = EventId::new(key.trim());
+        {
+            event.id = EventId::new(key.trim());
+        }
     }
     let accepted = app.accept(std::slice::from_ref(&event)).await?;
     let status = StatusCode::from_u16(hook.respond).unwrap_or(StatusCode::ACCEPTED);
@@ -124,7 +123,7 @@ fn authenticate(
     match &hook.auth {
         None => Ok(()),
         Some(Auth::Bearer(token)) => {
-            match header("authorization").and_then(|v| v.strip_prefix("Bearer ")) {
+            match header("authorization").and_then(|v| super::access::scheme(v, "bearer")) {
                 Some(given) if same_secret(given.trim(), token) => Ok(()),
                 Some(_) => Err(denied("wrong bearer token")),
                 None => Err(denied(
@@ -133,7 +132,12 @@ fn authenticate(
             }
         }
         Some(Auth::Basic(expected)) => match header("authorization") {
-            Some(given) if given.starts_with("Basic ") && same_basic(given, expected) => Ok(()),
+            Some(given)
+                if super::access::scheme(given, "basic").is_some()
+                    && same_basic(given, expected) =>
+            {
+                Ok(())
+            }
             Some(_) => Err(denied("wrong user name or password")),
             None => Err(denied(
                 "missing credentials: send HTTP Basic authentication",
@@ -189,10 +193,7 @@ fn authenticate(
 
 /// Compares `Basic <base64>` headers by their decoded credentials.
 fn same_basic(given: &str, expected: &str) -> bool {
-    let decode = |h: &str| {
-        h.strip_prefix("Basic ")
-            .and_then(|b| STANDARD.decode(b.trim()).ok())
-    };
+    let decode = |h: &str| super::access::scheme(h, "basic").and_then(|b| STANDARD.decode(b).ok());
     match (decode(given), decode(expected)) {
         (Some(g), Some(e)) => {
             g.len() == e.len() && subtle::ConstantTimeEq::ct_eq(g.as_slice(), e.as_slice()).into()

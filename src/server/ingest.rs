@@ -95,6 +95,8 @@ pub(super) async fn envelopes(
         {
             event.id = key;
         }
+        // `received_at` is the time of arrival (SPEC §2), whatever the sender wrote.
+        event.received_at = now;
         events.push(event);
     }
     known(&app, &events)?;

@@ -196,7 +196,14 @@ impl App {
             let keys = engine.audit_keys(event);
             let result = self.store.accept(event, &matches, &keys, now)?;
             if !result.duplicate {
-                self.metrics.event(&event.kind, &event.source);
+                // Hook payloads choose their own types: label the ones no workflow knows as
+                // "other", so that a sender cannot grow the metrics without bound.
+                let kind = if engine.knows_type(&event.kind) {
+                    event.kind.as_str()
+                } else {
+                    "other"
+                };
+                self.metrics.event(kind, &event.source);
             }
             accepted.push(result);
         }
@@ -293,10 +300,6 @@ pub async fn run(
         url: format!("http://{addr}"),
         pid: std::process::id(),
     };
-    let _ = std::fs::write(
-        address_file(&app.settings.data),
-        serde_json::to_vec(&address).unwrap_or_default(),
-    );
     let (stop_tx, stop_rx) = watch::channel(false);
     let dispatcher = tokio::spawn(
         app.dispatcher
@@ -309,16 +312,16 @@ pub async fn run(
         app.clock.clone(),
         stop_rx.clone(),
     ));
+    // Signal handlers are installed before anyone can learn our address: a SIGHUP that
+    // arrives early must reload, not kill the process (its default action).
+    #[cfg(unix)]
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     #[cfg(unix)]
     {
         let reloader = app.clone();
         let mut stop = stop_rx.clone();
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
         tokio::spawn(async move {
-            let Ok(mut hup) =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-            else {
-                return;
-            };
             loop {
                 tokio::select! {
                     _ = hup.recv() => { let _ = reloader.reload(); }
@@ -328,12 +331,23 @@ pub async fn run(
         });
     }
     app.ready.store(true, Ordering::SeqCst);
+    let _ = std::fs::write(
+        address_file(&app.settings.data),
+        serde_json::to_vec(&address).unwrap_or_default(),
+    );
     tracing::info!(listen = %addr, config = %app.settings.config.display(), data = %app.settings.data.display(), "switchboard is serving");
     let stopping = app.clone();
     let signal = async move {
+        #[cfg(unix)]
         tokio::select! {
             _ = shutdown => {}
-            _ = terminate() => {}
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        #[cfg(not(unix))]
+        tokio::select! {
+            _ = shutdown => {}
+            _ = tokio::signal::ctrl_c() => {}
         }
         stopping.ready.store(false, Ordering::SeqCst);
         tracing::info!("stopping: no new requests; finishing those in progress");
@@ -349,25 +363,4 @@ pub async fn run(
     let _ = std::fs::remove_file(address_file(&app.settings.data));
     tracing::info!("stopped; everything accepted is on disk");
     Ok(())
-}
-
-/// Resolves on SIGINT or SIGTERM.
-async fn terminate() {
-    #[cfg(unix)]
-    {
-        let Ok(mut term) =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        else {
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        };
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }

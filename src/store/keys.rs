@@ -34,9 +34,12 @@ fn spaced(space: u8, rest: &[u8]) -> Vec<u8> {
     key
 }
 
-/// An event's key.
-pub fn event(id: &EventId) -> Vec<u8> {
-    spaced(space::EVENT, id.as_str().as_bytes())
+/// An event's key: `E source \0 id` (ids are unique per source).
+pub fn event(source: &str, id: &EventId) -> Vec<u8> {
+    let mut key = spaced(space::EVENT, clean(source).as_bytes());
+    key.push(SEP);
+    key.extend_from_slice(id.as_str().as_bytes());
+    key
 }
 
 /// A delivery's key.
@@ -99,9 +102,12 @@ pub fn after_queue(endpoint: &str) -> Vec<u8> {
     key
 }
 
-/// `T accepted_ms event_id`: events by acceptance time, for purging.
-pub fn event_time(at: DateTime<Utc>, id: &EventId) -> Vec<u8> {
+/// `T accepted_ms source \0 event_id`: acceptances by time (valued with their delivery
+/// ids), for purging.
+pub fn event_time(at: DateTime<Utc>, source: &str, id: &EventId) -> Vec<u8> {
     let mut key = spaced(space::EVENT_TIME, &ms_bytes(at));
+    key.extend_from_slice(clean(source).as_bytes());
+    key.push(SEP);
     key.extend_from_slice(id.as_str().as_bytes());
     key
 }
@@ -111,11 +117,13 @@ pub fn event_time_bound(at: DateTime<Utc>) -> Vec<u8> {
     spaced(space::EVENT_TIME, &ms_bytes(at))
 }
 
-/// The event id of an event-time key.
-pub fn event_time_id(key: &[u8]) -> Option<EventId> {
-    String::from_utf8(key.get(9..)?.to_vec())
-        .ok()
-        .map(EventId::new)
+/// The source and event id of an event-time key.
+pub fn event_time_id(key: &[u8]) -> Option<(String, EventId)> {
+    let rest = key.get(9..)?;
+    let at = rest.iter().position(|b| *b == SEP)?;
+    let source = String::from_utf8(rest[..at].to_vec()).ok()?;
+    let id = String::from_utf8(rest.get(at + 1..)?.to_vec()).ok()?;
+    Some((source, EventId::new(id)))
 }
 
 /// The smallest (or, with `upper`, largest) ULID string of the millisecond `at`, to

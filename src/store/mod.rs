@@ -52,6 +52,10 @@ pub enum StoreError {
     NotFound(String),
 }
 
+/// Due deliveries of an endpoint (with the due time of each one's queue entry), and when
+/// the next one not yet due falls due.
+pub type Due = (Vec<(DeliveryId, DateTime<Utc>)>, Option<DateTime<Utc>>);
+
 /// What accepting an event did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Accepted {
@@ -146,8 +150,10 @@ impl Store {
         Ok(())
     }
 
-    /// Stores an event and one pending delivery per match, atomically, unless its id was
-    /// accepted within the dedupe window. Call [`Store::commit`] before acknowledging.
+    /// Stores an event and one pending delivery per match, atomically, unless the same
+    /// source already sent that id within the dedupe window (or its deliveries from then
+    /// are still in progress). Deliveries are due `now` plus their action's delay. Call
+    /// [`Store::commit`] before acknowledging.
     pub fn accept(
         &self,
         event: &Event,
@@ -156,11 +162,15 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Accepted, StoreError> {
         let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(stored) = self.event(&event.id)? {
+        if let Some(stored) = self.event(&event.source, &event.id)? {
             let age = now.signed_duration_since(stored.accepted_at);
             let recent = age < chrono::Duration::zero()
                 || age.to_std().is_ok_and(|age| age < self.dedupe_window);
-            if recent {
+            let mut unfinished = false;
+            for d in &stored.deliveries {
+                unfinished |= self.delivery(&d.id)?.is_some_and(|d| !d.state.is_final());
+            }
+            if recent || unfinished {
                 return Ok(Accepted {
                     event_id: event.id.clone(),
                     deliveries: stored.deliveries,
@@ -171,18 +181,21 @@ impl Store {
         let deliveries: Vec<Delivery> = matches
             .iter()
             .map(|m| {
-                let due = event.received_at
-                    + chrono::Duration::from_std(m.delay.unwrap_or_default()).unwrap_or_default();
+                let delay =
+                    chrono::Duration::from_std(m.delay.unwrap_or_default()).unwrap_or_default();
+                let due = now.checked_add_signed(delay).unwrap_or(now);
                 Delivery {
                     id: DeliveryId::generate(),
                     event_id: event.id.clone(),
+                    event_source: event.source.clone(),
                     event_type: event.kind.clone(),
                     target: m.clone(),
                     created_at: now,
                     state: DeliveryState::Pending,
                     attempts: 0,
                     retry_base: 0,
-                    due_at: Some(whole_ms(due.max(now))),
+                    generation: 0,
+                    due_at: Some(whole_ms(due)),
                     keys: keys.clone(),
                     last_entry: None,
                 }
@@ -200,9 +213,13 @@ impl Store {
                 })
                 .collect(),
         };
+        let ids: Vec<&DeliveryId> = deliveries.iter().map(|d| &d.id).collect();
         let mut batch = sled::Batch::default();
-        batch.insert(keys::event(&event.id), encode(&stored));
-        batch.insert(keys::event_time(now, &event.id), &[]);
+        batch.insert(keys::event(&event.source, &event.id), encode(&stored));
+        batch.insert(
+            keys::event_time(now, &event.source, &event.id),
+            encode(&ids),
+        );
         for d in &deliveries {
             batch.insert(keys::delivery(&d.id), encode(d));
             batch.insert(
@@ -219,9 +236,9 @@ impl Store {
         })
     }
 
-    /// An accepted event.
-    pub fn event(&self, id: &EventId) -> Result<Option<StoredEvent>, StoreError> {
-        let key = keys::event(id);
+    /// An accepted event, by its source and id.
+    pub fn event(&self, source: &str, id: &EventId) -> Result<Option<StoredEvent>, StoreError> {
+        let key = keys::event(source, id);
         self.tree.get(&key)?.map(|v| decode(&key, &v)).transpose()
     }
 
@@ -247,15 +264,15 @@ impl Store {
         Ok(names)
     }
 
-    /// Up to `limit` deliveries of `endpoint` due at or before `now`, oldest first (their
-    /// ids), and the due time of the first one not yet due.
+    /// Up to `limit` deliveries of `endpoint` due at or before `now`, oldest first (each
+    /// with the due time of its queue key), and the due time of the first one not yet due.
     pub fn due(
         &self,
         endpoint: &str,
         now: DateTime<Utc>,
         limit: usize,
         skip: &dyn Fn(&DeliveryId) -> bool,
-    ) -> Result<(Vec<DeliveryId>, Option<DateTime<Utc>>), StoreError> {
+    ) -> Result<Due, StoreError> {
         let mut ready = Vec::new();
         for item in self.tree.scan_prefix(keys::queue_prefix(endpoint)) {
             let (key, _) = item?;
@@ -271,9 +288,24 @@ impl Store {
             if ready.len() == limit {
                 break;
             }
-            ready.push(id);
+            ready.push((id, due));
         }
         Ok((ready, None))
+    }
+
+    /// Removes a queue entry that no longer stands for pending work (its delivery is
+    /// finished or gone).
+    pub fn unqueue(
+        &self,
+        endpoint: &str,
+        due: DateTime<Utc>,
+        id: &DeliveryId,
+    ) -> Result<(), StoreError> {
+        let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        if self.tree.remove(keys::queue(endpoint, due, id))?.is_some() {
+            self.count_queued(0, 1);
+        }
+        Ok(())
     }
 
     /// How many deliveries are queued (pending), over all endpoints.
@@ -290,34 +322,55 @@ impl Store {
     }
 
     /// Records an attempt: the log entry with its indexes, the delivery's new state, and
-    /// its queue entry moved (retrying) or removed (finished), in one transaction.
+    /// the queue entry the attempt was taken from (`dequeued`) moved (retrying) or removed
+    /// (finished), in one batch. If the delivery was replayed while the attempt was in
+    /// flight, the replay stands: the attempt is logged and counted, and the delivery stays
+    /// queued as the replay left it.
     pub fn record(
         &self,
         entry: &LogEntry,
         delivery: &Delivery,
-        was_due: Option<DateTime<Utc>>,
+        dequeued: Option<DateTime<Utc>>,
     ) -> Result<(), StoreError> {
+        let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let mut delivery = delivery.clone();
+        let stored = self.delivery(&delivery.id)?;
+        if let Some(stored) = &stored
+            && stored.generation != delivery.generation
+        {
+            delivery.state = stored.state;
+            delivery.due_at = stored.due_at;
+            delivery.retry_base = stored.retry_base.max(delivery.attempts);
+            delivery.generation = stored.generation;
+        }
         let mut batch = sled::Batch::default();
         batch.insert(keys::entry(&entry.id), encode(entry));
         for key in keys::entry_index(entry) {
             batch.insert(key, &[]);
         }
-        batch.insert(keys::delivery(&delivery.id), encode(delivery));
-        let old = was_due.map(|due| keys::queue(&delivery.target.endpoint, due, &delivery.id));
+        batch.insert(keys::delivery(&delivery.id), encode(&delivery));
+        let old = dequeued.map(|due| keys::queue(&delivery.target.endpoint, due, &delivery.id));
         let new = match delivery.state {
             DeliveryState::Pending => delivery
                 .due_at
                 .map(|due| keys::queue(&delivery.target.endpoint, due, &delivery.id)),
             _ => None,
         };
-        let (added, removed) = (usize::from(new.is_some()), usize::from(old.is_some()));
+        let mut added = 0;
+        let mut removed = 0;
         if let Some(old) = &old
             && Some(old) != new.as_ref()
+            && self.tree.contains_key(old)?
         {
             batch.remove(old.as_slice());
+            removed = 1;
         }
-        if let Some(new) = new {
+        if let Some(new) = new
+            && Some(&new) != old.as_ref()
+            && !self.tree.contains_key(&new)?
+        {
             batch.insert(new, &[]);
+            added = 1;
         }
         self.tree.apply_batch(batch)?;
         self.count_queued(added, removed);
@@ -325,7 +378,8 @@ impl Store {
     }
 
     /// Queues a delivery to be sent again now, whatever its state; its retry schedule
-    /// starts over.
+    /// starts over. An attempt of it in flight is logged when it ends, but does not undo
+    /// the replay.
     pub fn replay(&self, id: &DeliveryId, now: DateTime<Utc>) -> Result<Delivery, StoreError> {
         let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let mut delivery = self
@@ -339,19 +393,23 @@ impl Store {
         };
         delivery.state = DeliveryState::Pending;
         delivery.retry_base = delivery.attempts;
+        delivery.generation += 1;
         delivery.due_at = Some(whole_ms(now));
+        let new = keys::queue(&delivery.target.endpoint, whole_ms(now), id);
         let mut batch = sled::Batch::default();
-        let was_queued = old.is_some();
-        if let Some(old) = old {
+        let mut removed = 0;
+        if let Some(old) = old
+            && old != new
+            && self.tree.contains_key(&old)?
+        {
             batch.remove(old);
+            removed = 1;
         }
-        batch.insert(
-            keys::queue(&delivery.target.endpoint, whole_ms(now), id),
-            &[],
-        );
+        let added = usize::from(!self.tree.contains_key(&new)?);
+        batch.insert(new, &[]);
         batch.insert(keys::delivery(id), encode(&delivery));
         self.tree.apply_batch(batch)?;
-        self.count_queued(1, usize::from(was_queued));
+        self.count_queued(added, removed);
         Ok(delivery)
     }
 
@@ -386,29 +444,29 @@ impl Store {
         let mut events = 0;
         let start = vec![keys::space::EVENT_TIME];
         for item in self.tree.range(start..keys::event_time_bound(cutoff)) {
-            let (time_key, _) = item?;
-            let stored = match keys::event_time_id(&time_key) {
-                Some(event_id) => self.event(&event_id)?,
-                None => None,
-            };
-            let Some(stored) = stored else {
-                self.tree.remove(&time_key)?;
-                continue;
-            };
+            let (time_key, value) = item?;
+            let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+            let ids: Vec<DeliveryId> = decode(&time_key, &value).unwrap_or_default();
             let mut unfinished = false;
-            for d in &stored.deliveries {
-                if self.delivery(&d.id)?.is_some_and(|d| !d.state.is_final()) {
-                    unfinished = true;
-                }
+            for id in &ids {
+                unfinished |= self.delivery(id)?.is_some_and(|d| !d.state.is_final());
             }
-            if unfinished || stored.accepted_at >= cutoff {
+            if unfinished {
                 continue;
             }
             let mut batch = sled::Batch::default();
-            for d in &stored.deliveries {
-                batch.remove(keys::delivery(&d.id));
+            for id in &ids {
+                batch.remove(keys::delivery(id));
             }
-            batch.remove(keys::event(&stored.event.id));
+            // The event record goes only if it is still this acceptance's (an id accepted
+            // again later has a newer record).
+            if let Some((source, id)) = keys::event_time_id(&time_key)
+                && self
+                    .event(&source, &id)?
+                    .is_some_and(|e| e.accepted_at < cutoff)
+            {
+                batch.remove(keys::event(&source, &id));
+            }
             batch.remove(time_key);
             self.tree.apply_batch(batch)?;
             events += 1;

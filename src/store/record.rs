@@ -16,9 +16,16 @@ use crate::engine::event::{Event, EventId};
 pub struct DeliveryId(String);
 
 impl DeliveryId {
-    /// A new, time-ordered id.
+    /// A new, time-ordered id: strictly increasing within this process, so that deliveries
+    /// due at the same millisecond leave the queue in the order they were accepted.
     pub fn generate() -> DeliveryId {
-        DeliveryId(ulid::Ulid::new().to_string())
+        static IDS: std::sync::Mutex<Option<ulid::Generator>> = std::sync::Mutex::new(None);
+        let mut ids = IDS.lock().unwrap_or_else(|p| p.into_inner());
+        let id = ids
+            .get_or_insert_with(ulid::Generator::new)
+            .generate()
+            .unwrap_or_else(|_| ulid::Ulid::new());
+        DeliveryId(id.to_string())
     }
 
     /// An id as given (from the CLI or the API).
@@ -36,6 +43,10 @@ impl fmt::Display for DeliveryId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
+}
+
+fn api() -> String {
+    "api".into()
 }
 
 /// An accepted event and the deliveries it created.
@@ -88,6 +99,9 @@ pub struct Delivery {
     pub id: DeliveryId,
     /// The event it delivers.
     pub event_id: EventId,
+    /// Where the event came from (`api` or an inbound endpoint): ids are unique per source.
+    #[serde(default = "api")]
+    pub event_source: String,
     /// The event's type.
     pub event_type: String,
     /// Which workflow action, and where it sends.
@@ -102,6 +116,10 @@ pub struct Delivery {
     /// `attempts` when it was last replayed: the retry schedule counts from here.
     #[serde(default)]
     pub retry_base: u32,
+    /// Bumped by every replay, so that an attempt that was in flight during a replay does
+    /// not undo it when it is recorded.
+    #[serde(default)]
+    pub generation: u32,
     /// When a pending delivery is due (in whole milliseconds; the queue is keyed by it).
     pub due_at: Option<DateTime<Utc>>,
     /// The audit keys of its event.
