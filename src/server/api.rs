@@ -35,9 +35,9 @@ fn query(
     default_limit: usize,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<LogQuery, ApiError> {
-    const KNOWN: [&str; 10] = [
+    const KNOWN: [&str; 11] = [
         "endpoint", "workflow", "outcome", "search", "delivery", "since", "until", "limit",
-        "cursor", "format",
+        "cursor", "after", "format",
     ];
     if let Some(unknown) = params.keys().find(|k| !KNOWN.contains(&k.as_str())) {
         return Err(ApiError::bad_request(format!(
@@ -74,7 +74,7 @@ fn query(
             .transpose()
             .map_err(ApiError::bad_request)?,
         before: text("cursor"),
-        after: None,
+        after: text("after"),
         limit,
     })
 }
@@ -253,6 +253,45 @@ pub(super) async fn render(
         1 => runs.into_iter().next().unwrap_or_default(),
         _ => Value::Array(runs),
     }))
+}
+
+/// `GET /api/meta`: what the filters can choose from (endpoints, workflows, outcomes).
+pub(super) async fn meta(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    allow(&app, peer, &headers)?;
+    let engine = app.engine();
+    let endpoints: Vec<&str> = engine.endpoints().iter().map(|e| e.name.as_str()).collect();
+    let workflows: Vec<&str> = engine.workflows().iter().map(|w| w.name.as_str()).collect();
+    Ok(Json(json!({
+        "endpoints": endpoints,
+        "workflows": workflows,
+        "outcomes": ["delivered", "retrying", "failed", "skipped"],
+    })))
+}
+
+/// `GET /api/stats?window=1h|24h`: attempts by endpoint and outcome in the window.
+pub(super) async fn stats(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Query(params): Params,
+) -> Result<Json<Value>, ApiError> {
+    allow(&app, peer, &headers)?;
+    let minutes = match params.get("window").map(String::as_str) {
+        None | Some("1h") => 60,
+        Some("24h") | Some("1d") => 24 * 60,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "unknown window {other:?} (known: 1h, 24h)"
+            )));
+        }
+    };
+    Ok(Json(
+        json!({"window_minutes": minutes, "endpoints": app.stats.window(app.clock.now(), minutes)}),
+    ))
 }
 
 /// `GET /healthz`: the process is up.

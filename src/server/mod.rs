@@ -13,6 +13,8 @@ mod hooks;
 mod ingest;
 pub mod metrics;
 pub mod mock;
+pub mod stats;
+mod ui;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -96,6 +98,7 @@ pub struct App {
     store: Arc<Store>,
     dispatcher: Arc<Dispatcher>,
     metrics: Arc<Metrics>,
+    stats: Arc<stats::Stats>,
     clock: Clock,
     ready: AtomicBool,
 }
@@ -119,8 +122,11 @@ impl App {
             clock.clone(),
         );
         let metrics = Arc::new(Metrics::default());
+        let stats = Arc::new(stats::Stats::default());
         let listener_metrics = metrics.clone();
+        let listener_stats = stats.clone();
         dispatcher.listen(Box::new(move |_, entry| {
+            listener_stats.record(entry);
             let took = entry.response.as_ref().map(|r| Duration::from_millis(r.duration_ms));
             listener_metrics.attempt(&entry.endpoint, entry.outcome.as_str(), took);
             match &entry.error {
@@ -140,6 +146,7 @@ impl App {
             store,
             dispatcher,
             metrics,
+            stats,
             clock,
             ready: AtomicBool::new(false),
         }))
@@ -248,6 +255,11 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/deliveries/{id}", get(api::delivery))
         .route("/api/deliveries/{id}/replay", post(api::replay))
         .route("/api/render", post(api::render))
+        .route("/api/meta", get(api::meta))
+        .route("/api/stats", get(api::stats))
+        .route("/ui", get(ui::page))
+        .route("/ui/", get(ui::page))
+        .route("/ui/{file}", get(ui::asset))
         .route("/healthz", get(api::healthz))
         .route("/readyz", get(api::readyz))
         .route("/metrics", get(api::metrics))
@@ -306,6 +318,16 @@ pub async fn run(
             .clone()
             .run(stop_rx.clone(), app.settings.drain),
     );
+    // The chart's last day, from the connect log, without delaying the start.
+    // Entries recorded from now on reach the chart through the dispatcher's listener.
+    let (store, stats, until) = (app.store.clone(), app.stats.clone(), app.clock.now());
+    tokio::task::spawn_blocking(move || {
+        if let Err(e) = store.for_each_entry(until - chrono::Duration::days(1), until, |entry| {
+            stats.record(&entry)
+        }) {
+            tracing::warn!("cannot rebuild the per-endpoint chart from the connect log: {e}");
+        }
+    });
     let purger = tokio::spawn(crate::dispatch::purge_loop(
         app.store.clone(),
         app.settings.retention,

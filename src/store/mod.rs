@@ -419,6 +419,23 @@ impl Store {
         self.tree.get(&key)?.map(|v| decode(&key, &v)).transpose()
     }
 
+    /// Calls `f` with every log entry recorded from `since` to before `until`, oldest first,
+    /// one at a time (nothing is collected, so a day of a busy log fits in memory).
+    pub fn for_each_entry(
+        &self,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+        mut f: impl FnMut(LogEntry),
+    ) -> Result<(), StoreError> {
+        let start = keys::entry(&keys::ulid_bound(since, false));
+        let end = keys::entry(&keys::ulid_bound(until, false));
+        for item in self.tree.range(start..end) {
+            let (key, value) = item?;
+            f(decode(&key, &value)?);
+        }
+        Ok(())
+    }
+
     /// Searches the connect log; see [`LogQuery`].
     pub fn search(&self, query: &LogQuery) -> Result<Vec<LogEntry>, StoreError> {
         log::search(self, query)

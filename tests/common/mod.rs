@@ -3,6 +3,8 @@
 #![allow(dead_code)]
 
 pub mod receiver;
+pub mod server;
+pub mod webdriver;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
