@@ -149,6 +149,44 @@ async fn an_auditor_finds_reads_and_replays_a_delivery_in_the_browser() {
         "{latest}"
     );
 
+    // A retrying delivery shows when its next attempt is due.
+    browser.click(&browser.all("#clear").await[0]).await;
+    let rows = browser.wait_for_exactly("#rows tr", 5).await;
+    let mut retrying = None;
+    for row in &rows {
+        if browser.text(row).await.contains("retrying") {
+            retrying = Some(row.clone());
+        }
+    }
+    browser.click(&retrying.expect("a retrying entry")).await;
+    let due = browser.wait_for("ol.timeline li.due", 1).await;
+    assert!(browser.text(&due[0]).await.contains("next attempt due"));
+
+    // The current filter exports as CSV (the download's contents, caught in the page).
+    browser
+        .execute(
+            "window.__csv = null; const make = URL.createObjectURL; \
+             URL.createObjectURL = (blob) => { blob.text().then((t) => { window.__csv = t; }); return make(blob); };",
+        )
+        .await;
+    let outcome = browser.all("#outcome").await.remove(0);
+    browser.type_into(&outcome, "failed").await;
+    browser.click(&browser.all("#apply").await[0]).await;
+    browser.wait_for_exactly("#rows tr", 1).await;
+    browser.click(&browser.all("#export").await[0]).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let csv = loop {
+        if let Some(csv) = browser.execute("return window.__csv;").await.as_str() {
+            break csv.to_string();
+        }
+        assert!(std::time::Instant::now() < deadline, "no CSV was exported");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let lines: Vec<&str> = csv.lines().collect();
+    assert!(lines[0].starts_with("id,at,delivery_id"), "{csv}");
+    assert_eq!(lines.len(), 2, "the header and the one failed entry: {csv}");
+    assert!(lines[1].contains(",failed,status,"), "{csv}");
+
     // Live: a new event shows up without reloading.
     browser.click(&browser.all("#clear").await[0]).await;
     browser.wait_for_exactly("#rows tr", 5).await;
