@@ -11,6 +11,9 @@ use crate::engine::event::EventId;
 /// Separates a name from what follows it in a key; names never contain it.
 const SEP: u8 = 0;
 
+/// The journal record sled reflects (big-endian u64), written with every journaled batch.
+pub const JOURNAL_APPLIED: &[u8] = b"M/journal";
+
 /// The spaces of the tree.
 pub mod space {
     /// Accepted events, by id.

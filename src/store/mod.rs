@@ -8,13 +8,13 @@
 //! **Invariant:** nothing stored holds a credential: requests are rendered and
 //! authenticated at send time, and log entries are redacted before they get here.
 
-mod flush;
+mod journal;
 mod keys;
 pub mod log;
 pub mod record;
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -22,7 +22,7 @@ use indexmap::IndexMap;
 
 use crate::engine::Match;
 use crate::engine::event::{Event, EventId};
-use flush::Flusher;
+use journal::{Journal, Op};
 pub use log::LogQuery;
 pub use record::{
     Delivery, DeliveryId, DeliveryRef, DeliveryState, LogEntry, Outcome, StoredEvent,
@@ -80,7 +80,10 @@ pub struct Store {
     writer: std::sync::Mutex<()>,
     /// Deliveries in the queue, counted once at open and kept up to date by every write.
     queued: std::sync::atomic::AtomicUsize,
-    flusher: OnceLock<Flusher>,
+    /// Every write that must be durable before it is acknowledged, in order.
+    journal: Arc<Journal>,
+    /// When sled last caught up with the journal (unix ms), to delete old segments.
+    checkpointed: std::sync::atomic::AtomicI64,
     dedupe_window: Duration,
 }
 
@@ -114,6 +117,20 @@ impl Store {
                 _ => StoreError::Sled(e),
             })?;
         let tree = db.open_tree("switchboard")?;
+        let applied = tree
+            .get(keys::JOURNAL_APPLIED)?
+            .and_then(|v| v.as_ref().try_into().ok().map(u64::from_be_bytes))
+            .unwrap_or(0);
+        let (journal, pending) =
+            Journal::open(&path.join("journal"), applied).map_err(sled::Error::Io)?;
+        // What was acknowledged but had not reached sled's disk before a crash.
+        for (seq, ops) in &pending {
+            tree.apply_batch(batch_of(ops, *seq))?;
+        }
+        if let Some((last, _)) = pending.last() {
+            db.flush()?;
+            journal.checkpoint(*last).map_err(sled::Error::Io)?;
+        }
         let queued = tree.scan_prefix([keys::space::QUEUE]).count();
         Ok(Store {
             path: path.to_path_buf(),
@@ -121,7 +138,8 @@ impl Store {
             writer: std::sync::Mutex::new(()),
             queued: std::sync::atomic::AtomicUsize::new(queued),
             db,
-            flusher: OnceLock::new(),
+            journal: Arc::new(journal),
+            checkpointed: std::sync::atomic::AtomicI64::new(Utc::now().timestamp_millis()),
             dedupe_window: DEFAULT_DEDUPE_WINDOW,
         })
     }
@@ -136,17 +154,56 @@ impl Store {
         &self.path
     }
 
-    /// Makes every write so far durable. Concurrent callers share one fsync (group commit).
+    /// Makes every acceptance and replay so far durable (the journal; concurrent callers
+    /// share one fdatasync). Now and then also lets sled catch up and drops old journal.
     pub async fn commit(&self) -> Result<(), StoreError> {
-        self.flusher
-            .get_or_init(|| Flusher::start(self.db.clone()))
-            .flush()
+        self.journal
+            .sync(self.journal.last())
             .await
+            .map_err(|e| StoreError::Sled(sled::Error::Unsupported(e)))?;
+        self.maybe_checkpoint();
+        Ok(())
     }
 
-    /// Makes every write so far durable, from synchronous code.
+    /// Makes everything written so far durable, journal and sled, from synchronous code.
     pub fn commit_blocking(&self) -> Result<(), StoreError> {
-        self.db.flush()?;
+        self.journal.sync_blocking().map_err(sled::Error::Io)?;
+        self.checkpoint()?;
+        Ok(())
+    }
+
+    /// Flushes sled, then deletes the journal segments it now holds.
+    fn checkpoint(&self) -> Result<(), StoreError> {
+        checkpoint(&self.db, &self.tree, &self.journal)
+    }
+
+    /// Checkpoints in the background if the last one is more than a few seconds old.
+    fn maybe_checkpoint(&self) {
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = Utc::now().timestamp_millis();
+        let last = self.checkpointed.load(SeqCst);
+        if now - last < 5000
+            || self
+                .checkpointed
+                .compare_exchange(last, now, SeqCst, SeqCst)
+                .is_err()
+        {
+            return;
+        }
+        let (db, tree, journal) = (self.db.clone(), self.tree.clone(), self.journal.clone());
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = checkpoint(&db, &tree, &journal) {
+                tracing::warn!("journal checkpoint failed: {e}");
+            }
+        });
+    }
+
+    /// Writes a batch that must survive a crash once committed: journal first, then sled
+    /// (with the journal position it reflects). Callers hold the writer lock, so that the
+    /// journal's order is sled's order.
+    fn write(&self, ops: Vec<Op>) -> Result<(), StoreError> {
+        let seq = self.journal.append(&ops).map_err(sled::Error::Io)?;
+        self.tree.apply_batch(batch_of(&ops, seq))?;
         Ok(())
     }
 
@@ -214,20 +271,23 @@ impl Store {
                 .collect(),
         };
         let ids: Vec<&DeliveryId> = deliveries.iter().map(|d| &d.id).collect();
-        let mut batch = sled::Batch::default();
-        batch.insert(keys::event(&event.source, &event.id), encode(&stored));
-        batch.insert(
+        let mut ops = Vec::with_capacity(2 + 2 * deliveries.len());
+        ops.push(Op::Insert(
+            keys::event(&event.source, &event.id),
+            encode(&stored),
+        ));
+        ops.push(Op::Insert(
             keys::event_time(now, &event.source, &event.id),
             encode(&ids),
-        );
+        ));
         for d in &deliveries {
-            batch.insert(keys::delivery(&d.id), encode(d));
-            batch.insert(
+            ops.push(Op::Insert(keys::delivery(&d.id), encode(d)));
+            ops.push(Op::Insert(
                 keys::queue(&d.target.endpoint, d.due_at.unwrap_or(now), &d.id),
-                &[],
-            );
+                Vec::new(),
+            ));
         }
-        self.tree.apply_batch(batch)?;
+        self.write(ops)?;
         self.count_queued(deliveries.len(), 0);
         Ok(Accepted {
             event_id: event.id.clone(),
@@ -396,19 +456,19 @@ impl Store {
         delivery.generation += 1;
         delivery.due_at = Some(whole_ms(now));
         let new = keys::queue(&delivery.target.endpoint, whole_ms(now), id);
-        let mut batch = sled::Batch::default();
+        let mut ops = Vec::with_capacity(3);
         let mut removed = 0;
         if let Some(old) = old
             && old != new
             && self.tree.contains_key(&old)?
         {
-            batch.remove(old);
+            ops.push(Op::Remove(old));
             removed = 1;
         }
         let added = usize::from(!self.tree.contains_key(&new)?);
-        batch.insert(new, &[]);
-        batch.insert(keys::delivery(id), encode(&delivery));
-        self.tree.apply_batch(batch)?;
+        ops.push(Op::Insert(new, Vec::new()));
+        ops.push(Op::Insert(keys::delivery(id), encode(&delivery)));
+        self.write(ops)?;
         self.count_queued(added, removed);
         Ok(delivery)
     }
@@ -489,6 +549,37 @@ impl Store {
             events += 1;
         }
         Ok((entries, events))
+    }
+}
+
+/// The sled batch of journal record `seq`, with the journal position it brings sled to.
+fn batch_of(ops: &[Op], seq: u64) -> sled::Batch {
+    let mut batch = sled::Batch::default();
+    for op in ops {
+        match op {
+            Op::Insert(key, value) => batch.insert(key.as_slice(), value.as_slice()),
+            Op::Remove(key) => batch.remove(key.as_slice()),
+        }
+    }
+    batch.insert(keys::JOURNAL_APPLIED, &seq.to_be_bytes());
+    batch
+}
+
+/// Flushes sled, then deletes the journal segments it now holds on disk.
+fn checkpoint(db: &sled::Db, tree: &sled::Tree, journal: &Journal) -> Result<(), StoreError> {
+    let applied = tree
+        .get(keys::JOURNAL_APPLIED)?
+        .and_then(|v| v.as_ref().try_into().ok().map(u64::from_be_bytes))
+        .unwrap_or(0);
+    db.flush()?;
+    journal.checkpoint(applied).map_err(sled::Error::Io)?;
+    Ok(())
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        let _ = self.journal.sync_blocking();
+        let _ = self.checkpoint();
     }
 }
 
