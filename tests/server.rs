@@ -633,7 +633,7 @@ async fn an_inbound_adaptor_maps_the_payload() {
         .unwrap()
         .unwrap();
     assert_eq!(
-        stored.event.data,
+        *stored.event.data,
         json!({"phone_number": "+15557654321", "status": "SALE", "via": "in"})
     );
     assert_eq!(stored.event.source, "in");

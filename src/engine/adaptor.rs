@@ -6,11 +6,12 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::RenderScope;
 use super::date::{DateFormat, parse_input};
 use super::field::FieldRef;
+use super::payload::Payload;
 use super::template::TemplateId;
 use super::value::{is_empty, numeric_str, text};
 use crate::config::spec::FieldType;
@@ -86,16 +87,16 @@ impl Adaptor {
         scope: &RenderScope,
         now: DateTime<Utc>,
         warnings: &mut Vec<String>,
-    ) -> Map<String, Value> {
-        let mut out = Map::new();
+    ) -> Payload {
+        let mut out = Payload::new();
         for field in &self.fields {
             if let Some(value) = field.value(scope, now, warnings)
                 && let Some((last, others)) = field.to.split_last()
             {
                 for key in others {
-                    insert(&mut out, key, value.clone());
+                    out.insert(key, value.clone());
                 }
-                insert(&mut out, last, value);
+                out.insert(last, value);
             }
         }
         for (key, extra) in &self.extra {
@@ -112,7 +113,7 @@ impl Adaptor {
                     }
                 },
             };
-            insert(&mut out, key, value);
+            out.insert(key, value);
         }
         out
     }
@@ -273,26 +274,6 @@ fn number_value(n: f64) -> Value {
     }
 }
 
-/// Sets `path` in `out`, creating nested objects (keys keep their first position).
-pub fn insert(out: &mut Map<String, Value>, path: &[String], value: Value) {
-    let Some((last, parents)) = path.split_last() else {
-        return;
-    };
-    let mut node = out;
-    for part in parents {
-        // Look up before inserting: most fields land in an object that already exists,
-        // and the entry API would clone the key every time.
-        if !node.get(part).is_some_and(Value::is_object) {
-            node.insert(part.clone(), Value::Object(Map::new()));
-        }
-        node = node
-            .get_mut(part)
-            .and_then(Value::as_object_mut)
-            .expect("just made sure it is an object");
-    }
-    node.insert(last.clone(), value);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -321,19 +302,6 @@ mod tests {
         assert_eq!(
             coerce(&json!("abc"), FieldType::Number),
             Err("\"abc\" is not a number".into())
-        );
-    }
-
-    #[test]
-    fn nested_insert_keeps_first_position() {
-        let mut out = Map::new();
-        insert(&mut out, &["a".into()], json!(1));
-        insert(&mut out, &["p".into(), "x".into()], json!(2));
-        insert(&mut out, &["b".into()], json!(3));
-        insert(&mut out, &["p".into(), "y".into()], json!(4));
-        assert_eq!(
-            serde_json::to_string(&out).unwrap(),
-            r#"{"a":1,"p":{"x":2,"y":4},"b":3}"#
         );
     }
 }

@@ -6,21 +6,39 @@
 
 use serde_json::{Map, Value};
 
+use super::payload::{Node, Payload};
+
 use super::template::xml_escape;
 use super::value::text;
 
 /// The payload as compact JSON.
-pub fn json(payload: &Map<String, Value>) -> String {
-    serde_json::to_string(payload).expect("a JSON map always serializes")
+pub fn json(payload: &Payload) -> String {
+    serde_json::to_string(payload).expect("a payload always serializes")
 }
 
 /// The payload as `key=value` pairs, nested keys as `a[b]`, lists joined by `delimiter`.
-pub fn pairs(payload: &Map<String, Value>, delimiter: &str) -> Vec<(String, String)> {
-    let mut out = Vec::with_capacity(payload.len());
-    for (key, value) in payload {
-        flatten(key.clone(), value, delimiter, &mut out);
-    }
+pub fn pairs(payload: &Payload, delimiter: &str) -> Vec<(String, String)> {
+    let mut out = Vec::with_capacity(payload.entries().len());
+    flatten_payload(None, payload, delimiter, &mut out);
     out
+}
+
+fn flatten_payload(
+    prefix: Option<&str>,
+    payload: &Payload,
+    delimiter: &str,
+    out: &mut Vec<(String, String)>,
+) {
+    for (key, node) in payload.entries() {
+        let key = match prefix {
+            Some(p) => format!("{p}[{key}]"),
+            None => key.clone(),
+        };
+        match node {
+            Node::Value(value) => flatten(key, value, delimiter, out),
+            Node::Object(inner) => flatten_payload(Some(&key), inner, delimiter, out),
+        }
+    }
 }
 
 fn flatten(key: String, value: &Value, delimiter: &str, out: &mut Vec<(String, String)>) {
@@ -76,16 +94,34 @@ pub fn append_query(url: &str, pairs: &[(String, String)]) -> String {
 }
 
 /// `<root>…</root>` with nested elements.
-pub fn xml(payload: &Map<String, Value>, root: &str, delimiter: &str) -> String {
-    let mut out = String::with_capacity(64 + payload.len() * 32);
+pub fn xml(payload: &Payload, root: &str, delimiter: &str) -> String {
+    let mut out = String::with_capacity(64 + payload.entries().len() * 32);
     out.push('<');
     out.push_str(root);
     out.push('>');
-    xml_children(payload, delimiter, &mut out);
+    xml_payload(payload, delimiter, &mut out);
     out.push_str("</");
     out.push_str(root);
     out.push('>');
     out
+}
+
+fn xml_payload(payload: &Payload, delimiter: &str, out: &mut String) {
+    for (key, node) in payload.entries() {
+        let name = xml_name(key);
+        match node {
+            Node::Value(value) => xml_element(&name, value, delimiter, out),
+            Node::Object(inner) => {
+                out.push('<');
+                out.push_str(&name);
+                out.push('>');
+                xml_payload(inner, delimiter, out);
+                out.push_str("</");
+                out.push_str(&name);
+                out.push('>');
+            }
+        }
+    }
 }
 
 fn xml_children(map: &Map<String, Value>, delimiter: &str, out: &mut String) {
@@ -153,8 +189,8 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn map(v: Value) -> Map<String, Value> {
-        v.as_object().cloned().unwrap()
+    fn map(v: Value) -> Payload {
+        Payload::from(v.as_object().cloned().unwrap())
     }
 
     #[test]

@@ -48,8 +48,9 @@ pub struct Event {
     pub source: String,
     /// Time of arrival.
     pub received_at: DateTime<Utc>,
-    /// The payload: always a JSON object.
-    pub data: Value,
+    /// The payload: always a JSON object. Shared, so that templates can read it without
+    /// copying it.
+    pub data: std::sync::Arc<Value>,
 }
 
 impl Event {
@@ -60,7 +61,7 @@ impl Event {
             kind: kind.into(),
             source: "api".into(),
             received_at: Utc::now(),
-            data,
+            data: std::sync::Arc::new(data),
         }
     }
 

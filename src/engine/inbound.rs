@@ -67,7 +67,9 @@ impl InboundEndpoint {
         };
         let mut warnings = Vec::new();
         let data = match self.adaptor {
-            Some(i) => Value::Object(adaptors[i].build(&scope, now, &mut warnings)),
+            Some(i) => std::sync::Arc::new(Value::Object(
+                adaptors[i].build(&scope, now, &mut warnings).into_map(),
+            )),
             None => scope.event.data.clone(),
         };
         drop(scope);

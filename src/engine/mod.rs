@@ -13,6 +13,7 @@ pub mod encode;
 pub mod event;
 pub mod field;
 pub mod inbound;
+pub mod payload;
 pub mod phone;
 pub mod request;
 pub mod secrets;
@@ -94,8 +95,9 @@ impl<'a> RenderScope<'a> {
 
     /// Renders one template against the event.
     pub fn render(&self, id: TemplateId) -> Result<String, String> {
-        let context = self.context.get_or_init(|| template::context(self.event));
-        self.templates.render(id, context)
+        self.templates.render(id, self.event, || {
+            self.context.get_or_init(|| template::context(self.event))
+        })
     }
 }
 

@@ -191,7 +191,7 @@ impl Endpoint {
     pub fn request(
         &self,
         scope: &RenderScope,
-        payload: Option<&serde_json::Map<String, Value>>,
+        payload: Option<&super::payload::Payload>,
     ) -> Result<Request, String> {
         let mut url = self
             .url

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use chrono::Utc;
 use minijinja::value::{Object, Serde, Value};
@@ -58,6 +58,143 @@ pub struct TemplateId(usize);
 pub struct Templates {
     env: Environment<'static>,
     names: Vec<String>,
+    /// Per template, its pieces when it only substitutes plain names (`{{ lead_id }}`):
+    /// those are rendered without minijinja.
+    simple: Vec<Option<Simple>>,
+}
+
+/// A template made only of text and `{{ name }}` / `{{ a.b }}` substitutions.
+#[derive(Debug, Clone)]
+struct Simple {
+    parts: Vec<Part>,
+    escape: Escape,
+}
+
+#[derive(Debug, Clone)]
+enum Part {
+    Text(String),
+    Name(Vec<String>),
+}
+
+impl Simple {
+    /// Splits `source` into text and plain names; None if it uses anything else.
+    fn parse(source: &str, escape: Escape) -> Option<Simple> {
+        if source.contains("{%") || source.contains("{#") {
+            return None;
+        }
+        let mut parts = Vec::new();
+        let mut rest = source;
+        while let Some(start) = rest.find("{{") {
+            if start > 0 {
+                parts.push(Part::Text(rest[..start].to_string()));
+            }
+            let end = rest[start..].find("}}")? + start;
+            let name = rest[start + 2..end].trim();
+            let path: Vec<String> = name.split('.').map(str::to_string).collect();
+            let plain = |p: &String| {
+                let mut chars = p.chars();
+                matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+                    && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+            };
+            // Keywords and literals look like names but are not lookups.
+            let reserved = [
+                "true", "false", "none", "True", "False", "None", "loop", "self",
+            ];
+            if path.is_empty() || !path.iter().all(plain) || reserved.contains(&path[0].as_str()) {
+                return None;
+            }
+            parts.push(Part::Name(path));
+            rest = &rest[end + 2..];
+        }
+        if rest.contains("}}") {
+            return None;
+        }
+        if !rest.is_empty() {
+            parts.push(Part::Text(rest.to_string()));
+        }
+        Some(Simple { parts, escape })
+    }
+
+    /// Renders against an event, or None when a value is one minijinja formats its own way
+    /// (lists, maps, decimals): the caller then renders the template normally.
+    fn render(&self, event: &Event) -> Option<String> {
+        let mut out = String::new();
+        for part in &self.parts {
+            match part {
+                Part::Text(text) => out.push_str(text),
+                Part::Name(path) => {
+                    let found = lookup(event, path)?;
+                    let text: std::borrow::Cow<'_, str> = match &found {
+                        Looked::Missing => continue,
+                        Looked::Text(t) => std::borrow::Cow::Borrowed(t.as_str()),
+                        Looked::Json(serde_json::Value::Null) => continue,
+                        Looked::Json(serde_json::Value::String(s)) => {
+                            std::borrow::Cow::Borrowed(s.as_str())
+                        }
+                        Looked::Json(serde_json::Value::Bool(b)) => {
+                            std::borrow::Cow::Borrowed(if *b { "true" } else { "false" })
+                        }
+                        Looked::Json(serde_json::Value::Number(n)) if n.is_i64() || n.is_u64() => {
+                            std::borrow::Cow::Owned(n.to_string())
+                        }
+                        Looked::Json(_) => return None,
+                    };
+                    let is_string = matches!(
+                        found,
+                        Looked::Text(_) | Looked::Json(serde_json::Value::String(_))
+                    );
+                    match self.escape {
+                        Escape::None => out.push_str(&text),
+                        Escape::Url => out.extend(utf8_percent_encode(&text, COMPONENT)),
+                        Escape::Xml => out.push_str(&xml_escape(&text)),
+                        Escape::Json if is_string => out.push_str(&json_string_body(&text)),
+                        Escape::Json => out.push_str(&text),
+                    }
+                }
+            }
+        }
+        Some(out)
+    }
+}
+
+enum Looked<'a> {
+    Missing,
+    Text(String),
+    Json(&'a serde_json::Value),
+}
+
+/// A name as the template context resolves it: `event.*`, `data.*`, or a data key.
+fn lookup<'a>(event: &'a Event, path: &[String]) -> Option<Looked<'a>> {
+    let (first, rest) = path.split_first()?;
+    let mut node: &serde_json::Value = match first.as_str() {
+        "event" => {
+            let [field] = rest else { return None };
+            return Some(match field.as_str() {
+                "id" => Looked::Text(event.id.to_string()),
+                "type" => Looked::Text(event.kind.clone()),
+                "source" => Looked::Text(event.source.clone()),
+                "received_at" => Looked::Text(event.received_at_text()),
+                _ => Looked::Missing,
+            });
+        }
+        "data" => &event.data,
+        key => match event.data.get(key) {
+            Some(v) if rest.is_empty() => return Some(Looked::Json(v)),
+            Some(v) => v,
+            None => return Some(Looked::Missing),
+        },
+    };
+    for part in rest {
+        node = match node {
+            serde_json::Value::Object(map) => match map.get(part) {
+                Some(v) => v,
+                None => return Some(Looked::Missing),
+            },
+            // minijinja indexes lists by number and strings not at all: leave those to it.
+            _ => return None,
+        };
+    }
+    Some(Looked::Json(node))
 }
 
 impl std::fmt::Debug for Templates {
@@ -109,6 +246,7 @@ impl Templates {
         Templates {
             env,
             names: Vec::new(),
+            simple: Vec::new(),
         }
     }
 
@@ -120,16 +258,26 @@ impl Templates {
             .add_template_owned(name.clone(), source.to_string())
             .map_err(|e| describe(&e))?;
         self.names.push(name);
+        self.simple.push(Simple::parse(source, escape));
         Ok(TemplateId(id))
     }
 
-    /// Renders a template against an event's context.
-    pub fn render(&self, id: TemplateId, ctx: &Value) -> Result<String, String> {
+    /// Renders a template for an event; `context` builds the full template context, which
+    /// templates of plain substitutions do not need.
+    pub fn render<'c>(
+        &self,
+        id: TemplateId,
+        event: &Event,
+        context: impl FnOnce() -> &'c Value,
+    ) -> Result<String, String> {
+        if let Some(text) = self.simple[id.0].as_ref().and_then(|s| s.render(event)) {
+            return Ok(text);
+        }
         let template = self
             .env
             .get_template(&self.names[id.0])
             .map_err(|e| describe(&e))?;
-        template.render(ctx).map_err(|e| describe(&e))
+        template.render(context()).map_err(|e| describe(&e))
     }
 }
 
@@ -147,32 +295,52 @@ fn describe(error: &Error) -> String {
 
 /// The template context of an event: its top-level data keys, `data`, and `event`.
 pub fn context(event: &Event) -> Value {
-    let meta = Value::from(Serde(serde_json::json!({
-        "id": event.id.as_str(),
-        "type": event.kind,
-        "source": event.source,
-        "received_at": event.received_at_text(),
-    })));
     Value::from_object(EventContext {
-        data: Value::from(Serde(&event.data)),
-        meta,
+        data: event.data.clone(),
+        id: event.id.to_string(),
+        kind: event.kind.clone(),
+        source: event.source.clone(),
+        received_at: event.received_at_text(),
+        whole: OnceLock::new(),
+        meta: OnceLock::new(),
     })
 }
 
 /// Looks names up in the event data, except `data` and `event`, which always mean the
 /// whole payload and the metadata (the metadata wins over a data key of the same name).
+/// Values are converted for the template only when a template reads them.
 #[derive(Debug)]
 struct EventContext {
-    data: Value,
-    meta: Value,
+    data: Arc<serde_json::Value>,
+    id: String,
+    kind: String,
+    source: String,
+    received_at: String,
+    whole: OnceLock<Value>,
+    meta: OnceLock<Value>,
 }
 
 impl Object for EventContext {
     fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
         match key.as_str()? {
-            "event" => Some(self.meta.clone()),
-            "data" => Some(self.data.clone()),
-            other => self.data.get_attr(other).ok().filter(|v| !v.is_undefined()),
+            "event" => Some(
+                self.meta
+                    .get_or_init(|| {
+                        Value::from(Serde(serde_json::json!({
+                            "id": self.id,
+                            "type": self.kind,
+                            "source": self.source,
+                            "received_at": self.received_at,
+                        })))
+                    })
+                    .clone(),
+            ),
+            "data" => Some(
+                self.whole
+                    .get_or_init(|| Value::from(Serde(&*self.data)))
+                    .clone(),
+            ),
+            other => self.data.get(other).map(|v| Value::from(Serde(v))),
         }
     }
 }
@@ -289,6 +457,7 @@ mod tests {
                 "phone_number": "(555) 123-4567",
                 "call_date": "2024-03-15 14:30:00",
                 "tags": ["a", "b"],
+                "nested": {"n": 42, "b": false, "f": 2.5, "z": null},
                 "event": "shadowed",
                 "id": "a/b c",
             }),
@@ -298,7 +467,17 @@ mod tests {
     fn render(source: &str, escape: Escape) -> String {
         let mut templates = Templates::new();
         let id = templates.add(source, escape).unwrap();
-        templates.render(id, &context(&event())).unwrap()
+        let event = event();
+        let context = context(&event);
+        // Plain substitutions take the fast path; the full engine must agree with it.
+        let fast = templates.render(id, &event, || &context).unwrap();
+        let mut full_only = Templates::new();
+        let id_full = full_only
+            .add(&format!("{source}{{# full #}}"), escape)
+            .unwrap();
+        let full = full_only.render(id_full, &event, || &context).unwrap();
+        assert_eq!(fast, full, "fast path and minijinja differ for {source:?}");
+        fast
     }
 
     #[test]
@@ -340,6 +519,26 @@ mod tests {
         );
     }
 
+    /// Plain substitutions skip minijinja; every case must render as minijinja would.
+    #[test]
+    fn the_fast_path_agrees_with_minijinja() {
+        for escape in [Escape::None, Escape::Url, Escape::Xml, Escape::Json] {
+            for source in [
+                "{{ first_name }}",
+                "a/{{ id }}/b?c={{ phone_number }}",
+                "{{ event.type }} {{ event.id }} {{ event.source }} {{ event.received_at }}",
+                "{{ data.first_name }}",
+                "{{ missing }}{{ missing.deeper }}",
+                "{{ tags }}",
+                "{{ event }}",
+                "{{ nested.n }} {{ nested.b }} {{ nested.f }} {{ nested.z }}",
+                "{{ true }}",
+            ] {
+                render(source, escape);
+            }
+        }
+    }
+
     #[test]
     fn extra_filters() {
         assert_eq!(
@@ -375,7 +574,9 @@ mod tests {
                 Escape::None,
             )
             .unwrap();
-        let err = templates.render(id, &context(&event())).unwrap_err();
+        let event = event();
+        let ctx = context(&event);
+        let err = templates.render(id, &event, || &ctx).unwrap_err();
         assert!(err.contains("fuel"), "{err}");
     }
 }
