@@ -8,6 +8,9 @@
 //!
 //! Run: `cargo bench --bench delivery` (env: DELIVERIES=5000 LOG=1000000 ROUNDS=3).
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 

@@ -4,6 +4,9 @@
 //!
 //! Run: `cargo bench --bench engine`. Figures go to BENCHMARKS.md as ratios.
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::fmt::Write as _;
 use std::hint::black_box;
 use std::path::Path;

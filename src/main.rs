@@ -7,6 +7,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// mimalloc: the engine allocates many small strings per event, and glibc's allocator was a
+/// third of its time (see BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use switchboard::commands::{self, Output, logs};
 use switchboard::dispatch::NetworkPolicy;
 use switchboard::schema::{self, Kind};

@@ -2,6 +2,7 @@
 //! order written. Only mapped fields are sent; empty ones take their default; dates are
 //! formatted per field; lookups and type coercion apply; problems become warnings.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
@@ -81,13 +82,15 @@ pub struct Field {
 }
 
 impl Adaptor {
-    /// Builds the payload for one event. Warnings name the field and the value.
-    pub fn build(
-        &self,
-        scope: &RenderScope,
+    /// Builds the payload for one event. Warnings name the field and the value. The
+    /// payload borrows what it can from the event and the adaptor (nothing is copied for
+    /// a value sent as it came).
+    pub fn build<'a>(
+        &'a self,
+        scope: &RenderScope<'a>,
         now: DateTime<Utc>,
         warnings: &mut Vec<String>,
-    ) -> Payload {
+    ) -> Payload<'a> {
         let mut out = Payload::new();
         for field in &self.fields {
             if let Some(value) = field.value(scope, now, warnings)
@@ -101,9 +104,9 @@ impl Adaptor {
         }
         for (key, extra) in &self.extra {
             let value = match extra {
-                Extra::Const(v) => v.clone(),
+                Extra::Const(v) => Cow::Borrowed(v),
                 Extra::Template(id) => match scope.render(*id) {
-                    Ok(text) => Value::String(text),
+                    Ok(text) => Cow::Owned(Value::String(text)),
                     Err(e) => {
                         warnings.push(format!(
                             "extra field {}: template failed: {e}",
@@ -121,21 +124,25 @@ impl Adaptor {
 
 impl Field {
     /// The value to send, or None to leave the field out.
-    fn value(
-        &self,
-        scope: &RenderScope,
+    fn value<'a>(
+        &'a self,
+        scope: &RenderScope<'a>,
         now: DateTime<Utc>,
         warnings: &mut Vec<String>,
-    ) -> Option<Value> {
+    ) -> Option<Cow<'a, Value>> {
         let mut value = self.read(scope, warnings);
         if let (Some(table), Some(v)) = (&self.values, &value)
             && let Some(mapped) = table.get(text(v).as_ref())
         {
-            value = Some(mapped.clone());
+            value = Some(Cow::Borrowed(mapped));
         }
         if let (Some(date), Some(v)) = (&self.date, &value) {
             value = match parse_input(v, date.input_timezone) {
-                Some(at) => Some(Value::String(date.format.format(at, date.timezone, now))),
+                Some(at) => Some(Cow::Owned(Value::String(date.format.format(
+                    at,
+                    date.timezone,
+                    now,
+                )))),
                 None => {
                     warnings.push(format!(
                         "field {}: {} is not a date; treated as empty",
@@ -147,47 +154,55 @@ impl Field {
         }
         if let (Some(kind), Some(v)) = (self.kind, &value) {
             value = match coerce(v, kind) {
-                Ok(coerced) => Some(coerced),
+                Ok(coerced) if coerced == **v => value,
+                Ok(coerced) => Some(Cow::Owned(coerced)),
                 Err(why) => {
                     warnings.push(format!("field {}: {why}; treated as empty", self.label));
                     None
                 }
             };
         }
-        if is_empty(value.as_ref()) {
+        if is_empty(value.as_deref()) {
             value = self.default.as_ref().map(|d| match self.kind {
-                Some(kind) => coerce(d, kind).unwrap_or_else(|_| d.clone()),
-                None => d.clone(),
+                Some(kind) => match coerce(d, kind) {
+                    Ok(coerced) if coerced != *d => Cow::Owned(coerced),
+                    _ => Cow::Borrowed(d),
+                },
+                None => Cow::Borrowed(d),
             });
         }
-        if !is_empty(value.as_ref()) {
+        if !is_empty(value.as_deref()) {
             return value;
         }
         if self.omit_empty {
             return None;
         }
-        Some(match self.kind {
+        Some(Cow::Owned(match self.kind {
             None | Some(FieldType::String) => Value::String(String::new()),
             Some(_) => Value::Null,
-        })
+        }))
     }
 
     /// The raw value: the first non-empty reference, or the template's output.
-    fn read(&self, scope: &RenderScope, warnings: &mut Vec<String>) -> Option<Value> {
+    fn read<'a>(
+        &self,
+        scope: &RenderScope<'a>,
+        warnings: &mut Vec<String>,
+    ) -> Option<Cow<'a, Value>> {
         match &self.source {
             Source::From(refs) => {
                 let mut found = None;
                 for r in refs {
                     let v = r.resolve(scope.event);
                     if !is_empty(v.as_deref()) {
-                        return v.map(|v| v.into_owned());
+                        return v;
                     }
                     found = found.or(v);
                 }
-                found.map(|v| v.into_owned())
+                found
             }
             Source::Template(id) => match scope.render(*id) {
-                Ok(text) => Some(Value::String(text)),
+                Ok(text) => Some(Cow::Owned(Value::String(text))),
                 Err(e) => {
                     warnings.push(format!(
                         "field {}: template failed: {e}; treated as empty",

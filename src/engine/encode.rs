@@ -32,7 +32,7 @@ fn flatten_payload(
     for (key, node) in payload.entries() {
         let key = match prefix {
             Some(p) => format!("{p}[{key}]"),
-            None => key.clone(),
+            None => key.to_string(),
         };
         match node {
             Node::Value(value) => flatten(key, value, delimiter, out),
@@ -189,7 +189,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn map(v: Value) -> Payload {
+    fn map(v: Value) -> Payload<'static> {
         Payload::from(v.as_object().cloned().unwrap())
     }
 

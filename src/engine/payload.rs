@@ -4,42 +4,45 @@
 //! every key (serde_json's map uses SipHash) cost more than it saved — it was a fifth of
 //! the engine's time.
 
+use std::borrow::Cow;
+
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Map, Value};
 
-/// A payload: an ordered list of keys.
+/// A payload: an ordered list of keys. Keys borrow from the adaptor, values from the event
+/// when they are sent as they came: building one copies only what it computes.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Payload(Vec<(String, Node)>);
+pub struct Payload<'a>(Vec<(Cow<'a, str>, Node<'a>)>);
 
 /// A payload value: a JSON value, or a nested payload (from a dotted key).
 #[derive(Debug, Clone, PartialEq)]
-pub enum Node {
+pub enum Node<'a> {
     /// A value as the adaptor produced it (which may itself be a JSON object or list).
-    Value(Value),
+    Value(Cow<'a, Value>),
     /// An object made of dotted keys.
-    Object(Payload),
+    Object(Payload<'a>),
 }
 
-impl Payload {
+impl<'a> Payload<'a> {
     /// An empty payload.
-    pub fn new() -> Payload {
+    pub fn new() -> Payload<'a> {
         Payload(Vec::new())
     }
 
     /// The keys and values, in order.
-    pub fn entries(&self) -> &[(String, Node)] {
+    pub fn entries(&self) -> &[(Cow<'a, str>, Node<'a>)] {
         &self.0
     }
 
     /// Sets `path` (a dotted key, split), creating nested objects; a key keeps the position
     /// it was first written at.
-    pub fn insert(&mut self, path: &[String], value: Value) {
+    pub fn insert(&mut self, path: &'a [String], value: Cow<'a, Value>) {
         let Some((last, parents)) = path.split_last() else {
             return;
         };
         let mut node = self;
         for part in parents {
-            let at = match node.0.iter().position(|(k, _)| k == part) {
+            let at = match node.0.iter().position(|(k, _)| k == part.as_str()) {
                 Some(at) => {
                     if !matches!(node.0[at].1, Node::Object(_)) {
                         node.0[at].1 = Node::Object(Payload::new());
@@ -47,7 +50,8 @@ impl Payload {
                     at
                 }
                 None => {
-                    node.0.push((part.clone(), Node::Object(Payload::new())));
+                    node.0
+                        .push((Cow::Borrowed(part.as_str()), Node::Object(Payload::new())));
                     node.0.len() - 1
                 }
             };
@@ -58,7 +62,9 @@ impl Payload {
         }
         match node.0.iter_mut().find(|(k, _)| k == last) {
             Some((_, slot)) => *slot = Node::Value(value),
-            None => node.0.push((last.clone(), Node::Value(value))),
+            None => node
+                .0
+                .push((Cow::Borrowed(last.as_str()), Node::Value(value))),
         }
     }
 
@@ -68,32 +74,36 @@ impl Payload {
             .into_iter()
             .map(|(k, node)| {
                 let value = match node {
-                    Node::Value(v) => v,
+                    Node::Value(v) => v.into_owned(),
                     Node::Object(inner) => Value::Object(inner.into_map()),
                 };
-                (k, value)
+                (k.into_owned(), value)
             })
             .collect()
     }
 }
 
-impl From<Map<String, Value>> for Payload {
-    fn from(map: Map<String, Value>) -> Payload {
-        Payload(map.into_iter().map(|(k, v)| (k, Node::Value(v))).collect())
+impl From<Map<String, Value>> for Payload<'static> {
+    fn from(map: Map<String, Value>) -> Payload<'static> {
+        Payload(
+            map.into_iter()
+                .map(|(k, v)| (Cow::Owned(k), Node::Value(Cow::Owned(v))))
+                .collect(),
+        )
     }
 }
 
-impl Serialize for Payload {
+impl Serialize for Payload<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(Some(self.0.len()))?;
         for (key, node) in &self.0 {
-            map.serialize_entry(key, node)?;
+            map.serialize_entry(key.as_ref(), node)?;
         }
         map.end()
     }
 }
 
-impl Serialize for Node {
+impl Serialize for Node<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         match self {
             Node::Value(v) => v.serialize(serializer),
@@ -109,12 +119,18 @@ mod tests {
 
     #[test]
     fn nested_insert_keeps_first_position() {
+        let keys: Vec<Vec<String>> = vec![
+            vec!["a".into()],
+            vec!["p".into(), "x".into()],
+            vec!["b".into()],
+            vec!["p".into(), "y".into()],
+        ];
         let mut out = Payload::new();
-        out.insert(&["a".into()], json!(1));
-        out.insert(&["p".into(), "x".into()], json!(2));
-        out.insert(&["b".into()], json!(3));
-        out.insert(&["p".into(), "y".into()], json!(4));
-        out.insert(&["a".into()], json!(5));
+        out.insert(&keys[0], Cow::Owned(json!(1)));
+        out.insert(&keys[1], Cow::Owned(json!(2)));
+        out.insert(&keys[2], Cow::Owned(json!(3)));
+        out.insert(&keys[3], Cow::Owned(json!(4)));
+        out.insert(&keys[0], Cow::Owned(json!(5)));
         assert_eq!(
             serde_json::to_string(&out).unwrap(),
             r#"{"a":5,"p":{"x":2,"y":4},"b":3}"#
