@@ -533,3 +533,103 @@ fn a_data_folder_is_held_by_one_process() {
         "{stderr}"
     );
 }
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for item in std::fs::read_dir(from).unwrap() {
+        let item = item.unwrap();
+        let target = to.join(item.file_name());
+        if item.file_type().unwrap().is_dir() {
+            copy_dir(&item.path(), &target);
+        } else {
+            std::fs::copy(item.path(), target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn after_a_crash_the_journal_restores_every_write_made_since_sled_last_reached_disk() {
+    let data = tempfile::tempdir().unwrap();
+    let crashed = tempfile::tempdir().unwrap();
+    let store = Store::open(data.path()).unwrap();
+    let now = Utc::now();
+    let to_crm = [switchboard::engine::Match {
+        workflow: "sale".into(),
+        action: 0,
+        endpoint: "crm".into(),
+        delay: None,
+    }];
+    let keys: indexmap::IndexMap<String, String> =
+        [("phone_number".to_string(), "+15550001111".to_string())]
+            .into_iter()
+            .collect();
+    let first = store
+        .accept(&Event::new("sale", json!({"n": 1})), &to_crm, &keys, now)
+        .unwrap();
+    store.commit_blocking().unwrap();
+    // What a crash now would leave of sled: its files as they are on disk.
+    for item in std::fs::read_dir(data.path()).unwrap() {
+        let item = item.unwrap();
+        if item.file_name() != "journal" {
+            let target = crashed.path().join(item.file_name());
+            if item.file_type().unwrap().is_dir() {
+                copy_dir(&item.path(), &target);
+            } else {
+                std::fs::copy(item.path(), target).unwrap();
+            }
+        }
+    }
+    // Writes that reach only the journal before the crash: a second acceptance, and an
+    // attempt that delivered the first event's delivery.
+    let second = store
+        .accept(&Event::new("sale", json!({"n": 2})), &to_crm, &keys, now)
+        .unwrap();
+    let mut delivery = store.delivery(&first.deliveries[0].id).unwrap().unwrap();
+    let dequeued = delivery.due_at;
+    delivery.state = DeliveryState::Delivered;
+    delivery.attempts = 1;
+    delivery.due_at = None;
+    let mut attempt = entry(
+        &switchboard::store::log::id_at(now),
+        now,
+        "crm",
+        Outcome::Delivered,
+        "+15550001111",
+    );
+    attempt.delivery_id = delivery.id.clone();
+    store.record(&attempt, &delivery, dequeued).unwrap();
+    store.commit_blocking().unwrap();
+    copy_dir(
+        &data.path().join("journal"),
+        &crashed.path().join("journal"),
+    );
+    drop(store);
+
+    let reopened = Store::open(crashed.path()).unwrap();
+    assert!(reopened.event("api", &second.event_id).unwrap().is_some());
+    let restored = reopened.delivery(&first.deliveries[0].id).unwrap().unwrap();
+    assert_eq!(
+        restored.state,
+        DeliveryState::Delivered,
+        "the attempt is not lost, so the delivery is not sent again"
+    );
+    assert!(
+        reopened
+            .delivery(&second.deliveries[0].id)
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(
+        reopened.queue_depth(),
+        1,
+        "only the second event's delivery"
+    );
+    let found = reopened
+        .search(&LogQuery {
+            search: Some("(555) 000-1111".into()),
+            ..LogQuery::default()
+        })
+        .unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].delivery_id, first.deliveries[0].id);
+}

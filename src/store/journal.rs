@@ -1,12 +1,12 @@
-//! The journal: an append-only, checksummed file of every write that must be durable
-//! before it is acknowledged (accepting an event, queueing a replay).
+//! The journal: an append-only, checksummed file of every write to sled, one record per
+//! logical change, written before sled is.
 //!
 //! Making sled itself durable means flushing its whole page cache (tens of milliseconds
 //! here); appending a few hundred bytes and `fdatasync`ing them costs a fraction of a
 //! millisecond, and concurrent writers share each sync (group commit). The same writes go
-//! to sled in memory at once; sled flushes on its own timer, and records which journal
-//! entry it reflects, so that opening the store replays only what sled may have lost.
-//! Segments that sled has durably caught up with are deleted.
+//! to sled in memory at once; sled flushes on its own timer, and a checkpoint notes which
+//! journal record sled holds on disk, so that opening the store replays only what sled
+//! may have lost. Segments that sled has durably caught up with are deleted.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read as _, Write as _};

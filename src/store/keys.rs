@@ -165,22 +165,24 @@ pub fn index_entry_id(key: &[u8]) -> Option<String> {
     String::from_utf8(key.get(at + 1..)?.to_vec()).ok()
 }
 
-/// The forms a searchable value is indexed (and searched) under: as written (lower case),
-/// and for phone-like values its digits and its last ten digits, so that "+1 (555)
-/// 123-4567", "15551234567" and "5551234567" find each other.
-pub fn search_forms(value: &str) -> Vec<String> {
-    let mut forms = vec![value.trim().to_lowercase()];
+/// The form a searchable value is indexed (and searched) under: a phone number (digits
+/// and phone punctuation only, at least seven digits) by its digits, the last ten of them
+/// when there are more, so that "+1 (555) 123-4567", "15551234567" and "5551234567" find
+/// each other; anything else as written, trimmed, in lower case. One key per value: every
+/// index key costs a write on every attempt.
+pub fn search_form(value: &str) -> Option<String> {
+    let value = value.trim();
     let digits: String = value.chars().filter(char::is_ascii_digit).collect();
-    if digits.len() >= 7 {
-        forms.push(digits.clone());
-        if digits.len() > 10 {
-            forms.push(digits[digits.len() - 10..].to_string());
-        }
-    }
-    forms.retain(|f| !f.is_empty());
-    forms.sort();
-    forms.dedup();
-    forms
+    let phone_like = digits.len() >= 7
+        && value
+            .chars()
+            .all(|c| c.is_ascii_digit() || matches!(c, '+' | '-' | '(' | ')' | '.' | ' '));
+    let form = if phone_like {
+        digits[digits.len().saturating_sub(10)..].to_string()
+    } else {
+        value.to_lowercase()
+    };
+    (!form.is_empty()).then_some(form)
 }
 
 /// Every index key of a log entry.
@@ -195,8 +197,8 @@ pub fn entry_index(entry: &LogEntry) -> Vec<Vec<u8>> {
         with_id(index_prefix(tag::OUTCOME, entry.outcome.as_str())),
         with_id(index_prefix(tag::DELIVERY, entry.delivery_id.as_str())),
     ];
-    let mut forms: Vec<String> = entry.keys.values().flat_map(|v| search_forms(v)).collect();
-    forms.push(entry.event_id.as_str().to_lowercase());
+    let mut forms: Vec<String> = entry.keys.values().filter_map(|v| search_form(v)).collect();
+    forms.extend(search_form(entry.event_id.as_str()));
     forms.sort();
     forms.dedup();
     keys.extend(forms.iter().map(|f| with_id(index_prefix(tag::KEY, f))));
@@ -223,12 +225,22 @@ mod tests {
 
     #[test]
     fn phone_numbers_are_searchable_in_every_spelling() {
+        for spelling in [
+            "+1 (555) 123-4567",
+            "15551234567",
+            "5551234567",
+            " 555.123.4567",
+        ] {
+            assert_eq!(search_form(spelling).as_deref(), Some("5551234567"));
+        }
+        assert_eq!(search_form("555-1234").as_deref(), Some("5551234"));
+        assert_eq!(search_form("Lead-812").as_deref(), Some("lead-812"));
         assert_eq!(
-            search_forms("+1 (555) 123-4567"),
-            vec!["+1 (555) 123-4567", "15551234567", "5551234567"]
+            search_form("call-20240315-5551234").as_deref(),
+            Some("call-20240315-5551234"),
+            "ids that hold digits are not phone numbers"
         );
-        assert_eq!(search_forms("5551234567"), vec!["5551234567"]);
-        assert_eq!(search_forms("Lead-812"), vec!["lead-812"]);
+        assert_eq!(search_form("  "), None);
     }
 
     #[test]

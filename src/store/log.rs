@@ -2,8 +2,6 @@
 //! first, through the index that matches the query best, so that a search costs in
 //! proportion to its matches rather than to the size of the log.
 
-use std::collections::BTreeSet;
-
 use chrono::{DateTime, Utc};
 
 use super::keys::{self, tag};
@@ -76,22 +74,20 @@ pub(super) fn search(store: &Store, query: &LogQuery) -> Result<Vec<LogEntry>, S
     } else {
         query.limit
     };
-    let prefixes: Vec<Vec<u8>> = if let Some(text) = &query.search {
-        keys::search_forms(text)
-            .iter()
-            .map(|f| keys::index_prefix(tag::KEY, f))
-            .collect()
-    } else if let Some(d) = &query.delivery {
-        vec![keys::index_prefix(tag::DELIVERY, d.as_str())]
-    } else if let Some(e) = &query.endpoint {
-        vec![keys::index_prefix(tag::ENDPOINT, e)]
-    } else if let Some(w) = &query.workflow {
-        vec![keys::index_prefix(tag::WORKFLOW, w)]
-    } else if let Some(o) = query.outcome {
-        vec![keys::index_prefix(tag::OUTCOME, o.as_str())]
-    } else {
-        Vec::new()
-    };
+    let prefix: Option<Vec<u8>> =
+        if let Some(form) = query.search.as_deref().and_then(keys::search_form) {
+            Some(keys::index_prefix(tag::KEY, &form))
+        } else if let Some(d) = &query.delivery {
+            Some(keys::index_prefix(tag::DELIVERY, d.as_str()))
+        } else if let Some(e) = &query.endpoint {
+            Some(keys::index_prefix(tag::ENDPOINT, e))
+        } else if let Some(w) = &query.workflow {
+            Some(keys::index_prefix(tag::WORKFLOW, w))
+        } else {
+            query
+                .outcome
+                .map(|o| keys::index_prefix(tag::OUTCOME, o.as_str()))
+        };
     let mut found = Vec::new();
     let mut keep = |entry: LogEntry| {
         if query.keeps(&entry) {
@@ -99,8 +95,8 @@ pub(super) fn search(store: &Store, query: &LogQuery) -> Result<Vec<LogEntry>, S
         }
         found.len() >= limit
     };
-    match prefixes.as_slice() {
-        [] => {
+    match prefix {
+        None => {
             let range = range(&bounds, &[keys::space::LOG]);
             let iter = store.tree.range(range);
             let iter: Box<dyn Iterator<Item = _>> = if newest_first {
@@ -115,8 +111,8 @@ pub(super) fn search(store: &Store, query: &LogQuery) -> Result<Vec<LogEntry>, S
                 }
             }
         }
-        [prefix] => {
-            let iter = store.tree.range(range(&bounds, prefix));
+        Some(prefix) => {
+            let iter = store.tree.range(range(&bounds, &prefix));
             let iter: Box<dyn Iterator<Item = _>> = if newest_first {
                 Box::new(iter.rev())
             } else {
@@ -125,28 +121,6 @@ pub(super) fn search(store: &Store, query: &LogQuery) -> Result<Vec<LogEntry>, S
             for item in iter {
                 let (key, _) = item?;
                 if let Some(entry) = load(store, &key)?
-                    && keep(entry)
-                {
-                    break;
-                }
-            }
-        }
-        several => {
-            // Several spellings of one search: the union of their matches, in time order.
-            let mut ids = BTreeSet::new();
-            for prefix in several {
-                for item in store.tree.range(range(&bounds, prefix)) {
-                    let (key, _) = item?;
-                    ids.extend(keys::index_entry_id(&key));
-                }
-            }
-            let ordered: Box<dyn Iterator<Item = &String>> = if newest_first {
-                Box::new(ids.iter().rev())
-            } else {
-                Box::new(ids.iter())
-            };
-            for id in ordered {
-                if let Some(entry) = store.entry(id)?
                     && keep(entry)
                 {
                     break;

@@ -1,10 +1,13 @@
 //! The store: the only place that knows sled. Accepted events, their deliveries, the
 //! delivery queue, and the connect log with its indexes, in one data folder.
 //!
-//! **Invariant:** an event and all its deliveries are written in one transaction, and
-//! [`Store::commit`] makes them durable before anyone is told they were accepted.
-//! **Invariant:** a queue entry is removed only in the same transaction that records the
-//! attempt's result, so a crash mid-attempt leaves it queued (at-least-once).
+//! **Invariant:** every write goes to the journal first, one record per logical change
+//! (an event with all its deliveries; an attempt with its entry, indexes, delivery and
+//! queue change), then to sled, under the writer lock, so that journal order is sled
+//! order; [`Store::commit`] makes the journal durable before anyone is told an event was
+//! accepted.
+//! **Invariant:** a queue entry is removed only in the record of the attempt's result, so
+//! a crash mid-attempt leaves it queued (at-least-once).
 //! **Invariant:** nothing stored holds a credential: requests are rendered and
 //! authenticated at send time, and log entries are redacted before they get here.
 
@@ -77,7 +80,7 @@ pub struct Store {
     tree: sled::Tree,
     /// Serialises the read-then-write of accepting an event (dedupe) and of replaying.
     /// One process holds the folder, so a process-wide lock is enough.
-    writer: std::sync::Mutex<()>,
+    writer: Arc<std::sync::Mutex<()>>,
     /// Deliveries in the queue, counted once at open and kept up to date by every write.
     queued: std::sync::atomic::AtomicUsize,
     /// Every write that must be durable before it is acknowledged, in order.
@@ -123,11 +126,12 @@ impl Store {
             .unwrap_or(0);
         let (journal, pending) =
             Journal::open(&path.join("journal"), applied).map_err(sled::Error::Io)?;
-        // What was acknowledged but had not reached sled's disk before a crash.
-        for (seq, ops) in &pending {
-            tree.apply_batch(batch_of(ops, *seq))?;
+        // What had not reached sled's disk before a crash, in the order it was written.
+        for (_, ops) in &pending {
+            apply(&tree, ops)?;
         }
         if let Some((last, _)) = pending.last() {
+            tree.insert(keys::JOURNAL_APPLIED, &last.to_be_bytes())?;
             db.flush()?;
             journal.checkpoint(*last).map_err(sled::Error::Io)?;
         }
@@ -135,7 +139,7 @@ impl Store {
         Ok(Store {
             path: path.to_path_buf(),
             tree,
-            writer: std::sync::Mutex::new(()),
+            writer: Arc::new(std::sync::Mutex::new(())),
             queued: std::sync::atomic::AtomicUsize::new(queued),
             db,
             journal: Arc::new(journal),
@@ -174,7 +178,7 @@ impl Store {
 
     /// Flushes sled, then deletes the journal segments it now holds.
     fn checkpoint(&self) -> Result<(), StoreError> {
-        checkpoint(&self.db, &self.tree, &self.journal)
+        checkpoint(&self.db, &self.tree, &self.journal, &self.writer)
     }
 
     /// Checkpoints in the background if the last one is more than a few seconds old.
@@ -190,20 +194,28 @@ impl Store {
         {
             return;
         }
-        let (db, tree, journal) = (self.db.clone(), self.tree.clone(), self.journal.clone());
+        let (db, tree, journal, writer) = (
+            self.db.clone(),
+            self.tree.clone(),
+            self.journal.clone(),
+            self.writer.clone(),
+        );
         tokio::task::spawn_blocking(move || {
-            if let Err(e) = checkpoint(&db, &tree, &journal) {
+            if let Err(e) = checkpoint(&db, &tree, &journal, &writer) {
                 tracing::warn!("journal checkpoint failed: {e}");
             }
         });
     }
 
-    /// Writes a batch that must survive a crash once committed: journal first, then sled
-    /// (with the journal position it reflects). Callers hold the writer lock, so that the
-    /// journal's order is sled's order.
+    /// Writes a batch: journal first (one record: after a crash, all of it or none of it
+    /// is replayed), then sled, one key at a time (sled's own atomic batches cost several
+    /// times as much per key, and the journal already makes the batch atomic). Keys are
+    /// written in the order given, so callers put what a reader follows to last: an index
+    /// key after its entry, a queue key after its delivery. Callers hold the writer lock,
+    /// so that the journal's order is sled's order.
     fn write(&self, ops: Vec<Op>) -> Result<(), StoreError> {
-        let seq = self.journal.append(&ops).map_err(sled::Error::Io)?;
-        self.tree.apply_batch(batch_of(&ops, seq))?;
+        self.journal.append(&ops).map_err(sled::Error::Io)?;
+        apply(&self.tree, &ops)?;
         Ok(())
     }
 
@@ -362,7 +374,9 @@ impl Store {
         id: &DeliveryId,
     ) -> Result<(), StoreError> {
         let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        if self.tree.remove(keys::queue(endpoint, due, id))?.is_some() {
+        let key = keys::queue(endpoint, due, id);
+        if self.tree.contains_key(&key)? {
+            self.write(vec![Op::Remove(key)])?;
             self.count_queued(0, 1);
         }
         Ok(())
@@ -403,12 +417,11 @@ impl Store {
             delivery.retry_base = stored.retry_base.max(delivery.attempts);
             delivery.generation = stored.generation;
         }
-        let mut batch = sled::Batch::default();
-        batch.insert(keys::entry(&entry.id), encode(entry));
-        for key in keys::entry_index(entry) {
-            batch.insert(key, &[]);
-        }
-        batch.insert(keys::delivery(&delivery.id), encode(&delivery));
+        let index = keys::entry_index(entry);
+        let mut ops = Vec::with_capacity(index.len() + 4);
+        ops.push(Op::Insert(keys::entry(&entry.id), encode(entry)));
+        ops.extend(index.into_iter().map(|key| Op::Insert(key, Vec::new())));
+        ops.push(Op::Insert(keys::delivery(&delivery.id), encode(&delivery)));
         let old = dequeued.map(|due| keys::queue(&delivery.target.endpoint, due, &delivery.id));
         let new = match delivery.state {
             DeliveryState::Pending => delivery
@@ -422,17 +435,17 @@ impl Store {
             && Some(old) != new.as_ref()
             && self.tree.contains_key(old)?
         {
-            batch.remove(old.as_slice());
+            ops.push(Op::Remove(old.clone()));
             removed = 1;
         }
         if let Some(new) = new
             && Some(&new) != old.as_ref()
             && !self.tree.contains_key(&new)?
         {
-            batch.insert(new, &[]);
+            ops.push(Op::Insert(new, Vec::new()));
             added = 1;
         }
-        self.tree.apply_batch(batch)?;
+        self.write(ops)?;
         self.count_queued(added, removed);
         Ok(())
     }
@@ -510,12 +523,13 @@ impl Store {
         for item in self.tree.range(start..end) {
             let (key, value) = item?;
             let entry: LogEntry = decode(&key, &value)?;
-            let mut batch = sled::Batch::default();
-            for index_key in keys::entry_index(&entry) {
-                batch.remove(index_key);
-            }
-            batch.remove(key);
-            self.tree.apply_batch(batch)?;
+            let mut ops: Vec<Op> = keys::entry_index(&entry)
+                .into_iter()
+                .map(Op::Remove)
+                .collect();
+            ops.push(Op::Remove(key.to_vec()));
+            let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+            self.write(ops)?;
             entries += 1;
         }
         let mut events = 0;
@@ -531,10 +545,10 @@ impl Store {
             if unfinished {
                 continue;
             }
-            let mut batch = sled::Batch::default();
-            for id in &ids {
-                batch.remove(keys::delivery(id));
-            }
+            let mut ops: Vec<Op> = ids
+                .iter()
+                .map(|id| Op::Remove(keys::delivery(id)))
+                .collect();
             // The event record goes only if it is still this acceptance's (an id accepted
             // again later has a newer record).
             if let Some((source, id)) = keys::event_time_id(&time_key)
@@ -542,35 +556,46 @@ impl Store {
                     .event(&source, &id)?
                     .is_some_and(|e| e.accepted_at < cutoff)
             {
-                batch.remove(keys::event(&source, &id));
+                ops.push(Op::Remove(keys::event(&source, &id)));
             }
-            batch.remove(time_key);
-            self.tree.apply_batch(batch)?;
+            ops.push(Op::Remove(time_key.to_vec()));
+            self.write(ops)?;
             events += 1;
         }
         Ok((entries, events))
     }
 }
 
-/// The sled batch of journal record `seq`, with the journal position it brings sled to.
-fn batch_of(ops: &[Op], seq: u64) -> sled::Batch {
-    let mut batch = sled::Batch::default();
+/// Applies a journal record's writes to sled, in order.
+fn apply(tree: &sled::Tree, ops: &[Op]) -> Result<(), sled::Error> {
     for op in ops {
         match op {
-            Op::Insert(key, value) => batch.insert(key.as_slice(), value.as_slice()),
-            Op::Remove(key) => batch.remove(key.as_slice()),
-        }
+            Op::Insert(key, value) => tree.insert(key.as_slice(), value.as_slice())?,
+            Op::Remove(key) => tree.remove(key.as_slice())?,
+        };
     }
-    batch.insert(keys::JOURNAL_APPLIED, &seq.to_be_bytes());
-    batch
+    Ok(())
 }
 
-/// Flushes sled, then deletes the journal segments it now holds on disk.
-fn checkpoint(db: &sled::Db, tree: &sled::Tree, journal: &Journal) -> Result<(), StoreError> {
-    let applied = tree
-        .get(keys::JOURNAL_APPLIED)?
-        .and_then(|v| v.as_ref().try_into().ok().map(u64::from_be_bytes))
-        .unwrap_or(0);
+/// Notes the last journal record sled has applied, flushes sled, then deletes the journal
+/// segments it now holds on disk.
+///
+/// Why replaying from that mark is right even though sled may also have flushed some later
+/// writes: every sled write goes through the journal, in journal order (under the writer
+/// lock), so replaying records after the mark, in order, leaves every key as the last of
+/// them to touch it left it, and keys none of them touched as they were.
+fn checkpoint(
+    db: &sled::Db,
+    tree: &sled::Tree,
+    journal: &Journal,
+    writer: &std::sync::Mutex<()>,
+) -> Result<(), StoreError> {
+    let applied = {
+        let _writer = writer.lock().unwrap_or_else(|p| p.into_inner());
+        let applied = journal.last();
+        tree.insert(keys::JOURNAL_APPLIED, &applied.to_be_bytes())?;
+        applied
+    };
     db.flush()?;
     journal.checkpoint(applied).map_err(sled::Error::Io)?;
     Ok(())
