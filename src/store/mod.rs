@@ -11,6 +11,7 @@
 //! **Invariant:** nothing stored holds a credential: requests are rendered and
 //! authenticated at send time, and log entries are redacted before they get here.
 
+mod heads;
 mod journal;
 mod keys;
 pub mod log;
@@ -25,6 +26,7 @@ use indexmap::IndexMap;
 
 use crate::engine::Match;
 use crate::engine::event::{Event, EventId};
+use heads::{Heads, Look};
 use journal::{Journal, Op};
 pub use log::LogQuery;
 pub use record::{
@@ -81,6 +83,8 @@ pub struct Store {
     /// Serialises the read-then-write of accepting an event (dedupe) and of replaying.
     /// One process holds the folder, so a process-wide lock is enough.
     writer: Arc<std::sync::Mutex<()>>,
+    /// The first queue keys of every endpoint, kept in step with every write.
+    heads: Heads,
     /// Deliveries in the queue, counted once at open and kept up to date by every write.
     queued: std::sync::atomic::AtomicUsize,
     /// Every write that must be durable before it is acknowledged, in order.
@@ -136,10 +140,12 @@ impl Store {
             journal.checkpoint(*last).map_err(sled::Error::Io)?;
         }
         let queued = tree.scan_prefix([keys::space::QUEUE]).count();
+        let heads = Heads::load(&tree)?;
         Ok(Store {
             path: path.to_path_buf(),
             tree,
             writer: Arc::new(std::sync::Mutex::new(())),
+            heads,
             queued: std::sync::atomic::AtomicUsize::new(queued),
             db,
             journal: Arc::new(journal),
@@ -216,6 +222,17 @@ impl Store {
     fn write(&self, ops: Vec<Op>) -> Result<(), StoreError> {
         self.journal.append(&ops).map_err(sled::Error::Io)?;
         apply(&self.tree, &ops)?;
+        for op in &ops {
+            match op {
+                Op::Insert(key, _) if key.first() == Some(&keys::space::QUEUE) => {
+                    self.heads.inserted(key);
+                }
+                Op::Remove(key) if key.first() == Some(&keys::space::QUEUE) => {
+                    self.heads.removed(key);
+                }
+                _ => {}
+            }
+        }
         Ok(())
     }
 
@@ -322,22 +339,12 @@ impl Store {
 
     /// The endpoints that have queued deliveries, in name order.
     pub fn queued_endpoints(&self) -> Result<Vec<String>, StoreError> {
-        let mut names = Vec::new();
-        let mut from: Vec<u8> = vec![keys::space::QUEUE];
-        let end = vec![keys::space::QUEUE + 1];
-        while let Some(item) = self.tree.range(from.as_slice()..end.as_slice()).next() {
-            let (key, _) = item?;
-            let Some(name) = keys::queue_endpoint(&key) else {
-                break;
-            };
-            from = keys::after_queue(&name);
-            names.push(name);
-        }
-        Ok(names)
+        Ok(self.heads.endpoints())
     }
 
     /// Up to `limit` deliveries of `endpoint` due at or before `now`, oldest first (each
     /// with the due time of its queue key), and the due time of the first one not yet due.
+    /// Read from the queue heads in memory; sled only when a head runs low.
     pub fn due(
         &self,
         endpoint: &str,
@@ -345,24 +352,15 @@ impl Store {
         limit: usize,
         skip: &dyn Fn(&DeliveryId) -> bool,
     ) -> Result<Due, StoreError> {
-        let mut ready = Vec::new();
-        for item in self.tree.scan_prefix(keys::queue_prefix(endpoint)) {
-            let (key, _) = item?;
-            let Some((due, id)) = keys::queue_entry(&key) else {
-                continue;
-            };
-            if due > now {
-                return Ok((ready, Some(due)));
+        loop {
+            match self.heads.look(endpoint, now, limit, skip) {
+                Look::Found(ready, later) => return Ok((ready, later)),
+                Look::Refill => {
+                    let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+                    self.heads.refill(&self.tree, endpoint)?;
+                }
             }
-            if skip(&id) {
-                continue;
-            }
-            if ready.len() == limit {
-                break;
-            }
-            ready.push((id, due));
         }
-        Ok((ready, None))
     }
 
     /// Removes a queue entry that no longer stands for pending work (its delivery is
