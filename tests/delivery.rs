@@ -308,6 +308,71 @@ async fn a_receiver_that_is_not_listening_is_refused_and_retried() {
 }
 
 #[tokio::test]
+async fn an_endpoint_that_does_not_answer_is_paused_and_probed_until_it_answers() {
+    // A port that is bound but not listening refuses connections until it listens.
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.bind("127.0.0.1:0".parse().unwrap()).expect("bind");
+    let addr = socket.local_addr().expect("addr");
+    let s = setup(&format!(
+        "url: http://{addr}/\nadaptor: lead\nconcurrency: 1\n"
+    ));
+    let engine = s.dispatcher.engine();
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        let mut ev = event("lead", json!({"phone": "+15551234567", "name": "Ann"}));
+        ev.id = switchboard::EventId::new(format!("ev-down-{i}"));
+        let now = s.clock.now();
+        let accepted = s
+            .dispatcher
+            .store()
+            .accept(&ev, &engine.matches(&ev, now), &engine.audit_keys(&ev), now)
+            .expect("accept");
+        ids.extend(accepted.deliveries.iter().map(|d| d.id.clone()));
+    }
+    let attempts = |settled: &[(Delivery, Vec<LogEntry>)]| -> u32 {
+        settled.iter().map(|(d, _)| d.attempts).sum()
+    };
+
+    // Five refusals in a row pause the endpoint; the other fifteen wait without an attempt.
+    let settled = s.settle(&ids).await;
+    assert_eq!(attempts(&settled), 5);
+    assert!(
+        settled
+            .iter()
+            .all(|(d, _)| d.state == DeliveryState::Pending)
+    );
+    assert_eq!(settled.iter().filter(|(d, _)| d.attempts == 0).count(), 15);
+    assert_eq!(s.dispatcher.paused(), vec!["out".to_string()]);
+
+    // One probe after 1 s, the next 2 s after that.
+    s.clock.advance(Duration::from_millis(1100));
+    assert_eq!(attempts(&s.settle(&ids).await), 6);
+    s.clock.advance(Duration::from_millis(1100));
+    assert_eq!(attempts(&s.settle(&ids).await), 6);
+    s.clock.advance(Duration::from_millis(1000));
+    assert_eq!(attempts(&s.settle(&ids).await), 7);
+
+    // The receiver comes up: the next probe is answered and every delivery goes through.
+    let rx = Receiver::start_on(
+        socket.listen(64).expect("listen"),
+        vec![],
+        Reply::Status(200),
+    );
+    s.clock.advance(Duration::from_secs(20));
+    let settled = s.settle(&ids).await;
+    assert!(
+        settled
+            .iter()
+            .all(|(d, _)| d.state == DeliveryState::Delivered),
+        "{:?}",
+        settled.iter().map(|(d, _)| d.state).collect::<Vec<_>>()
+    );
+    assert_eq!(rx.requests().len(), 20);
+    assert_eq!(attempts(&settled), 27);
+    assert!(s.dispatcher.paused().is_empty());
+}
+
+#[tokio::test]
 async fn the_network_policy_blocks_metadata_addresses_without_retrying() {
     let s = setup("url: http://169.254.169.254/latest/meta-data\nadaptor: lead\n");
     let (d, entries) = s.send("ev-blocked").await.remove(0);

@@ -7,6 +7,11 @@
 //! deliveries as its lane has room for.
 //! **Invariant:** a delivery is never sent twice at once: the in-flight set is checked and
 //! updated under one lock before an attempt starts.
+//! **Invariant:** an unreachable endpoint costs one attempt at a time: after
+//! [`UNREACHABLE_AFTER`] attempts in a row that got no answer (DNS, connect, TLS, timeout),
+//! its lane pauses, and only a single probe tries it, after 1 s, 2 s, 4 s … up to
+//! [`MAX_PAUSE`]; the other deliveries wait in the queue without using up their retries.
+//! The first answer of any kind resumes the lane.
 
 mod attempt;
 pub mod clock;
@@ -36,11 +41,94 @@ pub type EngineCell = Arc<RwLock<Arc<Engine>>>;
 /// Something that wants to hear about every attempt (metrics, `send`'s report, the UI).
 pub type AttemptListener = Box<dyn Fn(&Delivery, &LogEntry) + Send + Sync>;
 
-/// One endpoint's lane: how many of its deliveries are in flight, and its pacing.
+/// Attempts in a row without an answer after which an endpoint's lane pauses.
+pub const UNREACHABLE_AFTER: u32 = 5;
+
+/// The longest pause between probes of an unreachable endpoint.
+pub const MAX_PAUSE: Duration = Duration::from_secs(60);
+
+/// One endpoint's lane: how many of its deliveries are in flight, its pacing, and whether
+/// it answers.
 struct Lane {
     concurrency: usize,
     active: AtomicUsize,
     bucket: Option<tokio::sync::Mutex<Bucket>>,
+    health: Mutex<Health>,
+}
+
+/// Whether an endpoint answers; see the module's invariant.
+#[derive(Debug, Default)]
+struct Health {
+    /// Attempts in a row that got no answer.
+    unanswered: u32,
+    /// Paused until then (a probe may go once it has passed).
+    paused_until: Option<DateTime<Utc>>,
+    /// Failed probes since the pause began.
+    probes: u32,
+    /// A probe is in flight.
+    probing: bool,
+}
+
+/// What a lane lets the scheduler start now.
+enum Gate {
+    /// Up to its concurrency.
+    Open,
+    /// One probe.
+    Probe,
+    /// Nothing (until then, if known).
+    Shut(Option<DateTime<Utc>>),
+}
+
+impl Health {
+    fn gate(&self, now: DateTime<Utc>) -> Gate {
+        match self.paused_until {
+            None => Gate::Open,
+            Some(until) if now < until => Gate::Shut(Some(until)),
+            Some(_) if self.probing => Gate::Shut(None),
+            Some(_) => Gate::Probe,
+        }
+    }
+
+    /// Notes how an attempt (a probe or not) ended: `answered` when the endpoint sent any
+    /// response. Returns a message when the lane pauses or resumes.
+    fn attempted(
+        &mut self,
+        answered: Option<bool>,
+        probe: bool,
+        now: DateTime<Utc>,
+    ) -> Option<String> {
+        if probe {
+            self.probing = false;
+        }
+        match answered {
+            Some(true) => {
+                let was_paused = self.paused_until.is_some();
+                *self = Health::default();
+                was_paused.then(|| "answers again: its deliveries resume".to_string())
+            }
+            Some(false) if self.paused_until.is_none() => {
+                self.unanswered += 1;
+                (self.unanswered >= UNREACHABLE_AFTER).then(|| {
+                    self.paused_until = Some(now + chrono::Duration::seconds(1));
+                    format!(
+                        "did not answer {} attempts in a row: pausing its deliveries, probing with one at a time (every 1s, then longer, up to {}s)",
+                        self.unanswered,
+                        MAX_PAUSE.as_secs()
+                    )
+                })
+            }
+            Some(false) if probe => {
+                self.probes += 1;
+                let wait = Duration::from_secs(1u64 << self.probes.min(16)).min(MAX_PAUSE);
+                self.paused_until =
+                    Some(now + chrono::Duration::from_std(wait).unwrap_or_default());
+                None
+            }
+            // An attempt that started before the pause, or one that never reached the
+            // network (a render error, a blocked address): no news about the endpoint.
+            Some(false) | None => None,
+        }
+    }
 }
 
 /// Sends due deliveries. Create with [`Dispatcher::new`], run with [`Dispatcher::run`].
@@ -145,6 +233,33 @@ impl Dispatcher {
         self.settled.notified().await;
     }
 
+    /// The endpoints whose lanes are paused because they do not answer, in name order.
+    pub fn paused(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .lanes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        names.retain(|name| self.health_of(name, |h| h.paused_until.is_some()));
+        names.sort();
+        names
+    }
+
+    /// Whether an endpoint's lane lets nothing start now (paused, and its next probe is
+    /// not due or already in flight).
+    fn is_shut(&self, endpoint: &str, now: DateTime<Utc>) -> bool {
+        self.health_of(endpoint, |h| matches!(h.gate(now), Gate::Shut(_)))
+    }
+
+    fn health_of(&self, endpoint: &str, test: impl Fn(&Health) -> bool) -> bool {
+        let lanes = self.lanes.lock().unwrap_or_else(|p| p.into_inner());
+        lanes
+            .get(endpoint)
+            .is_some_and(|lane| lane.health.lock().map(|h| test(&h)).unwrap_or(false))
+    }
+
     /// Attempts in flight.
     pub fn in_flight(&self) -> usize {
         self.active.load(Ordering::SeqCst)
@@ -179,6 +294,7 @@ impl Dispatcher {
             concurrency,
             active: AtomicUsize::new(active),
             bucket: rate.map(|r| tokio::sync::Mutex::new(Bucket::new(r))),
+            health: Mutex::new(Health::default()),
         });
         lanes.insert(endpoint.to_string(), lane.clone());
         lane
@@ -191,9 +307,25 @@ impl Dispatcher {
         let mut next: Option<DateTime<Utc>> = None;
         for endpoint in self.store.queued_endpoints()? {
             let lane = self.lane(&endpoint);
-            let room = lane
-                .concurrency
-                .saturating_sub(lane.active.load(Ordering::SeqCst));
+            let gate = lane
+                .health
+                .lock()
+                .map(|h| h.gate(now))
+                .unwrap_or(Gate::Open);
+            let (room, probe) = match gate {
+                Gate::Open => (
+                    lane.concurrency
+                        .saturating_sub(lane.active.load(Ordering::SeqCst)),
+                    false,
+                ),
+                Gate::Probe => (1, true),
+                Gate::Shut(until) => {
+                    if let Some(until) = until {
+                        next = Some(next.map_or(until, |n| n.min(until)));
+                    }
+                    continue;
+                }
+            };
             if room == 0 {
                 continue;
             }
@@ -214,12 +346,17 @@ impl Dispatcher {
                         continue;
                     }
                 }
+                if probe && let Ok(mut health) = lane.health.lock() {
+                    health.probing = true;
+                }
                 lane.active.fetch_add(1, Ordering::SeqCst);
                 self.active.fetch_add(1, Ordering::SeqCst);
                 let me = self.clone();
                 let lane = lane.clone();
                 let endpoint = endpoint.clone();
-                tokio::spawn(async move { me.attempt(id, endpoint, dequeued, lane).await });
+                tokio::spawn(async move {
+                    me.attempt(id, endpoint, dequeued, lane, probe).await;
+                });
             }
         }
         Ok(next)
@@ -231,6 +368,7 @@ impl Dispatcher {
         endpoint: String,
         dequeued: DateTime<Utc>,
         lane: Arc<Lane>,
+        probe: bool,
     ) {
         if let Some(bucket) = &lane.bucket {
             let wait = bucket.lock().await.take();
@@ -238,8 +376,10 @@ impl Dispatcher {
                 tokio::time::sleep(wait).await;
             }
         }
+        let mut answered = None;
         match attempt::run(&self, &id, &endpoint, dequeued).await {
             Ok(Some((delivery, entry))) => {
+                answered = answered_by(&entry);
                 if let Ok(listeners) = self.listeners.read() {
                     for listener in listeners.iter() {
                         listener(&delivery, &entry);
@@ -248,6 +388,14 @@ impl Dispatcher {
             }
             Ok(None) => {}
             Err(e) => eprintln!("switchboard: attempt of delivery {id} could not be recorded: {e}"),
+        }
+        let change = lane
+            .health
+            .lock()
+            .ok()
+            .and_then(|mut h| h.attempted(answered, probe, self.clock.now()));
+        if let Some(change) = change {
+            tracing::warn!(endpoint = %endpoint, "endpoint {endpoint} {change}");
         }
         if let Ok(mut set) = self.in_flight.lock() {
             set.remove(&id);
@@ -259,7 +407,8 @@ impl Dispatcher {
     }
 
     /// Runs the dispatcher until every delivery in `ids` is finished, or pending with its
-    /// next attempt more than `wait` away (those stay queued for `serve`). Calls `progress`
+    /// next attempt more than `wait` away, or waiting for an endpoint that is paused because
+    /// it does not answer (those stay queued for `serve`). Calls `progress`
     /// with the number settled so far after every recorded attempt.
     pub async fn settle(
         self: &Arc<Self>,
@@ -288,7 +437,8 @@ impl Dispatcher {
                     .lock()
                     .map(|s| s.contains(id))
                     .unwrap_or(false);
-                if !(delivery.state.is_final() || (far && !in_flight)) {
+                let shut = self.is_shut(&delivery.target.endpoint, now);
+                if !(delivery.state.is_final() || ((far || shut) && !in_flight)) {
                     open += 1;
                 }
                 settled.push(delivery);
@@ -339,6 +489,21 @@ impl Dispatcher {
                 _ = tokio::time::sleep(Duration::from_millis(50)) => {}
             }
         }
+    }
+}
+
+/// Whether an attempt reached the endpoint (Some(true): it answered, whatever it said;
+/// Some(false): no answer), or None when it never went out.
+fn answered_by(entry: &LogEntry) -> Option<bool> {
+    use crate::store::record::ErrorKind;
+    if entry.response.is_some() {
+        return Some(true);
+    }
+    match entry.error.as_ref().map(|e| e.kind) {
+        Some(ErrorKind::Dns | ErrorKind::Connect | ErrorKind::Tls | ErrorKind::Timeout) => {
+            Some(false)
+        }
+        _ => None,
     }
 }
 

@@ -314,9 +314,11 @@ pub(super) async fn readyz(State(app): State<Arc<App>>) -> Response {
 
 /// `GET /metrics`: Prometheus text format.
 pub(super) async fn metrics(State(app): State<Arc<App>>) -> Response {
-    let text = app
-        .metrics
-        .render(app.store.queue_depth(), app.dispatcher.in_flight());
+    let text = app.metrics.render(
+        app.store.queue_depth(),
+        app.dispatcher.in_flight(),
+        &app.dispatcher.paused(),
+    );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 

@@ -57,12 +57,22 @@ pub struct Receiver {
 
 impl Receiver {
     pub async fn start(script: Vec<Reply>, default: Reply) -> Receiver {
-        let state = Arc::new(State::default());
-        *state.script.lock().unwrap() = script.into();
-        *state.default.lock().unwrap() = Some(default);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
+        Receiver::start_on(listener, script, default)
+    }
+
+    /// A receiver on a listener the caller opened (for example on a port that refused
+    /// connections until now).
+    pub fn start_on(
+        listener: tokio::net::TcpListener,
+        script: Vec<Reply>,
+        default: Reply,
+    ) -> Receiver {
+        let state = Arc::new(State::default());
+        *state.script.lock().unwrap() = script.into();
+        *state.default.lock().unwrap() = Some(default);
         let addr = listener.local_addr().expect("addr");
         let shared = state.clone();
         let app = axum::Router::new().fallback(
