@@ -7,146 +7,9 @@
 //!
 //! Run: `cargo bench --bench ingest` (env: SECS=10 CONNS=32).
 
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+mod common;
 
-fn env(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn spawn(args: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_switchboard"))
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
-}
-
-async fn wait_up(url: &str) {
-    let client = reqwest::Client::new();
-    for _ in 0..500 {
-        if client.get(url).send().await.is_ok() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("{url} did not come up");
-}
-
-struct Run {
-    rate: f64,
-    p50_ms: f64,
-    p99_ms: f64,
-    errors: usize,
-}
-
-/// Posts to `url` from `conns` connections for `secs`; `per_sec` paces the total rate.
-async fn load(
-    url: &str,
-    body: fn(usize) -> String,
-    conns: usize,
-    secs: u64,
-    per_sec: Option<f64>,
-) -> Run {
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(conns)
-        .build()
-        .unwrap();
-    let next = Arc::new(AtomicUsize::new(0));
-    let errors = Arc::new(AtomicUsize::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for c in 0..conns {
-        let (client, next, errors, stop, url) = (
-            client.clone(),
-            next.clone(),
-            errors.clone(),
-            stop.clone(),
-            url.to_string(),
-        );
-        tasks.push(tokio::spawn(async move {
-            let mut latencies = Vec::new();
-            let interval = per_sec.map(|r| Duration::from_secs_f64(conns as f64 / r));
-            let mut due = Instant::now()
-                + interval
-                    .map(|i| i.mul_f64(c as f64 / conns as f64))
-                    .unwrap_or_default();
-            while !stop.load(Ordering::Relaxed) {
-                if let Some(i) = interval {
-                    tokio::time::sleep_until(due.into()).await;
-                    due += i;
-                }
-                let n = next.fetch_add(1, Ordering::Relaxed);
-                let t = Instant::now();
-                match client
-                    .post(&url)
-                    .header("content-type", "application/json")
-                    .body(body(n))
-                    .send()
-                    .await
-                {
-                    Ok(r) if r.status().is_success() => {
-                        let _ = r.bytes().await;
-                        latencies.push(t.elapsed().as_secs_f64() * 1000.0);
-                    }
-                    _ => {
-                        errors.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            }
-            latencies
-        }));
-    }
-    tokio::time::sleep(Duration::from_secs(secs)).await;
-    stop.store(true, Ordering::Relaxed);
-    let mut all = Vec::new();
-    for t in tasks {
-        all.extend(t.await.unwrap());
-    }
-    let elapsed = started.elapsed().as_secs_f64();
-    all.sort_by(|a, b| a.total_cmp(b));
-    let pct = |p: f64| {
-        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or(f64::NAN)
-    };
-    Run {
-        rate: all.len() as f64 / elapsed,
-        p50_ms: pct(0.5),
-        p99_ms: pct(0.99),
-        errors: errors.load(Ordering::Relaxed),
-    }
-}
-
-fn event(n: usize) -> String {
-    format!(
-        r#"{{"type": "call.disposition", "id": "load-{n}", "data": {{"call_log_id": "{n}", "lead_id": "L{n}", "status": "SALE", "phone_number": "555{n:07}", "first_name": "John", "last_name": "Doe", "length_in_sec": "95", "call_date": "2024-03-15 14:30:00"}}}}"#
-    )
-}
-
-fn peak_rss_mb(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(f64::NAN, |kb| kb / 1024.0)
-}
+use common::*;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
@@ -167,16 +30,7 @@ async fn main() {
     wait_up(&format!("http://127.0.0.1:{mock_port}/")).await;
 
     let config = tempfile::tempdir().unwrap();
-    for sub in ["adaptors", "endpoints", "workflows"] {
-        std::fs::create_dir_all(config.path().join(sub)).unwrap();
-    }
-    std::fs::write(config.path().join("adaptors/contact.yaml"), "fields:\n  - {from: lead_id, to: external_id}\n  - {from: first_name, to: contact.first_name}\n  - {from: last_name, to: contact.last_name}\n  - {to: contact.phone, template: \"{{ phone_number|e164 }}\"}\n  - {from: status, to: disposition, values: {SALE: won}}\n  - {from: call_date, to: called_at, date_format: iso8601, input_timezone: America/New_York}\n  - {from: length_in_sec, to: talk_seconds, type: integer}\n").unwrap();
-    std::fs::write(
-        config.path().join("endpoints/crm.yaml"),
-        format!("url: {mock_url}\nadaptor: contact\nconcurrency: 32\n"),
-    )
-    .unwrap();
-    std::fs::write(config.path().join("workflows/sale.yaml"), "when:\n  - event: call.disposition\n  - field: status\n    in: [SALE, APPT]\nactions:\n  - endpoint: crm\n").unwrap();
+    write_config(config.path(), &mock_url);
     let data = tempfile::tempdir().unwrap();
     let serve_port = free_port();
     let config_dir = config.path().to_string_lossy().into_owned();
@@ -201,7 +55,9 @@ async fn main() {
         None,
     )
     .await;
-    let events_url = format!("http://127.0.0.1:{serve_port}/events");
+    let base = format!("http://127.0.0.1:{serve_port}");
+    let events_url = format!("{base}/events");
+    let started = std::time::Instant::now();
     let full = load(&events_url, event, conns, secs, None).await;
     let half = load(
         &events_url,
@@ -211,27 +67,12 @@ async fn main() {
         Some(full.rate / 2.0),
     )
     .await;
+    // Deliveries go on after the load stops; wait for the queue to empty.
+    let client = reqwest::Client::new();
+    let drained = drained(&client, &base, std::time::Duration::from_secs(600)).await;
+    let delivered = delivered(&client, &base).await;
     let rss = peak_rss_mb(serve.id());
-    let metrics = reqwest::get(format!("http://127.0.0.1:{serve_port}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let delivered: u64 = metrics
-        .lines()
-        .find(|l| {
-            l.starts_with("switchboard_deliveries_total{endpoint=\"crm\",outcome=\"delivered\"}")
-        })
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    let queued = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("switchboard_queue_depth "))
-        .unwrap_or("?")
-        .to_string();
-
+    let deliveries_per_sec = drained.map(|at| delivered / at.duration_since(started).as_secs_f64());
     println!(
         "{secs} s per run, {conns} connections, 2 cores shared by load generator, server and receiver\n"
     );
@@ -253,9 +94,15 @@ async fn main() {
         "| `serve` at half that rate | {:.0} | {:.2} | {:.2} | {} | |",
         half.rate, half.p50_ms, half.p99_ms, half.errors
     );
-    println!(
-        "\ndelivered to the receiver meanwhile: {delivered}; still queued at the end: {queued}"
-    );
+    match deliveries_per_sec {
+        Some(rate) => println!(
+            "\n{delivered} deliveries reached the receiver, the last {:.1} s after the load began: {rate:.0} deliveries/s",
+            drained.unwrap().duration_since(started).as_secs_f64()
+        ),
+        None => println!(
+            "\n{delivered} deliveries reached the receiver; the queue did not empty within 600 s"
+        ),
+    }
     println!("serve RSS: {idle_rss:.1} MB idle (peak before load), {rss:.1} MB peak");
     let _ = serve.kill();
     let _ = serve.wait();

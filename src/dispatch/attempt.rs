@@ -37,6 +37,10 @@ struct Verdict {
     captured: IndexMap<String, serde_json::Value>,
     retryable: bool,
     retry_after: Option<Duration>,
+    /// Whether the endpoint answered: Some(true) once response headers arrived, Some(false)
+    /// when it could not be reached (DNS, refused or failed connect, TLS, timeout before
+    /// any answer), None when nothing went out or the failure says nothing either way.
+    reached: Option<bool>,
 }
 
 impl Verdict {
@@ -48,18 +52,21 @@ impl Verdict {
             captured: IndexMap::new(),
             retryable,
             retry_after: None,
+            reached: None,
         }
     }
 }
 
 /// Runs one attempt of delivery `id`, taken from the queue entry of `endpoint` due at
 /// `dequeued`, and records it. Returns the delivery and its new log entry, or None (and
-/// drops the stale queue entry) if the delivery is gone or no longer pending.
+/// drops the stale queue entry) if the delivery is gone or no longer pending. `reached` is
+/// set to whether the endpoint answered (see [`Verdict::reached`]) even when recording fails.
 pub(super) async fn run(
     d: &Dispatcher,
     id: &DeliveryId,
     endpoint: &str,
     dequeued: DateTime<Utc>,
+    reached: &mut Option<bool>,
 ) -> Result<Option<(Delivery, LogEntry)>, StoreError> {
     let delivery = d.store.delivery(id)?;
     let Some(mut delivery) = delivery.filter(|d| !d.state.is_final()) else {
@@ -104,6 +111,7 @@ pub(super) async fn run(
             }
         }
     };
+    *reached = verdict.reached;
     let mut outcome = verdict.outcome;
     let mut error = verdict.error;
     let mut next_attempt_at = None;
@@ -265,8 +273,10 @@ async fn send(d: &Dispatcher, engine: &Engine, endpoint: &Endpoint, request: &Re
     };
     let timeout = endpoint.policy.timeout;
     let started = tokio::time::Instant::now();
+    let answered = std::sync::atomic::AtomicBool::new(false);
     let exchange = async {
         let response = d.client.execute(http).await?;
+        answered.store(true, std::sync::atomic::Ordering::Relaxed);
         let status = response.status();
         let headers = response.headers().clone();
         let mut response = response;
@@ -282,20 +292,26 @@ async fn send(d: &Dispatcher, engine: &Engine, endpoint: &Endpoint, request: &Re
     };
     let (status, headers, body) = match tokio::time::timeout(timeout, exchange).await {
         Err(_) => {
-            return Verdict::failed(
-                ErrorKind::Timeout,
-                format!(
-                    "no response from {host} within {} (the endpoint's timeout)",
-                    show_duration(timeout)
-                ),
-                true,
-            );
+            return Verdict {
+                reached: Some(answered.load(std::sync::atomic::Ordering::Relaxed)),
+                ..Verdict::failed(
+                    ErrorKind::Timeout,
+                    format!(
+                        "no response from {host} within {} (the endpoint's timeout)",
+                        show_duration(timeout)
+                    ),
+                    true,
+                )
+            };
         }
         Ok(Err(e)) => {
             // reqwest's messages include the URL, credentials of `auth: query` and all.
             let mut verdict = classify(&e, &host);
             if let Some(error) = verdict.error.as_mut() {
                 error.message = engine.redact(&error.message).into_owned();
+            }
+            if answered.load(std::sync::atomic::Ordering::Relaxed) {
+                verdict.reached = Some(true);
             }
             return verdict;
         }
@@ -347,6 +363,7 @@ async fn send(d: &Dispatcher, engine: &Engine, endpoint: &Endpoint, request: &Re
         captured,
         retryable: false,
         retry_after: None,
+        reached: Some(true),
     };
     if !endpoint.policy.success_codes.contains(code) {
         let retryable = endpoint.policy.retry_on.contains(code);
@@ -448,6 +465,13 @@ fn classify(error: &reqwest::Error, host: &str) -> Verdict {
     {
         return Verdict::failed(ErrorKind::Blocked, blocked.clone(), false);
     }
+    // Refused, unresolvable, failed connects and handshakes mean no answer; a connection
+    // closed mid-exchange may be a stale pooled connection and says nothing either way.
+    let unreachable = io_kind == Some(std::io::ErrorKind::ConnectionRefused)
+        || error.is_connect()
+        || all.contains("dns error")
+        || all.contains("failed to lookup address")
+        || all.contains("name or service not known");
     let (kind, message) = if io_kind == Some(std::io::ErrorKind::ConnectionRefused) {
         (
             ErrorKind::Connect,
@@ -488,7 +512,10 @@ fn classify(error: &reqwest::Error, host: &str) -> Verdict {
             format!("request to {host} failed: {detail}"),
         )
     };
-    Verdict::failed(kind, message, true)
+    Verdict {
+        reached: (unreachable || kind == ErrorKind::Tls).then_some(false),
+        ..Verdict::failed(kind, message, true)
+    }
 }
 
 /// `Retry-After` as seconds or an HTTP date.

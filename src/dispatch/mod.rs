@@ -51,9 +51,11 @@ pub const MAX_PAUSE: Duration = Duration::from_secs(60);
 /// it answers.
 struct Lane {
     concurrency: usize,
-    active: AtomicUsize,
+    /// Shared with the lane this one replaced at a reload: attempts it started still count.
+    active: Arc<AtomicUsize>,
     bucket: Option<tokio::sync::Mutex<Bucket>>,
-    health: Mutex<Health>,
+    /// Shared with the lane this one replaced at a reload: a pause outlives new limits.
+    health: Arc<Mutex<Health>>,
 }
 
 /// Whether an endpoint answers; see the module's invariant.
@@ -67,14 +69,16 @@ struct Health {
     probes: u32,
     /// A probe is in flight.
     probing: bool,
+    /// Counts pauses, so that a probe of an earlier pause is not taken for the current one.
+    epoch: u32,
 }
 
 /// What a lane lets the scheduler start now.
 enum Gate {
     /// Up to its concurrency.
     Open,
-    /// One probe.
-    Probe,
+    /// One probe of the pause numbered so.
+    Probe(u32),
     /// Nothing (until then, if known).
     Shut(Option<DateTime<Utc>>),
 }
@@ -85,30 +89,35 @@ impl Health {
             None => Gate::Open,
             Some(until) if now < until => Gate::Shut(Some(until)),
             Some(_) if self.probing => Gate::Shut(None),
-            Some(_) => Gate::Probe,
+            Some(_) => Gate::Probe(self.epoch),
         }
     }
 
-    /// Notes how an attempt (a probe or not) ended: `answered` when the endpoint sent any
-    /// response. Returns a message when the lane pauses or resumes.
+    /// Notes how an attempt ended: `answered` as in `Verdict::reached`; `probe` is the
+    /// pause it probed, if it was a probe. Returns a message when the lane pauses or resumes.
     fn attempted(
         &mut self,
         answered: Option<bool>,
-        probe: bool,
+        probe: Option<u32>,
         now: DateTime<Utc>,
     ) -> Option<String> {
+        let probe = probe == Some(self.epoch) && self.probing;
         if probe {
             self.probing = false;
         }
         match answered {
             Some(true) => {
                 let was_paused = self.paused_until.is_some();
-                *self = Health::default();
+                *self = Health {
+                    epoch: self.epoch,
+                    ..Health::default()
+                };
                 was_paused.then(|| "answers again: its deliveries resume".to_string())
             }
             Some(false) if self.paused_until.is_none() => {
                 self.unanswered += 1;
                 (self.unanswered >= UNREACHABLE_AFTER).then(|| {
+                    self.epoch = self.epoch.wrapping_add(1);
                     self.paused_until = Some(now + chrono::Duration::seconds(1));
                     format!(
                         "did not answer {} attempts in a row: pausing its deliveries, probing with one at a time (every 1s, then longer, up to {}s)",
@@ -233,18 +242,32 @@ impl Dispatcher {
         self.settled.notified().await;
     }
 
-    /// The endpoints whose lanes are paused because they do not answer, in name order.
+    /// The endpoints with queued deliveries whose lanes are paused because they do not
+    /// answer, in name order.
     pub fn paused(&self) -> Vec<String> {
-        let mut names: Vec<String> = self
-            .lanes
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .keys()
-            .cloned()
-            .collect();
+        let mut names = self.store.queued_endpoints().unwrap_or_default();
         names.retain(|name| self.health_of(name, |h| h.paused_until.is_some()));
         names.sort();
         names
+    }
+
+    /// The configuration was replaced (perhaps with a corrected URL): paused endpoints get
+    /// their next probe now rather than at the end of their pause.
+    pub fn reloaded(&self) {
+        let now = self.clock.now();
+        for lane in self
+            .lanes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+        {
+            if let Ok(mut health) = lane.health.lock()
+                && let Some(until) = health.paused_until.as_mut()
+            {
+                *until = (*until).min(now);
+            }
+        }
+        self.wake();
     }
 
     /// Whether an endpoint's lane lets nothing start now (paused, and its next probe is
@@ -286,15 +309,14 @@ impl Dispatcher {
         {
             return lane.clone();
         }
-        // A reload may change the limits; attempts already in flight still count.
-        let active = lanes
-            .get(endpoint)
-            .map_or(0, |l| l.active.load(Ordering::SeqCst));
+        // A reload may change the limits; attempts already in flight still count, and a
+        // paused endpoint stays paused.
+        let old = lanes.get(endpoint);
         let lane = Arc::new(Lane {
             concurrency,
-            active: AtomicUsize::new(active),
+            active: old.map_or_else(Arc::default, |l| l.active.clone()),
             bucket: rate.map(|r| tokio::sync::Mutex::new(Bucket::new(r))),
-            health: Mutex::new(Health::default()),
+            health: old.map_or_else(Arc::default, |l| l.health.clone()),
         });
         lanes.insert(endpoint.to_string(), lane.clone());
         lane
@@ -316,9 +338,9 @@ impl Dispatcher {
                 Gate::Open => (
                     lane.concurrency
                         .saturating_sub(lane.active.load(Ordering::SeqCst)),
-                    false,
+                    None,
                 ),
-                Gate::Probe => (1, true),
+                Gate::Probe(epoch) => (1, Some(epoch)),
                 Gate::Shut(until) => {
                     if let Some(until) = until {
                         next = Some(next.map_or(until, |n| n.min(until)));
@@ -346,7 +368,9 @@ impl Dispatcher {
                         continue;
                     }
                 }
-                if probe && let Ok(mut health) = lane.health.lock() {
+                if probe.is_some()
+                    && let Ok(mut health) = lane.health.lock()
+                {
                     health.probing = true;
                 }
                 lane.active.fetch_add(1, Ordering::SeqCst);
@@ -368,7 +392,7 @@ impl Dispatcher {
         endpoint: String,
         dequeued: DateTime<Utc>,
         lane: Arc<Lane>,
-        probe: bool,
+        probe: Option<u32>,
     ) {
         if let Some(bucket) = &lane.bucket {
             let wait = bucket.lock().await.take();
@@ -377,9 +401,8 @@ impl Dispatcher {
             }
         }
         let mut answered = None;
-        match attempt::run(&self, &id, &endpoint, dequeued).await {
+        match attempt::run(&self, &id, &endpoint, dequeued, &mut answered).await {
             Ok(Some((delivery, entry))) => {
-                answered = answered_by(&entry);
                 if let Ok(listeners) = self.listeners.read() {
                     for listener in listeners.iter() {
                         listener(&delivery, &entry);
@@ -432,12 +455,13 @@ impl Dispatcher {
                         .to_std()
                         .is_ok_and(|d| d > wait)
                 });
+                // Shut before in flight: `tick` marks a probe in flight, then the lane.
+                let shut = self.is_shut(&delivery.target.endpoint, now);
                 let in_flight = self
                     .in_flight
                     .lock()
                     .map(|s| s.contains(id))
                     .unwrap_or(false);
-                let shut = self.is_shut(&delivery.target.endpoint, now);
                 if !(delivery.state.is_final() || ((far || shut) && !in_flight)) {
                     open += 1;
                 }
@@ -492,21 +516,6 @@ impl Dispatcher {
     }
 }
 
-/// Whether an attempt reached the endpoint (Some(true): it answered, whatever it said;
-/// Some(false): no answer), or None when it never went out.
-fn answered_by(entry: &LogEntry) -> Option<bool> {
-    use crate::store::record::ErrorKind;
-    if entry.response.is_some() {
-        return Some(true);
-    }
-    match entry.error.as_ref().map(|e| e.kind) {
-        Some(ErrorKind::Dns | ErrorKind::Connect | ErrorKind::Tls | ErrorKind::Timeout) => {
-            Some(false)
-        }
-        _ => None,
-    }
-}
-
 /// Purges the connect log (and finished events) older than `retention`, now and then
 /// every hour, until `stop` turns true.
 pub async fn purge_loop(
@@ -532,5 +541,86 @@ pub async fn purge_loop(
         if *stop.borrow() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(secs: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_700_000_000 + secs, 0).unwrap()
+    }
+
+    /// Runs one probe at `now`: checks the gate lets exactly one go, and reports it.
+    fn probe(h: &mut Health, answered: Option<bool>, now: DateTime<Utc>) -> Option<String> {
+        let Gate::Probe(epoch) = h.gate(now) else {
+            panic!("no probe due at {now}: {h:?}");
+        };
+        h.probing = true;
+        assert!(matches!(h.gate(now), Gate::Shut(None)), "a second probe");
+        h.attempted(answered, Some(epoch), now)
+    }
+
+    #[test]
+    fn pauses_after_five_unanswered_attempts_and_backs_off_probes() {
+        let mut h = Health::default();
+        for _ in 0..4 {
+            assert_eq!(h.attempted(Some(false), None, at(0)), None);
+            assert!(matches!(h.gate(at(0)), Gate::Open));
+        }
+        assert!(h.attempted(Some(false), None, at(0)).is_some());
+        assert!(matches!(h.gate(at(0)), Gate::Shut(Some(t)) if t == at(1)));
+        // Probes at 1 s, then 2 s, 4 s, 8 s … after the one before, never more than 60 s.
+        let mut now = at(1);
+        for wait in [2, 4, 8, 16, 32, 60, 60] {
+            assert_eq!(probe(&mut h, Some(false), now), None);
+            assert!(
+                matches!(h.gate(now), Gate::Shut(Some(t)) if t == now + chrono::Duration::seconds(wait))
+            );
+            now += chrono::Duration::seconds(wait);
+        }
+        // Failures that say nothing about the endpoint (a render error) change nothing.
+        assert_eq!(probe(&mut h, None, now), None);
+        assert!(matches!(h.gate(now), Gate::Probe(_)));
+        // Any answer resumes.
+        assert!(probe(&mut h, Some(true), now).is_some());
+        assert!(matches!(h.gate(now), Gate::Open));
+        assert_eq!(h.unanswered, 0);
+    }
+
+    #[test]
+    fn an_answer_resets_the_count_and_a_stale_probe_is_not_taken_for_a_new_one() {
+        let mut h = Health::default();
+        for _ in 0..4 {
+            h.attempted(Some(false), None, at(0));
+        }
+        h.attempted(Some(true), None, at(0));
+        h.attempted(Some(false), None, at(0));
+        assert!(matches!(h.gate(at(0)), Gate::Open), "count restarts");
+
+        for _ in 0..4 {
+            h.attempted(Some(false), None, at(0));
+        }
+        let Gate::Probe(first) = h.gate(at(2)) else {
+            panic!("{h:?}")
+        };
+        h.probing = true;
+        // An attempt from before the pause is answered while the probe is out: resume,
+        // then five more failures pause again and a new probe goes.
+        h.attempted(Some(true), None, at(2));
+        for _ in 0..5 {
+            h.attempted(Some(false), None, at(2));
+        }
+        let Gate::Probe(second) = h.gate(at(4)) else {
+            panic!("{h:?}")
+        };
+        assert_ne!(first, second);
+        h.probing = true;
+        // The old probe ends: the new one is still the only one out.
+        h.attempted(Some(false), Some(first), at(4));
+        assert!(matches!(h.gate(at(4)), Gate::Shut(None)));
+        h.attempted(Some(false), Some(second), at(4));
+        assert!(matches!(h.gate(at(5)), Gate::Shut(Some(_))));
     }
 }

@@ -177,7 +177,7 @@ impl App {
                     *engine = Arc::new(loaded.engine);
                 }
                 tracing::info!(config = %self.settings.config.display(), "configuration reloaded");
-                self.dispatcher.wake();
+                self.dispatcher.reloaded();
                 Ok(())
             }
             Err(errors) => {
