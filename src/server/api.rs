@@ -318,6 +318,7 @@ pub(super) async fn metrics(State(app): State<Arc<App>>) -> Response {
         app.store.queue_depth(),
         app.dispatcher.in_flight(),
         &app.dispatcher.paused(),
+        app.store.writes(),
     );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }

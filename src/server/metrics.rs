@@ -77,7 +77,13 @@ impl Metrics {
 
     /// The text exposition of every metric; `paused` names the endpoints whose deliveries
     /// are paused because they do not answer.
-    pub fn render(&self, queue_depth: usize, in_flight: usize, paused: &[String]) -> String {
+    pub fn render(
+        &self,
+        queue_depth: usize,
+        in_flight: usize,
+        paused: &[String],
+        store_writes: u64,
+    ) -> String {
         let mut out = String::new();
         out.push_str("# HELP switchboard_events_total Events accepted, by type and source.\n# TYPE switchboard_events_total counter\n");
         for ((kind, source), n) in lock(&self.events).iter() {
@@ -146,6 +152,10 @@ impl Metrics {
             out,
             "# HELP switchboard_attempts_in_flight Attempts being sent now.\n# TYPE switchboard_attempts_in_flight gauge\nswitchboard_attempts_in_flight {in_flight}"
         );
+        let _ = writeln!(
+            out,
+            "# HELP switchboard_store_writes_total Keys written to the data folder (inserts and removes).\n# TYPE switchboard_store_writes_total counter\nswitchboard_store_writes_total {store_writes}"
+        );
         out.push_str("# HELP switchboard_endpoint_paused 1 while an endpoint that does not answer is paused and probed.\n# TYPE switchboard_endpoint_paused gauge\n");
         for endpoint in paused {
             let _ = writeln!(
@@ -168,7 +178,7 @@ mod tests {
         m.event("call.disposition", "api");
         m.attempt("crm", "delivered", Some(Duration::from_millis(30)));
         m.attempt("crm", "retrying", None);
-        let text = m.render(3, 1, &["crm".to_string()]);
+        let text = m.render(3, 1, &["crm".to_string()], 12);
         assert!(
             text.contains("switchboard_events_total{type=\"call.disposition\",source=\"api\"} 1")
         );
@@ -183,6 +193,7 @@ mod tests {
             "switchboard_attempt_duration_seconds_bucket{endpoint=\"crm\",le=\"0.05\"} 1"
         ));
         assert!(text.contains("switchboard_queue_depth 3"));
+        assert!(text.contains("switchboard_store_writes_total 12"));
         assert!(text.contains("switchboard_endpoint_paused{endpoint=\"crm\"} 1"));
         assert_eq!(label("a\"b"), "a\\\"b");
     }

@@ -87,6 +87,8 @@ pub struct Store {
     heads: Heads,
     /// Deliveries in the queue, counted once at open and kept up to date by every write.
     queued: std::sync::atomic::AtomicUsize,
+    /// Keys written to sled (inserts and removes) since the store was opened.
+    writes: std::sync::atomic::AtomicU64,
     /// Every write that must be durable before it is acknowledged, in order.
     journal: Arc<Journal>,
     /// When sled last caught up with the journal (unix ms), to delete old segments.
@@ -147,6 +149,7 @@ impl Store {
             writer: Arc::new(std::sync::Mutex::new(())),
             heads,
             queued: std::sync::atomic::AtomicUsize::new(queued),
+            writes: std::sync::atomic::AtomicU64::new(0),
             db,
             journal: Arc::new(journal),
             checkpointed: std::sync::atomic::AtomicI64::new(Utc::now().timestamp_millis()),
@@ -222,6 +225,8 @@ impl Store {
     fn write(&self, ops: Vec<Op>) -> Result<(), StoreError> {
         self.journal.append(&ops).map_err(sled::Error::Io)?;
         apply(&self.tree, &ops)?;
+        self.writes
+            .fetch_add(ops.len() as u64, std::sync::atomic::Ordering::Relaxed);
         for op in &ops {
             match op {
                 Op::Insert(key, _) if key.first() == Some(&keys::space::QUEUE) => {
@@ -378,6 +383,12 @@ impl Store {
             self.count_queued(0, 1);
         }
         Ok(())
+    }
+
+    /// Keys written to sled (inserts and removes) since the store was opened: what the
+    /// write path costs, for `/metrics` and the benchmarks.
+    pub fn writes(&self) -> u64 {
+        self.writes.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// How many deliveries are queued (pending), over all endpoints.
