@@ -11,6 +11,10 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod common;
+
+use common::{env, median};
+
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -22,18 +26,6 @@ use switchboard::engine::Match;
 use switchboard::engine::event::{Event, EventId};
 use switchboard::store::record::{LogEntry, LoggedRequest, LoggedResponse};
 use switchboard::store::{Delivery, DeliveryId, DeliveryState, LogQuery, Outcome, Store};
-
-fn env(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
 
 const CONCURRENCY: usize = 32;
 const BODY: &str = r#"{"external_id":"812","contact":{"first_name":"John","last_name":"Doe","phone":"+15551234567","email":"john.doe@example.com"},"disposition":"won","talk_seconds":95,"source":"switchboard"}"#;

@@ -29,23 +29,8 @@ async fn main() {
     let mock_url = format!("http://127.0.0.1:{mock_port}/contacts");
     wait_up(&format!("http://127.0.0.1:{mock_port}/")).await;
 
-    let config = tempfile::tempdir().unwrap();
-    write_config(config.path(), &mock_url);
-    let data = tempfile::tempdir().unwrap();
-    let serve_port = free_port();
-    let config_dir = config.path().to_string_lossy().into_owned();
-    let data_dir = data.path().to_string_lossy().into_owned();
-    let mut serve = spawn(&[
-        "serve",
-        "--config",
-        &config_dir,
-        "--data",
-        &data_dir,
-        "--listen",
-        &format!("127.0.0.1:{serve_port}"),
-    ]);
-    wait_up(&format!("http://127.0.0.1:{serve_port}/healthz")).await;
-    let idle_rss = peak_rss_mb(serve.id());
+    let serve = Served::start(&mock_url).await;
+    let idle_rss = peak_rss_mb(serve.child.id());
 
     let bare = load(
         &mock_url,
@@ -55,7 +40,7 @@ async fn main() {
         None,
     )
     .await;
-    let base = format!("http://127.0.0.1:{serve_port}");
+    let base = serve.base.clone();
     let events_url = format!("{base}/events");
     let started = std::time::Instant::now();
     let full = load(&events_url, event, conns, secs, None).await;
@@ -71,7 +56,7 @@ async fn main() {
     let client = reqwest::Client::new();
     let drained = drained(&client, &base, std::time::Duration::from_secs(600)).await;
     let delivered = delivered(&client, &base).await;
-    let rss = peak_rss_mb(serve.id());
+    let rss = peak_rss_mb(serve.child.id());
     let deliveries_per_sec = drained.map(|at| delivered / at.duration_since(started).as_secs_f64());
     println!(
         "{secs} s per run, {conns} connections, 2 cores shared by load generator, server and receiver\n"
@@ -104,8 +89,7 @@ async fn main() {
         ),
     }
     println!("serve RSS: {idle_rss:.1} MB idle (peak before load), {rss:.1} MB peak");
-    let _ = serve.kill();
-    let _ = serve.wait();
+    drop(serve);
     let _ = mock.kill();
     let _ = mock.wait();
 }

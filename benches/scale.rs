@@ -63,11 +63,6 @@ async fn fill(url: &str, total: usize, batch: usize, conns: usize) -> f64 {
     total as f64 / started.elapsed().as_secs_f64()
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
-
 /// Median milliseconds of `GET url(i)` over `n` requests.
 async fn time_gets(client: &reqwest::Client, n: usize, url: impl Fn(usize) -> String) -> f64 {
     let mut times = Vec::new();
@@ -93,28 +88,10 @@ async fn main() {
     let conns = env("CONNS", 32);
 
     let receiver_port = free_port();
-    let config = tempfile::tempdir().unwrap();
-    write_config(
-        config.path(),
-        &format!("http://127.0.0.1:{receiver_port}/contacts"),
-    );
-    let data = tempfile::tempdir().unwrap();
-    let serve_port = free_port();
-    let config_dir = config.path().to_string_lossy().into_owned();
-    let data_dir = data.path().to_string_lossy().into_owned();
-    let mut serve = spawn(&[
-        "serve",
-        "--config",
-        &config_dir,
-        "--data",
-        &data_dir,
-        "--listen",
-        &format!("127.0.0.1:{serve_port}"),
-    ]);
-    let base = format!("http://127.0.0.1:{serve_port}");
-    wait_up(&format!("{base}/healthz")).await;
+    let serve = Served::start(&format!("http://127.0.0.1:{receiver_port}/contacts")).await;
+    let base = serve.base.clone();
     let client = reqwest::Client::new();
-    let idle_rss = rss_mb(serve.id());
+    let idle_rss = rss_mb(serve.child.id());
     let events_url = format!("{base}/events");
 
     eprintln!("ingest with an empty queue");
@@ -124,8 +101,8 @@ async fn main() {
     // Let sled's page cache settle after the burst before reading RSS.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let filled = queue_depth(&client, &base).await.unwrap_or(0);
-    let full_rss = rss_mb(serve.id());
-    let fill_peak = peak_rss_mb(serve.id());
+    let full_rss = rss_mb(serve.child.id());
+    let fill_peak = peak_rss_mb(serve.child.id());
     eprintln!("ingest with {filled} pending");
     let loaded = load(&events_url, |n| event(n + 200_000_000), conns, secs, None).await;
     let depth = queue_depth(&client, &base).await.unwrap_or(0);
@@ -155,7 +132,7 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     let first = first.unwrap_or(drained_at);
-    let drain_peak = peak_rss_mb(serve.id());
+    let drain_peak = peak_rss_mb(serve.child.id());
     let sent = delivered(&client, &base).await;
 
     eprintln!("searching");
@@ -239,8 +216,6 @@ async fn main() {
         loaded.errors,
         hits["entries"].as_array().map_or(0, |a| a.len())
     );
-    let _ = serve.kill();
-    let _ = serve.wait();
     let _ = mock.kill();
     let _ = mock.wait();
 }

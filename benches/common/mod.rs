@@ -217,3 +217,52 @@ pub async fn drained(client: &reqwest::Client, base: &str, limit: Duration) -> O
     }
     None
 }
+
+/// The median of some figures.
+pub fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// A `switchboard serve` on a fresh data folder with the reference configuration
+/// delivering to `url`; stopped when dropped.
+pub struct Served {
+    pub child: Child,
+    /// `http://127.0.0.1:<port>`
+    pub base: String,
+    _config: tempfile::TempDir,
+    _data: tempfile::TempDir,
+}
+
+impl Served {
+    pub async fn start(url: &str) -> Served {
+        let config = tempfile::tempdir().unwrap();
+        write_config(config.path(), url);
+        let data = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let child = spawn(&[
+            "serve",
+            "--config",
+            &config.path().to_string_lossy(),
+            "--data",
+            &data.path().to_string_lossy(),
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ]);
+        let base = format!("http://127.0.0.1:{port}");
+        wait_up(&format!("{base}/healthz")).await;
+        Served {
+            child,
+            base,
+            _config: config,
+            _data: data,
+        }
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
