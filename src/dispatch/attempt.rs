@@ -68,7 +68,16 @@ pub(super) async fn run(
     dequeued: DateTime<Utc>,
     reached: &mut Option<bool>,
 ) -> Result<Option<(Delivery, LogEntry)>, StoreError> {
-    let delivery = d.store.delivery(id)?;
+    let delivery = match d.store.delivery(id) {
+        Err(e @ StoreError::Corrupt { .. }) => {
+            // Nothing can be sent from a record that cannot be read: it leaves the queue,
+            // once, rather than being picked again at every tick.
+            tracing::error!(delivery = %id, endpoint = %endpoint, "delivery {id} cannot be read and is dropped from the queue: {e}");
+            d.store.unqueue(endpoint, dequeued, id)?;
+            return Ok(None);
+        }
+        other => other?,
+    };
     let Some(mut delivery) = delivery.filter(|d| !d.state.is_final()) else {
         d.store.unqueue(endpoint, dequeued, id)?;
         return Ok(None);
@@ -78,13 +87,25 @@ pub(super) async fn run(
     let attempt = delivery.attempts + 1;
     let mut request_shown = None;
     let mut warnings = Vec::new();
-    let verdict = match d.store.event(&delivery.event_source, &delivery.event_id)? {
-        None => Verdict::failed(
+    let stored = match d.store.event(&delivery.event_source, &delivery.event_id) {
+        Err(StoreError::Corrupt { message, .. }) => Err(message),
+        other => Ok(other?),
+    };
+    let verdict = match stored {
+        Err(why) => Verdict::failed(
+            ErrorKind::Store,
+            format!(
+                "the stored event {} cannot be read back ({why}): it cannot be sent",
+                delivery.event_id
+            ),
+            false,
+        ),
+        Ok(None) => Verdict::failed(
             ErrorKind::Render,
             format!("event {} is no longer stored (purged?)", delivery.event_id),
             false,
         ),
-        Some(stored) => {
+        Ok(Some(stored)) => {
             // Rendered at the event's arrival time, so that every attempt sends the same.
             let planned = engine.render(&stored.event, &delivery.target, stored.event.received_at);
             warnings = planned

@@ -155,6 +155,29 @@ pub struct Dispatcher {
     listeners: RwLock<Vec<AttemptListener>>,
     /// Attempts in flight (not yet recorded), over all endpoints.
     active: AtomicUsize,
+    /// Deliveries whose last attempt could not be recorded: each waits out its backoff
+    /// before it is tried again, so that a failing store never turns into a resend loop.
+    held: Mutex<HashMap<DeliveryId, Hold>>,
+    /// When recovering the store was last tried (while it fails).
+    recovery_tried: Mutex<Option<tokio::time::Instant>>,
+}
+
+/// A delivery held back after its attempt could not be recorded.
+#[derive(Debug, Clone, Copy)]
+struct Hold {
+    /// Not tried again before this.
+    until: DateTime<Utc>,
+    /// Attempts in a row that could not be recorded.
+    failures: u32,
+}
+
+/// The longest a delivery is held back after its attempts could not be recorded.
+pub const MAX_HOLD: Duration = Duration::from_secs(60);
+
+/// How long a delivery waits after `failures` attempts in a row could not be recorded:
+/// 1 s, 2 s, 4 s … up to [`MAX_HOLD`].
+fn hold_for(failures: u32) -> Duration {
+    Duration::from_secs(1u64 << failures.saturating_sub(1).min(16)).min(MAX_HOLD)
 }
 
 impl std::fmt::Debug for Dispatcher {
@@ -204,6 +227,8 @@ impl Dispatcher {
             ids: Mutex::new(ulid::Generator::new()),
             listeners: RwLock::new(Vec::new()),
             active: AtomicUsize::new(0),
+            held: Mutex::new(HashMap::new()),
+            recovery_tried: Mutex::new(None),
         })
     }
 
@@ -326,6 +351,8 @@ impl Dispatcher {
     /// not-yet-due delivery falls due.
     fn tick(self: &Arc<Self>) -> Result<Option<DateTime<Utc>>, StoreError> {
         let now = self.clock.now();
+        // Nothing is sent while the store fails: its attempt could not be recorded.
+        self.store.health()?;
         let mut next: Option<DateTime<Utc>> = None;
         for endpoint in self.store.queued_endpoints()? {
             let lane = self.lane(&endpoint);
@@ -351,11 +378,14 @@ impl Dispatcher {
             if room == 0 {
                 continue;
             }
+            let held = self.held.lock().unwrap_or_else(|p| p.into_inner()).clone();
             let busy = |id: &DeliveryId| {
-                self.in_flight
-                    .lock()
-                    .map(|set| set.contains(id))
-                    .unwrap_or(true)
+                held.get(id).is_some_and(|h| h.until > now)
+                    || self
+                        .in_flight
+                        .lock()
+                        .map(|set| set.contains(id))
+                        .unwrap_or(true)
             };
             let (due, later) = self.store.due(&endpoint, now, room, &busy)?;
             if let Some(later) = later {
@@ -401,7 +431,14 @@ impl Dispatcher {
             }
         }
         let mut answered = None;
-        match attempt::run(&self, &id, &endpoint, dequeued, &mut answered).await {
+        let result = attempt::run(&self, &id, &endpoint, dequeued, &mut answered).await;
+        if result.is_ok() {
+            self.held
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&id);
+        }
+        match result {
             Ok(Some((delivery, entry))) => {
                 if let Ok(listeners) = self.listeners.read() {
                     for listener in listeners.iter() {
@@ -410,7 +447,7 @@ impl Dispatcher {
                 }
             }
             Ok(None) => {}
-            Err(e) => eprintln!("switchboard: attempt of delivery {id} could not be recorded: {e}"),
+            Err(e) => self.hold(&id, &endpoint, &e),
         }
         let change = lane
             .health
@@ -429,6 +466,55 @@ impl Dispatcher {
         self.wake.notify_one();
     }
 
+    /// Holds a delivery back after its attempt could not be recorded (it stays queued, so
+    /// it is sent again: at-least-once), for 1 s, then 2 s … up to [`MAX_HOLD`]; logs the
+    /// first failure of a run of them only.
+    fn hold(&self, id: &DeliveryId, endpoint: &str, error: &StoreError) {
+        let now = self.clock.now();
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        let failures = held.get(id).map_or(0, |h| h.failures) + 1;
+        let wait = hold_for(failures);
+        held.insert(
+            id.clone(),
+            Hold {
+                until: now + chrono::Duration::from_std(wait).unwrap_or_default(),
+                failures,
+            },
+        );
+        if failures == 1 {
+            tracing::warn!(
+                delivery = %id, endpoint = %endpoint,
+                "the attempt of delivery {id} could not be recorded ({error}); it stays queued and is tried again after a pause (1s, doubling up to {}s)",
+                MAX_HOLD.as_secs()
+            );
+        }
+    }
+
+    /// While the store fails, tries to recover it, at most once a second.
+    async fn recover_store(&self) {
+        if self.store.health().is_ok() {
+            return;
+        }
+        {
+            let mut tried = self
+                .recovery_tried
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let now = tokio::time::Instant::now();
+            if tried.is_some_and(|at| now.duration_since(at) < Duration::from_secs(1)) {
+                return;
+            }
+            *tried = Some(now);
+        }
+        let store = self.store.clone();
+        match tokio::task::spawn_blocking(move || store.recover()).await {
+            Ok(Ok(true)) => self.wake(),
+            Ok(Ok(false)) => {}
+            Ok(Err(e)) => tracing::debug!("the store does not recover yet: {e}"),
+            Err(e) => tracing::error!("recovering the store panicked: {e}"),
+        }
+    }
+
     /// Runs the dispatcher until every delivery in `ids` is finished, or pending with its
     /// next attempt more than `wait` away, or waiting for an endpoint that is paused because
     /// it does not answer (those stay queued for `serve`). Calls `progress`
@@ -443,12 +529,21 @@ impl Dispatcher {
         let runner = tokio::spawn(self.clone().run(stop_rx, Duration::from_secs(30)));
         self.wake();
         let result = loop {
+            if let Err(e) = self.store.health() {
+                break Err(e);
+            }
             let mut settled = Vec::with_capacity(ids.len());
             let mut open = 0;
             let now = self.clock.now();
+            let mut read_error = None;
             for id in ids {
-                let Some(delivery) = self.store.delivery(id)? else {
-                    continue;
+                let delivery = match self.store.delivery(id) {
+                    Ok(Some(delivery)) => delivery,
+                    Ok(None) => continue,
+                    Err(e) => {
+                        read_error = Some(e);
+                        break;
+                    }
                 };
                 let far = delivery.due_at.is_some_and(|due| {
                     due.signed_duration_since(now)
@@ -467,9 +562,12 @@ impl Dispatcher {
                 }
                 settled.push(delivery);
             }
+            if let Some(e) = read_error {
+                break Err(e);
+            }
             progress(settled.len() - open);
             if open == 0 {
-                break settled;
+                break Ok(settled);
             }
             tokio::select! {
                 _ = self.attempt_recorded() => {}
@@ -478,7 +576,7 @@ impl Dispatcher {
         };
         let _ = stop_tx.send(true);
         let _ = runner.await;
-        Ok(result)
+        result
     }
 
     /// Sends due deliveries until `stop` turns true, then waits (up to `drain`) for the
@@ -486,10 +584,13 @@ impl Dispatcher {
     pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>, drain: Duration) {
         const IDLE: Duration = Duration::from_secs(1);
         loop {
+            self.recover_store().await;
             let next = match self.tick() {
                 Ok(next) => next,
+                // Logged once by the store when it began to fail.
+                Err(e) if e.is_unavailable() => None,
                 Err(e) => {
-                    eprintln!("switchboard: cannot read the delivery queue: {e}");
+                    tracing::error!("cannot read the delivery queue: {e}");
                     None
                 }
             };
@@ -532,7 +633,7 @@ pub async fn purge_loop(
         let store2 = store.clone();
         let result = tokio::task::spawn_blocking(move || store2.purge(cutoff)).await;
         if let Ok(Err(e)) = result {
-            eprintln!("switchboard: purging the connect log failed: {e}");
+            tracing::error!("purging the connect log failed: {e}");
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(3600)) => {}

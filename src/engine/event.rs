@@ -211,10 +211,36 @@ fn envelope_or_payload(value: Value, kind: Option<&str>) -> Result<Event, EventE
     Ok(event)
 }
 
+/// Event data nests at most this many levels of objects and arrays. One limit for every
+/// door (`/events`, hooks, `send`): the store reads back what it wrote with serde_json's
+/// limit of 128 levels, and a stored record wraps the data in a few levels more, so data
+/// accepted at this depth always reads back.
+pub const MAX_DEPTH: usize = 64;
+
+/// Refuses data nested deeper than [`MAX_DEPTH`] (checked without recursion).
+pub fn check_depth(data: &Value) -> Result<(), EventError> {
+    let mut stack = vec![(data, 1usize)];
+    while let Some((value, depth)) = stack.pop() {
+        let children: Box<dyn Iterator<Item = &Value>> = match value {
+            Value::Object(map) => Box::new(map.values()),
+            Value::Array(items) => Box::new(items.iter()),
+            _ => continue,
+        };
+        if depth > MAX_DEPTH {
+            return Err(EventError(format!(
+                "event data is nested more than {MAX_DEPTH} levels deep"
+            )));
+        }
+        stack.extend(children.map(|child| (child, depth + 1)));
+    }
+    Ok(())
+}
+
 fn raw_payload(data: Value, kind: &str, id: Option<IdValue>) -> Result<Event, EventError> {
     if kind.trim().is_empty() {
         return Err(EventError("the event type is empty".into()));
     }
+    check_depth(&data)?;
     if !data.is_object() {
         return Err(EventError(format!(
             "event data must be a JSON object, got {}",
@@ -249,6 +275,33 @@ fn type_name(value: &Value) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use serde_json::json;
+
+    fn nested(levels: usize) -> Value {
+        let mut value = json!(1);
+        for i in 0..levels {
+            value = if i % 2 == 0 {
+                json!({ "a": value })
+            } else {
+                json!([value])
+            };
+        }
+        value
+    }
+
+    #[test]
+    fn data_nested_past_the_limit_is_refused_and_data_at_it_is_not() {
+        assert!(check_depth(&nested(MAX_DEPTH)).is_ok());
+        let error = check_depth(&nested(MAX_DEPTH + 1)).unwrap_err();
+        assert!(
+            error.0.contains("nested more than 64 levels"),
+            "{}",
+            error.0
+        );
+        let envelope = json!({"type": "t", "data": nested(MAX_DEPTH + 1)});
+        assert!(event_from_value(envelope, None, Utc::now()).is_err());
+    }
 
     #[test]
     fn reads_envelopes_raw_payloads_arrays_and_ndjson() {

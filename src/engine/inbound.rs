@@ -46,7 +46,9 @@ impl InboundEndpoint {
         adaptors: &[Adaptor],
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<(Event, Vec<String>), String> {
-        let mut event = Event::new("", Value::Object(payload));
+        let payload = Value::Object(payload);
+        super::event::check_depth(&payload).map_err(|e| e.0)?;
+        let mut event = Event::new("", payload);
         event.source = self.name.clone();
         event.received_at = now;
         let scope = RenderScope::new(&event, templates);

@@ -299,9 +299,16 @@ pub(super) async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// `GET /readyz`: serving (configuration loaded, data folder open, not stopping).
+/// `GET /readyz`: serving (configuration loaded, data folder open and writable, not
+/// stopping).
 pub(super) async fn readyz(State(app): State<Arc<App>>) -> Response {
-    if app.ready.load(Ordering::SeqCst) {
+    if let Err(e) = app.store.health() {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "not ready", "reason": e.to_string()})),
+        )
+            .into_response()
+    } else if app.ready.load(Ordering::SeqCst) {
         Json(json!({"status": "ready", "queue_depth": app.store.queue_depth()})).into_response()
     } else {
         (

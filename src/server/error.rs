@@ -14,6 +14,8 @@ pub struct ApiError {
     pub status: StatusCode,
     /// What is wrong, for the client.
     pub message: String,
+    /// Seconds for a `Retry-After` header (503: the storage is failing).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -22,6 +24,7 @@ impl ApiError {
         ApiError {
             status: StatusCode::BAD_REQUEST,
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -30,6 +33,7 @@ impl ApiError {
         ApiError {
             status: StatusCode::UNAUTHORIZED,
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -38,6 +42,7 @@ impl ApiError {
         ApiError {
             status: StatusCode::FORBIDDEN,
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -46,6 +51,7 @@ impl ApiError {
         ApiError {
             status: StatusCode::NOT_FOUND,
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -54,6 +60,7 @@ impl ApiError {
         ApiError {
             status: StatusCode::PAYLOAD_TOO_LARGE,
             message: format!("the body is over the {limit} byte limit (--max-body)"),
+            retry_after: None,
         }
     }
 
@@ -63,18 +70,44 @@ impl ApiError {
         ApiError {
             status: StatusCode::INTERNAL_SERVER_ERROR,
             message: "internal error; see the server log".into(),
+            retry_after: None,
+        }
+    }
+
+    /// 503: the storage is failing (disk full, I/O error); nothing was accepted, and the
+    /// client should send again after `Retry-After`.
+    pub fn unavailable(detail: impl std::fmt::Display) -> ApiError {
+        tracing::debug!(error = %detail, "refused: storage is failing");
+        ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message: "storage is failing (disk full or I/O error): nothing was accepted; send again later".into(),
+            retry_after: Some(RETRY_AFTER_SECS),
         }
     }
 }
 
+/// What a 503 for failing storage asks the client to wait.
+pub const RETRY_AFTER_SECS: u64 = 5;
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(json!({ "error": self.message }))).into_response()
+        let mut response = (self.status, Json(json!({ "error": self.message }))).into_response();
+        if let Some(secs) = self.retry_after {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(secs),
+            );
+        }
+        response
     }
 }
 
 impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> ApiError {
-        ApiError::internal(e)
+        match e {
+            crate::store::StoreError::NotFound(what) => ApiError::not_found(what),
+            e if e.is_unavailable() => ApiError::unavailable(e),
+            e => ApiError::internal(e),
+        }
     }
 }

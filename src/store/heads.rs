@@ -54,9 +54,11 @@ impl Heads {
         self.map.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Loads the head of every endpoint that has queued deliveries in `tree`.
-    pub fn load(tree: &sled::Tree) -> Result<Heads, sled::Error> {
-        let heads = Heads::default();
+    /// Forgets what it holds, then loads the head of every endpoint that has queued
+    /// deliveries in `tree`.
+    pub fn load(&self, tree: &sled::Tree) -> Result<(), sled::Error> {
+        self.map().clear();
+        let heads = self;
         let mut from: Vec<u8> = vec![keys::space::QUEUE];
         let end = vec![keys::space::QUEUE + 1];
         while let Some(item) = tree.range(from.as_slice()..end.as_slice()).next() {
@@ -67,7 +69,7 @@ impl Heads {
             from = keys::after_queue(&endpoint);
             heads.refill(tree, &endpoint)?;
         }
-        Ok(heads)
+        Ok(())
     }
 
     /// A queue key was written to sled.
@@ -215,7 +217,8 @@ mod tests {
             tree.insert(key("crm", n as i64, n), &[]).unwrap();
         }
         tree.insert(key("erp", 5, 1), &[]).unwrap();
-        let heads = Heads::load(&tree).unwrap();
+        let heads = Heads::default();
+        heads.load(&tree).unwrap();
         assert_eq!(heads.endpoints(), ["crm", "erp"]);
         // Everything is found, in order, across a refill.
         let all = due_ids(&heads, &tree, "crm", usize::MAX);

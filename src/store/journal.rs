@@ -43,9 +43,45 @@ struct State {
     /// Closed segments, oldest first (the open one is not in the list).
     closed: Vec<Segment>,
     current: Segment,
+    /// The open segment may hold a torn record or pages a failed sync lost: nothing more
+    /// is appended to it (a reader stops at the first bad record); the next append starts
+    /// a new segment.
+    suspect: bool,
 }
 
-type Waiter = (u64, oneshot::Sender<Result<(), String>>);
+impl State {
+    /// Closes the open segment and continues in a new one, starting at the next record.
+    fn roll(&mut self, dir: &Path) -> io::Result<()> {
+        let next = Segment {
+            first_seq: self.next_seq,
+            path: segment_path(dir, self.next_seq),
+        };
+        if next.path == self.current.path {
+            // Nothing was appended to the open segment since it was started.
+            if self.suspect {
+                self.file.set_len(0)?;
+                self.bytes = 0;
+                self.suspect = false;
+            }
+            return Ok(());
+        }
+        // Records of the closing segment that were appended but not yet synced must not be
+        // taken as durable by a sync of the new one.
+        self.file.sync_data()?;
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&next.path)?;
+        let closed = std::mem::replace(&mut self.current, next);
+        self.closed.push(closed);
+        self.file = Arc::new(file);
+        self.bytes = 0;
+        self.suspect = false;
+        Ok(())
+    }
+}
+
+type Waiter = (u64, oneshot::Sender<io::Result<()>>);
 
 struct Inner {
     dir: PathBuf,
@@ -62,9 +98,19 @@ impl Inner {
     fn sync_now(&self) -> io::Result<u64> {
         let (file, last) = {
             let state = self.state();
+            if state.suspect {
+                return Err(io::Error::other(
+                    "the journal failed earlier; it takes no more until the store recovers",
+                ));
+            }
             (state.file.clone(), state.next_seq - 1)
         };
-        file.sync_data()?;
+        if let Err(e) = file.sync_data() {
+            // What the failed sync covered may be lost from the page cache: a later record
+            // behind a hole would be unreadable.
+            self.state().suspect = true;
+            return Err(e);
+        }
         self.synced.fetch_max(last, Ordering::SeqCst);
         Ok(last)
     }
@@ -210,6 +256,7 @@ impl Journal {
                 bytes: 0,
                 closed: segments,
                 current,
+                suspect: false,
             }),
             synced: AtomicU64::new(last_seq),
         };
@@ -225,9 +272,19 @@ impl Journal {
     /// Appends a batch; returns its sequence number. Durable only after [`Journal::sync`].
     pub fn append(&self, ops: &[Op]) -> io::Result<u64> {
         let mut state = self.inner.state();
+        if state.suspect {
+            state.roll(&self.inner.dir)?;
+        }
         let seq = state.next_seq;
         let record = encode(seq, ops);
-        (&*state.file).write_all(&record)?;
+        if let Err(e) = (&*state.file).write_all(&record) {
+            // A short write (disk full) leaves part of the record: cut it off, or if that
+            // fails too, leave this segment for a new one.
+            if state.file.set_len(state.bytes).is_err() {
+                state.suspect = true;
+            }
+            return Err(e);
+        }
         state.next_seq += 1;
         state.bytes += record.len() as u64;
         if state.bytes > SEGMENT_BYTES {
@@ -256,19 +313,37 @@ impl Journal {
     }
 
     /// Waits until every record up to `seq` is on disk. Concurrent callers share one sync.
-    pub async fn sync(&self, seq: u64) -> Result<(), String> {
+    pub async fn sync(&self, seq: u64) -> io::Result<()> {
         if self.inner.synced.load(Ordering::SeqCst) >= seq {
             return Ok(());
         }
+        let stopped = || io::Error::other("the journal's sync task stopped");
         let (tx, rx) = oneshot::channel();
         let flusher = self
             .flusher
             .get_or_init(|| start_flusher(self.inner.clone()));
-        flusher
-            .send((seq, tx))
-            .map_err(|_| "the journal's sync task stopped".to_string())?;
-        rx.await
-            .map_err(|_| "the journal's sync task stopped".to_string())?
+        flusher.send((seq, tx)).map_err(|_| stopped())?;
+        rx.await.map_err(|_| stopped())?
+    }
+
+    /// Closes the open segment and continues in a new one (after a storage failure, so
+    /// that nothing new sits behind a record the disk may not hold).
+    pub fn roll(&self) -> io::Result<()> {
+        let mut state = self.inner.state();
+        state.suspect = true;
+        state.roll(&self.inner.dir)
+    }
+
+    /// Every record after `applied` in the segments on disk, in order (what sled must
+    /// apply again when it is reopened).
+    pub fn records_after(&self, applied: u64) -> io::Result<Vec<Record>> {
+        let state = self.inner.state();
+        let mut records = Vec::new();
+        for segment in state.closed.iter().chain(std::iter::once(&state.current)) {
+            let (found, _) = read_segment(&segment.path)?;
+            records.extend(found.into_iter().filter(|(seq, _)| *seq > applied));
+        }
+        Ok(records)
     }
 
     /// Makes everything appended durable, from synchronous code.
@@ -308,11 +383,19 @@ fn start_flusher(inner: Arc<Inner>) -> mpsc::UnboundedSender<Waiter> {
             let syncing = inner.clone();
             let result = match tokio::task::spawn_blocking(move || syncing.sync_now()).await {
                 Ok(Ok(_)) => Ok(()),
-                Ok(Err(e)) => Err(format!("cannot sync the journal: {e}")),
-                Err(e) => Err(format!("the journal's sync failed: {e}")),
+                Ok(Err(e)) => Err(e),
+                Err(e) => Err(io::Error::other(format!(
+                    "the journal's sync task failed: {e}"
+                ))),
             };
             for (_, waiter) in waiters {
-                let _ = waiter.send(result.clone());
+                let _ = waiter.send(match &result {
+                    Ok(()) => Ok(()),
+                    Err(e) => Err(io::Error::new(
+                        e.kind(),
+                        format!("cannot sync the journal: {e}"),
+                    )),
+                });
             }
         }
     });

@@ -98,7 +98,8 @@ pub(super) fn search(store: &Store, query: &LogQuery) -> Result<Vec<LogEntry>, S
     match prefix {
         None => {
             let range = range(&bounds, &[keys::space::LOG]);
-            let iter = store.tree.range(range);
+            let tree = store.tree()?;
+            let iter = tree.range(range);
             let iter: Box<dyn Iterator<Item = _>> = if newest_first {
                 Box::new(iter.rev())
             } else {
@@ -112,7 +113,8 @@ pub(super) fn search(store: &Store, query: &LogQuery) -> Result<Vec<LogEntry>, S
             }
         }
         Some(prefix) => {
-            let iter = store.tree.range(range(&bounds, &prefix));
+            let tree = store.tree()?;
+            let iter = tree.range(range(&bounds, &prefix));
             let iter: Box<dyn Iterator<Item = _>> = if newest_first {
                 Box::new(iter.rev())
             } else {

@@ -42,8 +42,15 @@ pub enum StoreError {
     )]
     Locked(PathBuf),
     /// sled failed.
-    #[error("data folder error: {0}")]
+    #[error("data folder error (sled): {0}")]
     Sled(#[from] sled::Error),
+    /// The journal could not be written, synced or read.
+    #[error("journal error: {0}")]
+    Journal(std::io::Error),
+    /// Storage failed earlier (disk full, I/O error) and has not recovered yet: nothing is
+    /// written until it has.
+    #[error("storage is failing ({0}); retrying until it works again")]
+    Unavailable(String),
     /// A stored record could not be read back.
     #[error("corrupt record {key}: {message}")]
     Corrupt {
@@ -55,6 +62,17 @@ pub enum StoreError {
     /// No such record.
     #[error("{0}")]
     NotFound(String),
+}
+
+impl StoreError {
+    /// Whether this is the storage failing (disk full, I/O error) rather than a bad request
+    /// or a bad record: the caller should try again later (a server answers 503).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Sled(_) | StoreError::Journal(_) | StoreError::Unavailable(_)
+        )
+    }
 }
 
 /// Due deliveries of an endpoint (with the due time of each one's queue entry), and when
@@ -72,14 +90,51 @@ pub struct Accepted {
     pub duplicate: bool,
 }
 
+/// sled, open. Its I/O errors are sticky (every later call fails with the same error), so
+/// after a storage failure it is closed and opened again ([`Store::recover`]).
+#[derive(Clone)]
+struct Sled {
+    db: sled::Db,
+    /// Everything, in key spaces (see `keys::space`).
+    tree: sled::Tree,
+}
+
+/// Whether the storage works. Set failing by the first write, sync or checkpoint that
+/// fails; cleared only by [`Store::recover`].
+#[derive(Default)]
+struct Health {
+    failing: std::sync::atomic::AtomicBool,
+    reason: std::sync::Mutex<Option<String>>,
+}
+
+impl Health {
+    /// Notes a storage failure; logs it once, when the storage goes from working to failing.
+    fn fail(&self, reason: String) {
+        let mut held = self.reason.lock().unwrap_or_else(|p| p.into_inner());
+        if !self.failing.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            tracing::error!(
+                "storage failed: {reason}; refusing new events (503) and holding deliveries until it works again"
+            );
+            *held = Some(reason);
+        }
+    }
+
+    fn check(&self) -> Result<(), StoreError> {
+        if !self.failing.load(std::sync::atomic::Ordering::SeqCst) {
+            return Ok(());
+        }
+        let reason = self.reason.lock().unwrap_or_else(|p| p.into_inner());
+        Err(StoreError::Unavailable(
+            reason.clone().unwrap_or_else(|| "unknown failure".into()),
+        ))
+    }
+}
+
 /// The data folder, open.
 pub struct Store {
     path: PathBuf,
-    db: sled::Db,
-    /// Everything, in key spaces (see `keys::space`): one tree, so that one batch writes an
-    /// event with its deliveries, or an attempt with its entry, index and queue change,
-    /// atomically and without sled's slower multi-tree transactions.
-    tree: sled::Tree,
+    /// None only while [`Store::recover`] reopens it.
+    sled: std::sync::RwLock<Option<Sled>>,
     /// Serialises the read-then-write of accepting an event (dedupe) and of replaying.
     /// One process holds the folder, so a process-wide lock is enough.
     writer: Arc<std::sync::Mutex<()>>,
@@ -94,6 +149,7 @@ pub struct Store {
     /// When sled last caught up with the journal (unix ms), to delete old segments.
     checkpointed: std::sync::atomic::AtomicI64,
     dedupe_window: Duration,
+    health: Arc<Health>,
 }
 
 impl std::fmt::Debug for Store {
@@ -108,53 +164,98 @@ pub const DEFAULT_DEDUPE_WINDOW: Duration = Duration::from_secs(24 * 3600);
 impl Store {
     /// Opens (or creates) the data folder. Only one process may hold it.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        let db = sled::Config::new()
-            .path(path)
-            // The default cache is 1 GiB; the working set here is the queue head and
-            // recent log entries.
-            .cache_capacity(32 * 1024 * 1024)
-            .flush_every_ms(Some(500))
-            .mode(sled::Mode::HighThroughput)
-            .open()
-            .map_err(|e| match &e {
-                sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => {
-                    StoreError::Locked(path.to_path_buf())
-                }
-                sled::Error::Io(io) if io.to_string().contains("lock") => {
-                    StoreError::Locked(path.to_path_buf())
-                }
-                _ => StoreError::Sled(e),
-            })?;
-        let tree = db.open_tree("switchboard")?;
-        let applied = tree
-            .get(keys::JOURNAL_APPLIED)?
-            .and_then(|v| v.as_ref().try_into().ok().map(u64::from_be_bytes))
-            .unwrap_or(0);
+        let sled = open_sled(path)?;
+        let applied = applied_mark(&sled.tree)?;
         let (journal, pending) =
-            Journal::open(&path.join("journal"), applied).map_err(sled::Error::Io)?;
+            Journal::open(&path.join("journal"), applied).map_err(StoreError::Journal)?;
         // What had not reached sled's disk before a crash, in the order it was written.
-        for (_, ops) in &pending {
-            apply(&tree, ops)?;
-        }
-        if let Some((last, _)) = pending.last() {
-            tree.insert(keys::JOURNAL_APPLIED, &last.to_be_bytes())?;
-            db.flush()?;
-            journal.checkpoint(*last).map_err(sled::Error::Io)?;
-        }
-        let queued = tree.scan_prefix([keys::space::QUEUE]).count();
-        let heads = Heads::load(&tree)?;
+        catch_up(&sled, &journal, pending)?;
+        let queued = sled.tree.scan_prefix([keys::space::QUEUE]).count();
+        let heads = Heads::default();
+        heads.load(&sled.tree)?;
         Ok(Store {
             path: path.to_path_buf(),
-            tree,
+            sled: std::sync::RwLock::new(Some(sled)),
             writer: Arc::new(std::sync::Mutex::new(())),
             heads,
             queued: std::sync::atomic::AtomicUsize::new(queued),
             writes: std::sync::atomic::AtomicU64::new(0),
-            db,
             journal: Arc::new(journal),
             checkpointed: std::sync::atomic::AtomicI64::new(Utc::now().timestamp_millis()),
             dedupe_window: DEFAULT_DEDUPE_WINDOW,
+            health: Arc::default(),
         })
+    }
+
+    /// sled as open now.
+    fn sled(&self) -> Result<Sled, StoreError> {
+        self.sled
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or_else(|| StoreError::Unavailable("the data folder is being reopened".into()))
+    }
+
+    /// The tree as open now.
+    fn tree(&self) -> Result<sled::Tree, StoreError> {
+        Ok(self.sled()?.tree)
+    }
+
+    /// Whether the storage works: `Err(Unavailable)` with the reason after a write, sync or
+    /// checkpoint failed, until [`Store::recover`] succeeds.
+    pub fn health(&self) -> Result<(), StoreError> {
+        self.health.check()
+    }
+
+    /// Notes that storage failed, and passes the error on.
+    fn failed(&self, error: StoreError) -> StoreError {
+        self.health.fail(error.to_string());
+        error
+    }
+
+    /// After a storage failure: if the folder takes writes again, starts a new journal
+    /// segment (the old one may end in a record that never reached the disk), closes sled
+    /// and opens it again (its errors are sticky), applies what the journal holds beyond
+    /// sled's last checkpoint, and reloads the queue heads. Returns whether the store was
+    /// failing and works now; an error while it still fails.
+    pub fn recover(&self) -> Result<bool, StoreError> {
+        if self.health.check().is_ok() {
+            return Ok(false);
+        }
+        probe_space(&self.path).map_err(StoreError::Journal)?;
+        let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        self.journal.roll().map_err(StoreError::Journal)?;
+        let old = self.sled.write().unwrap_or_else(|p| p.into_inner()).take();
+        drop(old);
+        // Other holders of the old sled (a read in progress) close it soon; its file lock
+        // goes with the last of them.
+        let mut tries = 0;
+        let sled = loop {
+            match open_sled(&self.path) {
+                Ok(sled) => break sled,
+                Err(StoreError::Locked(_)) if tries < 50 => {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        let applied = applied_mark(&sled.tree)?;
+        let pending = self
+            .journal
+            .records_after(applied)
+            .map_err(StoreError::Journal)?;
+        catch_up(&sled, &self.journal, pending)?;
+        let queued = sled.tree.scan_prefix([keys::space::QUEUE]).count();
+        self.heads.load(&sled.tree)?;
+        self.queued
+            .store(queued, std::sync::atomic::Ordering::SeqCst);
+        *self.sled.write().unwrap_or_else(|p| p.into_inner()) = Some(sled);
+        self.health
+            .failing
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        tracing::info!(data = %self.path.display(), "storage works again: accepting events and delivering");
+        Ok(true)
     }
 
     /// Sets how long an event id stays a duplicate after it was accepted.
@@ -170,24 +271,26 @@ impl Store {
     /// Makes every acceptance and replay so far durable (the journal; concurrent callers
     /// share one fdatasync). Now and then also lets sled catch up and drops old journal.
     pub async fn commit(&self) -> Result<(), StoreError> {
-        self.journal
-            .sync(self.journal.last())
-            .await
-            .map_err(|e| StoreError::Sled(sled::Error::Unsupported(e)))?;
+        self.health.check()?;
+        if let Err(e) = self.journal.sync(self.journal.last()).await {
+            return Err(self.failed(StoreError::Journal(e)));
+        }
         self.maybe_checkpoint();
         Ok(())
     }
 
     /// Makes everything written so far durable, journal and sled, from synchronous code.
     pub fn commit_blocking(&self) -> Result<(), StoreError> {
-        self.journal.sync_blocking().map_err(sled::Error::Io)?;
-        self.checkpoint()?;
-        Ok(())
+        self.health.check()?;
+        if let Err(e) = self.journal.sync_blocking() {
+            return Err(self.failed(StoreError::Journal(e)));
+        }
+        self.checkpoint().map_err(|e| self.failed(e))
     }
 
     /// Flushes sled, then deletes the journal segments it now holds.
     fn checkpoint(&self) -> Result<(), StoreError> {
-        checkpoint(&self.db, &self.tree, &self.journal, &self.writer)
+        checkpoint(&self.sled()?, &self.journal, &self.writer)
     }
 
     /// Checkpoints in the background if the last one is more than a few seconds old.
@@ -203,15 +306,17 @@ impl Store {
         {
             return;
         }
-        let (db, tree, journal, writer) = (
-            self.db.clone(),
-            self.tree.clone(),
+        let Ok(sled) = self.sled() else {
+            return;
+        };
+        let (journal, writer, health) = (
             self.journal.clone(),
             self.writer.clone(),
+            self.health.clone(),
         );
         tokio::task::spawn_blocking(move || {
-            if let Err(e) = checkpoint(&db, &tree, &journal, &writer) {
-                tracing::warn!("journal checkpoint failed: {e}");
+            if let Err(e) = checkpoint(&sled, &journal, &writer) {
+                health.fail(format!("journal checkpoint failed: {e}"));
             }
         });
     }
@@ -221,10 +326,17 @@ impl Store {
     /// times as much per key, and the journal already makes the batch atomic). Keys are
     /// written in the order given, so callers put what a reader follows to last: an index
     /// key after its entry, a queue key after its delivery. Callers hold the writer lock,
-    /// so that the journal's order is sled's order.
+    /// so that the journal's order is sled's order. While the storage is failing nothing
+    /// is written (`Unavailable`).
     fn write(&self, ops: Vec<Op>) -> Result<(), StoreError> {
-        self.journal.append(&ops).map_err(sled::Error::Io)?;
-        apply(&self.tree, &ops)?;
+        self.health.check()?;
+        let tree = self.tree()?;
+        if let Err(e) = self.journal.append(&ops) {
+            return Err(self.failed(StoreError::Journal(e)));
+        }
+        if let Err(e) = apply(&tree, &ops) {
+            return Err(self.failed(StoreError::Sled(e)));
+        }
         self.writes
             .fetch_add(ops.len() as u64, std::sync::atomic::Ordering::Relaxed);
         for op in &ops {
@@ -252,6 +364,7 @@ impl Store {
         keys: &IndexMap<String, String>,
         now: DateTime<Utc>,
     ) -> Result<Accepted, StoreError> {
+        self.health.check()?;
         let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(stored) = self.event(&event.source, &event.id)? {
             let age = now.signed_duration_since(stored.accepted_at);
@@ -333,13 +446,19 @@ impl Store {
     /// An accepted event, by its source and id.
     pub fn event(&self, source: &str, id: &EventId) -> Result<Option<StoredEvent>, StoreError> {
         let key = keys::event(source, id);
-        self.tree.get(&key)?.map(|v| decode(&key, &v)).transpose()
+        self.tree()?
+            .get(&key)?
+            .map(|v| decode(&key, &v))
+            .transpose()
     }
 
     /// A delivery.
     pub fn delivery(&self, id: &DeliveryId) -> Result<Option<Delivery>, StoreError> {
         let key = keys::delivery(id);
-        self.tree.get(&key)?.map(|v| decode(&key, &v)).transpose()
+        self.tree()?
+            .get(&key)?
+            .map(|v| decode(&key, &v))
+            .transpose()
     }
 
     /// The endpoints that have queued deliveries, in name order.
@@ -362,7 +481,7 @@ impl Store {
                 Look::Found(ready, later) => return Ok((ready, later)),
                 Look::Refill => {
                     let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-                    self.heads.refill(&self.tree, endpoint)?;
+                    self.heads.refill(&self.tree()?, endpoint)?;
                 }
             }
         }
@@ -378,7 +497,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let key = keys::queue(endpoint, due, id);
-        if self.tree.contains_key(&key)? {
+        if self.tree()?.contains_key(&key)? {
             self.write(vec![Op::Remove(key)])?;
             self.count_queued(0, 1);
         }
@@ -415,6 +534,7 @@ impl Store {
         delivery: &Delivery,
         dequeued: Option<DateTime<Utc>>,
     ) -> Result<(), StoreError> {
+        self.health.check()?;
         let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let mut delivery = delivery.clone();
         let stored = self.delivery(&delivery.id)?;
@@ -442,14 +562,14 @@ impl Store {
         let mut removed = 0;
         if let Some(old) = &old
             && Some(old) != new.as_ref()
-            && self.tree.contains_key(old)?
+            && self.tree()?.contains_key(old)?
         {
             ops.push(Op::Remove(old.clone()));
             removed = 1;
         }
         if let Some(new) = new
             && Some(&new) != old.as_ref()
-            && !self.tree.contains_key(&new)?
+            && !self.tree()?.contains_key(&new)?
         {
             ops.push(Op::Insert(new, Vec::new()));
             added = 1;
@@ -463,6 +583,7 @@ impl Store {
     /// starts over. An attempt of it in flight is logged when it ends, but does not undo
     /// the replay.
     pub fn replay(&self, id: &DeliveryId, now: DateTime<Utc>) -> Result<Delivery, StoreError> {
+        self.health.check()?;
         let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let mut delivery = self
             .delivery(id)?
@@ -482,12 +603,12 @@ impl Store {
         let mut removed = 0;
         if let Some(old) = old
             && old != new
-            && self.tree.contains_key(&old)?
+            && self.tree()?.contains_key(&old)?
         {
             ops.push(Op::Remove(old));
             removed = 1;
         }
-        let added = usize::from(!self.tree.contains_key(&new)?);
+        let added = usize::from(!self.tree()?.contains_key(&new)?);
         ops.push(Op::Insert(new, Vec::new()));
         ops.push(Op::Insert(keys::delivery(id), encode(&delivery)));
         self.write(ops)?;
@@ -498,7 +619,10 @@ impl Store {
     /// A log entry by id.
     pub fn entry(&self, id: &str) -> Result<Option<LogEntry>, StoreError> {
         let key = keys::entry(id);
-        self.tree.get(&key)?.map(|v| decode(&key, &v)).transpose()
+        self.tree()?
+            .get(&key)?
+            .map(|v| decode(&key, &v))
+            .transpose()
     }
 
     /// Calls `f` with every log entry recorded from `since` to before `until`, oldest first,
@@ -511,7 +635,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let start = keys::entry(&keys::ulid_bound(since, false));
         let end = keys::entry(&keys::ulid_bound(until, false));
-        for item in self.tree.range(start..end) {
+        for item in self.tree()?.range(start..end) {
             let (key, value) = item?;
             f(decode(&key, &value)?);
         }
@@ -526,10 +650,11 @@ impl Store {
     /// Deletes log entries older than `cutoff`, and events (with their deliveries) accepted
     /// before it whose deliveries are all finished. Returns (entries, events) deleted.
     pub fn purge(&self, cutoff: DateTime<Utc>) -> Result<(usize, usize), StoreError> {
+        self.health.check()?;
         let start = keys::entry("");
         let end = keys::entry(&keys::ulid_bound(cutoff, false));
         let mut entries = 0;
-        for item in self.tree.range(start..end) {
+        for item in self.tree()?.range(start..end) {
             let (key, value) = item?;
             let entry: LogEntry = decode(&key, &value)?;
             let mut ops: Vec<Op> = keys::entry_index(&entry)
@@ -543,7 +668,7 @@ impl Store {
         }
         let mut events = 0;
         let start = vec![keys::space::EVENT_TIME];
-        for item in self.tree.range(start..keys::event_time_bound(cutoff)) {
+        for item in self.tree()?.range(start..keys::event_time_bound(cutoff)) {
             let (time_key, value) = item?;
             let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
             let ids: Vec<DeliveryId> = decode(&time_key, &value).unwrap_or_default();
@@ -586,6 +711,67 @@ fn apply(tree: &sled::Tree, ops: &[Op]) -> Result<(), sled::Error> {
     Ok(())
 }
 
+/// Opens sled in `path`; another process holding it is `Locked`.
+fn open_sled(path: &Path) -> Result<Sled, StoreError> {
+    let db = sled::Config::new()
+        .path(path)
+        // The default cache is 1 GiB; the working set here is the queue head and
+        // recent log entries.
+        .cache_capacity(32 * 1024 * 1024)
+        .flush_every_ms(Some(500))
+        .mode(sled::Mode::HighThroughput)
+        .open()
+        .map_err(|e| match &e {
+            sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => {
+                StoreError::Locked(path.to_path_buf())
+            }
+            sled::Error::Io(io) if io.to_string().contains("lock") => {
+                StoreError::Locked(path.to_path_buf())
+            }
+            _ => StoreError::Sled(e),
+        })?;
+    let tree = db.open_tree("switchboard")?;
+    Ok(Sled { db, tree })
+}
+
+/// The last journal record sled holds on disk.
+fn applied_mark(tree: &sled::Tree) -> Result<u64, StoreError> {
+    Ok(tree
+        .get(keys::JOURNAL_APPLIED)?
+        .and_then(|v| v.as_ref().try_into().ok().map(u64::from_be_bytes))
+        .unwrap_or(0))
+}
+
+/// Applies the journal records sled may not hold, in order, then checkpoints.
+fn catch_up(
+    sled: &Sled,
+    journal: &Journal,
+    pending: Vec<journal::Record>,
+) -> Result<(), StoreError> {
+    for (_, ops) in &pending {
+        apply(&sled.tree, ops)?;
+    }
+    if let Some((last, _)) = pending.last() {
+        sled.tree
+            .insert(keys::JOURNAL_APPLIED, &last.to_be_bytes())?;
+        sled.db.flush()?;
+        journal.checkpoint(*last).map_err(StoreError::Journal)?;
+    }
+    Ok(())
+}
+
+/// Writes, syncs and deletes a small file in the folder: whether it takes writes again.
+fn probe_space(path: &Path) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let probe = path.join("probe.tmp");
+    let result = std::fs::File::create(&probe).and_then(|mut f| {
+        f.write_all(&[0u8; 256 * 1024])?;
+        f.sync_data()
+    });
+    let _ = std::fs::remove_file(&probe);
+    result
+}
+
 /// Notes the last journal record sled has applied, flushes sled, then deletes the journal
 /// segments it now holds on disk.
 ///
@@ -594,26 +780,28 @@ fn apply(tree: &sled::Tree, ops: &[Op]) -> Result<(), sled::Error> {
 /// lock), so replaying records after the mark, in order, leaves every key as the last of
 /// them to touch it left it, and keys none of them touched as they were.
 fn checkpoint(
-    db: &sled::Db,
-    tree: &sled::Tree,
+    sled: &Sled,
     journal: &Journal,
     writer: &std::sync::Mutex<()>,
 ) -> Result<(), StoreError> {
     let applied = {
         let _writer = writer.lock().unwrap_or_else(|p| p.into_inner());
         let applied = journal.last();
-        tree.insert(keys::JOURNAL_APPLIED, &applied.to_be_bytes())?;
+        sled.tree
+            .insert(keys::JOURNAL_APPLIED, &applied.to_be_bytes())?;
         applied
     };
-    db.flush()?;
-    journal.checkpoint(applied).map_err(sled::Error::Io)?;
+    sled.db.flush()?;
+    journal.checkpoint(applied).map_err(StoreError::Journal)?;
     Ok(())
 }
 
 impl Drop for Store {
     fn drop(&mut self) {
-        let _ = self.journal.sync_blocking();
-        let _ = self.checkpoint();
+        if self.health.check().is_ok() {
+            let _ = self.journal.sync_blocking();
+            let _ = self.checkpoint();
+        }
     }
 }
 

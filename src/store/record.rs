@@ -191,6 +191,8 @@ pub enum ErrorKind {
     BodyTooLarge,
     /// The endpoint is inactive.
     Inactive,
+    /// The stored event or delivery cannot be read back.
+    Store,
 }
 
 /// An error as the log shows it: what kind, and what a person can do about it.

@@ -2,6 +2,7 @@
 //! events from JSON, a fixed clock, and the real CLI binary.
 #![allow(dead_code)]
 
+pub mod process;
 pub mod receiver;
 pub mod server;
 pub mod webdriver;

@@ -1,0 +1,102 @@
+//! The real `switchboard serve` binary as a child process: started on a free port with its
+//! URL read from the data folder, its standard error collected line by line (so that a
+//! test can count what it logged, and a chatty server never blocks on a full pipe).
+
+use std::io::BufRead as _;
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::cli;
+
+/// A running `serve`.
+pub struct Serve {
+    pub child: Child,
+    pub url: String,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl Serve {
+    /// Starts `serve --listen 127.0.0.1:0 --config CONFIG --data DATA` plus `extra` flags.
+    pub async fn start(config: &Path, data: &Path, extra: &[&str]) -> Serve {
+        let _ = std::fs::remove_file(data.join("server.json"));
+        let mut child = cli()
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--drain",
+                "5s",
+                "--config",
+            ])
+            .arg(config)
+            .arg("--data")
+            .arg(data)
+            .args(extra)
+            .env("SWITCHBOARD_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("serve starts");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().expect("piped");
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(text) = std::fs::read(data.join("server.json"))
+                && let Ok(address) = serde_json::from_slice::<Value>(&text)
+            {
+                let url = address["url"].as_str().expect("url").to_string();
+                return Serve { child, url, lines };
+            }
+            if Instant::now() >= deadline || child.try_wait().ok().flatten().is_some() {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("serve did not start:\n{}", lines.lock().unwrap().join("\n"));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// What it has written to standard error so far, one entry per line.
+    pub fn log(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    /// Sends a signal by name (`TERM`, `HUP`, `KILL`).
+    pub fn signal(&self, name: &str) {
+        let status = std::process::Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+    }
+
+    /// SIGTERM, then waits; panics unless it exits 0.
+    pub fn stop(mut self) {
+        self.signal("TERM");
+        let status = self.child.wait().expect("serve exits");
+        assert!(
+            status.success(),
+            "serve exited {status}:\n{}",
+            self.log().join("\n")
+        );
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
