@@ -15,17 +15,18 @@ mod common;
 
 use common::{env, median};
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::routing::post;
 use chrono::{DateTime, Utc};
-use switchboard::dispatch::{Clock, Dispatcher, NetworkPolicy};
+use switchboard::dispatch::NetworkPolicy;
 use switchboard::engine::Match;
 use switchboard::engine::event::{Event, EventId};
+use switchboard::runtime::{Options, Runtime};
 use switchboard::store::record::{LogEntry, LoggedRequest, LoggedResponse};
-use switchboard::store::{Delivery, DeliveryId, DeliveryState, LogQuery, Outcome, Store};
+use switchboard::store::{Delivery, DeliveryState, LogQuery, NewEvent, Outcome, SledStore, Store};
 
 const CONCURRENCY: usize = 32;
 const BODY: &str = r#"{"external_id":"812","contact":{"first_name":"John","last_name":"Doe","phone":"+15551234567","email":"john.doe@example.com"},"disposition":"won","talk_seconds":95,"source":"switchboard"}"#;
@@ -74,72 +75,78 @@ async fn switchboard_rate(url: &str, n: usize) -> f64 {
     std::fs::write(config.path().join("workflows/sale.yaml"), "when:\n  - event: call.disposition\n  - field: status\n    equals: SALE\nactions:\n  - endpoint: crm\n").unwrap();
     let engine = switchboard::load(config.path()).unwrap().engine;
     let data = tempfile::tempdir().unwrap();
-    let store = Arc::new(Store::open(data.path()).unwrap());
-    let engine = Arc::new(RwLock::new(Arc::new(engine)));
-    let dispatcher = Dispatcher::new(
+    let store: Arc<dyn Store> = Arc::new(SledStore::open(data.path()).unwrap());
+    let runtime = Runtime::with_store(
+        Options::new(config.path(), data.path()),
+        engine,
+        Vec::new(),
         store.clone(),
-        engine.clone(),
-        NetworkPolicy::default(),
-        Clock::new(),
     );
     let started = Instant::now();
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let runner = tokio::spawn(dispatcher.clone().run(stopped, Duration::from_secs(10)));
-    let e = dispatcher.engine();
+    runtime.start(Duration::from_secs(10));
+    let mut batch = Vec::new();
     for i in 0..n {
         let data = serde_json::json!({"lead_id": i.to_string(), "first_name": "John", "last_name": "Doe", "phone_number": "5551234567", "email": "john.doe@example.com", "status": "SALE", "length_in_sec": "95"});
         let mut event = Event::new("call.disposition", data);
         event.id = EventId::new(format!("bench-{i}"));
-        let now = Utc::now();
-        store
-            .accept(&event, &e.matches(&event, now), &e.audit_keys(&event), now)
-            .unwrap();
-        if i % 64 == 0 {
-            store.commit().await.unwrap();
-            dispatcher.wake();
+        batch.push(event);
+        if batch.len() == 64 {
+            runtime.accept(std::mem::take(&mut batch)).await.unwrap();
         }
     }
-    store.commit().await.unwrap();
-    dispatcher.wake();
-    while store.queue_depth() > 0 || dispatcher.in_flight() > 0 {
+    runtime.accept(batch).await.unwrap();
+    while store.queue_depth() > 0 || runtime.dispatcher().in_flight() > 0 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let rate = n as f64 / started.elapsed().as_secs_f64();
-    stop.send(true).unwrap();
-    runner.await.unwrap();
+    runtime.shutdown().await.unwrap();
     rate
 }
 
-fn entry(i: usize, at: DateTime<Utc>, phones: usize) -> (LogEntry, Delivery) {
-    let id = ulid::Ulid::from_parts(u64::try_from(at.timestamp_millis()).unwrap(), i as u128)
-        .to_string();
+/// Event `i` of the search log: its phone is one of `phones`, 20 events each.
+fn event(i: usize, phones: usize) -> NewEvent {
     let phone = format!("+1555{:07}", i % phones);
-    let keys: indexmap::IndexMap<String, String> = [
-        ("phone_number".to_string(), phone),
-        ("lead_id".to_string(), format!("L{i}")),
-    ]
-    .into_iter()
-    .collect();
+    let mut event = Event::new(
+        "call.disposition",
+        serde_json::json!({"phone_number": phone}),
+    );
+    event.id = EventId::new(format!("E{i:09}"));
+    NewEvent {
+        event,
+        matches: vec![Match {
+            workflow: "sale".into(),
+            action: 0,
+            endpoint: "crm".into(),
+            delay: None,
+        }],
+        keys: [
+            ("phone_number".to_string(), phone),
+            ("lead_id".to_string(), format!("L{i}")),
+        ]
+        .into_iter()
+        .collect(),
+    }
+}
+
+/// A delivered attempt of a taken delivery, as the dispatcher records it.
+fn delivered(d: &Delivery, at: DateTime<Utc>, n: u128) -> (LogEntry, Delivery) {
+    let id = ulid::Ulid::from_parts(u64::try_from(at.timestamp_millis()).unwrap(), n).to_string();
     let entry = LogEntry {
         id: id.clone(),
-        delivery_id: DeliveryId::new(format!("D{i:09}")),
+        delivery_id: d.id.clone(),
         attempt: 1,
         at,
-        event_id: EventId::new(format!("E{i:09}")),
-        event_type: "call.disposition".into(),
-        workflow: "sale".into(),
-        endpoint: if i.is_multiple_of(2) {
-            "hubspot".into()
-        } else {
-            "slack".into()
-        },
+        event_id: d.event_id.clone(),
+        event_type: d.event_type.clone(),
+        workflow: d.target.workflow.clone(),
+        endpoint: d.target.endpoint.clone(),
         request: Some(LoggedRequest {
             method: "POST".into(),
-            url: "https://api.hubapi.com/crm/v3/objects/contacts".into(),
+            url: "https://crm.example.com/contacts".into(),
             headers: [("Authorization".to_string(), "***".to_string())]
                 .into_iter()
                 .collect(),
-            body: Some(BODY.into()),
+            body: Some(r#"{"external_id":"L1","contact":{"first_name":"John","last_name":"Doe","phone":"+15551234567"}}"#.into()),
         }),
         response: Some(LoggedResponse {
             status: 201,
@@ -152,47 +159,44 @@ fn entry(i: usize, at: DateTime<Utc>, phones: usize) -> (LogEntry, Delivery) {
         next_attempt_at: None,
         captured: Default::default(),
         warnings: vec![],
-        keys: keys.clone(),
+        keys: d.keys.clone(),
     };
-    let delivery = Delivery {
-        id: entry.delivery_id.clone(),
-        event_id: entry.event_id.clone(),
-        event_source: "api".into(),
-        event_type: entry.event_type.clone(),
-        target: Match {
-            workflow: "sale".into(),
-            action: 0,
-            endpoint: entry.endpoint.clone(),
-            delay: None,
-        },
-        created_at: at,
-        state: DeliveryState::Delivered,
-        attempts: 1,
-        retry_base: 0,
-        generation: 0,
-        due_at: None,
-        keys,
-        last_entry: Some(id),
-    };
+    let mut delivery = d.clone();
+    delivery.state = DeliveryState::Delivered;
+    delivery.attempts = 1;
+    delivery.due_at = None;
+    delivery.last_entry = Some(id);
     (entry, delivery)
 }
 
-fn search(size: usize) -> (f64, f64, f64, usize) {
+/// Fills a log of `size` entries (one delivered attempt per event, 20 events per phone),
+/// then times searches by phone and lookups by id. Returns (phone ms, id ms, fill/s, hits).
+async fn search(size: usize) -> (f64, f64, f64, usize) {
     let data = tempfile::tempdir().unwrap();
-    let store = Store::open(data.path()).unwrap();
+    let sled = SledStore::open(data.path()).unwrap();
+    let store: &dyn Store = &sled;
     let phones = size / 20; // each phone has 20 attempts
     let start: DateTime<Utc> = "2026-10-01T00:00:00Z".parse().unwrap();
     let fill = Instant::now();
-    for i in 0..size {
-        let (e, d) = entry(
-            i,
-            start + chrono::Duration::milliseconds(i as i64 * 2000),
-            phones,
-        );
-        store.record(&e, &d, None).unwrap();
+    let mut ids = Vec::new();
+    for chunk in (0..size).collect::<Vec<_>>().chunks(250) {
+        let at = start + chrono::Duration::milliseconds(chunk[0] as i64 * 2000);
+        let batch = chunk.iter().map(|i| event(*i, phones)).collect();
+        store.accept(batch, at).await.unwrap();
+        let taken = store
+            .take("crm", at, usize::MAX, at + chrono::Duration::minutes(1))
+            .await
+            .unwrap();
+        for (k, lease) in taken.leases.iter().enumerate() {
+            let (e, d) = delivered(&lease.delivery, at, (chunk[0] + k) as u128);
+            store.record(&e, &d, Some(lease.dequeued)).await.unwrap();
+            if ids.len() < 200 {
+                ids.push(e.id);
+            }
+        }
     }
     let fill_rate = size as f64 / fill.elapsed().as_secs_f64();
-    store.commit_blocking().unwrap();
+    sled.commit_blocking().unwrap();
     let mut by_phone = Vec::new();
     let mut by_id = Vec::new();
     let mut found = 0;
@@ -209,12 +213,12 @@ fn search(size: usize) -> (f64, f64, f64, usize) {
                 limit: 50,
                 ..LogQuery::default()
             })
+            .await
             .unwrap();
         by_phone.push(t.elapsed().as_secs_f64() * 1000.0);
         found = found.max(hits.len());
-        let (e, _) = entry(k * 4999 % size, start, phones);
         let t = Instant::now();
-        let _ = store.entry(&e.id).unwrap();
+        let _ = store.entry(&ids[k % ids.len()]).await.unwrap();
         by_id.push(t.elapsed().as_secs_f64() * 1000.0);
     }
     (median(by_phone), median(by_id), fill_rate, found)
@@ -241,9 +245,7 @@ async fn main() {
         "| deliveries/s to a local receiver, connect log on ({n} per round, median of {rounds}) | {s:.0} | {b:.0} req/s bare reqwest | {:.2} |",
         s / b
     );
-    let (phone_ms, id_ms, fill, found) = tokio::task::spawn_blocking(move || search(size))
-        .await
-        .unwrap();
+    let (phone_ms, id_ms, fill, found) = search(size).await;
     println!(
         "| connect-log search by phone among {size} entries (median of 200, {found} hits each) | {phone_ms:.3} ms | {id_ms:.3} ms point lookup by id | {:.1} |",
         phone_ms / id_ms

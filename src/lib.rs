@@ -19,6 +19,8 @@ pub mod commands;
 pub mod config;
 pub mod dispatch;
 pub mod engine;
+pub mod report;
+pub mod runtime;
 pub mod schema;
 pub mod server;
 pub mod store;

@@ -360,42 +360,23 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn serve(
-    config: PathBuf,
-    data: PathBuf,
-    listen: std::net::SocketAddr,
-    api_token: Option<String>,
-    max_body: usize,
-    trust_proxy: Vec<ipnet::IpNet>,
-    retention: std::time::Duration,
-    dedupe_window: std::time::Duration,
-    drain: std::time::Duration,
-    network: NetworkArgs,
-) -> Output {
-    use switchboard::server::{self, Settings};
+/// Runs the server with checked settings.
+async fn serve(settings: switchboard::server::Settings) -> Output {
+    use switchboard::runtime::OpenError;
+    use switchboard::server::{self, ServeError};
     let fail = |message: String| Output {
         stderr: format!("error: {message}\n"),
         code: 1,
         ..Output::default()
     };
-    let api_token = api_token.filter(|t| !t.is_empty());
-    if !listen.ip().is_loopback() && api_token.is_none() {
-        return fail(format!(
-            "refusing to listen on {listen} without an API token: set SWITCHBOARD_API_TOKEN (or listen on 127.0.0.1)"
-        ));
-    }
-    let mut settings = Settings::new(config, data);
-    settings.api_token = api_token;
-    settings.max_body = max_body;
-    settings.trust_proxy = trust_proxy;
-    settings.policy = network.policy();
-    settings.retention = retention;
-    settings.dedupe_window = dedupe_window;
-    settings.drain = drain;
+    let settings = match settings.check() {
+        Ok(settings) => settings,
+        Err(message) => return fail(message),
+    };
+    let listen = settings.listen;
     let app = match server::App::open(settings) {
         Ok(app) => app,
-        Err(server::ServeError::Config(errors)) => {
+        Err(ServeError::Open(OpenError::Config(errors))) => {
             return Output {
                 stderr: format!("{errors}\n"),
                 code: 1,
@@ -449,19 +430,16 @@ async fn main() -> ExitCode {
             network,
         } => {
             init_logging(log_format);
-            serve(
-                config,
-                data.dir,
-                listen,
-                api_token,
-                max_body,
-                trust_proxy,
-                retention,
-                dedupe_window,
-                drain,
-                network,
-            )
-            .await
+            let mut settings = switchboard::server::Settings::new(config, data.dir);
+            settings.listen = listen;
+            settings.api_token = api_token;
+            settings.max_body = max_body;
+            settings.trust_proxy = trust_proxy;
+            settings.policy = network.policy();
+            settings.retention = retention;
+            settings.dedupe_window = dedupe_window;
+            settings.drain = drain;
+            serve(settings).await
         }
         Command::Mock {
             listen,

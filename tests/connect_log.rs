@@ -1,20 +1,23 @@
-//! The connect log from the command line (`send`, `logs`, `replay`), its search and
-//! indexes, purging, and crash safety: a `send` killed mid-backlog loses nothing.
+//! The connect log from the command line (`send`, `logs`, `replay`), and crash safety: a
+//! `send` killed mid-backlog loses nothing; the journal restores what sled had not written.
+//! (The store's own behaviour is in `store_conformance.rs`.)
 
 mod common;
 
 use std::process::Stdio;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use common::receiver::{Receiver, Reply};
 use common::{ConfigDir, cli};
 use serde_json::{Value, json};
-use switchboard::dispatch::{Clock, Dispatcher, NetworkPolicy};
 use switchboard::engine::event::{Event, EventId};
+use switchboard::runtime::{Options, Runtime};
 use switchboard::store::record::{LogEntry, LoggedRequest};
-use switchboard::store::{DeliveryId, DeliveryState, LogQuery, Outcome, Store};
+use switchboard::store::{
+    DeliveryId, DeliveryState, LogQuery, NewEvent, Outcome, SledStore, Store,
+};
 
 fn config(url: &str) -> ConfigDir {
     ConfigDir::new(&[
@@ -274,21 +277,19 @@ async fn a_killed_send_loses_nothing() {
         "the backlog was still going when killed ({before} sent)"
     );
 
-    let store = Arc::new(Store::open(data.path()).unwrap());
+    let store: Arc<dyn Store> = Arc::new(SledStore::open(data.path()).unwrap());
     let engine = config.load_with(&|name| match name {
         "TEST_TOKEN" => Some("tok-123+/=".into()),
         "TEST_API_KEY" => Some("key-4567".into()),
         _ => None,
     });
-    let engine = Arc::new(RwLock::new(Arc::new(engine.unwrap().engine)));
-    let dispatcher = Dispatcher::new(
+    let runtime = Runtime::with_store(
+        Options::new(config.path(), data.path()),
+        engine.unwrap().engine,
+        Vec::new(),
         store.clone(),
-        engine,
-        NetworkPolicy::default(),
-        Clock::new(),
     );
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let runner = tokio::spawn(dispatcher.clone().run(stopped, Duration::from_secs(5)));
+    runtime.start(Duration::from_secs(5));
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while store.queue_depth() > 0 {
         assert!(
@@ -297,8 +298,7 @@ async fn a_killed_send_loses_nothing() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    stop.send(true).unwrap();
-    runner.await.unwrap();
+    runtime.shutdown().await.unwrap();
     let mut keys: Vec<String> = rx
         .requests()
         .iter()
@@ -312,7 +312,11 @@ async fn a_killed_send_loses_nothing() {
         "every accepted delivery reached the receiver"
     );
     for key in keys {
-        let d = store.delivery(&DeliveryId::new(key)).unwrap().unwrap();
+        let d = store
+            .delivery(&DeliveryId::new(key))
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(d.state, DeliveryState::Delivered);
     }
 }
@@ -346,180 +350,9 @@ fn entry(id: &str, at: DateTime<Utc>, endpoint: &str, outcome: Outcome, phone: &
 }
 
 #[test]
-fn search_filters_pages_and_purges() {
-    let data = tempfile::tempdir().unwrap();
-    let store = Store::open(data.path()).unwrap();
-    let start: DateTime<Utc> = "2026-11-01T00:00:00Z".parse().unwrap();
-    let mut ids = Vec::new();
-    for i in 0..300u32 {
-        let at = start + chrono::Duration::minutes(i64::from(i));
-        let id =
-            ulid::Ulid::from_parts(u64::try_from(at.timestamp_millis()).unwrap(), u128::from(i))
-                .to_string();
-        let endpoint = if i % 3 == 0 { "hubspot" } else { "slack" };
-        let outcome = if i % 10 == 0 {
-            Outcome::Failed
-        } else {
-            Outcome::Delivered
-        };
-        let e = entry(
-            &id,
-            at,
-            endpoint,
-            outcome,
-            &format!("+1555000{:04}", i % 50),
-        );
-        let d = switchboard::store::Delivery {
-            id: e.delivery_id.clone(),
-            event_id: e.event_id.clone(),
-            event_source: "api".into(),
-            event_type: e.event_type.clone(),
-            target: switchboard::engine::Match {
-                workflow: "w".into(),
-                action: 0,
-                endpoint: endpoint.into(),
-                delay: None,
-            },
-            created_at: at,
-            state: DeliveryState::Delivered,
-            attempts: 1,
-            retry_base: 0,
-            generation: 0,
-            due_at: None,
-            keys: e.keys.clone(),
-            last_entry: Some(id.clone()),
-        };
-        store.record(&e, &d, None).unwrap();
-        ids.push(id);
-    }
-    let q = |f: &dyn Fn(&mut LogQuery)| {
-        let mut query = LogQuery::default();
-        f(&mut query);
-        store.search(&query).unwrap()
-    };
-    // A phone in any spelling: 300 entries, 50 phones, 6 each, newest first.
-    let found = q(&|q| q.search = Some("(555) 000-0007".into()));
-    assert_eq!(found.len(), 6);
-    assert!(found.windows(2).all(|w| w[0].id > w[1].id));
-    assert!(
-        found
-            .iter()
-            .all(|e| e.keys["phone_number"] == "+15550000007")
-    );
-    assert_eq!(
-        q(&|q| {
-            q.endpoint = Some("hubspot".into());
-            q.outcome = Some(Outcome::Failed);
-        })
-        .len(),
-        10
-    );
-    let window = q(&|q| {
-        q.since = Some(start + chrono::Duration::minutes(10));
-        q.until = Some(start + chrono::Duration::minutes(19));
-    });
-    assert_eq!(window.len(), 10);
-    assert_eq!(window[0].at, start + chrono::Duration::minutes(19));
-    // Paging by cursor covers everything once.
-    let mut seen = 0;
-    let mut before = None;
-    loop {
-        let page = q(&|q| {
-            q.limit = 64;
-            q.before = before.clone();
-        });
-        if page.is_empty() {
-            break;
-        }
-        seen += page.len();
-        before = page.last().map(|e| e.id.clone());
-    }
-    assert_eq!(seen, 300);
-    // Purging removes old entries and their index keys.
-    let (entries, _) = store.purge(start + chrono::Duration::minutes(100)).unwrap();
-    assert_eq!(entries, 100);
-    assert_eq!(q(&|q| q.search = Some("+15550000007".into())).len(), 4);
-    assert_eq!(q(&|_| {}).len(), 200);
-    assert!(store.entry(&ids[0]).unwrap().is_none());
-}
-
-#[test]
-fn an_event_is_stored_with_its_deliveries_atomically_and_deduplicated() {
-    let data = tempfile::tempdir().unwrap();
-    let store = Store::open(data.path()).unwrap();
-    let now = Utc::now();
-    let event = Event::new("lead", json!({"phone": "1"}));
-    let matches = vec![
-        switchboard::engine::Match {
-            workflow: "a".into(),
-            action: 0,
-            endpoint: "x".into(),
-            delay: None,
-        },
-        switchboard::engine::Match {
-            workflow: "b".into(),
-            action: 0,
-            endpoint: "y".into(),
-            delay: Some(Duration::from_secs(300)),
-        },
-    ];
-    let first = store
-        .accept(&event, &matches, &Default::default(), now)
-        .unwrap();
-    assert!(!first.duplicate);
-    assert_eq!(first.deliveries.len(), 2);
-    assert_eq!(store.queue_depth(), 2);
-    let delayed = store.delivery(&first.deliveries[1].id).unwrap().unwrap();
-    assert!(delayed.due_at.unwrap() >= now + chrono::Duration::seconds(299));
-    let again = store
-        .accept(
-            &event,
-            &matches,
-            &Default::default(),
-            now + chrono::Duration::hours(1),
-        )
-        .unwrap();
-    assert!(again.duplicate);
-    assert_eq!(again.deliveries, first.deliveries);
-    assert_eq!(store.queue_depth(), 2);
-    // After the 24 h window the id is still a duplicate while its deliveries are in
-    // progress (the default retry schedule outlasts the window)...
-    let later = now + chrono::Duration::hours(25);
-    assert!(
-        store
-            .accept(&event, &matches, &Default::default(), later)
-            .unwrap()
-            .duplicate
-    );
-    // ...and new again once they are finished.
-    for d in &first.deliveries {
-        let mut delivery = store.delivery(&d.id).unwrap().unwrap();
-        let due = delivery.due_at;
-        delivery.state = DeliveryState::Delivered;
-        delivery.due_at = None;
-        let mut e = entry(
-            &format!("01JZZZZZZZZZZZZZZZZZZZZZ{}", &d.id.as_str()[24..]),
-            now,
-            &d.endpoint,
-            Outcome::Delivered,
-            "1",
-        );
-        e.delivery_id = d.id.clone();
-        store.record(&e, &delivery, due).unwrap();
-    }
-    assert_eq!(store.queue_depth(), 0);
-    assert!(
-        !store
-            .accept(&event, &matches, &Default::default(), later)
-            .unwrap()
-            .duplicate
-    );
-}
-
-#[test]
 fn a_data_folder_is_held_by_one_process() {
     let data = tempfile::tempdir().unwrap();
-    let _held = Store::open(data.path()).unwrap();
+    let _held = SledStore::open(data.path()).unwrap();
     let out = cli()
         .arg("logs")
         .arg("--data")
@@ -547,11 +380,12 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
     }
 }
 
-#[test]
-fn after_a_crash_the_journal_restores_every_write_made_since_sled_last_reached_disk() {
+#[tokio::test]
+async fn after_a_crash_the_journal_restores_every_write_made_since_sled_last_reached_disk() {
     let data = tempfile::tempdir().unwrap();
     let crashed = tempfile::tempdir().unwrap();
-    let store = Store::open(data.path()).unwrap();
+    let sled = SledStore::open(data.path()).unwrap();
+    let store: &dyn Store = &sled;
     let now = Utc::now();
     let to_crm = [switchboard::engine::Match {
         workflow: "sale".into(),
@@ -563,10 +397,13 @@ fn after_a_crash_the_journal_restores_every_write_made_since_sled_last_reached_d
         [("phone_number".to_string(), "+15550001111".to_string())]
             .into_iter()
             .collect();
-    let first = store
-        .accept(&Event::new("sale", json!({"n": 1})), &to_crm, &keys, now)
-        .unwrap();
-    store.commit_blocking().unwrap();
+    let new = |n: u32| NewEvent {
+        event: Event::new("sale", json!({ "n": n })),
+        matches: to_crm.to_vec(),
+        keys: keys.clone(),
+    };
+    let first = store.accept(vec![new(1)], now).await.unwrap().remove(0);
+    sled.commit_blocking().unwrap();
     // What a crash now would leave of sled: its files as they are on disk.
     for item in std::fs::read_dir(data.path()).unwrap() {
         let item = item.unwrap();
@@ -581,33 +418,45 @@ fn after_a_crash_the_journal_restores_every_write_made_since_sled_last_reached_d
     }
     // Writes that reach only the journal before the crash: a second acceptance, and an
     // attempt that delivered the first event's delivery.
-    let second = store
-        .accept(&Event::new("sale", json!({"n": 2})), &to_crm, &keys, now)
+    let second = store.accept(vec![new(2)], now).await.unwrap().remove(0);
+    let mut delivery = store
+        .delivery(&first.deliveries[0].id)
+        .await
+        .unwrap()
         .unwrap();
-    let mut delivery = store.delivery(&first.deliveries[0].id).unwrap().unwrap();
     let dequeued = delivery.due_at;
     delivery.state = DeliveryState::Delivered;
     delivery.attempts = 1;
     delivery.due_at = None;
     let mut attempt = entry(
-        &switchboard::store::log::id_at(now),
+        &switchboard::store::query::id_at(now),
         now,
         "crm",
         Outcome::Delivered,
         "+15550001111",
     );
     attempt.delivery_id = delivery.id.clone();
-    store.record(&attempt, &delivery, dequeued).unwrap();
-    store.commit_blocking().unwrap();
+    store.record(&attempt, &delivery, dequeued).await.unwrap();
+    sled.commit_blocking().unwrap();
     copy_dir(
         &data.path().join("journal"),
         &crashed.path().join("journal"),
     );
-    drop(store);
+    drop(sled);
 
-    let reopened = Store::open(crashed.path()).unwrap();
-    assert!(reopened.event("api", &second.event_id).unwrap().is_some());
-    let restored = reopened.delivery(&first.deliveries[0].id).unwrap().unwrap();
+    let reopened = SledStore::open(crashed.path()).unwrap();
+    assert!(
+        reopened
+            .event("api", &second.event_id)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let restored = reopened
+        .delivery(&first.deliveries[0].id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         restored.state,
         DeliveryState::Delivered,
@@ -616,6 +465,7 @@ fn after_a_crash_the_journal_restores_every_write_made_since_sled_last_reached_d
     assert!(
         reopened
             .delivery(&second.deliveries[0].id)
+            .await
             .unwrap()
             .is_some()
     );
@@ -629,6 +479,7 @@ fn after_a_crash_the_journal_restores_every_write_made_since_sled_last_reached_d
             search: Some("(555) 000-1111".into()),
             ..LogQuery::default()
         })
+        .await
         .unwrap();
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].delivery_id, first.deliveries[0].id);

@@ -10,10 +10,13 @@ use std::time::Duration;
 use common::receiver::{Receiver, Reply, resetting};
 use common::{ConfigDir, event};
 use serde_json::json;
+use switchboard::Event;
 use switchboard::dispatch::{Clock, Dispatcher, NetworkPolicy};
 use switchboard::engine::signing::SigningKey;
 use switchboard::store::record::ErrorKind;
-use switchboard::store::{Delivery, DeliveryState, LogEntry, LogQuery, Outcome, Store};
+use switchboard::store::{
+    Accepted, Delivery, DeliveryState, LogEntry, LogQuery, NewEvent, Outcome, SledStore, Store,
+};
 
 const ADAPTOR: (&str, &str) = (
     "adaptors/lead.yaml",
@@ -35,7 +38,7 @@ fn setup_with(files: &[(&str, &str)]) -> Setup {
     let config = ConfigDir::new(files);
     let engine = config.engine();
     let data = tempfile::tempdir().expect("tmp");
-    let store = Arc::new(Store::open(data.path()).expect("open store"));
+    let store: Arc<dyn Store> = Arc::new(SledStore::open(data.path()).expect("open store"));
     let clock = Clock::new();
     let dispatcher = Dispatcher::new(
         store,
@@ -56,18 +59,34 @@ fn setup(endpoint: &str) -> Setup {
 }
 
 impl Setup {
+    async fn state(&self, id: &switchboard::store::DeliveryId) -> DeliveryState {
+        let d = self.dispatcher.store().delivery(id).await.unwrap();
+        d.expect("stored").state
+    }
+
+    /// Accepts one event (durably), as the runtime does.
+    async fn accept(&self, ev: Event) -> Accepted {
+        let engine = self.dispatcher.engine();
+        let now = self.clock.now();
+        let new = NewEvent {
+            matches: engine.matches(&ev, now),
+            keys: engine.audit_keys(&ev),
+            event: ev,
+        };
+        self.dispatcher
+            .store()
+            .accept(vec![new], now)
+            .await
+            .expect("accept")
+            .remove(0)
+    }
+
     /// Accepts an event and runs the dispatcher until its deliveries settle (retries are
     /// left queued); returns each delivery with its attempts, oldest first.
     async fn send(&self, id: &str) -> Vec<(Delivery, Vec<LogEntry>)> {
         let mut ev = event("lead", json!({"phone": "+15551234567", "name": "Ann"}));
         ev.id = switchboard::EventId::new(id);
-        let engine = self.dispatcher.engine();
-        let now = self.clock.now();
-        let accepted = self
-            .dispatcher
-            .store()
-            .accept(&ev, &engine.matches(&ev, now), &engine.audit_keys(&ev), now)
-            .expect("accept");
+        let accepted = self.accept(ev).await;
         let ids: Vec<_> = accepted.deliveries.iter().map(|d| d.id.clone()).collect();
         self.settle(&ids).await
     }
@@ -81,22 +100,25 @@ impl Setup {
             .settle(ids, Duration::ZERO, &|_| {})
             .await
             .expect("settle");
-        settled
-            .into_iter()
-            .map(|d| {
-                let entries = self.entries(&d);
-                (d, entries)
-            })
-            .collect()
+        let mut out = Vec::new();
+        for d in settled {
+            let entries = self.entries(&d).await;
+            out.push((d, entries));
+        }
+        out
     }
 
-    fn entries(&self, d: &Delivery) -> Vec<LogEntry> {
+    async fn entries(&self, d: &Delivery) -> Vec<LogEntry> {
         let query = LogQuery {
             delivery: Some(d.id.clone()),
             after: Some(String::new()),
             ..LogQuery::default()
         };
-        self.dispatcher.store().search(&query).expect("search")
+        self.dispatcher
+            .store()
+            .search(&query)
+            .await
+            .expect("search")
     }
 
     /// Moves the clock to just past a delivery's next attempt and runs it.
@@ -316,17 +338,11 @@ async fn an_endpoint_that_does_not_answer_is_paused_and_probed_until_it_answers(
     let s = setup(&format!(
         "url: http://{addr}/\nadaptor: lead\nconcurrency: 1\n"
     ));
-    let engine = s.dispatcher.engine();
     let mut ids = Vec::new();
     for i in 0..20 {
         let mut ev = event("lead", json!({"phone": "+15551234567", "name": "Ann"}));
         ev.id = switchboard::EventId::new(format!("ev-down-{i}"));
-        let now = s.clock.now();
-        let accepted = s
-            .dispatcher
-            .store()
-            .accept(&ev, &engine.matches(&ev, now), &engine.audit_keys(&ev), now)
-            .expect("accept");
+        let accepted = s.accept(ev).await;
         ids.extend(accepted.deliveries.iter().map(|d| d.id.clone()));
     }
     let attempts = |settled: &[(Delivery, Vec<LogEntry>)]| -> u32 {
@@ -462,7 +478,7 @@ async fn requests_are_signed_and_credentials_never_logged() {
         Some("***")
     );
     // Nothing in the data folder holds the token or the signing secret.
-    s.dispatcher.store().commit_blocking().unwrap();
+    s.dispatcher.store().flush().await.unwrap();
     for file in walk(s.data.path()) {
         let bytes = std::fs::read(&file).unwrap();
         for secret in ["tok-123+/=", "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"] {
@@ -508,16 +524,10 @@ async fn one_slow_endpoint_does_not_hold_back_another_and_concurrency_is_kept() 
         ),
     ]);
     let mut ids = Vec::new();
-    let engine = s.dispatcher.engine();
     for i in 0..6 {
         let mut ev = event("lead", json!({"phone": format!("+1555000{i}")}));
         ev.id = switchboard::EventId::new(format!("ev-{i}"));
-        let now = s.clock.now();
-        let accepted = s
-            .dispatcher
-            .store()
-            .accept(&ev, &engine.matches(&ev, now), &engine.audit_keys(&ev), now)
-            .unwrap();
+        let accepted = s.accept(ev).await;
         ids.extend(accepted.deliveries.into_iter().map(|d| (d.endpoint, d.id)));
     }
     let fast_ids: Vec<_> = ids
@@ -534,22 +544,21 @@ async fn one_slow_endpoint_does_not_hold_back_another_and_concurrency_is_kept() 
     // The fast endpoint's six deliveries are all done while the slow one still has work
     // (it needs three rounds of 400 ms): nothing about the fast lane waits for the slow one.
     loop {
-        let done = fast_ids.iter().all(|id| {
-            s.dispatcher.store().delivery(id).unwrap().unwrap().state == DeliveryState::Delivered
-        });
+        let mut done = true;
+        for id in &fast_ids {
+            done &= s.state(id).await == DeliveryState::Delivered;
+        }
         if done {
             break;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let slow_delivered = ids
-        .iter()
-        .filter(|(e, id)| {
-            e == "slow"
-                && s.dispatcher.store().delivery(id).unwrap().unwrap().state
-                    == DeliveryState::Delivered
-        })
-        .count();
+    let mut slow_delivered = 0;
+    for (e, id) in &ids {
+        if e == "slow" && s.state(id).await == DeliveryState::Delivered {
+            slow_delivered += 1;
+        }
+    }
     assert!(
         slow_delivered < 6,
         "the fast endpoint finished only after the slow one"
@@ -573,20 +582,10 @@ async fn rate_limits_space_out_requests() {
     ));
     let started = std::time::Instant::now();
     let mut ids = Vec::new();
-    let engine = s.dispatcher.engine();
     for i in 0..15 {
         let mut ev = event("lead", json!({"phone": "1"}));
         ev.id = switchboard::EventId::new(format!("rl-{i}"));
-        let now = s.clock.now();
-        ids.extend(
-            s.dispatcher
-                .store()
-                .accept(&ev, &engine.matches(&ev, now), &engine.audit_keys(&ev), now)
-                .unwrap()
-                .deliveries
-                .into_iter()
-                .map(|d| d.id),
-        );
+        ids.extend(s.accept(ev).await.deliveries.into_iter().map(|d| d.id));
     }
     let settled = s
         .dispatcher
@@ -608,7 +607,11 @@ async fn replay_sends_a_delivery_again_as_a_new_attempt() {
     let s = setup(&format!("url: {}\nadaptor: lead\n", rx.url("/")));
     let (d, _) = s.send("ev-replay").await.remove(0);
     assert_eq!(d.state, DeliveryState::Failed);
-    s.dispatcher.store().replay(&d.id, s.clock.now()).unwrap();
+    s.dispatcher
+        .store()
+        .replay(std::slice::from_ref(&d.id), s.clock.now())
+        .await
+        .unwrap();
     let (d, entries) = s.settle(std::slice::from_ref(&d.id)).await.remove(0);
     assert_eq!(
         (d.state, d.attempts, entries.len()),
@@ -647,16 +650,7 @@ async fn a_replay_during_an_attempt_in_flight_is_sent_once_after_it() {
     ));
     let mut ev = event("lead", json!({"phone": "1"}));
     ev.id = switchboard::EventId::new("ev-race");
-    let engine = s.dispatcher.engine();
-    let now = s.clock.now();
-    let id = s
-        .dispatcher
-        .store()
-        .accept(&ev, &engine.matches(&ev, now), &engine.audit_keys(&ev), now)
-        .unwrap()
-        .deliveries[0]
-        .id
-        .clone();
+    let id = s.accept(ev).await.deliveries[0].id.clone();
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let runner = tokio::spawn(s.dispatcher.clone().run(stopped, Duration::from_secs(5)));
     s.dispatcher.wake();
@@ -664,7 +658,11 @@ async fn a_replay_during_an_attempt_in_flight_is_sent_once_after_it() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     // The first attempt is waiting for its answer.
-    s.dispatcher.store().replay(&id, s.clock.now()).unwrap();
+    s.dispatcher
+        .store()
+        .replay(std::slice::from_ref(&id), s.clock.now())
+        .await
+        .unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while slow.requests().len() < 2 {
         assert!(
@@ -677,6 +675,7 @@ async fn a_replay_during_an_attempt_in_flight_is_sent_once_after_it() {
         .dispatcher
         .store()
         .delivery(&id)
+        .await
         .unwrap()
         .unwrap()
         .attempts
@@ -688,7 +687,7 @@ async fn a_replay_during_an_attempt_in_flight_is_sent_once_after_it() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     stop.send(true).unwrap();
     runner.await.unwrap();
-    let d = s.dispatcher.store().delivery(&id).unwrap().unwrap();
+    let d = s.dispatcher.store().delivery(&id).await.unwrap().unwrap();
     assert_eq!(
         slow.requests().len(),
         2,
@@ -699,6 +698,6 @@ async fn a_replay_during_an_attempt_in_flight_is_sent_once_after_it() {
         s.dispatcher.store().queue_depth(),
         usize::from(d.state == DeliveryState::Pending)
     );
-    let entries = s.entries(&d);
+    let entries = s.entries(&d).await;
     assert_eq!(entries.len(), 2);
 }

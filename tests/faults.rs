@@ -15,6 +15,17 @@ use common::ConfigDir;
 use common::process::Serve;
 use common::receiver::{Receiver, Reply};
 use serde_json::{Value, json};
+use switchboard::engine::Match;
+use switchboard::store::{NewEvent, SledStore, Store};
+
+fn crm() -> Match {
+    Match {
+        workflow: "sale".into(),
+        action: 0,
+        endpoint: "crm".into(),
+        delay: None,
+    }
+}
 
 fn config(rx: &Receiver) -> ConfigDir {
     ConfigDir::new(&[
@@ -156,18 +167,14 @@ async fn a_stored_event_that_cannot_be_read_fails_once_with_kind_store() {
     let data = tempfile::tempdir().unwrap();
     // A delivery queued for an event whose stored record is then damaged on disk.
     {
-        let store = switchboard::store::Store::open(data.path()).unwrap();
+        let store = SledStore::open(data.path()).unwrap();
         let event = switchboard::Event::new("call.disposition", json!({"phone_number": "1"}));
-        let target = switchboard::engine::Match {
-            workflow: "sale".into(),
-            action: 0,
-            endpoint: "crm".into(),
-            delay: None,
+        let new = NewEvent {
+            event,
+            matches: vec![crm()],
+            keys: Default::default(),
         };
-        store
-            .accept(&event, &[target], &Default::default(), chrono::Utc::now())
-            .unwrap();
-        store.commit_blocking().unwrap();
+        store.accept(vec![new], chrono::Utc::now()).await.unwrap();
     }
     {
         let db = sled::open(data.path()).unwrap();
@@ -364,8 +371,8 @@ async fn a_full_disk_is_answered_503_sends_nothing_unrecorded_and_recovers_by_it
     serve.stop();
 }
 
-#[test]
-fn sled_failing_on_a_full_disk_is_reopened_and_keeps_what_the_journal_acknowledged() {
+#[tokio::test]
+async fn sled_failing_on_a_full_disk_is_reopened_and_keeps_what_the_journal_acknowledged() {
     let Some(disk) = Tmpfs::mount("8m") else {
         assert!(
             !running_as_root(),
@@ -375,54 +382,50 @@ fn sled_failing_on_a_full_disk_is_reopened_and_keeps_what_the_journal_acknowledg
         return;
     };
     let data = disk.path().join("data");
-    let store = switchboard::store::Store::open(&data).unwrap();
-    let target = switchboard::engine::Match {
-        workflow: "sale".into(),
-        action: 0,
-        endpoint: "crm".into(),
-        delay: None,
-    };
-    let accept = |i: usize| {
+    let sled = SledStore::open(&data).unwrap();
+    let store: &dyn Store = &sled;
+    let accept = async |i: usize| {
         let mut event =
             switchboard::Event::new("call.disposition", json!({"n": i, "pad": "x".repeat(2000)}));
         event.id = switchboard::EventId::new(format!("ev-{i}"));
-        store.accept(
-            &event,
-            std::slice::from_ref(&target),
-            &Default::default(),
-            chrono::Utc::now(),
-        )
+        let new = NewEvent {
+            event,
+            matches: vec![crm()],
+            keys: Default::default(),
+        };
+        store.accept(vec![new], chrono::Utc::now()).await
     };
     for i in 0..50 {
-        accept(i).unwrap();
+        accept(i).await.unwrap();
     }
-    store.commit_blocking().unwrap();
+    sled.commit_blocking().unwrap();
     for i in 50..100 {
-        accept(i).unwrap();
+        accept(i).await.unwrap();
     }
     let filler = disk.path().join("filler");
     fill(&filler);
     // sled's own flush of what it holds in memory hits the full disk; its error is sticky.
     std::thread::sleep(Duration::from_millis(1500));
-    let error = store.commit_blocking().unwrap_err();
+    let error = sled.commit_blocking().unwrap_err();
     assert!(error.is_unavailable(), "{error}");
-    assert!(accept(1000).unwrap_err().is_unavailable());
+    assert!(accept(1000).await.unwrap_err().is_unavailable());
     assert!(store.health().is_err());
-    assert!(store.recover().is_err(), "no space yet");
+    assert!(store.recover().await.is_err(), "no space yet");
     std::fs::remove_file(&filler).unwrap();
-    assert!(store.recover().unwrap(), "recovers once space returns");
+    assert!(
+        store.recover().await.unwrap(),
+        "recovers once space returns"
+    );
     store.health().unwrap();
-    accept(1001).unwrap();
-    store.commit_blocking().unwrap();
+    accept(1001).await.unwrap();
+    sled.commit_blocking().unwrap();
     assert_eq!(store.queue_depth(), 101);
     for i in (0..100).chain([1001]) {
         let id = switchboard::EventId::new(format!("ev-{i}"));
-        assert!(
-            store.event("api", &id).unwrap().is_some(),
-            "event {i} is kept"
-        );
+        let kept = store.event("api", &id).await.unwrap();
+        assert!(kept.is_some(), "event {i} is kept");
     }
-    drop(store);
-    let reopened = switchboard::store::Store::open(&data).unwrap();
+    drop(sled);
+    let reopened = SledStore::open(&data).unwrap();
     assert_eq!(reopened.queue_depth(), 101);
 }

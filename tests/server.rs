@@ -276,6 +276,7 @@ async fn convolo_seed_payloads_work_as_they_are() {
             "convolo",
             &switchboard::EventId::new("35298eac05ef54b365e601f85d46afc1:start_call"),
         )
+        .await
         .unwrap()
         .unwrap();
     assert!(
@@ -630,6 +631,7 @@ async fn an_inbound_adaptor_maps_the_payload() {
         .app
         .store()
         .event("in", &switchboard::EventId::new("41"))
+        .await
         .unwrap()
         .unwrap();
     assert_eq!(

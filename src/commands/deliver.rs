@@ -3,15 +3,16 @@
 
 use std::fmt::Write as _;
 use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
 use super::Output;
-use crate::dispatch::{Clock, Dispatcher, NetworkPolicy};
+use crate::dispatch::NetworkPolicy;
 use crate::engine::event::parse_events;
-use crate::store::{Delivery, DeliveryId, DeliveryState, LogQuery, Outcome, Store};
+use crate::runtime::{OpenError, Options, Runtime};
+use crate::store::{Delivery, DeliveryId, DeliveryState, LogEntry, LogQuery, Outcome, Store};
 
 /// Exit code when at least one delivery failed.
 pub const EXIT_FAILED: i32 = 4;
@@ -45,52 +46,48 @@ fn fail(message: String) -> Output {
     }
 }
 
-/// Opens the configuration, the data folder and a dispatcher over them.
-fn open(config: &Path, data: &Path, policy: NetworkPolicy) -> Result<Arc<Dispatcher>, Output> {
-    let loaded = crate::load(config).map_err(|errors| Output {
-        stderr: format!("{errors}\n"),
-        code: 1,
-        ..Output::default()
-    })?;
-    let store = Store::open(data).map_err(|e| fail(e.to_string()))?;
-    let engine = Arc::new(RwLock::new(Arc::new(loaded.engine)));
-    Ok(Dispatcher::new(
-        Arc::new(store),
-        engine,
+/// Opens the runtime over the configuration and the data folder.
+fn open(
+    config: &Path,
+    data: &Path,
+    policy: NetworkPolicy,
+    retention: Duration,
+) -> Result<Arc<Runtime>, Output> {
+    let options = Options {
         policy,
-        Clock::new(),
-    ))
+        retention,
+        ..Options::new(config, data)
+    };
+    Runtime::open(options).map_err(|e| match e {
+        OpenError::Config(errors) => Output {
+            stderr: format!("{errors}\n"),
+            code: 1,
+            ..Output::default()
+        },
+        OpenError::Store(e) => fail(e.to_string()),
+    })
 }
 
 /// Accepts the events, delivers them, and reports each delivery.
 pub async fn send(args: SendArgs<'_>) -> Output {
-    let dispatcher = match open(args.config, args.data, args.policy) {
-        Ok(d) => d,
+    let runtime = match open(args.config, args.data, args.policy, args.retention) {
+        Ok(runtime) => runtime,
         Err(out) => return out,
     };
-    let now = dispatcher.clock().now();
-    let cutoff = chrono::Duration::from_std(args.retention)
-        .ok()
-        .and_then(|r| now.checked_sub_signed(r))
-        .unwrap_or(DateTime::<Utc>::MIN_UTC);
-    if let Err(e) = dispatcher.store().purge(cutoff) {
+    if let Err(e) = runtime.purge().await {
         return fail(e.to_string());
     }
-    let events = match parse_events(args.text, args.kind, now) {
+    let events = match parse_events(args.text, args.kind, runtime.clock().now()) {
         Ok(events) => events,
         Err(e) => return fail(format!("{}: {e}", args.source)),
     };
-    let engine = dispatcher.engine();
-    let store = dispatcher.store().clone();
+    let accepted = match runtime.accept(events.clone()).await {
+        Ok(accepted) => accepted,
+        Err(e) => return fail(e.to_string()),
+    };
     let mut out = Output::default();
     let mut ids = Vec::new();
-    for event in &events {
-        let matches = engine.matches(event, now);
-        let keys = engine.audit_keys(event);
-        let accepted = match store.accept(event, &matches, &keys, now) {
-            Ok(accepted) => accepted,
-            Err(e) => return fail(e.to_string()),
-        };
+    for (event, accepted) in events.iter().zip(&accepted) {
         let n = accepted.deliveries.len();
         let plural = if n == 1 { "delivery" } else { "deliveries" };
         if accepted.duplicate {
@@ -109,10 +106,7 @@ pub async fn send(args: SendArgs<'_>) -> Output {
             ids.extend(accepted.deliveries.iter().map(|d| d.id.clone()));
         }
     }
-    if let Err(e) = store.commit().await {
-        return fail(e.to_string());
-    }
-    settle_and_report(&dispatcher, &ids, args.wait, false, out).await
+    settle_and_report(&runtime, &ids, args.wait, false, out).await
 }
 
 /// What `replay` needs.
@@ -140,20 +134,25 @@ pub struct ReplayArgs<'a> {
 
 /// Sends deliveries again.
 pub async fn replay(args: ReplayArgs<'_>) -> Output {
-    if let Err(crate::store::StoreError::Locked(path)) = Store::open(args.data).map(drop)
-        && let Some(remote) = super::remote::Remote::find(args.data)
-    {
-        let _ = path;
-        return replay_remote(&remote, &args).await;
-    }
-    let dispatcher = match open(args.config, args.data, args.policy) {
-        Ok(d) => d,
-        Err(out) => return out,
+    let runtime = match open(
+        args.config,
+        args.data,
+        args.policy.clone(),
+        Duration::from_secs(30 * 86_400),
+    ) {
+        Ok(runtime) => runtime,
+        Err(out) => {
+            // `serve` holds the folder: go through its API.
+            if let Some(remote) = super::remote::Remote::find(args.data) {
+                return replay_remote(&remote, &args).await;
+            }
+            return out;
+        }
     };
-    let store = dispatcher.store().clone();
+    let store = runtime.store().clone();
     let mut targets: Vec<DeliveryId> = Vec::new();
     for id in &args.ids {
-        match resolve(&store, id) {
+        match resolve(store.as_ref(), id).await {
             Ok(delivery) => targets.push(delivery),
             Err(message) => return fail(message),
         }
@@ -165,13 +164,14 @@ pub async fn replay(args: ReplayArgs<'_>) -> Output {
             since: args.since,
             ..LogQuery::default()
         };
-        let entries = match store.search(&query) {
+        let entries = match store.search(&query).await {
             Ok(entries) => entries,
             Err(e) => return fail(e.to_string()),
         };
         for entry in entries {
             let still_failed = store
                 .delivery(&entry.delivery_id)
+                .await
                 .ok()
                 .flatten()
                 .is_some_and(|d| d.state == DeliveryState::Failed);
@@ -186,13 +186,7 @@ pub async fn replay(args: ReplayArgs<'_>) -> Output {
             ..Output::default()
         };
     }
-    let now = dispatcher.clock().now();
-    for id in &targets {
-        if let Err(e) = store.replay(id, now) {
-            return fail(e.to_string());
-        }
-    }
-    if let Err(e) = store.commit().await {
+    if let Err(e) = runtime.replay(&targets).await {
         return fail(e.to_string());
     }
     let out = Output {
@@ -208,7 +202,7 @@ pub async fn replay(args: ReplayArgs<'_>) -> Output {
         ..Output::default()
     };
     settle_and_report(
-        &dispatcher,
+        &runtime,
         &targets,
         args.wait,
         args.progress && targets.len() > 1,
@@ -218,23 +212,24 @@ pub async fn replay(args: ReplayArgs<'_>) -> Output {
 }
 
 /// A delivery id, or the delivery of a log entry id.
-fn resolve(store: &Store, id: &str) -> Result<DeliveryId, String> {
+async fn resolve(store: &dyn Store, id: &str) -> Result<DeliveryId, String> {
     let as_delivery = DeliveryId::new(id);
     if store
         .delivery(&as_delivery)
+        .await
         .map_err(|e| e.to_string())?
         .is_some()
     {
         return Ok(as_delivery);
     }
-    match store.entry(id).map_err(|e| e.to_string())? {
+    match store.entry(id).await.map_err(|e| e.to_string())? {
         Some(entry) => Ok(entry.delivery_id),
         None => Err(format!("no delivery or connect log entry with id {id}")),
     }
 }
 
 async fn settle_and_report(
-    dispatcher: &Arc<Dispatcher>,
+    runtime: &Arc<Runtime>,
     ids: &[DeliveryId],
     wait: Duration,
     bar: bool,
@@ -255,18 +250,19 @@ async fn settle_and_report(
             pb.set_position(n as u64);
         }
     };
-    let settled = match dispatcher.settle(ids, wait, &report).await {
+    let settled = match runtime.settle(ids, wait, &report).await {
         Ok(settled) => settled,
         Err(e) => return fail(e.to_string()),
     };
     if let Some(pb) = progress {
         pb.finish_and_clear();
     }
-    if let Err(e) = dispatcher.store().commit().await {
-        return fail(e.to_string());
-    }
     for delivery in &settled {
-        let _ = writeln!(out.stdout, "{}", describe(dispatcher, delivery));
+        let entry = match &delivery.last_entry {
+            Some(id) => runtime.store().entry(id).await.ok().flatten(),
+            None => None,
+        };
+        let _ = writeln!(out.stdout, "{}", describe(delivery, entry.as_ref()));
         if delivery.state == DeliveryState::Failed {
             out.code = EXIT_FAILED;
         }
@@ -275,11 +271,7 @@ async fn settle_and_report(
 }
 
 /// One line per delivery: where it went, how it ended, and the latest error.
-fn describe(dispatcher: &Dispatcher, d: &Delivery) -> String {
-    let entry = d
-        .last_entry
-        .as_deref()
-        .and_then(|id| dispatcher.store().entry(id).ok().flatten());
+fn describe(d: &Delivery, entry: Option<&LogEntry>) -> String {
     let attempts = if d.attempts == 1 {
         "1 attempt".to_string()
     } else {
@@ -289,7 +281,7 @@ fn describe(dispatcher: &Dispatcher, d: &Delivery) -> String {
     match d.state {
         DeliveryState::Delivered => {
             let _ = write!(line, "delivered after {attempts}");
-            if let Some(r) = entry.as_ref().and_then(|e| e.response.as_ref()) {
+            if let Some(r) = entry.and_then(|e| e.response.as_ref()) {
                 let _ = write!(line, " (HTTP {}, {} ms)", r.status, r.duration_ms);
             }
         }
@@ -320,7 +312,7 @@ fn describe(dispatcher: &Dispatcher, d: &Delivery) -> String {
             line.push_str(" (left for `switchboard serve`)");
         }
     }
-    if let Some(error) = entry.as_ref().and_then(|e| e.error.as_ref())
+    if let Some(error) = entry.and_then(|e| e.error.as_ref())
         && d.state != DeliveryState::Delivered
     {
         let _ = write!(line, ": {}", error.message);

@@ -6,13 +6,12 @@ use std::io::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
-use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 
 use super::Output;
 use super::remote::Remote;
-use crate::engine::units::parse_duration;
-use crate::store::StoreError;
-use crate::store::{DeliveryId, LogEntry, LogQuery, Store};
+pub use crate::report::{CSV_HEADER, csv_row, parse_since, parse_until};
+use crate::store::{DeliveryId, LogEntry, LogQuery, SledStore, Store, StoreError};
 
 /// How entries are printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,40 +24,6 @@ pub enum Format {
     Csv,
 }
 
-/// `--since`: a duration back from now (`1h`, `7d`) or a time (RFC 3339, or a date).
-pub fn parse_since(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
-    if let Ok(d) = parse_duration(text) {
-        return Ok(chrono::Duration::from_std(d)
-            .ok()
-            .and_then(|d| now.checked_sub_signed(d))
-            .unwrap_or(DateTime::<Utc>::MIN_UTC));
-    }
-    parse_time(text).map_err(|_| format!("invalid --since {text:?}: write a duration (1h, 7d) or a time (2026-11-21T10:00:00Z, 2026-11-21)"))
-}
-
-/// `--until`: a time (RFC 3339, or a date meaning its end).
-pub fn parse_until(text: &str) -> Result<DateTime<Utc>, String> {
-    if let Ok(day) = NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d") {
-        return Ok(day
-            .and_hms_milli_opt(23, 59, 59, 999)
-            .unwrap_or_default()
-            .and_utc());
-    }
-    parse_time(text).map_err(|_| {
-        format!("invalid --until {text:?}: write a time such as 2026-11-21T10:00:00Z or 2026-11-21")
-    })
-}
-
-fn parse_time(text: &str) -> Result<DateTime<Utc>, ()> {
-    let text = text.trim();
-    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
-        return Ok(t.with_timezone(&Utc));
-    }
-    NaiveDate::parse_from_str(text, "%Y-%m-%d")
-        .map(|d| d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc())
-        .map_err(|_| ())
-}
-
 fn fail(message: String) -> Output {
     Output {
         stderr: format!("error: {message}\n"),
@@ -69,12 +34,12 @@ fn fail(message: String) -> Output {
 
 /// The data folder's store, or, while a server holds it, that server's API.
 enum Source {
-    Local(Store),
+    Local(SledStore),
     Remote(Remote),
 }
 
 fn source(data: &Path) -> Result<Source, Output> {
-    match Store::open(data) {
+    match SledStore::open(data) {
         Ok(store) => Ok(Source::Local(store)),
         Err(e @ StoreError::Locked(_)) => Remote::find(data)
             .map(Source::Remote)
@@ -86,7 +51,7 @@ fn source(data: &Path) -> Result<Source, Output> {
 impl Source {
     async fn search(&self, query: &LogQuery) -> Result<Vec<LogEntry>, String> {
         match self {
-            Source::Local(store) => store.search(query).map_err(|e| e.to_string()),
+            Source::Local(store) => store.search(query).await.map_err(|e| e.to_string()),
             Source::Remote(remote) => {
                 // The API pages newest first; "after" (following) is done by filtering.
                 let mut q = query.clone();
@@ -103,7 +68,7 @@ impl Source {
 
     async fn entry(&self, id: &str) -> Result<Option<LogEntry>, String> {
         match self {
-            Source::Local(store) => store.entry(id).map_err(|e| e.to_string()),
+            Source::Local(store) => store.entry(id).await.map_err(|e| e.to_string()),
             Source::Remote(remote) => remote.entry(id).await,
         }
     }
@@ -193,7 +158,7 @@ pub async fn follow(data: &Path, mut query: LogQuery, format: Format) -> Output 
         recent
             .last()
             .map(|e| e.id.clone())
-            .unwrap_or_else(|| crate::store::log::id_at(Utc::now())),
+            .unwrap_or_else(|| crate::store::query::id_at(Utc::now())),
     );
     query.before = None;
     query.limit = if matches!(store, Source::Remote(_)) {
@@ -297,69 +262,6 @@ fn table(entries: &[LogEntry], header: bool) -> String {
         out = "no connect log entries match\n".into();
     }
     out
-}
-
-fn csv_cell(text: &str) -> String {
-    if text.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", text.replace('"', "\"\""))
-    } else {
-        text.to_string()
-    }
-}
-
-/// The CSV header row.
-pub const CSV_HEADER: &str = "id,at,delivery_id,attempt,event_id,event_type,workflow,endpoint,method,url,status,duration_ms,outcome,error_kind,error_message,next_attempt_at,keys";
-
-/// One entry as a CSV row.
-pub fn csv_row(e: &LogEntry) -> String {
-    let error_kind = e
-        .error
-        .as_ref()
-        .and_then(|err| serde_json::to_value(err.kind).ok())
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default();
-    let keys: Vec<String> = e.keys.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    let cells = [
-        e.id.clone(),
-        e.at.to_rfc3339_opts(SecondsFormat::Millis, true),
-        e.delivery_id.to_string(),
-        e.attempt.to_string(),
-        e.event_id.to_string(),
-        e.event_type.clone(),
-        e.workflow.clone(),
-        e.endpoint.clone(),
-        e.request
-            .as_ref()
-            .map(|r| r.method.clone())
-            .unwrap_or_default(),
-        e.request
-            .as_ref()
-            .map(|r| r.url.clone())
-            .unwrap_or_default(),
-        e.response
-            .as_ref()
-            .map(|r| r.status.to_string())
-            .unwrap_or_default(),
-        e.response
-            .as_ref()
-            .map(|r| r.duration_ms.to_string())
-            .unwrap_or_default(),
-        e.outcome.as_str().to_string(),
-        error_kind,
-        e.error
-            .as_ref()
-            .map(|err| err.message.clone())
-            .unwrap_or_default(),
-        e.next_attempt_at
-            .map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true))
-            .unwrap_or_default(),
-        keys.join(";"),
-    ];
-    cells
-        .iter()
-        .map(|c| csv_cell(c))
-        .collect::<Vec<_>>()
-        .join(",")
 }
 
 fn csv(entries: &[LogEntry], header: bool) -> String {

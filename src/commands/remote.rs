@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::server::{Address, address_file};
+use crate::runtime::address::{Address, address_file};
 use crate::store::{Delivery, DeliveryId, LogEntry, LogQuery};
 
 /// A running server's API.

@@ -17,7 +17,7 @@ use crate::engine::secrets::MASK;
 use crate::engine::units::show_duration;
 use crate::engine::{Engine, Plan};
 use crate::store::record::{AttemptError, ErrorKind, LoggedRequest, LoggedResponse};
-use crate::store::{Delivery, DeliveryId, DeliveryState, LogEntry, Outcome, StoreError, whole_ms};
+use crate::store::{Delivery, DeliveryState, Lease, LogEntry, Outcome, StoreError, whole_ms};
 
 /// The log keeps this much of a response body.
 pub const LOGGED_BODY: usize = 64 * 1024;
@@ -57,37 +57,28 @@ impl Verdict {
     }
 }
 
-/// Runs one attempt of delivery `id`, taken from the queue entry of `endpoint` due at
-/// `dequeued`, and records it. Returns the delivery and its new log entry, or None (and
-/// drops the stale queue entry) if the delivery is gone or no longer pending. `reached` is
-/// set to whether the endpoint answered (see [`Verdict::reached`]) even when recording fails.
+/// Runs one attempt of a leased delivery and records it. Returns the delivery and its new
+/// log entry. `reached` is set to whether the endpoint answered (see [`Verdict::reached`])
+/// even when recording fails.
 pub(super) async fn run(
     d: &Dispatcher,
-    id: &DeliveryId,
-    endpoint: &str,
-    dequeued: DateTime<Utc>,
+    lease: Lease,
     reached: &mut Option<bool>,
-) -> Result<Option<(Delivery, LogEntry)>, StoreError> {
-    let delivery = match d.store.delivery(id) {
-        Err(e @ StoreError::Corrupt { .. }) => {
-            // Nothing can be sent from a record that cannot be read: it leaves the queue,
-            // once, rather than being picked again at every tick.
-            tracing::error!(delivery = %id, endpoint = %endpoint, "delivery {id} cannot be read and is dropped from the queue: {e}");
-            d.store.unqueue(endpoint, dequeued, id)?;
-            return Ok(None);
-        }
-        other => other?,
-    };
-    let Some(mut delivery) = delivery.filter(|d| !d.state.is_final()) else {
-        d.store.unqueue(endpoint, dequeued, id)?;
-        return Ok(None);
-    };
+) -> Result<(Delivery, LogEntry), StoreError> {
+    let Lease {
+        mut delivery,
+        dequeued,
+    } = lease;
     let engine = d.engine();
     let at = d.clock.now();
     let attempt = delivery.attempts + 1;
     let mut request_shown = None;
     let mut warnings = Vec::new();
-    let stored = match d.store.event(&delivery.event_source, &delivery.event_id) {
+    let stored = match d
+        .store
+        .event(&delivery.event_source, &delivery.event_id)
+        .await
+    {
         Err(StoreError::Corrupt { message, .. }) => Err(message),
         other => Ok(other?),
     };
@@ -190,8 +181,8 @@ pub(super) async fn run(
         keys: delivery.keys.clone(),
     };
     delivery.last_entry = Some(entry.id.clone());
-    d.store.record(&entry, &delivery, Some(dequeued))?;
-    Ok(Some((delivery, entry)))
+    d.store.record(&entry, &delivery, Some(dequeued)).await?;
+    Ok((delivery, entry))
 }
 
 /// Adds what is only known at send time: credentials, `Idempotency-Key`,

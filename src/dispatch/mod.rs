@@ -33,7 +33,7 @@ pub use policy::NetworkPolicy;
 use policy::PolicyResolver;
 
 use crate::engine::Engine;
-use crate::store::{Delivery, DeliveryId, LogEntry, Store, StoreError};
+use crate::store::{Delivery, DeliveryId, Lease, LogEntry, Store, StoreError};
 
 /// The engine in use; a reload swaps it while attempts in flight finish with the old one.
 pub type EngineCell = Arc<RwLock<Arc<Engine>>>;
@@ -51,6 +51,10 @@ pub const MAX_PAUSE: Duration = Duration::from_secs(60);
 /// it answers.
 struct Lane {
     concurrency: usize,
+    /// The endpoint's timeout: leases last this long plus [`LEASE_MARGIN`].
+    timeout: Duration,
+    /// The rate limit the bucket was made for (a reload that changes it makes a new lane).
+    rate: Option<crate::engine::units::RateLimit>,
     /// Shared with the lane this one replaced at a reload: attempts it started still count.
     active: Arc<AtomicUsize>,
     bucket: Option<tokio::sync::Mutex<Bucket>>,
@@ -142,7 +146,7 @@ impl Health {
 
 /// Sends due deliveries. Create with [`Dispatcher::new`], run with [`Dispatcher::run`].
 pub struct Dispatcher {
-    store: Arc<Store>,
+    store: Arc<dyn Store>,
     engine: EngineCell,
     client: reqwest::Client,
     clock: Clock,
@@ -155,21 +159,16 @@ pub struct Dispatcher {
     listeners: RwLock<Vec<AttemptListener>>,
     /// Attempts in flight (not yet recorded), over all endpoints.
     active: AtomicUsize,
-    /// Deliveries whose last attempt could not be recorded: each waits out its backoff
-    /// before it is tried again, so that a failing store never turns into a resend loop.
-    held: Mutex<HashMap<DeliveryId, Hold>>,
+    /// Deliveries whose last attempts could not be recorded, with how many in a row: each
+    /// waits out its backoff (a store hold) before it is tried again, so that a failing
+    /// store never turns into a resend loop.
+    held: Mutex<HashMap<DeliveryId, u32>>,
     /// When recovering the store was last tried (while it fails).
     recovery_tried: Mutex<Option<tokio::time::Instant>>,
 }
 
-/// A delivery held back after its attempt could not be recorded.
-#[derive(Debug, Clone, Copy)]
-struct Hold {
-    /// Not tried again before this.
-    until: DateTime<Utc>,
-    /// Attempts in a row that could not be recorded.
-    failures: u32,
-}
+/// A lease lasts the endpoint's timeout plus this: time to record the attempt.
+pub const LEASE_MARGIN: Duration = Duration::from_secs(30);
 
 /// The longest a delivery is held back after its attempts could not be recorded.
 pub const MAX_HOLD: Duration = Duration::from_secs(60);
@@ -208,7 +207,7 @@ pub fn http_client(policy: Arc<NetworkPolicy>) -> reqwest::Client {
 impl Dispatcher {
     /// A dispatcher over `store`, sending with the engine in `engine`.
     pub fn new(
-        store: Arc<Store>,
+        store: Arc<dyn Store>,
         engine: EngineCell,
         policy: NetworkPolicy,
         clock: Clock,
@@ -241,7 +240,7 @@ impl Dispatcher {
     }
 
     /// The store.
-    pub fn store(&self) -> &Arc<Store> {
+    pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
     }
 
@@ -267,11 +266,19 @@ impl Dispatcher {
         self.settled.notified().await;
     }
 
-    /// The endpoints with queued deliveries whose lanes are paused because they do not
-    /// answer, in name order.
+    /// The endpoints whose lanes are paused because they do not answer, in name order.
     pub fn paused(&self) -> Vec<String> {
-        let mut names = self.store.queued_endpoints().unwrap_or_default();
-        names.retain(|name| self.health_of(name, |h| h.paused_until.is_some()));
+        let lanes = self.lanes.lock().unwrap_or_else(|p| p.into_inner());
+        let mut names: Vec<String> = lanes
+            .iter()
+            .filter(|(_, lane)| {
+                lane.health
+                    .lock()
+                    .map(|h| h.paused_until.is_some())
+                    .unwrap_or(false)
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
         names.sort();
         names
     }
@@ -327,10 +334,12 @@ impl Dispatcher {
         let policy = engine.endpoint(endpoint).map(|e| &e.policy);
         let concurrency = policy.map_or(1, |p| p.concurrency.max(1) as usize);
         let rate = policy.and_then(|p| p.rate_limit);
+        let timeout = policy.map_or(Duration::from_secs(30), |p| p.timeout);
         let mut lanes = self.lanes.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(lane) = lanes.get(endpoint)
             && lane.concurrency == concurrency
-            && lane.bucket.is_some() == rate.is_some()
+            && lane.rate == rate
+            && lane.timeout == timeout
         {
             return lane.clone();
         }
@@ -339,6 +348,8 @@ impl Dispatcher {
         let old = lanes.get(endpoint);
         let lane = Arc::new(Lane {
             concurrency,
+            timeout,
+            rate,
             active: old.map_or_else(Arc::default, |l| l.active.clone()),
             bucket: rate.map(|r| tokio::sync::Mutex::new(Bucket::new(r))),
             health: old.map_or_else(Arc::default, |l| l.health.clone()),
@@ -349,12 +360,12 @@ impl Dispatcher {
 
     /// Starts every due delivery that its lane has room for; returns when the next
     /// not-yet-due delivery falls due.
-    fn tick(self: &Arc<Self>) -> Result<Option<DateTime<Utc>>, StoreError> {
+    async fn tick(self: &Arc<Self>) -> Result<Option<DateTime<Utc>>, StoreError> {
         let now = self.clock.now();
         // Nothing is sent while the store fails: its attempt could not be recorded.
         self.store.health()?;
         let mut next: Option<DateTime<Utc>> = None;
-        for endpoint in self.store.queued_endpoints()? {
+        for endpoint in self.store.queued_endpoints().await? {
             let lane = self.lane(&endpoint);
             let gate = lane
                 .health
@@ -378,23 +389,18 @@ impl Dispatcher {
             if room == 0 {
                 continue;
             }
-            let held = self.held.lock().unwrap_or_else(|p| p.into_inner()).clone();
-            let busy = |id: &DeliveryId| {
-                held.get(id).is_some_and(|h| h.until > now)
-                    || self
-                        .in_flight
-                        .lock()
-                        .map(|set| set.contains(id))
-                        .unwrap_or(true)
-            };
-            let (due, later) = self.store.due(&endpoint, now, room, &busy)?;
-            if let Some(later) = later {
+            // Long enough for the attempt to end (its timeout) and be recorded; a node that
+            // dies holding it gives it up then.
+            let lease_until =
+                now + chrono::Duration::from_std(lane.timeout + LEASE_MARGIN).unwrap_or_default();
+            let taken = self.store.take(&endpoint, now, room, lease_until).await?;
+            if let Some(later) = taken.next {
                 next = Some(next.map_or(later, |n| n.min(later)));
             }
-            for (id, dequeued) in due {
+            for lease in taken.leases {
                 {
                     let mut set = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
-                    if !set.insert(id.clone()) {
+                    if !set.insert(lease.delivery.id.clone()) {
                         continue;
                     }
                 }
@@ -407,23 +413,17 @@ impl Dispatcher {
                 self.active.fetch_add(1, Ordering::SeqCst);
                 let me = self.clone();
                 let lane = lane.clone();
-                let endpoint = endpoint.clone();
                 tokio::spawn(async move {
-                    me.attempt(id, endpoint, dequeued, lane, probe).await;
+                    me.attempt(lease, lane, probe).await;
                 });
             }
         }
         Ok(next)
     }
 
-    async fn attempt(
-        self: Arc<Self>,
-        id: DeliveryId,
-        endpoint: String,
-        dequeued: DateTime<Utc>,
-        lane: Arc<Lane>,
-        probe: Option<u32>,
-    ) {
+    async fn attempt(self: Arc<Self>, lease: Lease, lane: Arc<Lane>, probe: Option<u32>) {
+        let id = lease.delivery.id.clone();
+        let endpoint = lease.delivery.target.endpoint.clone();
         if let Some(bucket) = &lane.bucket {
             let wait = bucket.lock().await.take();
             if !wait.is_zero() {
@@ -431,7 +431,7 @@ impl Dispatcher {
             }
         }
         let mut answered = None;
-        let result = attempt::run(&self, &id, &endpoint, dequeued, &mut answered).await;
+        let result = attempt::run(&self, lease, &mut answered).await;
         if result.is_ok() {
             self.held
                 .lock()
@@ -439,15 +439,14 @@ impl Dispatcher {
                 .remove(&id);
         }
         match result {
-            Ok(Some((delivery, entry))) => {
+            Ok((delivery, entry)) => {
                 if let Ok(listeners) = self.listeners.read() {
                     for listener in listeners.iter() {
                         listener(&delivery, &entry);
                     }
                 }
             }
-            Ok(None) => {}
-            Err(e) => self.hold(&id, &endpoint, &e),
+            Err(e) => self.hold(&id, &endpoint, &e).await,
         }
         let change = lane
             .health
@@ -469,18 +468,18 @@ impl Dispatcher {
     /// Holds a delivery back after its attempt could not be recorded (it stays queued, so
     /// it is sent again: at-least-once), for 1 s, then 2 s … up to [`MAX_HOLD`]; logs the
     /// first failure of a run of them only.
-    fn hold(&self, id: &DeliveryId, endpoint: &str, error: &StoreError) {
-        let now = self.clock.now();
-        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
-        let failures = held.get(id).map_or(0, |h| h.failures) + 1;
-        let wait = hold_for(failures);
-        held.insert(
-            id.clone(),
-            Hold {
-                until: now + chrono::Duration::from_std(wait).unwrap_or_default(),
-                failures,
-            },
-        );
+    async fn hold(&self, id: &DeliveryId, endpoint: &str, error: &StoreError) {
+        let failures = {
+            let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+            let failures = held.get(id).map_or(0, |n| *n) + 1;
+            held.insert(id.clone(), failures);
+            failures
+        };
+        let until =
+            self.clock.now() + chrono::Duration::from_std(hold_for(failures)).unwrap_or_default();
+        // If even the hold fails (a shared store that is down), the lease still keeps the
+        // delivery back until it runs out.
+        let _ = self.store.hold(id, until).await;
         if failures == 1 {
             tracing::warn!(
                 delivery = %id, endpoint = %endpoint,
@@ -506,12 +505,10 @@ impl Dispatcher {
             }
             *tried = Some(now);
         }
-        let store = self.store.clone();
-        match tokio::task::spawn_blocking(move || store.recover()).await {
-            Ok(Ok(true)) => self.wake(),
-            Ok(Ok(false)) => {}
-            Ok(Err(e)) => tracing::debug!("the store does not recover yet: {e}"),
-            Err(e) => tracing::error!("recovering the store panicked: {e}"),
+        match self.store.recover().await {
+            Ok(true) => self.wake(),
+            Ok(false) => {}
+            Err(e) => tracing::debug!("the store does not recover yet: {e}"),
         }
     }
 
@@ -537,7 +534,7 @@ impl Dispatcher {
             let now = self.clock.now();
             let mut read_error = None;
             for id in ids {
-                let delivery = match self.store.delivery(id) {
+                let delivery = match self.store.delivery(id).await {
                     Ok(Some(delivery)) => delivery,
                     Ok(None) => continue,
                     Err(e) => {
@@ -585,7 +582,7 @@ impl Dispatcher {
         const IDLE: Duration = Duration::from_secs(1);
         loop {
             self.recover_store().await;
-            let next = match self.tick() {
+            let next = match self.tick().await {
                 Ok(next) => next,
                 // Logged once by the store when it began to fail.
                 Err(e) if e.is_unavailable() => None,
@@ -613,34 +610,6 @@ impl Dispatcher {
                 _ = self.settled.notified() => {}
                 _ = tokio::time::sleep(Duration::from_millis(50)) => {}
             }
-        }
-    }
-}
-
-/// Purges the connect log (and finished events) older than `retention`, now and then
-/// every hour, until `stop` turns true.
-pub async fn purge_loop(
-    store: Arc<Store>,
-    retention: Duration,
-    clock: Clock,
-    mut stop: watch::Receiver<bool>,
-) {
-    loop {
-        let cutoff = chrono::Duration::from_std(retention)
-            .ok()
-            .and_then(|r| clock.now().checked_sub_signed(r))
-            .unwrap_or(DateTime::<Utc>::MIN_UTC);
-        let store2 = store.clone();
-        let result = tokio::task::spawn_blocking(move || store2.purge(cutoff)).await;
-        if let Ok(Err(e)) = result {
-            tracing::error!("purging the connect log failed: {e}");
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
-            _ = stop.changed() => {}
-        }
-        if *stop.borrow() {
-            return;
         }
     }
 }

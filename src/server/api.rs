@@ -15,8 +15,8 @@ use serde_json::{Value, json};
 
 use super::error::ApiError;
 use super::{App, access};
-use crate::commands::logs::{CSV_HEADER, csv_row, parse_since, parse_until};
 use crate::engine::event::parse_events;
+use crate::report::{CSV_HEADER, csv_row, parse_since, parse_until};
 use crate::store::{DeliveryId, LogEntry, LogQuery, Outcome};
 
 type Params = Query<HashMap<String, String>>;
@@ -87,8 +87,8 @@ pub(super) async fn logs(
     Query(params): Params,
 ) -> Result<Json<Value>, ApiError> {
     allow(&app, peer, &headers)?;
-    let q = query(&params, 50, app.clock.now())?;
-    let entries = app.store.search(&q)?;
+    let q = query(&params, 50, app.clock().now())?;
+    let entries = app.store().search(&q).await?;
     let next = (entries.len() == q.limit)
         .then(|| entries.last().map(|e| e.id.clone()))
         .flatten();
@@ -103,8 +103,9 @@ pub(super) async fn entry(
     Path(id): Path<String>,
 ) -> Result<Json<LogEntry>, ApiError> {
     allow(&app, peer, &headers)?;
-    app.store
-        .entry(&id)?
+    app.store()
+        .entry(&id)
+        .await?
         .map(Json)
         .ok_or_else(|| ApiError::not_found(format!("no connect log entry {id}")))
 }
@@ -127,7 +128,7 @@ pub(super) async fn export(
             )));
         }
     };
-    let mut first = query(&params, 500, app.clock.now())?;
+    let mut first = query(&params, 500, app.clock().now())?;
     first.limit = 500;
     struct Page {
         query: Option<LogQuery>,
@@ -137,12 +138,12 @@ pub(super) async fn export(
         query: Some(first),
         header: csv,
     };
-    let store = app.store.clone();
+    let store = app.store().clone();
     let stream = futures_util::stream::unfold(start, move |mut page| {
         let store = store.clone();
         async move {
             let query = page.query.take()?;
-            let entries = match store.search(&query) {
+            let entries = match store.search(&query).await {
                 Ok(entries) => entries,
                 Err(e) => return Some((Err(std::io::Error::other(e.to_string())), page)),
             };
@@ -199,14 +200,17 @@ pub(super) async fn delivery(
 ) -> Result<Json<Value>, ApiError> {
     allow(&app, peer, &headers)?;
     let id = DeliveryId::new(id);
-    let Some(delivery) = app.store.delivery(&id)? else {
+    let Some(delivery) = app.store().delivery(&id).await? else {
         return Err(ApiError::not_found(format!("no delivery {id}")));
     };
-    let attempts = app.store.search(&LogQuery {
-        delivery: Some(id),
-        after: Some(String::new()),
-        ..LogQuery::default()
-    })?;
+    let attempts = app
+        .store()
+        .search(&LogQuery {
+            delivery: Some(id),
+            after: Some(String::new()),
+            ..LogQuery::default()
+        })
+        .await?;
     Ok(Json(json!({"delivery": delivery, "attempts": attempts})))
 }
 
@@ -219,12 +223,13 @@ pub(super) async fn replay(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     allow(&app, peer, &headers)?;
     let id = DeliveryId::new(id);
-    if app.store.delivery(&id)?.is_none() {
-        return Err(ApiError::not_found(format!("no delivery {id}")));
-    }
-    let delivery = app.store.replay(&id, app.clock.now())?;
-    app.store.commit().await?;
-    app.dispatcher.wake();
+    let delivery = match app.runtime().replay(std::slice::from_ref(&id)).await {
+        Ok(mut replayed) => replayed.remove(0),
+        Err(crate::store::StoreError::NotFound(_)) => {
+            return Err(ApiError::not_found(format!("no delivery {id}")));
+        }
+        Err(e) => return Err(e.into()),
+    };
     Ok((StatusCode::ACCEPTED, Json(json!({"delivery": delivery}))))
 }
 
@@ -241,7 +246,7 @@ pub(super) async fn render(
     let bytes = app.body(&headers, body).await?;
     let text =
         std::str::from_utf8(&bytes).map_err(|_| ApiError::bad_request("the body is not UTF-8"))?;
-    let now = app.clock.now();
+    let now = app.clock().now();
     let events = parse_events(text, params.get("type").map(String::as_str), now)
         .map_err(|e| ApiError::bad_request(e.0))?;
     let engine = app.engine();
@@ -290,7 +295,7 @@ pub(super) async fn stats(
         }
     };
     Ok(Json(
-        json!({"window_minutes": minutes, "endpoints": app.stats.window(app.clock.now(), minutes)}),
+        json!({"window_minutes": minutes, "endpoints": app.stats.window(app.clock().now(), minutes)}),
     ))
 }
 
@@ -302,14 +307,14 @@ pub(super) async fn healthz() -> Json<Value> {
 /// `GET /readyz`: serving (configuration loaded, data folder open and writable, not
 /// stopping).
 pub(super) async fn readyz(State(app): State<Arc<App>>) -> Response {
-    if let Err(e) = app.store.health() {
+    if let Err(e) = app.store().health() {
         (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({"status": "not ready", "reason": e.to_string()})),
         )
             .into_response()
     } else if app.ready.load(Ordering::SeqCst) {
-        Json(json!({"status": "ready", "queue_depth": app.store.queue_depth()})).into_response()
+        Json(json!({"status": "ready", "queue_depth": app.store().queue_depth()})).into_response()
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -322,10 +327,10 @@ pub(super) async fn readyz(State(app): State<Arc<App>>) -> Response {
 /// `GET /metrics`: Prometheus text format.
 pub(super) async fn metrics(State(app): State<Arc<App>>) -> Response {
     let text = app.metrics.render(
-        app.store.queue_depth(),
-        app.dispatcher.in_flight(),
-        &app.dispatcher.paused(),
-        app.store.writes(),
+        app.store().queue_depth(),
+        app.runtime().dispatcher().in_flight(),
+        &app.runtime().dispatcher().paused(),
+        app.store().writes(),
     );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }

@@ -73,13 +73,13 @@ pub(super) async fn receive(
         &headers,
         &mut query,
         &bytes,
-        app.clock.now().timestamp(),
+        app.clock().now().timestamp(),
     )?;
     let payload = match method {
         Method::GET => pairs_to_map(query),
         _ => body_payload(&headers, &bytes)?,
     };
-    let now = app.clock.now();
+    let now = app.clock().now();
     let (mut event, warnings) = hook
         .event(payload, engine.templates(), engine.adaptors(), now)
         .map_err(|e| ApiError::bad_request(format!("{path}: {e}")))?;
@@ -103,7 +103,7 @@ pub(super) async fn receive(
             event.id = EventId::new(key.trim());
         }
     }
-    let accepted = app.accept(std::slice::from_ref(&event)).await?;
+    let accepted = app.accept(vec![event]).await?;
     let status = StatusCode::from_u16(hook.respond).unwrap_or(StatusCode::ACCEPTED);
     Ok((status, Json(answer(&accepted[0]))).into_response())
 }

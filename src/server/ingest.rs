@@ -71,7 +71,7 @@ pub(super) async fn envelopes(
         &headers,
     )?;
     let bytes = app.body(&headers, body).await?;
-    let now = app.clock.now();
+    let now = app.clock().now();
     let (items, many) = match parse(&bytes)? {
         Value::Array(items) if items.is_empty() => {
             return Err(ApiError::bad_request("an empty array: no events to accept"));
@@ -100,7 +100,7 @@ pub(super) async fn envelopes(
         events.push(event);
     }
     known(&app, &events)?;
-    let accepted = app.accept(&events).await?;
+    let accepted = app.accept(events).await?;
     let body = if many {
         Value::Array(accepted.iter().map(answer).collect())
     } else {
@@ -123,14 +123,14 @@ pub(super) async fn raw(
         &headers,
     )?;
     let bytes = app.body(&headers, body).await?;
-    let now = app.clock.now();
+    let now = app.clock().now();
     let mut event = event_from_value(parse(&bytes)?, Some(&kind), now)
         .map_err(|e| ApiError::bad_request(e.0))?;
     if let Some(key) = idempotency_key(&headers) {
         event.id = key;
     }
-    let events = [event];
+    let events = vec![event];
     known(&app, &events)?;
-    let accepted = app.accept(&events).await?;
+    let accepted = app.accept(events).await?;
     Ok((StatusCode::ACCEPTED, Json(answer(&accepted[0]))))
 }

@@ -1,10 +1,8 @@
 //! The server: the only place that knows axum. `POST /events`, inbound hooks, the admin
-//! API and operations endpoints, over the same store and dispatcher as the CLI.
+//! API and operations endpoints: a door onto the [`Runtime`], as the CLI is another.
 //!
-//! **Invariant:** a 2xx to an event is sent only after the event and its deliveries are
-//! durably written (`Store::commit`, shared by concurrent requests).
-//! **Invariant:** a reload swaps the engine only when the new configuration has no error;
-//! requests and attempts in progress finish with the engine they started with.
+//! **Invariant:** a 2xx to an event is sent only after [`Runtime::accept`] returned (the
+//! event and its deliveries are durable).
 
 mod access;
 mod api;
@@ -18,8 +16,8 @@ mod ui;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use axum::Router;
@@ -30,16 +28,20 @@ use ipnet::IpNet;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::dispatch::{Clock, Dispatcher, EngineCell, NetworkPolicy};
+use crate::dispatch::{Clock, NetworkPolicy};
 use crate::engine::Engine;
 use crate::engine::event::Event;
-use crate::store::{Accepted, Store, StoreError};
+use crate::runtime::address::{Address, address_file};
+use crate::runtime::{OpenError, Options, Runtime};
+use crate::store::{Accepted, Store};
 pub use error::ApiError;
 use metrics::Metrics;
 
-/// How the server runs (the `serve` flags).
+/// How the server runs: the `serve` flags, checked once ([`Settings::check`]).
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// Address to listen on.
+    pub listen: SocketAddr,
     /// Configuration folder (re-read on reload).
     pub config: PathBuf,
     /// Data folder.
@@ -64,6 +66,7 @@ impl Settings {
     /// Defaults for a configuration and data folder.
     pub fn new(config: PathBuf, data: PathBuf) -> Settings {
         Settings {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             config,
             data,
             api_token: None,
@@ -75,57 +78,65 @@ impl Settings {
             drain: Duration::from_secs(20),
         }
     }
+
+    /// The rules the flags must satisfy together: an empty token is no token, and a
+    /// non-loopback address needs one (the API would be open to the network).
+    pub fn check(mut self) -> Result<Settings, String> {
+        self.api_token = self.api_token.filter(|t| !t.is_empty());
+        if !self.listen.ip().is_loopback() && self.api_token.is_none() {
+            return Err(format!(
+                "refusing to listen on {} without an API token: set SWITCHBOARD_API_TOKEN (or listen on 127.0.0.1)",
+                self.listen
+            ));
+        }
+        Ok(self)
+    }
+
+    fn runtime_options(&self) -> Options {
+        Options {
+            dedupe_window: self.dedupe_window,
+            retention: self.retention,
+            policy: self.policy.clone(),
+            ..Options::new(&self.config, &self.data)
+        }
+    }
 }
 
 /// What went wrong starting the server.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    /// The configuration does not load.
+    /// The configuration or the store cannot be used.
     #[error("{0}")]
-    Config(#[from] crate::config::ConfigErrors),
-    /// The data folder cannot be used.
+    Open(#[from] OpenError),
+    /// The store failed while stopping.
     #[error("{0}")]
-    Store(#[from] StoreError),
+    Store(#[from] crate::store::StoreError),
     /// The socket failed.
     #[error("server socket: {0}")]
     Io(#[from] std::io::Error),
 }
 
-/// The server's shared state.
+/// The server's shared state: the runtime and what only the server keeps.
 pub struct App {
     settings: Settings,
-    engine: EngineCell,
-    store: Arc<Store>,
-    dispatcher: Arc<Dispatcher>,
+    runtime: Arc<Runtime>,
     metrics: Arc<Metrics>,
     stats: Arc<stats::Stats>,
-    clock: Clock,
     ready: AtomicBool,
 }
 
 impl App {
     /// Loads the configuration and opens the data folder.
     pub fn open(settings: Settings) -> Result<Arc<App>, ServeError> {
-        let loaded = crate::load(&settings.config)?;
-        for warning in &loaded.warnings {
+        let runtime = Runtime::open(settings.runtime_options())?;
+        for warning in runtime.warnings() {
             tracing::warn!("{warning}");
         }
-        let mut store = Store::open(&settings.data)?;
-        store.set_dedupe_window(settings.dedupe_window);
-        let store = Arc::new(store);
-        let engine: EngineCell = Arc::new(RwLock::new(Arc::new(loaded.engine)));
-        let clock = Clock::new();
-        let dispatcher = Dispatcher::new(
-            store.clone(),
-            engine.clone(),
-            settings.policy.clone(),
-            clock.clone(),
-        );
         let metrics = Arc::new(Metrics::default());
         let stats = Arc::new(stats::Stats::default());
         let listener_metrics = metrics.clone();
         let listener_stats = stats.clone();
-        dispatcher.listen(Box::new(move |_, entry| {
+        runtime.listen(Box::new(move |_, entry| {
             listener_stats.record(entry);
             let took = entry.response.as_ref().map(|r| Duration::from_millis(r.duration_ms));
             listener_metrics.attempt(&entry.endpoint, entry.outcome.as_str(), took);
@@ -142,80 +153,59 @@ impl App {
         }));
         Ok(Arc::new(App {
             settings,
-            engine,
-            store,
-            dispatcher,
+            runtime,
             metrics,
             stats,
-            clock,
             ready: AtomicBool::new(false),
         }))
     }
 
+    /// The runtime it serves.
+    pub fn runtime(&self) -> &Arc<Runtime> {
+        &self.runtime
+    }
+
     /// The engine in use now.
     pub fn engine(&self) -> Arc<Engine> {
-        self.engine
-            .read()
-            .map(|e| e.clone())
-            .unwrap_or_else(|p| p.into_inner().clone())
+        self.runtime.engine()
     }
 
     /// The store.
-    pub fn store(&self) -> &Arc<Store> {
-        &self.store
+    pub fn store(&self) -> &Arc<dyn Store> {
+        self.runtime.store()
     }
 
-    /// Re-reads the configuration; a configuration with errors is refused (its errors are
-    /// returned and logged) and the running one stays.
+    fn clock(&self) -> &Clock {
+        self.runtime.clock()
+    }
+
+    /// Re-reads the configuration; see [`Runtime::reload`].
     pub fn reload(&self) -> Result<(), crate::config::ConfigErrors> {
-        match crate::load(&self.settings.config) {
-            Ok(loaded) => {
-                for warning in &loaded.warnings {
-                    tracing::warn!("{warning}");
-                }
-                if let Ok(mut engine) = self.engine.write() {
-                    *engine = Arc::new(loaded.engine);
-                }
-                tracing::info!(config = %self.settings.config.display(), "configuration reloaded");
-                self.dispatcher.reloaded();
-                Ok(())
-            }
-            Err(errors) => {
-                for error in &errors.errors {
-                    tracing::error!("{error}");
-                }
-                tracing::error!(
-                    "configuration rejected ({} errors); still running the previous one",
-                    errors.errors.len()
-                );
-                Err(errors)
-            }
-        }
+        self.runtime.reload()
     }
 
-    /// Accepts events durably: stores each with its deliveries, then one shared flush.
-    pub async fn accept(&self, events: &[Event]) -> Result<Vec<Accepted>, ApiError> {
+    /// Accepts events durably (see [`Runtime::accept`]) and counts them.
+    pub async fn accept(&self, events: Vec<Event>) -> Result<Vec<Accepted>, ApiError> {
         let engine = self.engine();
-        let now = self.clock.now();
-        let mut accepted = Vec::with_capacity(events.len());
-        for event in events {
-            let matches = engine.matches(event, now);
-            let keys = engine.audit_keys(event);
-            let result = self.store.accept(event, &matches, &keys, now)?;
-            if !result.duplicate {
-                // Hook payloads choose their own types: label the ones no workflow knows as
-                // "other", so that a sender cannot grow the metrics without bound.
-                let kind = if engine.knows_type(&event.kind) {
-                    event.kind.as_str()
+        // Hook payloads choose their own types: label the ones no workflow knows as
+        // "other", so that a sender cannot grow the metrics without bound.
+        let labels: Vec<(String, String)> = events
+            .iter()
+            .map(|e| {
+                let kind = if engine.knows_type(&e.kind) {
+                    e.kind.clone()
                 } else {
-                    "other"
+                    "other".to_string()
                 };
-                self.metrics.event(kind, &event.source);
+                (kind, e.source.clone())
+            })
+            .collect();
+        let accepted = self.runtime.accept(events).await?;
+        for (result, (kind, source)) in accepted.iter().zip(&labels) {
+            if !result.duplicate {
+                self.metrics.event(kind, source);
             }
-            accepted.push(result);
         }
-        self.store.commit().await?;
-        self.dispatcher.wake();
         Ok(accepted)
     }
 
@@ -285,21 +275,6 @@ async fn count_rejections(
     response
 }
 
-/// Where a running server can be reached, written in the data folder so that `logs` and
-/// `replay` can use its API while it holds the folder.
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-pub struct Address {
-    /// Base URL, e.g. `http://127.0.0.1:8080`.
-    pub url: String,
-    /// Process id.
-    pub pid: u32,
-}
-
-/// The file in a data folder naming the server that holds it.
-pub fn address_file(data: &std::path::Path) -> PathBuf {
-    data.join("server.json")
-}
-
 /// Serves until `shutdown` resolves or a SIGINT/SIGTERM arrives; SIGHUP reloads the
 /// configuration. Then stops accepting, finishes requests, drains attempts, flushes.
 pub async fn run(
@@ -313,27 +288,36 @@ pub async fn run(
         pid: std::process::id(),
     };
     let (stop_tx, stop_rx) = watch::channel(false);
-    let dispatcher = tokio::spawn(
-        app.dispatcher
-            .clone()
-            .run(stop_rx.clone(), app.settings.drain),
-    );
+    app.runtime.start(app.settings.drain);
     // The chart's last day, from the connect log, without delaying the start.
     // Entries recorded from now on reach the chart through the dispatcher's listener.
-    let (store, stats, until) = (app.store.clone(), app.stats.clone(), app.clock.now());
-    tokio::task::spawn_blocking(move || {
-        if let Err(e) = store.for_each_entry(until - chrono::Duration::days(1), until, |entry| {
-            stats.record(&entry)
-        }) {
-            tracing::warn!("cannot rebuild the per-endpoint chart from the connect log: {e}");
+    let (store, stats, until) = (app.store().clone(), app.stats.clone(), app.clock().now());
+    tokio::spawn(async move {
+        let since = until - chrono::Duration::days(1);
+        let mut after: Option<String> = None;
+        loop {
+            match store
+                .entries_between(since, until, after.as_deref(), 1000)
+                .await
+            {
+                Ok(page) => {
+                    for entry in &page {
+                        stats.record(entry);
+                    }
+                    if page.len() < 1000 {
+                        return;
+                    }
+                    after = page.last().map(|e| e.id.clone());
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        "cannot rebuild the per-endpoint chart from the connect log: {e}"
+                    );
+                    return;
+                }
+            }
         }
     });
-    let purger = tokio::spawn(crate::dispatch::purge_loop(
-        app.store.clone(),
-        app.settings.retention,
-        app.clock.clone(),
-        stop_rx.clone(),
-    ));
     // Signal handlers are installed before anyone can learn our address: a SIGHUP that
     // arrives early must reload, not kill the process (its default action).
     #[cfg(unix)]
@@ -379,9 +363,7 @@ pub async fn run(
         .with_graceful_shutdown(signal)
         .await?;
     let _ = stop_tx.send(true);
-    let _ = dispatcher.await;
-    let _ = purger.await;
-    app.store.commit().await?;
+    app.runtime.shutdown().await?;
     let _ = std::fs::remove_file(address_file(&app.settings.data));
     tracing::info!("stopped; everything accepted is on disk");
     Ok(())

@@ -2,36 +2,10 @@
 //! first, through the index that matches the query best, so that a search costs in
 //! proportion to its matches rather than to the size of the log.
 
-use chrono::{DateTime, Utc};
-
 use super::keys::{self, tag};
-use super::record::{DeliveryId, LogEntry, Outcome};
-use super::{Store, StoreError, decode};
-
-/// A connect log search. Empty fields do not filter.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct LogQuery {
-    /// Only this endpoint.
-    pub endpoint: Option<String>,
-    /// Only this workflow.
-    pub workflow: Option<String>,
-    /// Only this outcome.
-    pub outcome: Option<Outcome>,
-    /// Only this delivery's attempts.
-    pub delivery: Option<DeliveryId>,
-    /// An audit key value (phone in any spelling, lead id, call id) or an event id.
-    pub search: Option<String>,
-    /// Entries at or after this time.
-    pub since: Option<DateTime<Utc>>,
-    /// Entries at or before this time.
-    pub until: Option<DateTime<Utc>>,
-    /// Paging, newest first: entries older than this entry id.
-    pub before: Option<String>,
-    /// Following, oldest first: entries newer than this entry id.
-    pub after: Option<String>,
-    /// At most this many entries (0: no limit).
-    pub limit: usize,
-}
+use super::{Inner, decode};
+use crate::store::query::{LogQuery, ulid_bound};
+use crate::store::{LogEntry, StoreError};
 
 /// Where a scan starts and stops, as entry ids (start inclusive, end exclusive).
 struct Bounds {
@@ -39,35 +13,23 @@ struct Bounds {
     end: Option<String>,
 }
 
-impl LogQuery {
-    fn bounds(&self) -> Bounds {
-        let mut start = self.since.map(|t| keys::ulid_bound(t, false));
-        if let Some(after) = &self.after {
+fn bounds(query: &LogQuery) -> Bounds {
+    {
+        let mut start = query.since.map(|t| ulid_bound(t, false));
+        if let Some(after) = &query.after {
             let just_after = format!("{after}\0");
             start = Some(start.map_or(just_after.clone(), |s| s.max(just_after)));
         }
-        let mut end = self
-            .until
-            .map(|t| format!("{}\0", keys::ulid_bound(t, true)));
-        if let Some(before) = &self.before {
+        let mut end = query.until.map(|t| format!("{}\0", ulid_bound(t, true)));
+        if let Some(before) = &query.before {
             end = Some(end.map_or(before.clone(), |e| e.min(before.clone())));
         }
         Bounds { start, end }
     }
-
-    fn keeps(&self, entry: &LogEntry) -> bool {
-        self.endpoint.as_ref().is_none_or(|e| *e == entry.endpoint)
-            && self.workflow.as_ref().is_none_or(|w| *w == entry.workflow)
-            && self.outcome.is_none_or(|o| o == entry.outcome)
-            && self
-                .delivery
-                .as_ref()
-                .is_none_or(|d| *d == entry.delivery_id)
-    }
 }
 
-pub(super) fn search(store: &Store, query: &LogQuery) -> Result<Vec<LogEntry>, StoreError> {
-    let bounds = query.bounds();
+pub(super) fn search(store: &Inner, query: &LogQuery) -> Result<Vec<LogEntry>, StoreError> {
+    let bounds = bounds(query);
     let newest_first = query.after.is_none();
     let limit = if query.limit == 0 {
         usize::MAX
@@ -158,14 +120,9 @@ fn range(bounds: &Bounds, prefix: &[u8]) -> std::ops::Range<Vec<u8>> {
     start..end
 }
 
-fn load(store: &Store, index_key: &[u8]) -> Result<Option<LogEntry>, StoreError> {
+fn load(store: &Inner, index_key: &[u8]) -> Result<Option<LogEntry>, StoreError> {
     match keys::index_entry_id(index_key) {
         Some(id) => store.entry(&id),
         None => Ok(None),
     }
-}
-
-/// An entry id after every entry recorded up to `at`: a cursor for following new entries.
-pub fn id_at(at: DateTime<Utc>) -> String {
-    keys::ulid_bound(at, true)
 }

@@ -14,7 +14,7 @@ use std::sync::Mutex;
 use chrono::{DateTime, Utc};
 
 use super::keys;
-use super::record::DeliveryId;
+use crate::store::DeliveryId;
 
 /// Keys loaded per endpoint by a refill; twice this many are kept at most.
 const CAP: usize = 2048;

@@ -5,8 +5,9 @@
 
 use chrono::{DateTime, Utc};
 
-use super::record::{DeliveryId, LogEntry};
 use crate::engine::event::EventId;
+pub use crate::store::query::ulid_bound;
+use crate::store::record::{DeliveryId, LogEntry};
 
 /// Separates a name from what follows it in a key; names never contain it.
 const SEP: u8 = 0;
@@ -127,14 +128,6 @@ pub fn event_time_id(key: &[u8]) -> Option<(String, EventId)> {
     let source = String::from_utf8(rest[..at].to_vec()).ok()?;
     let id = String::from_utf8(rest.get(at + 1..)?.to_vec()).ok()?;
     Some((source, EventId::new(id)))
-}
-
-/// The smallest (or, with `upper`, largest) ULID string of the millisecond `at`, to
-/// bound scans of time-ordered ids.
-pub fn ulid_bound(at: DateTime<Utc>, upper: bool) -> String {
-    let ms = u64::try_from(at.timestamp_millis()).unwrap_or(0);
-    let random = if upper { (1u128 << 80) - 1 } else { 0 };
-    ulid::Ulid::from_parts(ms, random).to_string()
 }
 
 /// Index fields: a one-letter tag each.

@@ -1,0 +1,288 @@
+//! The running system: one owner of the engine cell, the store, the dispatcher, the clock
+//! and the background tasks (delivery, purge), with the operations every door needs —
+//! accept, replay, reload, settle, shutdown. `serve` (the server) and the `send`, `replay`
+//! and `logs` commands are thin doors onto it; the accept flow and the wiring exist here
+//! once.
+//!
+//! **Invariant:** [`Runtime::accept`] returns only after the store made the events durable;
+//! a 2xx may be answered then, not before.
+//! **Invariant:** a reload swaps the engine only when the new configuration has no error;
+//! attempts in flight finish with the engine they started with.
+
+pub mod address;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::{ConfigError, ConfigErrors};
+use crate::dispatch::{AttemptListener, Clock, Dispatcher, EngineCell, NetworkPolicy};
+use crate::engine::Engine;
+use crate::engine::event::Event;
+use crate::store::{
+    Accepted, DEFAULT_DEDUPE_WINDOW, Delivery, DeliveryId, NewEvent, Purged, SledStore, Store,
+    StoreError,
+};
+
+/// What the runtime is opened with.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The configuration folder (re-read on reload).
+    pub config: PathBuf,
+    /// The data folder (sled).
+    pub data: PathBuf,
+    /// Event ids repeated within this window are duplicates.
+    pub dedupe_window: Duration,
+    /// Connect log entries older than this are purged.
+    pub retention: Duration,
+    /// Where deliveries may go.
+    pub policy: NetworkPolicy,
+}
+
+impl Options {
+    /// Defaults for a configuration and data folder.
+    pub fn new(config: impl Into<PathBuf>, data: impl Into<PathBuf>) -> Options {
+        Options {
+            config: config.into(),
+            data: data.into(),
+            dedupe_window: DEFAULT_DEDUPE_WINDOW,
+            retention: Duration::from_secs(30 * 86_400),
+            policy: NetworkPolicy::default(),
+        }
+    }
+}
+
+/// Why the runtime could not open.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The configuration does not load.
+    #[error("{0}")]
+    Config(#[from] ConfigErrors),
+    /// The store cannot be used.
+    #[error("{0}")]
+    Store(#[from] StoreError),
+}
+
+/// The running system. See the module's invariants.
+pub struct Runtime {
+    options: Options,
+    engine: EngineCell,
+    store: Arc<dyn Store>,
+    dispatcher: Arc<Dispatcher>,
+    clock: Clock,
+    /// Warnings of the configuration loaded at open.
+    warnings: Vec<ConfigError>,
+    stop: watch::Sender<bool>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Runtime({})", self.store.describe())
+    }
+}
+
+impl Runtime {
+    /// Loads the configuration and opens the store; starts nothing yet.
+    pub fn open(options: Options) -> Result<Arc<Runtime>, OpenError> {
+        let loaded = crate::load(&options.config)?;
+        let store: Arc<dyn Store> =
+            Arc::new(SledStore::open_with(&options.data, options.dedupe_window)?);
+        Ok(Runtime::with_store(
+            options,
+            loaded.engine,
+            loaded.warnings,
+            store,
+        ))
+    }
+
+    /// A runtime over a store opened elsewhere (tests, benchmarks, other backends).
+    pub fn with_store(
+        options: Options,
+        engine: Engine,
+        warnings: Vec<ConfigError>,
+        store: Arc<dyn Store>,
+    ) -> Arc<Runtime> {
+        let engine: EngineCell = Arc::new(RwLock::new(Arc::new(engine)));
+        let clock = Clock::new();
+        let dispatcher = Dispatcher::new(
+            store.clone(),
+            engine.clone(),
+            options.policy.clone(),
+            clock.clone(),
+        );
+        Arc::new(Runtime {
+            options,
+            engine,
+            store,
+            dispatcher,
+            clock,
+            warnings,
+            stop: watch::channel(false).0,
+            tasks: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// The configuration's warnings (things that work but are probably not meant).
+    pub fn warnings(&self) -> &[ConfigError] {
+        &self.warnings
+    }
+
+    /// The configuration folder.
+    pub fn config_dir(&self) -> &Path {
+        &self.options.config
+    }
+
+    /// The data folder.
+    pub fn data_dir(&self) -> &Path {
+        &self.options.data
+    }
+
+    /// The engine in use now.
+    pub fn engine(&self) -> Arc<Engine> {
+        self.engine
+            .read()
+            .map(|e| e.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The dispatcher.
+    pub fn dispatcher(&self) -> &Arc<Dispatcher> {
+        &self.dispatcher
+    }
+
+    /// The clock deliveries and acceptances are timed by.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// Calls `listener` after every recorded attempt.
+    pub fn listen(&self, listener: AttemptListener) {
+        self.dispatcher.listen(listener);
+    }
+
+    /// Accepts events: matches each against the workflows, stores it with one delivery per
+    /// match, durably, then lets the dispatcher know.
+    pub async fn accept(&self, events: Vec<Event>) -> Result<Vec<Accepted>, StoreError> {
+        let engine = self.engine();
+        let now = self.clock.now();
+        let batch = events
+            .into_iter()
+            .map(|event| NewEvent {
+                matches: engine.matches(&event, now),
+                keys: engine.audit_keys(&event),
+                event,
+            })
+            .collect();
+        let accepted = self.store.accept(batch, now).await?;
+        self.dispatcher.wake();
+        Ok(accepted)
+    }
+
+    /// Queues deliveries to be sent again now (durably), and lets the dispatcher know.
+    pub async fn replay(&self, ids: &[DeliveryId]) -> Result<Vec<Delivery>, StoreError> {
+        let replayed = self.store.replay(ids, self.clock.now()).await?;
+        self.dispatcher.wake();
+        Ok(replayed)
+    }
+
+    /// Deletes connect log entries (and finished events) older than the retention period.
+    pub async fn purge(&self) -> Result<Purged, StoreError> {
+        self.store.purge(self.retention_cutoff()).await
+    }
+
+    fn retention_cutoff(&self) -> DateTime<Utc> {
+        chrono::Duration::from_std(self.options.retention)
+            .ok()
+            .and_then(|r| self.clock.now().checked_sub_signed(r))
+            .unwrap_or(DateTime::<Utc>::MIN_UTC)
+    }
+
+    /// Re-reads the configuration; one with errors is refused (its errors are returned and
+    /// logged) and the running one stays.
+    pub fn reload(&self) -> Result<(), ConfigErrors> {
+        match crate::load(&self.options.config) {
+            Ok(loaded) => {
+                for warning in &loaded.warnings {
+                    tracing::warn!("{warning}");
+                }
+                if let Ok(mut engine) = self.engine.write() {
+                    *engine = Arc::new(loaded.engine);
+                }
+                tracing::info!(config = %self.options.config.display(), "configuration reloaded");
+                self.dispatcher.reloaded();
+                Ok(())
+            }
+            Err(errors) => {
+                for error in &errors.errors {
+                    tracing::error!("{error}");
+                }
+                tracing::error!(
+                    "configuration rejected ({} errors); still running the previous one",
+                    errors.errors.len()
+                );
+                Err(errors)
+            }
+        }
+    }
+
+    /// Starts delivering (and recovering the store when it fails), and purging the
+    /// connect log now and every hour, until [`Runtime::shutdown`].
+    pub fn start(self: &Arc<Self>, drain: Duration) {
+        let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        tasks.push(tokio::spawn(
+            self.dispatcher.clone().run(self.stop.subscribe(), drain),
+        ));
+        let me = self.clone();
+        let mut stop = self.stop.subscribe();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                if let Err(e) = me.purge().await
+                    && !e.is_unavailable()
+                {
+                    tracing::error!("purging the connect log failed: {e}");
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
+                    _ = stop.changed() => {}
+                }
+                if *stop.borrow() {
+                    return;
+                }
+            }
+        }));
+    }
+
+    /// Runs the dispatcher until every delivery in `ids` is finished, or waits for a retry
+    /// more than `wait` away, or for a paused endpoint (see [`Dispatcher::settle`]).
+    pub async fn settle(
+        &self,
+        ids: &[DeliveryId],
+        wait: Duration,
+        progress: &(dyn Fn(usize) + Sync),
+    ) -> Result<Vec<Delivery>, StoreError> {
+        let settled = self.dispatcher.settle(ids, wait, progress).await;
+        self.store.flush().await?;
+        settled
+    }
+
+    /// Stops the background tasks (attempts in flight get the drain time given to
+    /// [`Runtime::start`]), then makes everything durable.
+    pub async fn shutdown(&self) -> Result<(), StoreError> {
+        let _ = self.stop.send(true);
+        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner()));
+        for task in tasks {
+            let _ = task.await;
+        }
+        self.store.flush().await
+    }
+}

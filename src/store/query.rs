@@ -1,0 +1,59 @@
+//! A connect log search, as every backend reads it: filters by endpoint, workflow,
+//! outcome, delivery, audit key and time; paging by entry id (entry ids are ULIDs, so they
+//! sort by the time of the attempt).
+
+use chrono::{DateTime, Utc};
+
+use super::record::{DeliveryId, LogEntry, Outcome};
+
+/// A connect log search. Empty fields do not filter.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogQuery {
+    /// Only this endpoint.
+    pub endpoint: Option<String>,
+    /// Only this workflow.
+    pub workflow: Option<String>,
+    /// Only this outcome.
+    pub outcome: Option<Outcome>,
+    /// Only this delivery's attempts.
+    pub delivery: Option<DeliveryId>,
+    /// An audit key value (phone in any spelling, lead id, call id) or an event id.
+    pub search: Option<String>,
+    /// Entries at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// Entries at or before this time.
+    pub until: Option<DateTime<Utc>>,
+    /// Paging, newest first: entries older than this entry id.
+    pub before: Option<String>,
+    /// Following, oldest first: entries newer than this entry id.
+    pub after: Option<String>,
+    /// At most this many entries (0: no limit).
+    pub limit: usize,
+}
+
+impl LogQuery {
+    /// Whether an entry passes the filters an index does not answer by itself (the time
+    /// bounds and the audit-key search are the backend's).
+    pub fn keeps(&self, entry: &LogEntry) -> bool {
+        self.endpoint.as_ref().is_none_or(|e| *e == entry.endpoint)
+            && self.workflow.as_ref().is_none_or(|w| *w == entry.workflow)
+            && self.outcome.is_none_or(|o| o == entry.outcome)
+            && self
+                .delivery
+                .as_ref()
+                .is_none_or(|d| *d == entry.delivery_id)
+    }
+}
+
+/// The smallest (or, with `upper`, largest) ULID string of the millisecond `at`, to
+/// bound scans of time-ordered ids.
+pub fn ulid_bound(at: DateTime<Utc>, upper: bool) -> String {
+    let ms = u64::try_from(at.timestamp_millis()).unwrap_or(0);
+    let random = if upper { (1u128 << 80) - 1 } else { 0 };
+    ulid::Ulid::from_parts(ms, random).to_string()
+}
+
+/// An entry id after every entry recorded up to `at`: a cursor for following new entries.
+pub fn id_at(at: DateTime<Utc>) -> String {
+    ulid_bound(at, true)
+}

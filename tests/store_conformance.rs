@@ -1,0 +1,507 @@
+//! The store seam's conformance suite: the same tests run against every backend (today
+//! the embedded sled store; a shared database backend adds its own `mod` at the bottom).
+//! Each test speaks only the `Store` trait, as the runtime does.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use switchboard::engine::Match;
+use switchboard::engine::event::{Event, EventId};
+use switchboard::store::record::LoggedRequest;
+use switchboard::store::{
+    Delivery, DeliveryId, DeliveryState, LogEntry, LogQuery, NewEvent, Outcome, Store, StoreError,
+};
+
+fn at(minutes: i64) -> DateTime<Utc> {
+    "2026-11-01T00:00:00Z".parse::<DateTime<Utc>>().unwrap() + chrono::Duration::minutes(minutes)
+}
+
+fn to(endpoint: &str, workflow: &str, delay: Option<Duration>) -> Match {
+    Match {
+        workflow: workflow.into(),
+        action: 0,
+        endpoint: endpoint.into(),
+        delay,
+    }
+}
+
+fn new_event(id: &str, phone: &str, matches: Vec<Match>) -> NewEvent {
+    let mut event = Event::new("call.disposition", json!({"phone_number": phone}));
+    event.id = EventId::new(id);
+    NewEvent {
+        event,
+        matches,
+        keys: [
+            ("phone_number".to_string(), phone.to_string()),
+            ("lead_id".to_string(), format!("L-{id}")),
+        ]
+        .into_iter()
+        .collect(),
+    }
+}
+
+/// The log entry of an attempt of `d` at `when` that ended with `outcome`, and the
+/// delivery as that attempt leaves it.
+fn attempt(d: &Delivery, when: DateTime<Utc>, outcome: Outcome) -> (LogEntry, Delivery) {
+    let ms = u64::try_from(when.timestamp_millis()).unwrap();
+    let id = ulid::Ulid::from_parts(ms, fastrand_u80()).to_string();
+    let mut delivery = d.clone();
+    delivery.attempts += 1;
+    delivery.last_entry = Some(id.clone());
+    let next = (outcome == Outcome::Retrying).then(|| when + chrono::Duration::minutes(5));
+    delivery.state = match outcome {
+        Outcome::Delivered => DeliveryState::Delivered,
+        Outcome::Retrying => DeliveryState::Pending,
+        Outcome::Failed => DeliveryState::Failed,
+        Outcome::Skipped => DeliveryState::Skipped,
+    };
+    delivery.due_at = next.map(switchboard::store::whole_ms);
+    let entry = LogEntry {
+        id,
+        delivery_id: d.id.clone(),
+        attempt: delivery.attempts,
+        at: when,
+        event_id: d.event_id.clone(),
+        event_type: d.event_type.clone(),
+        workflow: d.target.workflow.clone(),
+        endpoint: d.target.endpoint.clone(),
+        request: Some(LoggedRequest {
+            method: "POST".into(),
+            url: "http://127.0.0.1:9/".into(),
+            headers: Default::default(),
+            body: Some("{}".into()),
+        }),
+        response: None,
+        outcome,
+        error: None,
+        next_attempt_at: next,
+        captured: Default::default(),
+        warnings: vec![],
+        keys: d.keys.clone(),
+    };
+    (entry, delivery)
+}
+
+fn fastrand_u80() -> u128 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(1);
+    u128::from(N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Takes every due delivery of `endpoint` at `now` and records one attempt of each.
+async fn attempt_all(store: &dyn Store, endpoint: &str, now: DateTime<Utc>, outcome: Outcome) {
+    let taken = store
+        .take(
+            endpoint,
+            now,
+            usize::MAX,
+            now + chrono::Duration::minutes(1),
+        )
+        .await
+        .unwrap();
+    for lease in taken.leases {
+        let (entry, delivery) = attempt(&lease.delivery, now, outcome);
+        store
+            .record(&entry, &delivery, Some(lease.dequeued))
+            .await
+            .unwrap();
+    }
+}
+
+pub async fn accept_stores_events_with_their_deliveries_and_dedupes(store: Arc<dyn Store>) {
+    let matches = vec![
+        to("x", "a", None),
+        to("y", "b", Some(Duration::from_secs(300))),
+    ];
+    let first = store
+        .accept(vec![new_event("e1", "1", matches.clone())], at(0))
+        .await
+        .unwrap()
+        .remove(0);
+    assert!(!first.duplicate);
+    assert_eq!(first.deliveries.len(), 2);
+    assert_eq!(store.queue_depth(), 2);
+    let stored = store.event("api", &first.event_id).await.unwrap().unwrap();
+    assert_eq!(stored.deliveries, first.deliveries);
+    let delayed = store
+        .delivery(&first.deliveries[1].id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(delayed.due_at, Some(at(5)));
+    assert_eq!(delayed.state, DeliveryState::Pending);
+    // Within the window: a duplicate, nothing new stored.
+    let again = store
+        .accept(vec![new_event("e1", "1", matches.clone())], at(60))
+        .await
+        .unwrap()
+        .remove(0);
+    assert!(again.duplicate);
+    assert_eq!(again.deliveries, first.deliveries);
+    assert_eq!(store.queue_depth(), 2);
+    // The same id from another source is another event.
+    let mut other = new_event("e1", "1", matches.clone());
+    other.event.source = "hook".into();
+    assert!(!store.accept(vec![other], at(60)).await.unwrap()[0].duplicate);
+    attempt_all(store.as_ref(), "x", at(70), Outcome::Delivered).await;
+    attempt_all(store.as_ref(), "y", at(70), Outcome::Delivered).await;
+    // After the window, unfinished deliveries still make it a duplicate...
+    let later = at(25 * 60);
+    store
+        .accept(vec![new_event("e2", "2", vec![to("x", "a", None)])], at(0))
+        .await
+        .unwrap();
+    assert!(
+        store
+            .accept(vec![new_event("e2", "2", vec![to("x", "a", None)])], later)
+            .await
+            .unwrap()[0]
+            .duplicate
+    );
+    // ...finished ones do not.
+    assert!(
+        !store
+            .accept(vec![new_event("e1", "1", matches)], later)
+            .await
+            .unwrap()[0]
+            .duplicate
+    );
+}
+
+pub async fn taken_deliveries_are_leased_until_recorded_held_or_expired(store: Arc<dyn Store>) {
+    let accepted = store
+        .accept(
+            vec![
+                new_event("a", "1", vec![to("crm", "w", None)]),
+                new_event("b", "2", vec![to("crm", "w", None)]),
+                new_event(
+                    "c",
+                    "3",
+                    vec![to("crm", "w", Some(Duration::from_secs(600)))],
+                ),
+                new_event("d", "4", vec![to("erp", "w", None)]),
+            ],
+            at(0),
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.queued_endpoints().await.unwrap(), ["crm", "erp"]);
+    let lease_until = at(1);
+    let taken = store.take("crm", at(0), 10, lease_until).await.unwrap();
+    let ids: Vec<_> = taken.leases.iter().map(|l| l.delivery.id.clone()).collect();
+    assert_eq!(
+        ids,
+        [
+            accepted[0].deliveries[0].id.clone(),
+            accepted[1].deliveries[0].id.clone()
+        ],
+        "due ones, oldest first"
+    );
+    assert_eq!(taken.next, Some(at(10)), "when the delayed one falls due");
+    assert!(taken.leases.iter().all(|l| l.dequeued == at(0)));
+    // Leased: not handed out again, until the lease ends.
+    assert!(
+        store
+            .take("crm", at(0), 10, lease_until)
+            .await
+            .unwrap()
+            .leases
+            .is_empty()
+    );
+    let expired = store.take("crm", at(2), 10, at(3)).await.unwrap();
+    assert_eq!(
+        expired.leases.len(),
+        2,
+        "a lease that ran out (a dead taker)"
+    );
+    // A hold keeps one back until then; recording ends a lease.
+    store.hold(&ids[0], at(20)).await.unwrap();
+    let first = &expired.leases[0];
+    let (entry, delivery) = attempt(&first.delivery, at(2), Outcome::Retrying);
+    store
+        .record(&entry, &delivery, Some(first.dequeued))
+        .await
+        .unwrap();
+    let second = &expired.leases[1];
+    let (entry, delivery) = attempt(&second.delivery, at(2), Outcome::Delivered);
+    store
+        .record(&entry, &delivery, Some(second.dequeued))
+        .await
+        .unwrap();
+    // At 10 min: the delayed one is due; the retry (due at 7) is due too.
+    let due: Vec<_> = store
+        .take("crm", at(10), 10, at(11))
+        .await
+        .unwrap()
+        .leases
+        .into_iter()
+        .map(|l| l.delivery.id)
+        .collect();
+    assert_eq!(
+        due,
+        [ids[0].clone(), accepted[2].deliveries[0].id.clone()],
+        "the retry (due 7 min) before the delayed one (due 10 min)"
+    );
+    assert_eq!(store.queue_depth(), 3);
+    let taken = store.take("crm", at(10), 1, at(11)).await.unwrap();
+    assert!(taken.leases.is_empty());
+    assert_eq!(
+        store
+            .take("erp", at(0), 0, at(1))
+            .await
+            .unwrap()
+            .leases
+            .len(),
+        0
+    );
+}
+
+pub async fn records_move_the_queue_and_are_searchable(store: Arc<dyn Store>) {
+    let phones = 10;
+    for i in 0..60 {
+        let endpoint = if i % 3 == 0 { "hubspot" } else { "slack" };
+        let workflow = if i % 2 == 0 { "sale" } else { "lead" };
+        let event = new_event(
+            &format!("ev-{i}"),
+            &format!("+1555000{:04}", i % phones),
+            vec![to(endpoint, workflow, None)],
+        );
+        store.accept(vec![event], at(i)).await.unwrap();
+    }
+    // First attempts: every fifth fails for good, the rest are delivered; one minute each.
+    for minute in 0..60 {
+        for endpoint in ["hubspot", "slack"] {
+            let taken = store
+                .take(endpoint, at(minute), 1, at(minute + 1))
+                .await
+                .unwrap();
+            for lease in taken.leases {
+                let n: i64 = lease.delivery.event_id.as_str()[3..].parse().unwrap();
+                let outcome = if n % 5 == 0 {
+                    Outcome::Failed
+                } else {
+                    Outcome::Delivered
+                };
+                let (entry, delivery) = attempt(&lease.delivery, at(n + 1), outcome);
+                store
+                    .record(&entry, &delivery, Some(lease.dequeued))
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+    assert_eq!(store.queue_depth(), 0);
+    let q = async |f: &dyn Fn(&mut LogQuery)| {
+        let mut query = LogQuery::default();
+        f(&mut query);
+        store.search(&query).await.unwrap()
+    };
+    // A phone in any spelling: 6 entries, newest first.
+    let found = q(&|q| q.search = Some("(555) 000-0007".into())).await;
+    assert_eq!(found.len(), 6);
+    assert!(found.windows(2).all(|w| w[0].id > w[1].id));
+    assert!(
+        found
+            .iter()
+            .all(|e| e.keys["phone_number"] == "+15550000007")
+    );
+    // A lead id, and an event id.
+    assert_eq!(q(&|q| q.search = Some("l-ev-7".into())).await.len(), 1);
+    let by_event = q(&|q| q.search = Some("ev-12".into())).await;
+    assert_eq!(by_event.len(), 1);
+    assert_eq!(by_event[0].event_id.as_str(), "ev-12");
+    // Filters alone and together.
+    assert_eq!(q(&|q| q.endpoint = Some("hubspot".into())).await.len(), 20);
+    assert_eq!(q(&|q| q.outcome = Some(Outcome::Failed)).await.len(), 12);
+    assert_eq!(q(&|q| q.workflow = Some("sale".into())).await.len(), 30);
+    let failed_hubspot = q(&|q| {
+        q.endpoint = Some("hubspot".into());
+        q.outcome = Some(Outcome::Failed);
+    })
+    .await;
+    assert_eq!(failed_hubspot.len(), 4, "events 0, 15, 30, 45");
+    assert!(failed_hubspot.windows(2).all(|w| w[0].id > w[1].id));
+    assert_eq!(
+        q(&|q| {
+            q.workflow = Some("lead".into());
+            q.search = Some("+1 555 000 0001".into());
+        })
+        .await
+        .len(),
+        6
+    );
+    // A time window, newest first.
+    let window = q(&|q| {
+        q.since = Some(at(11));
+        q.until = Some(at(20));
+    })
+    .await;
+    assert_eq!(window.len(), 10);
+    assert_eq!(window[0].at, at(20));
+    // Paging by cursor covers everything once, newest first; following goes oldest first.
+    let mut seen = Vec::new();
+    let mut before = None;
+    loop {
+        let page = q(&|q| {
+            q.limit = 7;
+            q.before = before.clone();
+        })
+        .await;
+        if page.is_empty() {
+            break;
+        }
+        before = page.last().map(|e| e.id.clone());
+        seen.extend(page.into_iter().map(|e| e.id));
+    }
+    assert_eq!(seen.len(), 60);
+    assert!(seen.windows(2).all(|w| w[0] > w[1]));
+    let after = q(&|q| {
+        q.after = Some(seen[10].clone());
+        q.limit = 3;
+    })
+    .await;
+    let ids: Vec<_> = after.iter().map(|e| e.id.clone()).collect();
+    assert_eq!(ids, [seen[9].clone(), seen[8].clone(), seen[7].clone()]);
+    // A delivery's attempts, and one entry by id.
+    let one = &found[0];
+    let attempts = q(&|q| {
+        q.delivery = Some(one.delivery_id.clone());
+        q.after = Some(String::new());
+    })
+    .await;
+    assert_eq!(attempts.len(), 1);
+    assert_eq!(store.entry(&one.id).await.unwrap().as_ref(), Some(one));
+    // Export reads a range page by page, oldest first.
+    let page = store
+        .entries_between(at(0), at(100), None, 25)
+        .await
+        .unwrap();
+    assert_eq!(page.len(), 25);
+    let rest = store
+        .entries_between(at(0), at(100), Some(&page[24].id), 100)
+        .await
+        .unwrap();
+    assert_eq!(rest.len(), 35);
+    assert!(
+        page.iter()
+            .chain(&rest)
+            .collect::<Vec<_>>()
+            .windows(2)
+            .all(|w| w[0].id < w[1].id)
+    );
+    // Purging removes old entries from every way of finding them, and finished events.
+    let purged = store.purge(at(21)).await.unwrap();
+    assert_eq!(purged.entries, 20, "attempts at minutes 1 to 20");
+    assert_eq!(
+        purged.events, 21,
+        "accepted at minutes 0 to 20, all finished"
+    );
+    assert_eq!(
+        q(&|q| q.search = Some("+15550000007".into())).await.len(),
+        4
+    );
+    assert_eq!(q(&|_| {}).await.len(), 40);
+    assert_eq!(q(&|q| q.endpoint = Some("hubspot".into())).await.len(), 13);
+    assert!(store.entry(&seen[59]).await.unwrap().is_none());
+    assert!(
+        store
+            .event("api", &EventId::new("ev-0"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .event("api", &EventId::new("ev-30"))
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
+
+pub async fn replay_requeues_and_outlasts_an_attempt_in_flight(store: Arc<dyn Store>) {
+    let accepted = store
+        .accept(vec![new_event("r", "1", vec![to("crm", "w", None)])], at(0))
+        .await
+        .unwrap();
+    let id = accepted[0].deliveries[0].id.clone();
+    attempt_all(store.as_ref(), "crm", at(0), Outcome::Failed).await;
+    assert_eq!(store.queue_depth(), 0);
+    let replayed = store
+        .replay(std::slice::from_ref(&id), at(5))
+        .await
+        .unwrap();
+    assert_eq!(replayed[0].state, DeliveryState::Pending);
+    assert_eq!(replayed[0].due_at, Some(at(5)));
+    assert_eq!(store.queue_depth(), 1);
+    // Replayed again while its attempt is in flight: the late record does not undo it.
+    let lease = store
+        .take("crm", at(5), 1, at(6))
+        .await
+        .unwrap()
+        .leases
+        .remove(0);
+    store
+        .replay(std::slice::from_ref(&id), at(5))
+        .await
+        .unwrap();
+    let (entry, delivery) = attempt(&lease.delivery, at(5), Outcome::Failed);
+    store
+        .record(&entry, &delivery, Some(lease.dequeued))
+        .await
+        .unwrap();
+    let now = store.delivery(&id).await.unwrap().unwrap();
+    assert_eq!(now.state, DeliveryState::Pending, "the replay stands");
+    assert_eq!(now.attempts, 2);
+    assert_eq!(store.queue_depth(), 1);
+    let unknown = store
+        .replay(&[DeliveryId::new("nope")], at(5))
+        .await
+        .unwrap_err();
+    assert!(matches!(unknown, StoreError::NotFound(_)), "{unknown}");
+    store.health().unwrap();
+    store.flush().await.unwrap();
+}
+
+/// Runs every conformance test against a backend, each on a fresh store from `$open`.
+macro_rules! conformance {
+    ($backend:ident, $open:expr) => {
+        mod $backend {
+            use super::*;
+
+            #[tokio::test]
+            async fn accept_stores_events_with_their_deliveries_and_dedupes() {
+                let (store, _guard) = $open;
+                super::accept_stores_events_with_their_deliveries_and_dedupes(store).await;
+            }
+
+            #[tokio::test]
+            async fn taken_deliveries_are_leased_until_recorded_held_or_expired() {
+                let (store, _guard) = $open;
+                super::taken_deliveries_are_leased_until_recorded_held_or_expired(store).await;
+            }
+
+            #[tokio::test]
+            async fn records_move_the_queue_and_are_searchable() {
+                let (store, _guard) = $open;
+                super::records_move_the_queue_and_are_searchable(store).await;
+            }
+
+            #[tokio::test]
+            async fn replay_requeues_and_outlasts_an_attempt_in_flight() {
+                let (store, _guard) = $open;
+                super::replay_requeues_and_outlasts_an_attempt_in_flight(store).await;
+            }
+        }
+    };
+}
+
+fn open_sled() -> (Arc<dyn Store>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = switchboard::store::SledStore::open(dir.path()).unwrap();
+    (Arc::new(store), dir)
+}
+
+conformance!(sled, open_sled());
