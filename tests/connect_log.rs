@@ -484,3 +484,120 @@ async fn after_a_crash_the_journal_restores_every_write_made_since_sled_last_rea
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].delivery_id, first.deliveries[0].id);
 }
+
+#[tokio::test]
+async fn a_data_folder_of_layout_1_is_upgraded_in_place_and_keeps_its_log() {
+    let data = tempfile::tempdir().unwrap();
+    let now: DateTime<Utc> = "2026-11-20T10:00:00Z".parse().unwrap();
+    let delivery_id = DeliveryId::new("01KA0000000000000000000001");
+    let mut attempt = entry(
+        "01KA0000000000000000000002",
+        now,
+        "crm",
+        Outcome::Delivered,
+        "+15550001111",
+    );
+    attempt.delivery_id = delivery_id.clone();
+    attempt.event_id = EventId::new("ev-1");
+    let mut event = Event::new("sale", json!({"phone_number": "+15550001111"}));
+    event.id = EventId::new("ev-1");
+    let delivery = switchboard::store::Delivery {
+        id: delivery_id.clone(),
+        event_id: event.id.clone(),
+        event_source: "api".into(),
+        event_type: "sale".into(),
+        target: switchboard::engine::Match {
+            workflow: "w".into(),
+            action: 0,
+            endpoint: "crm".into(),
+            delay: None,
+        },
+        created_at: now,
+        state: DeliveryState::Delivered,
+        attempts: 1,
+        retry_base: 0,
+        generation: 0,
+        due_at: None,
+        keys: attempt.keys.clone(),
+        last_entry: Some(attempt.id.clone()),
+        entries: Vec::new(),
+    };
+    let stored = json!({
+        "event": event,
+        "accepted_at": now,
+        "deliveries": [{"id": delivery_id, "workflow": "w", "endpoint": "crm"}],
+    });
+    // The keys layout 1 wrote, as it wrote them.
+    {
+        let db = sled::open(data.path()).unwrap();
+        let tree = db.open_tree("switchboard").unwrap();
+        let key = |space: &[u8], rest: &[&[u8]]| {
+            let mut k = space.to_vec();
+            for part in rest {
+                k.extend_from_slice(part);
+            }
+            k
+        };
+        let ms = (now.timestamp_millis() as u64).to_be_bytes();
+        tree.insert(
+            key(b"E", &[b"api\0ev-1"]),
+            serde_json::to_vec(&stored).unwrap(),
+        )
+        .unwrap();
+        tree.insert(key(b"T", &[&ms, b"api\0ev-1"]), b"[]".to_vec())
+            .unwrap();
+        tree.insert(
+            key(b"D", &[delivery_id.as_str().as_bytes()]),
+            serde_json::to_vec(&delivery).unwrap(),
+        )
+        .unwrap();
+        tree.insert(
+            key(b"L", &[attempt.id.as_bytes()]),
+            serde_json::to_vec(&attempt).unwrap(),
+        )
+        .unwrap();
+        for (tag, value) in [("e", "crm"), ("o", "delivered"), ("k", "5550001111")] {
+            tree.insert(
+                key(
+                    b"I",
+                    &[
+                        tag.as_bytes(),
+                        value.as_bytes(),
+                        b"\0",
+                        attempt.id.as_bytes(),
+                    ],
+                ),
+                Vec::new(),
+            )
+            .unwrap();
+        }
+        db.flush().unwrap();
+    }
+    let store = SledStore::open(data.path()).unwrap();
+    let find = async |f: &dyn Fn(&mut LogQuery)| {
+        let mut query = LogQuery::default();
+        f(&mut query);
+        let found = store.search(&query).await.unwrap();
+        found.into_iter().map(|e| e.id).collect::<Vec<_>>()
+    };
+    let expected = vec![attempt.id.clone()];
+    assert_eq!(
+        find(&|q| q.search = Some("(555) 000-1111".into())).await,
+        expected
+    );
+    assert_eq!(find(&|q| q.search = Some("ev-1".into())).await, expected);
+    assert_eq!(find(&|q| q.endpoint = Some("crm".into())).await, expected);
+    assert_eq!(
+        find(&|q| q.outcome = Some(Outcome::Delivered)).await,
+        expected
+    );
+    assert_eq!(
+        find(&|q| q.delivery = Some(delivery_id.clone())).await,
+        expected
+    );
+    assert_eq!(find(&|_| {}).await, expected);
+    // And it purges like a folder of the current layout.
+    let purged = store.purge(now + chrono::Duration::days(1)).await.unwrap();
+    assert_eq!((purged.entries, purged.events), (1, 1));
+    assert!(find(&|_| {}).await.is_empty());
+}

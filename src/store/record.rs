@@ -16,15 +16,21 @@ use crate::engine::event::{Event, EventId};
 pub struct DeliveryId(String);
 
 impl DeliveryId {
-    /// A new, time-ordered id: strictly increasing within this process, so that deliveries
-    /// due at the same millisecond leave the queue in the order they were accepted.
-    pub fn generate() -> DeliveryId {
-        static IDS: std::sync::Mutex<Option<ulid::Generator>> = std::sync::Mutex::new(None);
-        let mut ids = IDS.lock().unwrap_or_else(|p| p.into_inner());
-        let id = ids
-            .get_or_insert_with(ulid::Generator::new)
-            .generate()
-            .unwrap_or_else(|_| ulid::Ulid::new());
+    /// A new id for a delivery accepted at `at`: time-ordered by acceptance (a store
+    /// finds old deliveries by id range) and strictly increasing within this process, so
+    /// that deliveries due at the same millisecond leave the queue in the order they were
+    /// accepted.
+    pub fn generate(at: chrono::DateTime<chrono::Utc>) -> DeliveryId {
+        static LAST: std::sync::Mutex<Option<ulid::Ulid>> = std::sync::Mutex::new(None);
+        let mut last = LAST.lock().unwrap_or_else(|p| p.into_inner());
+        let ms = u64::try_from(at.timestamp_millis()).unwrap_or(0);
+        // Within one millisecond, one more than the last; otherwise fresh at `at` (even
+        // when `at` is earlier than the last: the id's time is the acceptance's).
+        let id = last
+            .filter(|l| l.timestamp_ms() == ms)
+            .and_then(|l| l.increment())
+            .unwrap_or_else(|| ulid::Ulid::from_parts(ms, fastrand::u128(..) >> 48));
+        *last = Some(id);
         DeliveryId(id.to_string())
     }
 
@@ -126,6 +132,9 @@ pub struct Delivery {
     pub keys: IndexMap<String, String>,
     /// The id of its latest connect log entry.
     pub last_entry: Option<String>,
+    /// The ids of its connect log entries, oldest first (kept by the store).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub entries: Vec<String>,
 }
 
 /// How an attempt (or a decision not to attempt) ended (§6).

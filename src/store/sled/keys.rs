@@ -1,7 +1,13 @@
-//! Key layout of the one sled tree. Every key starts with a byte naming its space (events,
-//! deliveries, queue, log, index), so that one atomic batch can write across all of them.
-//! Keys sort the way they are scanned: the queue by endpoint then due time, log entries
-//! (ULIDs) by time, index keys by field, value, time.
+//! Key layout of the one sled tree. Every key starts with a byte naming its space, and
+//! keys sort the way they are scanned: the queue by endpoint then due time, log entries
+//! (ULIDs) by time, index keys by what is searched, then time.
+//!
+//! What one delivered event costs (layout 2): accepting it writes its event, one delivery
+//! and one queue key per match, and one audit key per distinct audit value (phone, lead
+//! id …: the values people search by belong to the event, so they are indexed once, not
+//! on every attempt); recording an attempt writes its entry, one facet key (endpoint,
+//! workflow, outcome together), the delivery's new state (which lists its entries), and
+//! the queue change. Nothing else is indexed: a search by delivery reads the delivery.
 
 use chrono::{DateTime, Utc};
 
@@ -15,11 +21,18 @@ const SEP: u8 = 0;
 /// The journal record sled reflects (big-endian u64), written with every journaled batch.
 pub const JOURNAL_APPLIED: &[u8] = b"M/journal";
 
+/// The layout version of the tree (one byte). Absent: layout 1, migrated at open.
+pub const FORMAT: &[u8] = b"M/format";
+
+/// The layout this code reads and writes.
+pub const FORMAT_VERSION: u8 = 2;
+
 /// The spaces of the tree.
 pub mod space {
     /// Accepted events, by id.
     pub const EVENT: u8 = b'E';
-    /// Accepted events, by acceptance time.
+    /// Accepted events that made no delivery, by acceptance time (for purging; the others
+    /// are purged through their deliveries).
     pub const EVENT_TIME: u8 = b'T';
     /// Deliveries, by id.
     pub const DELIVERY: u8 = b'D';
@@ -27,8 +40,12 @@ pub mod space {
     pub const QUEUE: u8 = b'Q';
     /// Connect log entries, by id (time).
     pub const LOG: u8 = b'L';
-    /// Connect log indexes.
+    /// Layout 1's connect log indexes (removed by the migration).
     pub const INDEX: u8 = b'I';
+    /// Connect log entries by facet: endpoint, workflow and outcome.
+    pub const FACET: u8 = b'F';
+    /// Acceptances by audit value (search form), valued with their delivery ids.
+    pub const AUDIT: u8 = b'K';
 }
 
 fn spaced(space: u8, rest: &[u8]) -> Vec<u8> {
@@ -130,39 +147,75 @@ pub fn event_time_id(key: &[u8]) -> Option<(String, EventId)> {
     Some((source, EventId::new(id)))
 }
 
-/// Index fields: a one-letter tag each.
-pub mod tag {
-    /// By endpoint.
-    pub const ENDPOINT: u8 = b'e';
-    /// By workflow.
-    pub const WORKFLOW: u8 = b'w';
-    /// By outcome.
-    pub const OUTCOME: u8 = b'o';
-    /// By delivery.
-    pub const DELIVERY: u8 = b'd';
-    /// By audit key value (phone, lead id, call id), in several normal forms.
-    pub const KEY: u8 = b'k';
-}
-
-/// `I tag value \0`: the prefix of every index key for one value.
-pub fn index_prefix(tag: u8, value: &str) -> Vec<u8> {
-    let mut key = vec![space::INDEX, tag];
-    key.extend_from_slice(clean(value).as_bytes());
-    key.push(SEP);
+/// `F endpoint \0 workflow \0 outcome \0`: the prefix of a facet's entries.
+pub fn facet_prefix(endpoint: &str, workflow: &str, outcome: &str) -> Vec<u8> {
+    let mut key = vec![space::FACET];
+    for part in [endpoint, workflow, outcome] {
+        key.extend_from_slice(clean(part).as_bytes());
+        key.push(SEP);
+    }
     key
 }
 
-/// The entry id at the end of an index key.
+/// An entry's facet key.
+pub fn facet(entry: &LogEntry) -> Vec<u8> {
+    let mut key = facet_prefix(&entry.endpoint, &entry.workflow, entry.outcome.as_str());
+    key.extend_from_slice(entry.id.as_bytes());
+    key
+}
+
+/// The (endpoint, workflow, outcome) of a facet key or prefix.
+pub fn facet_parts(key: &[u8]) -> Option<(String, String, String)> {
+    let mut parts = key.strip_prefix(&[space::FACET])?.splitn(4, |b| *b == SEP);
+    let mut next = || String::from_utf8(parts.next()?.to_vec()).ok();
+    Some((next()?, next()?, next()?))
+}
+
+/// The first key after every key starting with `prefix`.
+pub fn after_prefix(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![u8::MAX]
+}
+
+/// The entry id at the end of an index key (the part after its last separator).
 pub fn index_entry_id(key: &[u8]) -> Option<String> {
     let at = key.iter().rposition(|b| *b == SEP)?;
     String::from_utf8(key.get(at + 1..)?.to_vec()).ok()
 }
 
+/// `K form \0`: the prefix of every acceptance with that audit value.
+pub fn audit_prefix(form: &str) -> Vec<u8> {
+    let mut key = vec![space::AUDIT];
+    key.extend_from_slice(clean(form).as_bytes());
+    key.push(SEP);
+    key
+}
+
+/// `K form \0 first_delivery_id`: one acceptance with that audit value.
+pub fn audit(form: &str, first: &DeliveryId) -> Vec<u8> {
+    let mut key = audit_prefix(form);
+    key.extend_from_slice(first.as_str().as_bytes());
+    key
+}
+
+/// The distinct search forms of a set of audit values.
+pub fn audit_forms<'a>(values: impl Iterator<Item = &'a String>) -> Vec<String> {
+    let mut forms: Vec<String> = values.filter_map(|v| search_form(v)).collect();
+    forms.sort();
+    forms.dedup();
+    forms
+}
+
 /// The form a searchable value is indexed (and searched) under: a phone number (digits
 /// and phone punctuation only, at least seven digits) by its digits, the last ten of them
 /// when there are more, so that "+1 (555) 123-4567", "15551234567" and "5551234567" find
-/// each other; anything else as written, trimmed, in lower case. One key per value: every
-/// index key costs a write on every attempt.
+/// each other; anything else as written, trimmed, in lower case. One key per value.
 pub fn search_form(value: &str) -> Option<String> {
     let value = value.trim();
     let digits: String = value.chars().filter(char::is_ascii_digit).collect();
@@ -176,26 +229,6 @@ pub fn search_form(value: &str) -> Option<String> {
         value.to_lowercase()
     };
     (!form.is_empty()).then_some(form)
-}
-
-/// Every index key of a log entry.
-pub fn entry_index(entry: &LogEntry) -> Vec<Vec<u8>> {
-    let with_id = |mut prefix: Vec<u8>| {
-        prefix.extend_from_slice(entry.id.as_bytes());
-        prefix
-    };
-    let mut keys = vec![
-        with_id(index_prefix(tag::ENDPOINT, &entry.endpoint)),
-        with_id(index_prefix(tag::WORKFLOW, &entry.workflow)),
-        with_id(index_prefix(tag::OUTCOME, entry.outcome.as_str())),
-        with_id(index_prefix(tag::DELIVERY, entry.delivery_id.as_str())),
-    ];
-    let mut forms: Vec<String> = entry.keys.values().filter_map(|v| search_form(v)).collect();
-    forms.extend(search_form(entry.event_id.as_str()));
-    forms.sort();
-    forms.dedup();
-    keys.extend(forms.iter().map(|f| with_id(index_prefix(tag::KEY, f))));
-    keys
 }
 
 #[cfg(test)]
@@ -242,5 +275,25 @@ mod tests {
         let id =
             ulid::Ulid::from_parts(u64::try_from(t.timestamp_millis()).unwrap(), 12345).to_string();
         assert!(ulid_bound(t, false) <= id && id <= ulid_bound(t, true));
+    }
+}
+
+#[cfg(test)]
+mod layout_tests {
+    use super::*;
+
+    #[test]
+    fn facet_keys_round_trip_and_group_by_facet() {
+        let prefix = facet_prefix("crm", "sale", "delivered");
+        assert_eq!(
+            facet_parts(&prefix),
+            Some(("crm".into(), "sale".into(), "delivered".into()))
+        );
+        assert!(facet_prefix("crm", "sale", "failed") > prefix);
+        assert!(after_prefix(&prefix) > prefix);
+        let mut key = prefix.clone();
+        key.extend_from_slice(b"01JD");
+        assert!(key < after_prefix(&prefix));
+        assert_eq!(index_entry_id(&key).as_deref(), Some("01JD"));
     }
 }

@@ -1,11 +1,16 @@
-//! Connect log search: by endpoint, workflow, outcome, delivery, audit key and time, newest
-//! first, through the index that matches the query best, so that a search costs in
-//! proportion to its matches rather than to the size of the log.
+//! Connect log search on layout 2: by audit value (phone in any spelling, lead id …) or
+//! event id through the acceptances that carry it; by delivery through the delivery's list
+//! of entries; by endpoint, workflow or outcome through the facet keys of the facets that
+//! match, merged by time; otherwise by time alone. A search costs in proportion to what
+//! it finds, not to the size of the log.
 
-use super::keys::{self, tag};
-use super::{Inner, decode};
+use std::collections::BTreeSet;
+
+use super::durable::Inner;
+use super::keys;
+use super::{decode, decode_delivery_ids};
 use crate::store::query::{LogQuery, ulid_bound};
-use crate::store::{LogEntry, StoreError};
+use crate::store::{DeliveryId, LogEntry, StoreError};
 
 /// Where a scan starts and stops, as entry ids (start inclusive, end exclusive).
 struct Bounds {
@@ -13,8 +18,8 @@ struct Bounds {
     end: Option<String>,
 }
 
-fn bounds(query: &LogQuery) -> Bounds {
-    {
+impl Bounds {
+    fn of(query: &LogQuery) -> Bounds {
         let mut start = query.since.map(|t| ulid_bound(t, false));
         if let Some(after) = &query.after {
             let just_after = format!("{after}\0");
@@ -26,103 +31,210 @@ fn bounds(query: &LogQuery) -> Bounds {
         }
         Bounds { start, end }
     }
+
+    fn contains(&self, id: &str) -> bool {
+        self.start.as_deref().is_none_or(|s| id >= s) && self.end.as_deref().is_none_or(|e| id < e)
+    }
+
+    /// The key range of `prefix` + entry ids between the bounds.
+    fn range(&self, prefix: &[u8]) -> std::ops::Range<Vec<u8>> {
+        let with = |id: &str| {
+            let mut key = prefix.to_vec();
+            key.extend_from_slice(id.as_bytes());
+            key
+        };
+        let start = self.start.as_deref().map_or_else(|| prefix.to_vec(), with);
+        let end = match self.end.as_deref() {
+            Some(id) => with(id),
+            None => keys::after_prefix(prefix),
+        };
+        let end = end.max(start.clone());
+        start..end
+    }
+}
+
+/// One facet's keys between the bounds, in the order of the search.
+type Run = std::iter::Peekable<Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>>>;
+
+/// Every facet with keys in `tree`, one seek per facet.
+pub(super) fn load_facets(
+    tree: &sled::Tree,
+) -> Result<BTreeSet<(String, String, String)>, StoreError> {
+    let mut facets = BTreeSet::new();
+    let mut from = vec![keys::space::FACET];
+    let end = vec![keys::space::FACET + 1];
+    while let Some(item) = tree.range(from.clone()..end.clone()).next() {
+        let (key, _) = item?;
+        let Some((endpoint, workflow, outcome)) = keys::facet_parts(&key) else {
+            break;
+        };
+        from = keys::after_prefix(&keys::facet_prefix(&endpoint, &workflow, &outcome));
+        facets.insert((endpoint, workflow, outcome));
+    }
+    Ok(facets)
 }
 
 pub(super) fn search(store: &Inner, query: &LogQuery) -> Result<Vec<LogEntry>, StoreError> {
-    let bounds = bounds(query);
+    let bounds = Bounds::of(query);
     let newest_first = query.after.is_none();
     let limit = if query.limit == 0 {
         usize::MAX
     } else {
         query.limit
     };
-    let prefix: Option<Vec<u8>> =
-        if let Some(form) = query.search.as_deref().and_then(keys::search_form) {
-            Some(keys::index_prefix(tag::KEY, &form))
-        } else if let Some(d) = &query.delivery {
-            Some(keys::index_prefix(tag::DELIVERY, d.as_str()))
-        } else if let Some(e) = &query.endpoint {
-            Some(keys::index_prefix(tag::ENDPOINT, e))
-        } else if let Some(w) = &query.workflow {
-            Some(keys::index_prefix(tag::WORKFLOW, w))
-        } else {
-            query
-                .outcome
-                .map(|o| keys::index_prefix(tag::OUTCOME, o.as_str()))
-        };
+    if let Some(text) = query.search.as_deref() {
+        let ids = searched(store, text)?;
+        return collect(store, query, &bounds, ids, newest_first, limit);
+    }
+    if let Some(id) = &query.delivery {
+        let ids = store.delivery(id)?.map(|d| d.entries).unwrap_or_default();
+        return collect(store, query, &bounds, ids, newest_first, limit);
+    }
+    let tree = store.tree()?;
     let mut found = Vec::new();
-    let mut keep = |entry: LogEntry| {
-        if query.keeps(&entry) {
+    if query.endpoint.is_none() && query.workflow.is_none() && query.outcome.is_none() {
+        let range = bounds.range(&[keys::space::LOG]);
+        let iter = tree.range(range);
+        let iter: Box<dyn Iterator<Item = _>> = if newest_first {
+            Box::new(iter.rev())
+        } else {
+            Box::new(iter)
+        };
+        for item in iter.take(limit) {
+            let (key, value) = item?;
+            found.push(decode(&key, &value)?);
+        }
+        return Ok(found);
+    }
+    // The facets that match, each a time-ordered run of keys: merged, newest (or oldest)
+    // first.
+    let facets: Vec<Vec<u8>> = store
+        .facets
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .filter(|(e, w, o)| {
+            query.endpoint.as_ref().is_none_or(|q| q == e)
+                && query.workflow.as_ref().is_none_or(|q| q == w)
+                && query.outcome.is_none_or(|q| q.as_str() == o)
+        })
+        .map(|(e, w, o)| keys::facet_prefix(e, w, o))
+        .collect();
+    let mut runs: Vec<Run> = facets
+        .iter()
+        .map(|prefix| {
+            let iter = tree.range(bounds.range(prefix));
+            let iter: Box<dyn Iterator<Item = _>> = if newest_first {
+                Box::new(iter.rev())
+            } else {
+                Box::new(iter)
+            };
+            iter.peekable()
+        })
+        .collect();
+    while found.len() < limit {
+        let mut best: Option<(usize, String)> = None;
+        for (i, run) in runs.iter_mut().enumerate() {
+            let id = match run.peek() {
+                None => continue,
+                Some(Err(_)) => {
+                    if let Some(Err(e)) = run.next() {
+                        return Err(e.into());
+                    }
+                    continue;
+                }
+                Some(Ok((key, _))) => keys::index_entry_id(key).unwrap_or_default(),
+            };
+            let better = best
+                .as_ref()
+                .is_none_or(|(_, b)| if newest_first { id > *b } else { id < *b });
+            if better {
+                best = Some((i, id));
+            }
+        }
+        let Some((i, id)) = best else { break };
+        runs[i].next();
+        if let Some(entry) = store.entry(&id)?
+            && query.keeps(&entry)
+        {
             found.push(entry);
-        }
-        found.len() >= limit
-    };
-    match prefix {
-        None => {
-            let range = range(&bounds, &[keys::space::LOG]);
-            let tree = store.tree()?;
-            let iter = tree.range(range);
-            let iter: Box<dyn Iterator<Item = _>> = if newest_first {
-                Box::new(iter.rev())
-            } else {
-                Box::new(iter)
-            };
-            for item in iter {
-                let (key, value) = item?;
-                if keep(decode(&key, &value)?) {
-                    break;
-                }
-            }
-        }
-        Some(prefix) => {
-            let tree = store.tree()?;
-            let iter = tree.range(range(&bounds, &prefix));
-            let iter: Box<dyn Iterator<Item = _>> = if newest_first {
-                Box::new(iter.rev())
-            } else {
-                Box::new(iter)
-            };
-            for item in iter {
-                let (key, _) = item?;
-                if let Some(entry) = load(store, &key)?
-                    && keep(entry)
-                {
-                    break;
-                }
-            }
         }
     }
     Ok(found)
 }
 
-/// The key range of a prefix between the bounds.
-fn range(bounds: &Bounds, prefix: &[u8]) -> std::ops::Range<Vec<u8>> {
-    let with = |id: &str| {
-        let mut key = prefix.to_vec();
-        key.extend_from_slice(id.as_bytes());
-        key
-    };
-    let start = bounds
-        .start
-        .as_deref()
-        .map_or_else(|| prefix.to_vec(), with);
-    let end = match bounds.end.as_deref() {
-        Some(id) => with(id),
-        None => {
-            let mut end = prefix.to_vec();
-            if let Some(last) = end.last_mut() {
-                *last += 1;
-            }
-            end
+/// The ids of the entries whose event carries `text` as an audit value (in its search
+/// form) or as its id.
+fn searched(store: &Inner, text: &str) -> Result<Vec<String>, StoreError> {
+    let tree = store.tree()?;
+    let mut deliveries: Vec<DeliveryId> = Vec::new();
+    if let Some(form) = keys::search_form(text) {
+        for item in tree.scan_prefix(keys::audit_prefix(&form)) {
+            let (key, value) = item?;
+            deliveries.extend(decode_delivery_ids(&key, &value)?);
         }
-    };
-    let end = end.max(start.clone());
-    start..end
+    }
+    // An event id, from any source: one point lookup per source.
+    let id = crate::engine::event::EventId::new(text.trim());
+    for source in sources(&tree)? {
+        if let Some(event) = store.event(&source, &id)? {
+            deliveries.extend(event.deliveries.into_iter().map(|d| d.id));
+        }
+    }
+    let mut ids = Vec::new();
+    for id in deliveries {
+        if let Some(d) = store.delivery(&id)? {
+            ids.extend(d.entries);
+        }
+    }
+    Ok(ids)
 }
 
-fn load(store: &Inner, index_key: &[u8]) -> Result<Option<LogEntry>, StoreError> {
-    match keys::index_entry_id(index_key) {
-        Some(id) => store.entry(&id),
-        None => Ok(None),
+/// The sources events came from, one seek each.
+fn sources(tree: &sled::Tree) -> Result<Vec<String>, StoreError> {
+    let mut found = Vec::new();
+    let mut from = vec![keys::space::EVENT];
+    let end = vec![keys::space::EVENT + 1];
+    while let Some(item) = tree.range(from.clone()..end.clone()).next() {
+        let (key, _) = item?;
+        let rest = &key[1..];
+        let Some(at) = rest.iter().position(|b| *b == 0) else {
+            break;
+        };
+        let source = String::from_utf8_lossy(&rest[..at]).into_owned();
+        let mut next = key[..=at].to_vec();
+        next.push(1);
+        from = next;
+        found.push(source);
     }
+    Ok(found)
+}
+
+/// The entries of `ids` that pass the query, in the order asked for, at most `limit`.
+fn collect(
+    store: &Inner,
+    query: &LogQuery,
+    bounds: &Bounds,
+    mut ids: Vec<String>,
+    newest_first: bool,
+    limit: usize,
+) -> Result<Vec<LogEntry>, StoreError> {
+    ids.retain(|id| bounds.contains(id));
+    ids.sort();
+    ids.dedup();
+    if newest_first {
+        ids.reverse();
+    }
+    let mut found = Vec::new();
+    for id in ids {
+        if found.len() >= limit {
+            break;
+        }
+        if let Some(entry) = store.entry(&id)?
+            && query.keeps(&entry)
+        {
+            found.push(entry);
+        }
+    }
+    Ok(found)
 }

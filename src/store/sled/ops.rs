@@ -1,0 +1,483 @@
+//! What the sled backend writes and reads (layout 2, see `keys.rs`): accepting events,
+//! taking due deliveries under leases, recording attempts, replaying, and purging. Every
+//! write is one journal record through `Inner::write`, under the writer lock.
+
+use chrono::{DateTime, Utc};
+use indexmap::IndexMap;
+
+use super::durable::Inner;
+use super::heads::Look;
+use super::journal::Op;
+use super::keys;
+use super::{decode, encode};
+use crate::engine::Match;
+use crate::engine::event::{Event, EventId};
+use crate::store::{
+    Accepted, Delivery, DeliveryId, DeliveryRef, DeliveryState, Lease, LogEntry, Purged,
+    StoreError, StoredEvent, Taken, whole_ms,
+};
+
+/// Due deliveries of an endpoint (with the due time of each one's queue entry), and when
+/// the next one not yet due falls due.
+type Due = (Vec<(DeliveryId, DateTime<Utc>)>, Option<DateTime<Utc>>);
+
+impl Inner {
+    fn lock_writer(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Stores an event and one pending delivery per match, unless it is a duplicate (see
+    /// `Store::accept`). Durable only after `commit`.
+    pub(super) fn accept(
+        &self,
+        event: &Event,
+        matches: &[Match],
+        audit: &IndexMap<String, String>,
+        now: DateTime<Utc>,
+    ) -> Result<Accepted, StoreError> {
+        self.health.check()?;
+        let _writer = self.lock_writer();
+        if let Some(stored) = self.event(&event.source, &event.id)? {
+            let age = now.signed_duration_since(stored.accepted_at);
+            let recent = age < chrono::Duration::zero()
+                || age.to_std().is_ok_and(|age| age < self.dedupe_window);
+            let mut unfinished = false;
+            for d in &stored.deliveries {
+                unfinished |= self.delivery(&d.id)?.is_some_and(|d| !d.state.is_final());
+            }
+            if recent || unfinished {
+                return Ok(Accepted {
+                    event_id: event.id.clone(),
+                    deliveries: stored.deliveries,
+                    duplicate: true,
+                });
+            }
+        }
+        let deliveries: Vec<Delivery> = matches
+            .iter()
+            .map(|m| {
+                let delay =
+                    chrono::Duration::from_std(m.delay.unwrap_or_default()).unwrap_or_default();
+                let due = now.checked_add_signed(delay).unwrap_or(now);
+                Delivery {
+                    id: DeliveryId::generate(now),
+                    event_id: event.id.clone(),
+                    event_source: event.source.clone(),
+                    event_type: event.kind.clone(),
+                    target: m.clone(),
+                    created_at: now,
+                    state: DeliveryState::Pending,
+                    attempts: 0,
+                    retry_base: 0,
+                    generation: 0,
+                    due_at: Some(whole_ms(due)),
+                    keys: audit.clone(),
+                    last_entry: None,
+                    entries: Vec::new(),
+                }
+            })
+            .collect();
+        let refs: Vec<DeliveryRef> = deliveries
+            .iter()
+            .map(|d| DeliveryRef {
+                id: d.id.clone(),
+                workflow: d.target.workflow.clone(),
+                endpoint: d.target.endpoint.clone(),
+            })
+            .collect();
+        let stored = StoredEvent {
+            event: event.clone(),
+            accepted_at: now,
+            deliveries: refs.clone(),
+        };
+        let mut ops = Vec::with_capacity(2 + 2 * deliveries.len() + audit.len());
+        ops.push(Op::Insert(
+            keys::event(&event.source, &event.id),
+            encode(&stored),
+        ));
+        match deliveries.first() {
+            // Purged through its deliveries.
+            Some(first) => {
+                let ids: Vec<&DeliveryId> = deliveries.iter().map(|d| &d.id).collect();
+                let ids = encode(&ids);
+                for form in keys::audit_forms(audit.values()) {
+                    ops.push(Op::Insert(keys::audit(&form, &first.id), ids.clone()));
+                }
+            }
+            None => ops.push(Op::Insert(
+                keys::event_time(now, &event.source, &event.id),
+                Vec::new(),
+            )),
+        }
+        for d in &deliveries {
+            ops.push(Op::Insert(keys::delivery(&d.id), encode(d)));
+            ops.push(Op::Insert(
+                keys::queue(&d.target.endpoint, d.due_at.unwrap_or(now), &d.id),
+                Vec::new(),
+            ));
+        }
+        self.write(ops)?;
+        self.count_queued(deliveries.len(), 0);
+        Ok(Accepted {
+            event_id: event.id.clone(),
+            deliveries: refs,
+            duplicate: false,
+        })
+    }
+
+    /// An accepted event, by its source and id.
+    pub(super) fn event(
+        &self,
+        source: &str,
+        id: &EventId,
+    ) -> Result<Option<StoredEvent>, StoreError> {
+        let key = keys::event(source, id);
+        self.tree()?
+            .get(&key)?
+            .map(|v| decode(&key, &v))
+            .transpose()
+    }
+
+    /// A delivery.
+    pub(super) fn delivery(&self, id: &DeliveryId) -> Result<Option<Delivery>, StoreError> {
+        let key = keys::delivery(id);
+        self.tree()?
+            .get(&key)?
+            .map(|v| decode(&key, &v))
+            .transpose()
+    }
+
+    /// A log entry by id.
+    pub(super) fn entry(&self, id: &str) -> Result<Option<LogEntry>, StoreError> {
+        let key = keys::entry(id);
+        self.tree()?
+            .get(&key)?
+            .map(|v| decode(&key, &v))
+            .transpose()
+    }
+
+    /// The endpoints that have queued deliveries, in name order.
+    pub(super) fn queued_endpoints(&self) -> Vec<String> {
+        self.heads.endpoints()
+    }
+
+    /// Up to `limit` deliveries of `endpoint` due at or before `now`, oldest first, passing
+    /// over those `skip` names. Read from the queue heads in memory; sled only when a head
+    /// runs low.
+    fn due(
+        &self,
+        endpoint: &str,
+        now: DateTime<Utc>,
+        limit: usize,
+        skip: &dyn Fn(&DeliveryId) -> bool,
+    ) -> Result<Due, StoreError> {
+        loop {
+            match self.heads.look(endpoint, now, limit, skip) {
+                Look::Found(ready, later) => return Ok((ready, later)),
+                Look::Refill => {
+                    let _writer = self.lock_writer();
+                    self.heads.refill(&self.tree()?, endpoint)?;
+                }
+            }
+        }
+    }
+
+    /// Takes up to `limit` due deliveries of `endpoint` under a lease until `lease_until`
+    /// (see `Store::take`).
+    pub(super) fn take(
+        &self,
+        endpoint: &str,
+        now: DateTime<Utc>,
+        limit: usize,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Taken, StoreError> {
+        let mut leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
+        let (due, next) = {
+            let leased = |id: &DeliveryId| leases.get(id).is_some_and(|until| *until > now);
+            self.due(endpoint, now, limit, &leased)?
+        };
+        let mut taken = Vec::with_capacity(due.len());
+        for (id, dequeued) in due {
+            match self.delivery(&id) {
+                Ok(Some(delivery)) if !delivery.state.is_final() => {
+                    leases.insert(id, lease_until);
+                    taken.push(Lease { delivery, dequeued });
+                }
+                // Finished or gone: the queue entry no longer stands for pending work.
+                Ok(_) => self.unqueue(endpoint, dequeued, &id)?,
+                Err(e @ StoreError::Corrupt { .. }) => {
+                    // Nothing can be sent from a record that cannot be read: it leaves the
+                    // queue once, rather than being taken again and again.
+                    tracing::error!(delivery = %id, endpoint = %endpoint, "delivery {id} cannot be read and is dropped from the queue: {e}");
+                    self.unqueue(endpoint, dequeued, &id)?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(Taken {
+            leases: taken,
+            next,
+        })
+    }
+
+    /// Removes a queue entry that no longer stands for pending work.
+    fn unqueue(
+        &self,
+        endpoint: &str,
+        due: DateTime<Utc>,
+        id: &DeliveryId,
+    ) -> Result<(), StoreError> {
+        let _writer = self.lock_writer();
+        let key = keys::queue(endpoint, due, id);
+        if self.tree()?.contains_key(&key)? {
+            self.write(vec![Op::Remove(key)])?;
+            self.count_queued(0, 1);
+        }
+        Ok(())
+    }
+
+    /// Keys written to sled (inserts and removes) since the store was opened.
+    pub(super) fn writes(&self) -> u64 {
+        self.writes.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// How many deliveries are queued (pending), over all endpoints.
+    pub(super) fn queue_depth(&self) -> usize {
+        self.queued.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn count_queued(&self, added: usize, removed: usize) {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.queued.fetch_add(added, SeqCst);
+        let _ = self
+            .queued
+            .fetch_update(SeqCst, SeqCst, |n| Some(n.saturating_sub(removed)));
+    }
+
+    /// Records an attempt: the entry and its facet key, the delivery's new state (with the
+    /// entry in its list), and the queue entry it was taken from moved (retrying) or
+    /// removed (finished), in one journal record; ends the delivery's lease. If the
+    /// delivery was replayed while the attempt was in flight, the replay stands.
+    pub(super) fn record(
+        &self,
+        entry: &LogEntry,
+        delivery: &Delivery,
+        dequeued: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError> {
+        self.health.check()?;
+        let writer = self.lock_writer();
+        let mut delivery = delivery.clone();
+        let stored = self.delivery(&delivery.id)?;
+        if let Some(stored) = &stored {
+            if stored.generation != delivery.generation {
+                delivery.state = stored.state;
+                delivery.due_at = stored.due_at;
+                delivery.retry_base = stored.retry_base.max(delivery.attempts);
+                delivery.generation = stored.generation;
+            }
+            delivery.entries = stored.entries.clone();
+        }
+        if !delivery.entries.contains(&entry.id) {
+            delivery.entries.push(entry.id.clone());
+        }
+        let mut ops = Vec::with_capacity(5);
+        ops.push(Op::Insert(keys::entry(&entry.id), encode(entry)));
+        ops.push(Op::Insert(keys::facet(entry), Vec::new()));
+        ops.push(Op::Insert(keys::delivery(&delivery.id), encode(&delivery)));
+        let old = dequeued.map(|due| keys::queue(&delivery.target.endpoint, due, &delivery.id));
+        let new = match delivery.state {
+            DeliveryState::Pending => delivery
+                .due_at
+                .map(|due| keys::queue(&delivery.target.endpoint, due, &delivery.id)),
+            _ => None,
+        };
+        let tree = self.tree()?;
+        let mut added = 0;
+        let mut removed = 0;
+        if let Some(old) = &old
+            && Some(old) != new.as_ref()
+            && tree.contains_key(old)?
+        {
+            ops.push(Op::Remove(old.clone()));
+            removed = 1;
+        }
+        if let Some(new) = new
+            && Some(&new) != old.as_ref()
+            && !tree.contains_key(&new)?
+        {
+            ops.push(Op::Insert(new, Vec::new()));
+            added = 1;
+        }
+        self.write(ops)?;
+        self.count_queued(added, removed);
+        drop(writer);
+        self.facets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert((
+                entry.endpoint.clone(),
+                entry.workflow.clone(),
+                entry.outcome.as_str().to_string(),
+            ));
+        self.leases
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&delivery.id);
+        Ok(())
+    }
+
+    /// Queues a delivery to be sent again now, whatever its state; its retry schedule
+    /// starts over. An attempt of it in flight is logged when it ends, but does not undo
+    /// the replay.
+    pub(super) fn replay(
+        &self,
+        id: &DeliveryId,
+        now: DateTime<Utc>,
+    ) -> Result<Delivery, StoreError> {
+        self.health.check()?;
+        let _writer = self.lock_writer();
+        let mut delivery = self
+            .delivery(id)?
+            .ok_or_else(|| StoreError::NotFound(format!("no delivery {id}")))?;
+        let old = match (delivery.state, delivery.due_at) {
+            (DeliveryState::Pending, Some(due)) => {
+                Some(keys::queue(&delivery.target.endpoint, due, id))
+            }
+            _ => None,
+        };
+        delivery.state = DeliveryState::Pending;
+        delivery.retry_base = delivery.attempts;
+        delivery.generation += 1;
+        delivery.due_at = Some(whole_ms(now));
+        let new = keys::queue(&delivery.target.endpoint, whole_ms(now), id);
+        let tree = self.tree()?;
+        let mut ops = Vec::with_capacity(3);
+        let mut removed = 0;
+        if let Some(old) = old
+            && old != new
+            && tree.contains_key(&old)?
+        {
+            ops.push(Op::Remove(old));
+            removed = 1;
+        }
+        let added = usize::from(!tree.contains_key(&new)?);
+        ops.push(Op::Insert(new, Vec::new()));
+        ops.push(Op::Insert(keys::delivery(id), encode(&delivery)));
+        self.write(ops)?;
+        self.count_queued(added, removed);
+        Ok(delivery)
+    }
+
+    /// Up to `limit` entries recorded from `since` to before `until`, after `after`,
+    /// oldest first.
+    pub(super) fn entries_between(
+        &self,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<LogEntry>, StoreError> {
+        let mut start = keys::entry(&keys::ulid_bound(since, false));
+        if let Some(after) = after {
+            let mut just_after = keys::entry(after);
+            just_after.push(0);
+            start = start.max(just_after);
+        }
+        let end = keys::entry(&keys::ulid_bound(until, false));
+        let mut found = Vec::new();
+        if start >= end {
+            return Ok(found);
+        }
+        for item in self.tree()?.range(start..end).take(limit) {
+            let (key, value) = item?;
+            found.push(decode(&key, &value)?);
+        }
+        Ok(found)
+    }
+
+    /// Deletes log entries older than `cutoff` (with their facet keys), and events accepted
+    /// before it whose deliveries are all finished (with their deliveries and audit keys).
+    pub(super) fn purge(&self, cutoff: DateTime<Utc>) -> Result<Purged, StoreError> {
+        self.health.check()?;
+        let tree = self.tree()?;
+        let mut purged = Purged::default();
+        let end = keys::entry(&keys::ulid_bound(cutoff, false));
+        for item in tree.range(keys::entry("")..end) {
+            let (key, value) = item?;
+            let entry: LogEntry = decode(&key, &value)?;
+            let _writer = self.lock_writer();
+            self.write(vec![
+                Op::Remove(keys::facet(&entry)),
+                Op::Remove(key.to_vec()),
+            ])?;
+            purged.entries += 1;
+        }
+        // Events with deliveries, through their deliveries (ids sort by creation time).
+        let end = keys::delivery(&DeliveryId::new(keys::ulid_bound(cutoff, false)));
+        for item in tree.range(keys::delivery(&DeliveryId::new(""))..end) {
+            let (key, value) = item?;
+            let _writer = self.lock_writer();
+            // Gone already: purged with an earlier delivery of its event.
+            if !tree.contains_key(&key)? {
+                continue;
+            }
+            let delivery: Delivery = decode(&key, &value)?;
+            if !delivery.state.is_final() {
+                continue;
+            }
+            let event = self.event(&delivery.event_source, &delivery.event_id)?;
+            let ours = event
+                .as_ref()
+                .filter(|e| e.deliveries.iter().any(|d| d.id == delivery.id));
+            let Some(event) = ours else {
+                // The event was accepted again since (or is gone): this delivery alone.
+                self.write(vec![Op::Remove(key.to_vec())])?;
+                continue;
+            };
+            if event.accepted_at >= cutoff {
+                continue;
+            }
+            let mut siblings = Vec::new();
+            let mut finished = true;
+            for d in &event.deliveries {
+                if let Some(d) = self.delivery(&d.id)? {
+                    finished &= d.state.is_final();
+                    siblings.push(d);
+                }
+            }
+            if !finished {
+                continue;
+            }
+            let mut ops = vec![Op::Remove(keys::event(
+                &event.event.source,
+                &event.event.id,
+            ))];
+            if let Some(first) = event.deliveries.first() {
+                for form in keys::audit_forms(delivery.keys.values()) {
+                    ops.push(Op::Remove(keys::audit(&form, &first.id)));
+                }
+            }
+            ops.extend(siblings.iter().map(|d| Op::Remove(keys::delivery(&d.id))));
+            self.write(ops)?;
+            purged.events += 1;
+        }
+        // Events that made no delivery, by acceptance time.
+        let start = vec![keys::space::EVENT_TIME];
+        for item in tree.range(start..keys::event_time_bound(cutoff)) {
+            let (time_key, _) = item?;
+            let _writer = self.lock_writer();
+            let mut ops = vec![Op::Remove(time_key.to_vec())];
+            // The event record goes only if it is still this acceptance's.
+            if let Some((source, id)) = keys::event_time_id(&time_key)
+                && self
+                    .event(&source, &id)?
+                    .is_some_and(|e| e.accepted_at < cutoff)
+            {
+                ops.push(Op::Remove(keys::event(&source, &id)));
+                purged.events += 1;
+            }
+            self.write(ops)?;
+        }
+        Ok(purged)
+    }
+}
