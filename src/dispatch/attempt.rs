@@ -65,6 +65,9 @@ pub(super) async fn run(
     lease: Lease,
     reached: &mut Option<bool>,
 ) -> Result<(Delivery, LogEntry), StoreError> {
+    // Nothing is sent that could not be recorded (the store may have begun failing while
+    // this attempt waited for its turn).
+    d.store.health()?;
     let Lease {
         mut delivery,
         dequeued,

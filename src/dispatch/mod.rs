@@ -427,6 +427,12 @@ impl Dispatcher {
         if let Some(bucket) = &lane.bucket {
             let wait = bucket.lock().await.take();
             if !wait.is_zero() {
+                // The lease must outlast the wait for the rate limit, or another taker
+                // could send the delivery meanwhile.
+                let until = self.clock.now()
+                    + chrono::Duration::from_std(wait + lane.timeout + LEASE_MARGIN)
+                        .unwrap_or_default();
+                let _ = self.store.hold(&id, until).await;
                 tokio::time::sleep(wait).await;
             }
         }
@@ -585,7 +591,7 @@ impl Dispatcher {
             let next = match self.tick().await {
                 Ok(next) => next,
                 // Logged once by the store when it began to fail.
-                Err(e) if e.is_unavailable() => None,
+                Err(e) if e.is_unavailable() && self.store.health().is_err() => None,
                 Err(e) => {
                     tracing::error!("cannot read the delivery queue: {e}");
                     None

@@ -7,9 +7,12 @@ use quick_xml::events::Event;
 use serde_json::{Map, Value};
 
 use crate::config::spec::ResponseFormat;
+use crate::engine::event::{MAX_DEPTH, check_depth};
 
 /// The body as a JSON value, by the configured format or else the Content-Type.
-/// A body that does not parse as its format is kept as text.
+/// A body that does not parse as its format, or nests deeper than event data may
+/// ([`MAX_DEPTH`]: what is captured from it must read back from the connect log), is kept
+/// as text.
 pub fn parse(format: Option<ResponseFormat>, content_type: Option<&str>, body: &str) -> Value {
     let format = format.unwrap_or_else(|| {
         let ct = content_type.unwrap_or_default().to_ascii_lowercase();
@@ -22,9 +25,10 @@ pub fn parse(format: Option<ResponseFormat>, content_type: Option<&str>, body: &
         }
     });
     match format {
-        ResponseFormat::Json => {
-            serde_json::from_str(body).unwrap_or_else(|_| Value::String(body.to_string()))
-        }
+        ResponseFormat::Json => serde_json::from_str(body)
+            .ok()
+            .filter(|doc| check_depth(doc).is_ok())
+            .unwrap_or_else(|| Value::String(body.to_string())),
         ResponseFormat::Xml => xml_to_json(body).unwrap_or_else(|| Value::String(body.to_string())),
         ResponseFormat::Text => Value::String(body.trim().to_string()),
     }
@@ -88,6 +92,9 @@ fn xml_to_json(body: &str) -> Option<Value> {
                         .unwrap_or_default();
                     element.children.insert(key, Value::String(value));
                 }
+                if stack.len() > MAX_DEPTH {
+                    return None;
+                }
                 stack.push(element);
             }
             Event::Empty(start) => {
@@ -142,6 +149,22 @@ fn xml_to_json(body: &str) -> Option<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bodies_nested_past_the_limit_are_read_as_text() {
+        let deep_json = format!("{}1{}", "[".repeat(100), "]".repeat(100));
+        assert_eq!(
+            parse(Some(ResponseFormat::Json), None, &deep_json),
+            Value::String(deep_json.clone())
+        );
+        let deep_xml = format!("{}x{}", "<a>".repeat(100_000), "</a>".repeat(100_000));
+        assert_eq!(
+            parse(Some(ResponseFormat::Xml), None, &deep_xml),
+            Value::String(deep_xml.clone())
+        );
+        let fine = format!("{}x{}", "<a>".repeat(10), "</a>".repeat(10));
+        assert!(parse(Some(ResponseFormat::Xml), None, &fine).is_object());
+    }
     use serde_json::json;
 
     #[test]

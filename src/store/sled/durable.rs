@@ -131,6 +131,15 @@ impl Inner {
         self.health.check()
     }
 
+    /// Passes a result on, noting a storage failure first if it is one (a read that hit
+    /// an I/O error, not only a write, makes the store fail and recover).
+    pub(super) fn noted<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        match result {
+            Err(e @ (StoreError::Sled(_) | StoreError::Journal(_))) => Err(self.failed(e)),
+            other => other,
+        }
+    }
+
     /// Notes that storage failed, and passes the error on.
     pub(super) fn failed(&self, error: StoreError) -> StoreError {
         self.health.fail(error.to_string());

@@ -273,7 +273,12 @@ impl Journal {
     pub fn append(&self, ops: &[Op]) -> io::Result<u64> {
         let mut state = self.inner.state();
         if state.suspect {
-            state.roll(&self.inner.dir)?;
+            // Only a recovery rolls past a failed segment (and makes what it held durable
+            // through sled again): a roll here would sync it once more, and a second fsync
+            // after a failed one reports success whatever reached the disk.
+            return Err(io::Error::other(
+                "the journal failed earlier; it takes no more until the store recovers",
+            ));
         }
         let seq = state.next_seq;
         let record = encode(seq, ops);
@@ -357,17 +362,25 @@ impl Journal {
         let mut state = self.inner.state();
         let mut firsts: Vec<u64> = state.closed.iter().map(|s| s.first_seq).collect();
         firsts.push(state.current.first_seq);
-        let mut keep = Vec::new();
-        for (i, segment) in std::mem::take(&mut state.closed).into_iter().enumerate() {
+        // A segment whose file cannot be deleted stays listed (and is read again by a
+        // recovery) rather than being forgotten.
+        let mut result = Ok(());
+        let mut i = 0;
+        state.closed.retain(|segment| {
             let last = firsts[i + 1] - 1;
-            if last <= durable {
-                std::fs::remove_file(&segment.path)?;
-            } else {
-                keep.push(segment);
+            i += 1;
+            if last > durable || result.is_err() {
+                return true;
             }
-        }
-        state.closed = keep;
-        Ok(())
+            match std::fs::remove_file(&segment.path) {
+                Ok(()) => false,
+                Err(e) => {
+                    result = Err(e);
+                    true
+                }
+            }
+        });
+        result
     }
 }
 

@@ -107,7 +107,7 @@ impl SledStore {
     ) -> Result<T, StoreError> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move |inner| {
-            let _ = reply.send(f(inner));
+            let _ = reply.send(inner.noted(f(inner)));
         });
         let stopped = || StoreError::Unavailable("the store's thread stopped".into());
         self.jobs
@@ -124,7 +124,7 @@ impl SledStore {
         f: impl FnOnce(&Inner) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || f(&inner))
+        tokio::task::spawn_blocking(move || inner.noted(f(&inner)))
             .await
             .map_err(|e| StoreError::Unavailable(format!("a store task failed: {e}")))?
     }
