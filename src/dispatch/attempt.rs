@@ -13,7 +13,6 @@ use super::Dispatcher;
 use super::pace::jitter;
 use super::response;
 use crate::engine::request::{Endpoint, Request};
-use crate::engine::secrets::MASK;
 use crate::engine::units::show_duration;
 use crate::engine::{Engine, Plan};
 use crate::store::record::{AttemptError, ErrorKind, LoggedRequest, LoggedResponse};
@@ -57,9 +56,12 @@ impl Verdict {
     }
 }
 
-/// Runs one attempt of a leased delivery and records it. Returns the delivery and its new
-/// log entry. `reached` is set to whether the endpoint answered (see [`Verdict::reached`])
-/// even when recording fails.
+/// Runs one attempt of a leased delivery and records it, stage by stage: [`prepare`]
+/// (read the event, render, add credentials), [`exchange`] (the HTTP request and the
+/// response), [`judge`] (the response against the endpoint's rules), [`next_step`] (the
+/// retry schedule), then the store's record. Returns the delivery and its new log entry.
+/// `reached` is set to whether the endpoint answered (see [`Verdict::reached`]) even when
+/// recording fails.
 pub(super) async fn run(
     d: &Dispatcher,
     lease: Lease,
@@ -75,68 +77,147 @@ pub(super) async fn run(
     let engine = d.engine();
     let at = d.clock.now();
     let attempt = delivery.attempts + 1;
-    let mut request_shown = None;
-    let mut warnings = Vec::new();
+    let prepared = prepare(d, &engine, &delivery, attempt, at).await?;
+    let (verdict, request, warnings) = match prepared {
+        Prepared::Stop(verdict, warnings) => (verdict, None, warnings),
+        Prepared::Send(request, warnings) => {
+            let endpoint = engine
+                .endpoint(&delivery.target.endpoint)
+                .expect("a rendered request has an endpoint");
+            let verdict = match exchange(d, &engine, endpoint, &request).await {
+                Ok(exchanged) => judge(&engine, endpoint, &request.url, exchanged),
+                Err(failed) => failed,
+            };
+            (verdict, Some(shown(&engine, endpoint, &request)), warnings)
+        }
+    };
+    *reached = verdict.reached;
+    let schedule = engine
+        .endpoint(&delivery.target.endpoint)
+        .map(|e| e.policy.schedule.clone())
+        .unwrap_or_default();
+    let step = next_step(&verdict, &schedule, attempt, delivery.retry_base, at);
+    delivery.attempts = attempt;
+    delivery.state = step.state;
+    delivery.due_at = step.next_attempt_at;
+    let entry = LogEntry {
+        id: d.entry_id(at),
+        delivery_id: delivery.id.clone(),
+        attempt,
+        at,
+        event_id: delivery.event_id.clone(),
+        event_type: delivery.event_type.clone(),
+        workflow: delivery.target.workflow.clone(),
+        endpoint: delivery.target.endpoint.clone(),
+        request,
+        response: verdict.response,
+        outcome: step.outcome,
+        error: step.error,
+        next_attempt_at: step.next_attempt_at,
+        captured: verdict.captured,
+        warnings,
+        keys: delivery.keys.clone(),
+    };
+    delivery.last_entry = Some(entry.id.clone());
+    d.store.record(&entry, &delivery, Some(dequeued)).await?;
+    Ok((delivery, entry))
+}
+
+/// What preparing an attempt came to: a finished request to send (credentials and
+/// send-time headers added), or a verdict without sending (the event cannot be read, the
+/// render failed, the endpoint is inactive); with the render's warnings, redacted.
+enum Prepared {
+    Send(Request, Vec<String>),
+    Stop(Verdict, Vec<String>),
+}
+
+/// Reads the delivery's event and renders it with the configuration loaded now, at the
+/// event's arrival time (so that every attempt sends the same). A store that fails is an
+/// error (the attempt is not made); a record that cannot be read is a verdict (`store`).
+async fn prepare(
+    d: &Dispatcher,
+    engine: &Engine,
+    delivery: &Delivery,
+    attempt: u32,
+    at: DateTime<Utc>,
+) -> Result<Prepared, StoreError> {
     let stored = match d
         .store
         .event(&delivery.event_source, &delivery.event_id)
         .await
     {
-        Err(StoreError::Corrupt { message, .. }) => Err(message),
-        other => Ok(other?),
-    };
-    let verdict = match stored {
-        Err(why) => Verdict::failed(
-            ErrorKind::Store,
-            format!(
-                "the stored event {} cannot be read back ({why}): it cannot be sent",
-                delivery.event_id
-            ),
-            false,
-        ),
-        Ok(None) => Verdict::failed(
-            ErrorKind::Render,
-            format!("event {} is no longer stored (purged?)", delivery.event_id),
-            false,
-        ),
-        Ok(Some(stored)) => {
-            // Rendered at the event's arrival time, so that every attempt sends the same.
-            let planned = engine.render(&stored.event, &delivery.target, stored.event.received_at);
-            warnings = planned
-                .warnings
-                .iter()
-                .map(|w| engine.redact(w).into_owned())
-                .collect();
-            match planned.plan {
-                Plan::Skip(why) => Verdict {
-                    outcome: Outcome::Skipped,
-                    ..Verdict::failed(ErrorKind::Inactive, why, false)
-                },
-                Plan::Fail(why) => {
-                    Verdict::failed(ErrorKind::Render, engine.redact(&why).into_owned(), false)
-                }
-                Plan::Send(request) => {
-                    let endpoint = engine
-                        .endpoint(&delivery.target.endpoint)
-                        .expect("a rendered request has an endpoint");
-                    let request = finish(endpoint, request, &delivery, attempt, at);
-                    request_shown = Some(shown(&engine, endpoint, &request));
-                    send(d, &engine, endpoint, &request).await
-                }
-            }
+        Ok(Some(stored)) => stored,
+        Ok(None) => {
+            let why = format!("event {} is no longer stored (purged?)", delivery.event_id);
+            return Ok(Prepared::Stop(
+                Verdict::failed(ErrorKind::Render, why, false),
+                Vec::new(),
+            ));
         }
+        Err(StoreError::Corrupt { message, .. }) => {
+            let why = format!(
+                "the stored event {} cannot be read back ({message}): it cannot be sent",
+                delivery.event_id
+            );
+            return Ok(Prepared::Stop(
+                Verdict::failed(ErrorKind::Store, why, false),
+                Vec::new(),
+            ));
+        }
+        Err(e) => return Err(e),
     };
-    *reached = verdict.reached;
+    let planned = engine.render(&stored.event, &delivery.target, stored.event.received_at);
+    let warnings = planned
+        .warnings
+        .iter()
+        .map(|w| engine.redact(w).into_owned())
+        .collect();
+    Ok(match planned.plan {
+        Plan::Skip(why) => Prepared::Stop(
+            Verdict {
+                outcome: Outcome::Skipped,
+                ..Verdict::failed(ErrorKind::Inactive, why, false)
+            },
+            warnings,
+        ),
+        Plan::Fail(why) => Prepared::Stop(
+            Verdict::failed(ErrorKind::Render, engine.redact(&why).into_owned(), false),
+            warnings,
+        ),
+        Plan::Send(request) => {
+            let endpoint = engine
+                .endpoint(&delivery.target.endpoint)
+                .expect("a rendered request has an endpoint");
+            Prepared::Send(finish(endpoint, request, delivery, attempt, at), warnings)
+        }
+    })
+}
+
+/// Where an attempt leaves its delivery.
+#[derive(Debug, Clone, PartialEq)]
+struct Step {
+    outcome: Outcome,
+    error: Option<AttemptError>,
+    next_attempt_at: Option<DateTime<Utc>>,
+    state: DeliveryState,
+}
+
+/// The next step after a verdict: a retryable failure is retried by the endpoint's
+/// schedule (counted from the last replay, `retry_base`; at least as late as the
+/// receiver's `Retry-After`), or gives up when the schedule is used up.
+fn next_step(
+    verdict: &Verdict,
+    schedule: &[Duration],
+    attempt: u32,
+    retry_base: u32,
+    at: DateTime<Utc>,
+) -> Step {
     let mut outcome = verdict.outcome;
-    let mut error = verdict.error;
+    let mut error = verdict.error.clone();
     let mut next_attempt_at = None;
     if outcome == Outcome::Failed && verdict.retryable {
-        let policy = engine
-            .endpoint(&delivery.target.endpoint)
-            .map(|e| e.policy.schedule.clone())
-            .unwrap_or_default();
-        let round = attempt.saturating_sub(delivery.retry_base) as usize;
-        match policy.get(round - 1) {
+        let round = attempt.saturating_sub(retry_base).max(1) as usize;
+        match schedule.get(round - 1) {
             Some(delay) => {
                 let mut wait = jitter(*delay);
                 if let Some(after) = verdict.retry_after {
@@ -151,41 +232,24 @@ pub(super) async fn run(
                 if let Some(e) = error.as_mut() {
                     e.message.push_str(&format!(
                         "; gave up after {round} attempts (retry.schedule has {} retries)",
-                        policy.len()
+                        schedule.len()
                     ));
                 }
             }
         }
     }
-    delivery.attempts = attempt;
-    delivery.state = match outcome {
+    let state = match outcome {
         Outcome::Delivered => DeliveryState::Delivered,
         Outcome::Retrying => DeliveryState::Pending,
         Outcome::Failed => DeliveryState::Failed,
         Outcome::Skipped => DeliveryState::Skipped,
     };
-    delivery.due_at = next_attempt_at;
-    let entry = LogEntry {
-        id: d.entry_id(at),
-        delivery_id: delivery.id.clone(),
-        attempt,
-        at,
-        event_id: delivery.event_id.clone(),
-        event_type: delivery.event_type.clone(),
-        workflow: delivery.target.workflow.clone(),
-        endpoint: delivery.target.endpoint.clone(),
-        request: request_shown,
-        response: verdict.response,
+    Step {
         outcome,
         error,
         next_attempt_at,
-        captured: verdict.captured,
-        warnings,
-        keys: delivery.keys.clone(),
-    };
-    delivery.last_entry = Some(entry.id.clone());
-    d.store.record(&entry, &delivery, Some(dequeued)).await?;
-    Ok((delivery, entry))
+        state,
+    }
 }
 
 /// Adds what is only known at send time: credentials, `Idempotency-Key`,
@@ -223,29 +287,14 @@ fn finish(
     request
 }
 
-/// The request as the log shows it: credentials and signatures masked, secrets redacted.
+/// The request as the log shows it (see [`Engine::masked`]).
 fn shown(engine: &Engine, endpoint: &Endpoint, request: &Request) -> LoggedRequest {
-    let auth_header = endpoint.auth.as_ref().and_then(|a| a.header_name());
-    let headers = request
-        .headers
-        .iter()
-        .map(|(name, value)| {
-            let masked = name.eq_ignore_ascii_case("authorization")
-                || name.eq_ignore_ascii_case("webhook-signature")
-                || auth_header.is_some_and(|h| h.eq_ignore_ascii_case(name));
-            let value = if masked {
-                MASK.to_string()
-            } else {
-                engine.redact(value).into_owned()
-            };
-            (name.clone(), value)
-        })
-        .collect();
+    let masked = engine.masked(endpoint, request);
     LoggedRequest {
-        method: request.method.clone(),
-        url: engine.redact(&request.url).into_owned(),
-        headers,
-        body: request.body.as_ref().map(|b| engine.redact(b).into_owned()),
+        method: masked.method,
+        url: masked.url,
+        headers: masked.headers.into_iter().collect(),
+        body: masked.body,
     }
 }
 
@@ -261,14 +310,30 @@ fn host_of(url: &str) -> String {
     }
 }
 
-async fn send(d: &Dispatcher, engine: &Engine, endpoint: &Endpoint, request: &Request) -> Verdict {
+/// A response as received: what [`judge`] reads.
+struct Exchanged {
+    status: reqwest::StatusCode,
+    headers: HeaderMap,
+    /// The first [`READ_LIMIT`] bytes of the body.
+    body: Vec<u8>,
+    duration_ms: u64,
+}
+
+/// Sends the request (unless it is too large or its destination is not allowed) and reads
+/// the response, within the endpoint's timeout. A transport failure is its verdict.
+async fn exchange(
+    d: &Dispatcher,
+    engine: &Engine,
+    endpoint: &Endpoint,
+    request: &Request,
+) -> Result<Exchanged, Verdict> {
     let host = host_of(&request.url);
     if request
         .body
         .as_ref()
         .is_some_and(|b| b.len() > MAX_REQUEST_BODY)
     {
-        return Verdict::failed(
+        return Err(Verdict::failed(
             ErrorKind::BodyTooLarge,
             format!(
                 "the request body is {} bytes, over the {} byte limit",
@@ -276,16 +341,12 @@ async fn send(d: &Dispatcher, engine: &Engine, endpoint: &Endpoint, request: &Re
                 MAX_REQUEST_BODY
             ),
             false,
-        );
+        ));
     }
     if let Err(why) = d.policy.check_url(&request.url).await {
-        return Verdict::failed(ErrorKind::Blocked, why, false);
+        return Err(Verdict::failed(ErrorKind::Blocked, why, false));
     }
-    let built = build(d, request);
-    let http = match built {
-        Ok(http) => http,
-        Err(why) => return Verdict::failed(ErrorKind::Render, why, false),
-    };
+    let http = build(d, request).map_err(|why| Verdict::failed(ErrorKind::Render, why, false))?;
     let timeout = endpoint.policy.timeout;
     let started = tokio::time::Instant::now();
     let answered = std::sync::atomic::AtomicBool::new(false);
@@ -305,20 +366,18 @@ async fn send(d: &Dispatcher, engine: &Engine, endpoint: &Endpoint, request: &Re
         }
         Ok::<_, reqwest::Error>((status, headers, body))
     };
-    let (status, headers, body) = match tokio::time::timeout(timeout, exchange).await {
-        Err(_) => {
-            return Verdict {
-                reached: Some(answered.load(std::sync::atomic::Ordering::Relaxed)),
-                ..Verdict::failed(
-                    ErrorKind::Timeout,
-                    format!(
-                        "no response from {host} within {} (the endpoint's timeout)",
-                        show_duration(timeout)
-                    ),
-                    true,
-                )
-            };
-        }
+    match tokio::time::timeout(timeout, exchange).await {
+        Err(_) => Err(Verdict {
+            reached: Some(answered.load(std::sync::atomic::Ordering::Relaxed)),
+            ..Verdict::failed(
+                ErrorKind::Timeout,
+                format!(
+                    "no response from {host} within {} (the endpoint's timeout)",
+                    show_duration(timeout)
+                ),
+                true,
+            )
+        }),
         Ok(Err(e)) => {
             // reqwest's messages include the URL, credentials of `auth: query` and all.
             let mut verdict = classify(&e, &host);
@@ -328,11 +387,28 @@ async fn send(d: &Dispatcher, engine: &Engine, endpoint: &Endpoint, request: &Re
             if answered.load(std::sync::atomic::Ordering::Relaxed) {
                 verdict.reached = Some(true);
             }
-            return verdict;
+            Err(verdict)
         }
-        Ok(Ok(exchange)) => exchange,
-    };
-    let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        Ok(Ok((status, headers, body))) => Ok(Exchanged {
+            status,
+            headers,
+            body,
+            duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        }),
+    }
+}
+
+/// Judges a response by the endpoint's rules: its success codes (and which failures are
+/// retried, with `Retry-After` on 429 and 503), then `success_key`/`success_value`; takes
+/// the captures. Pure: the same response always gets the same verdict.
+fn judge(engine: &Engine, endpoint: &Endpoint, url: &str, exchanged: Exchanged) -> Verdict {
+    let host = host_of(url);
+    let Exchanged {
+        status,
+        headers,
+        body,
+        duration_ms,
+    } = exchanged;
     let text = String::from_utf8_lossy(&body);
     let logged_body = truncate(&text, LOGGED_BODY);
     let code = status.as_u16();
@@ -586,6 +662,62 @@ mod tests {
             d > Duration::from_secs(85) && d <= Duration::from_secs(90),
             "{d:?}"
         );
+    }
+
+    #[test]
+    fn the_next_step_follows_the_schedule_from_the_last_replay_then_gives_up() {
+        let at: DateTime<Utc> = "2026-11-21T10:00:00Z".parse().unwrap();
+        let schedule = [Duration::from_secs(60), Duration::from_secs(300)];
+        let failed = |retryable| {
+            Verdict::failed(ErrorKind::Status, "HTTP 503 from crm:443".into(), retryable)
+        };
+        let step = next_step(&failed(true), &schedule, 1, 0, at);
+        assert_eq!(
+            (step.outcome, step.state),
+            (Outcome::Retrying, DeliveryState::Pending)
+        );
+        let wait = step.next_attempt_at.unwrap() - at;
+        assert!(
+            wait >= chrono::Duration::seconds(48) && wait <= chrono::Duration::seconds(72),
+            "{wait}"
+        );
+        // The second retry waits the second delay; a replay (base 2) starts over.
+        let wait = next_step(&failed(true), &schedule, 2, 0, at)
+            .next_attempt_at
+            .unwrap()
+            - at;
+        assert!(wait >= chrono::Duration::seconds(240), "{wait}");
+        let wait = next_step(&failed(true), &schedule, 3, 2, at)
+            .next_attempt_at
+            .unwrap()
+            - at;
+        assert!(wait <= chrono::Duration::seconds(72), "{wait}");
+        // Used up: failed, and the message says so.
+        let step = next_step(&failed(true), &schedule, 3, 0, at);
+        assert_eq!(
+            (step.outcome, step.state),
+            (Outcome::Failed, DeliveryState::Failed)
+        );
+        assert!(
+            step.error
+                .unwrap()
+                .message
+                .ends_with("gave up after 3 attempts (retry.schedule has 2 retries)")
+        );
+        // Not retryable: failed at once. A Retry-After longer than the delay wins.
+        assert_eq!(
+            next_step(&failed(false), &schedule, 1, 0, at).outcome,
+            Outcome::Failed
+        );
+        let later = Verdict {
+            retry_after: Some(Duration::from_secs(600)),
+            ..failed(true)
+        };
+        let wait = next_step(&later, &schedule, 1, 0, at)
+            .next_attempt_at
+            .unwrap()
+            - at;
+        assert_eq!(wait, chrono::Duration::seconds(600));
     }
 
     #[test]

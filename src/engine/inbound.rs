@@ -51,7 +51,7 @@ impl InboundEndpoint {
         let mut event = Event::new("", payload);
         event.source = self.name.clone();
         event.received_at = now;
-        let scope = RenderScope::new(&event, templates);
+        let scope = RenderScope::new(&event, templates, now);
         let kind = self
             .event_type
             .render(&scope)

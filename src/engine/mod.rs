@@ -79,15 +79,18 @@ fn default_audit_keys() -> Vec<(String, FieldRef)> {
 pub struct RenderScope<'a> {
     /// The event being rendered.
     pub event: &'a Event,
+    /// The time it is rendered at (relative dates are measured from it).
+    pub now: DateTime<Utc>,
     templates: &'a Templates,
     context: OnceCell<minijinja::Value>,
 }
 
 impl<'a> RenderScope<'a> {
-    /// A scope over `event`.
-    pub fn new(event: &'a Event, templates: &'a Templates) -> RenderScope<'a> {
+    /// A scope over `event`, rendered at `now`.
+    pub fn new(event: &'a Event, templates: &'a Templates, now: DateTime<Utc>) -> RenderScope<'a> {
         RenderScope {
             event,
+            now,
             templates,
             context: OnceCell::new(),
         }
@@ -96,7 +99,8 @@ impl<'a> RenderScope<'a> {
     /// Renders one template against the event.
     pub fn render(&self, id: TemplateId) -> Result<String, String> {
         self.templates.render(id, self.event, || {
-            self.context.get_or_init(|| template::context(self.event))
+            self.context
+                .get_or_init(|| template::context(self.event, self.now))
         })
     }
 }
@@ -211,13 +215,13 @@ impl Engine {
                 matched.workflow, matched.endpoint
             ));
         };
-        let scope = RenderScope::new(event, &self.templates);
+        let scope = RenderScope::new(event, &self.templates, now);
         self.plan(&scope, workflow, action, now)
     }
 
     /// Every delivery the event asks for, rendered, in workflow then action order.
     pub fn process(&self, event: &Event, now: DateTime<Utc>) -> Vec<Planned> {
-        let scope = RenderScope::new(event, &self.templates);
+        let scope = RenderScope::new(event, &self.templates, now);
         let mut planned = Vec::new();
         for i in self.index.candidates(&event.kind) {
             let workflow = &self.workflows[i];
@@ -357,38 +361,47 @@ impl Engine {
     }
 
     /// A request as it would be sent, credentials included, then every secret masked:
-    /// what dry runs and logs may show.
+    /// what dry runs show.
     pub fn shown(&self, endpoint: &Endpoint, request: &Request) -> Request {
         let mut request = request.clone();
         if let Some(auth) = &endpoint.auth {
             auth.apply(&mut request);
         }
-        let masked_header = endpoint.auth.as_ref().and_then(|a| a.header_name());
+        self.masked(endpoint, &request)
+    }
+
+    /// A request with its secrets masked, for anything displayed or stored (dry runs, the
+    /// connect log): the credential header of the endpoint's auth, any `Authorization`,
+    /// and the Standard Webhooks signature as `***`; every other secret redacted in the
+    /// URL, headers and body. The one masking rule of the program.
+    pub fn masked(&self, endpoint: &Endpoint, request: &Request) -> Request {
+        let auth_header = endpoint.auth.as_ref().and_then(|a| a.header_name());
         Request {
-            method: request.method,
+            method: request.method.clone(),
             url: self.redact(&request.url).into_owned(),
             headers: request
                 .headers
-                .into_iter()
+                .iter()
                 .map(|(name, value)| {
-                    let masked = masked_header.is_some_and(|h| h.eq_ignore_ascii_case(&name))
-                        || name.eq_ignore_ascii_case("authorization");
+                    let masked = name.eq_ignore_ascii_case("authorization")
+                        || name.eq_ignore_ascii_case("webhook-signature")
+                        || auth_header.is_some_and(|h| h.eq_ignore_ascii_case(name));
                     let value = if masked {
                         MASK.to_string()
                     } else {
-                        self.redact(&value).into_owned()
+                        self.redact(value).into_owned()
                     };
-                    (name, value)
+                    (name.clone(), value)
                 })
                 .collect(),
-            body: request.body.map(|b| self.redact(&b).into_owned()),
+            body: request.body.as_ref().map(|b| self.redact(b).into_owned()),
         }
     }
 
     /// A dry run: every workflow's verdict with reasons, and the requests that would be
     /// sent, secrets masked. Sends nothing.
     pub fn dry_run(&self, event: &Event, now: DateTime<Utc>) -> DryRun {
-        let scope = RenderScope::new(event, &self.templates);
+        let scope = RenderScope::new(event, &self.templates, now);
         let candidates = self.index.candidates(&event.kind);
         let mut workflows = Vec::with_capacity(self.workflows.len());
         let mut requests = Vec::new();

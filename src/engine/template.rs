@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::{Arc, OnceLock, RwLock};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use minijinja::value::{Object, Serde, Value};
 use minijinja::{AutoEscape, Environment, Error, ErrorKind, State, UndefinedBehavior};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
@@ -229,8 +229,15 @@ impl Templates {
         let formats: Arc<RwLock<HashMap<String, Arc<DateFormat>>>> = Arc::default();
         env.add_filter(
             "date",
-            move |value: Value, format: String, tz: Option<String>| {
-                date_filter(&formats, value, &format, tz.as_deref())
+            move |state: &State, value: Value, format: String, tz: Option<String>| {
+                let now = state
+                    .lookup(NOW)
+                    .and_then(|v| i64::try_from(v).ok())
+                    .and_then(DateTime::from_timestamp_millis)
+                    .ok_or_else(|| {
+                        Error::new(ErrorKind::InvalidOperation, "date: no render time")
+                    })?;
+                date_filter(&formats, value, &format, tz.as_deref(), now)
             },
         );
         env.add_filter("digits", |value: Value| -> String {
@@ -293,9 +300,16 @@ fn describe(error: &Error) -> String {
     text
 }
 
-/// The template context of an event: its top-level data keys, `data`, and `event`.
-pub fn context(event: &Event) -> Value {
+/// Where the `date` filter finds the time it renders at (a name no payload uses).
+const NOW: &str = "__switchboard_now_ms";
+
+/// The template context of an event rendered at `now`: its top-level data keys, `data`,
+/// and `event`. `now` is what the `date` filter measures relative formats (`age`) from:
+/// the caller's clock, never the wall clock (`render --now`, and every retry of a delivery
+/// renders at the event's arrival).
+pub fn context(event: &Event, now: DateTime<Utc>) -> Value {
     Value::from_object(EventContext {
+        now_ms: now.timestamp_millis(),
         data: event.data.clone(),
         id: event.id.to_string(),
         kind: event.kind.clone(),
@@ -311,6 +325,7 @@ pub fn context(event: &Event) -> Value {
 /// Values are converted for the template only when a template reads them.
 #[derive(Debug)]
 struct EventContext {
+    now_ms: i64,
     data: Arc<serde_json::Value>,
     id: String,
     kind: String,
@@ -340,6 +355,7 @@ impl Object for EventContext {
                     .get_or_init(|| Value::from(Serde(&*self.data)))
                     .clone(),
             ),
+            NOW => Some(Value::from(self.now_ms)),
             other => self.data.get(other).map(|v| Value::from(Serde(v))),
         }
     }
@@ -416,6 +432,7 @@ fn date_filter(
     value: Value,
     format: &str,
     tz: Option<&str>,
+    now: DateTime<Utc>,
 ) -> Result<String, Error> {
     let invalid = |message: String| Error::new(ErrorKind::InvalidOperation, message);
     let cached = formats
@@ -438,7 +455,7 @@ fn date_filter(
     };
     let input: serde_json::Value = serde_json::to_value(&value).unwrap_or_default();
     match parse_input(&input, chrono_tz::UTC) {
-        Some(at) => Ok(compiled.format(at, tz, Utc::now())),
+        Some(at) => Ok(compiled.format(at, tz, now)),
         None if value.is_undefined() || value.is_none() || input == "" => Ok(String::new()),
         None => Err(invalid(format!("date: cannot read {value} as a date"))),
     }
@@ -464,11 +481,27 @@ mod tests {
         )
     }
 
+    #[test]
+    fn the_date_filter_measures_age_from_the_render_time_not_the_wall_clock() {
+        let mut templates = Templates::new();
+        let id = templates
+            .add("{{ '1990-06-15'|date('age') }}", Escape::None)
+            .unwrap();
+        let event = event();
+        for (now, age) in [
+            ("2000-06-14T00:00:00Z", "9"),
+            ("2000-06-15T00:00:00Z", "10"),
+        ] {
+            let context = context(&event, now.parse().unwrap());
+            assert_eq!(templates.render(id, &event, || &context).unwrap(), age);
+        }
+    }
+
     fn render(source: &str, escape: Escape) -> String {
         let mut templates = Templates::new();
         let id = templates.add(source, escape).unwrap();
         let event = event();
-        let context = context(&event);
+        let context = context(&event, event.received_at);
         // Plain substitutions take the fast path; the full engine must agree with it.
         let fast = templates.render(id, &event, || &context).unwrap();
         let mut full_only = Templates::new();
@@ -575,7 +608,7 @@ mod tests {
             )
             .unwrap();
         let event = event();
-        let ctx = context(&event);
+        let ctx = context(&event, event.received_at);
         let err = templates.render(id, &event, || &ctx).unwrap_err();
         assert!(err.contains("fuel"), "{err}");
     }
