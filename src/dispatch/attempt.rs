@@ -16,7 +16,9 @@ use crate::engine::request::{Endpoint, Request};
 use crate::engine::units::show_duration;
 use crate::engine::{Engine, Plan};
 use crate::store::record::{AttemptError, ErrorKind, LoggedRequest, LoggedResponse};
-use crate::store::{Delivery, DeliveryState, Lease, LogEntry, Outcome, StoreError, whole_ms};
+use crate::store::{
+    Delivery, DeliveryState, Lease, LogEntry, Outcome, StoreError, StoredEvent, whole_ms,
+};
 
 /// The log keeps this much of a response body.
 pub const LOGGED_BODY: usize = 64 * 1024;
@@ -73,11 +75,12 @@ pub(super) async fn run(
     let Lease {
         mut delivery,
         dequeued,
+        event,
     } = lease;
     let engine = d.engine();
     let at = d.clock.now();
     let attempt = delivery.attempts + 1;
-    let prepared = prepare(d, &engine, &delivery, attempt, at).await?;
+    let prepared = prepare(&engine, &delivery, event, attempt, at);
     let (verdict, request, warnings) = match prepared {
         Prepared::Stop(verdict, warnings) => (verdict, None, warnings),
         Prepared::Send(request, warnings) => {
@@ -131,40 +134,29 @@ enum Prepared {
     Stop(Verdict, Vec<String>),
 }
 
-/// Reads the delivery's event and renders it with the configuration loaded now, at the
-/// event's arrival time (so that every attempt sends the same). A store that fails is an
-/// error (the attempt is not made); a record that cannot be read is a verdict (`store`).
-async fn prepare(
-    d: &Dispatcher,
+/// Renders the delivery's event (read with its lease) with the configuration loaded now,
+/// at the event's arrival time (so that every attempt sends the same). An event that is
+/// gone or cannot be read back is a verdict (`render`, `store`): nothing is sent.
+fn prepare(
     engine: &Engine,
     delivery: &Delivery,
+    event: Result<Option<StoredEvent>, String>,
     attempt: u32,
     at: DateTime<Utc>,
-) -> Result<Prepared, StoreError> {
-    let stored = match d
-        .store
-        .event(&delivery.event_source, &delivery.event_id)
-        .await
-    {
+) -> Prepared {
+    let stored = match event {
         Ok(Some(stored)) => stored,
         Ok(None) => {
             let why = format!("event {} is no longer stored (purged?)", delivery.event_id);
-            return Ok(Prepared::Stop(
-                Verdict::failed(ErrorKind::Render, why, false),
-                Vec::new(),
-            ));
+            return Prepared::Stop(Verdict::failed(ErrorKind::Render, why, false), Vec::new());
         }
-        Err(StoreError::Corrupt { message, .. }) => {
+        Err(message) => {
             let why = format!(
                 "the stored event {} cannot be read back ({message}): it cannot be sent",
                 delivery.event_id
             );
-            return Ok(Prepared::Stop(
-                Verdict::failed(ErrorKind::Store, why, false),
-                Vec::new(),
-            ));
+            return Prepared::Stop(Verdict::failed(ErrorKind::Store, why, false), Vec::new());
         }
-        Err(e) => return Err(e),
     };
     let planned = engine.render(&stored.event, &delivery.target, stored.event.received_at);
     let warnings = planned
@@ -172,7 +164,7 @@ async fn prepare(
         .iter()
         .map(|w| engine.redact(w).into_owned())
         .collect();
-    Ok(match planned.plan {
+    match planned.plan {
         Plan::Skip(why) => Prepared::Stop(
             Verdict {
                 outcome: Outcome::Skipped,
@@ -190,7 +182,7 @@ async fn prepare(
                 .expect("a rendered request has an endpoint");
             Prepared::Send(finish(endpoint, request, delivery, attempt, at), warnings)
         }
-    })
+    }
 }
 
 /// Where an attempt leaves its delivery.

@@ -586,8 +586,13 @@ impl Dispatcher {
     /// attempts in flight to be recorded.
     pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>, drain: Duration) {
         const IDLE: Duration = Duration::from_secs(1);
+        // Under load every acceptance and every finished attempt wakes the loop; ticking at
+        // most this often lets one tick take what many of them made due, at the cost of
+        // that much latency.
+        const BATCH: Duration = Duration::from_millis(2);
         loop {
             self.recover_store().await;
+            let ticked = tokio::time::Instant::now();
             let next = match self.tick().await {
                 Ok(next) => next,
                 // Logged once by the store when it began to fail.
@@ -609,6 +614,7 @@ impl Dispatcher {
             if *stop.borrow() {
                 break;
             }
+            tokio::time::sleep_until(ticked + BATCH).await;
         }
         let deadline = tokio::time::Instant::now() + drain;
         while self.in_flight() > 0 && tokio::time::Instant::now() < deadline {

@@ -106,6 +106,9 @@ pub struct Lease {
     /// The due time of the queue entry it was taken from (its attempt's record moves or
     /// removes that entry).
     pub dequeued: DateTime<Utc>,
+    /// Its event, read with it (None: no longer stored), or why the stored event cannot
+    /// be read back.
+    pub event: Result<Option<StoredEvent>, String>,
 }
 
 /// What a take found: leased deliveries, and when the first one not yet due falls due.

@@ -200,8 +200,17 @@ impl Inner {
         for (id, dequeued) in due {
             match self.delivery(&id) {
                 Ok(Some(delivery)) if !delivery.state.is_final() => {
+                    let event = match self.event(&delivery.event_source, &delivery.event_id) {
+                        Ok(event) => Ok(event),
+                        Err(StoreError::Corrupt { message, .. }) => Err(message),
+                        Err(e) => return Err(e),
+                    };
                     leases.insert(id, lease_until);
-                    taken.push(Lease { delivery, dequeued });
+                    taken.push(Lease {
+                        delivery,
+                        dequeued,
+                        event,
+                    });
                 }
                 // Finished or gone: the queue entry no longer stands for pending work.
                 Ok(_) => self.unqueue(endpoint, dequeued, &id)?,
