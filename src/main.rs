@@ -14,7 +14,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use switchboard::commands::{self, Output, logs};
 use switchboard::dispatch::NetworkPolicy;
-use switchboard::schema::{self, Kind};
+use switchboard::schema::Kind;
 use switchboard::store::{DeliveryId, LogQuery, Outcome};
 
 /// switchboard: a webhook/adaptor engine for call-center events.
@@ -583,7 +583,9 @@ async fn main() -> ExitCode {
             })
             .await
         }
-        Command::Schema { kind, out } => schema_command(kind, out),
+        Command::Schema { kind, out } => {
+            commands::schema::run(kind.map(Kind::from), out.as_deref())
+        }
     };
     print!("{}", output.stdout);
     eprint!("{}", output.stderr);
@@ -619,29 +621,4 @@ fn read_input(path: &str) -> Result<String, String> {
         return Ok(text);
     }
     std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))
-}
-
-fn schema_command(kind: Option<SchemaKind>, out: Option<PathBuf>) -> Output {
-    let pretty = |v: &serde_json::Value| serde_json::to_string_pretty(v).unwrap_or_default() + "\n";
-    let mut output = Output::default();
-    match (kind, out) {
-        (_, Some(dir)) => {
-            for kind in Kind::ALL {
-                let path = dir.join(format!("{}.schema.json", kind.name()));
-                if let Err(e) = std::fs::create_dir_all(&dir)
-                    .and_then(|_| std::fs::write(&path, pretty(&schema::schema(kind))))
-                {
-                    output.stderr = format!("error: cannot write {}: {e}\n", path.display());
-                    output.code = 1;
-                    return output;
-                }
-                output
-                    .stdout
-                    .push_str(&format!("wrote {}\n", path.display()));
-            }
-        }
-        (Some(kind), None) => output.stdout = pretty(&schema::schema(kind.into())),
-        (None, None) => output.stdout = pretty(&schema::combined()),
-    }
-    output
 }

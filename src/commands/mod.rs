@@ -5,6 +5,7 @@ pub mod deliver;
 pub mod logs;
 pub mod remote;
 pub mod render;
+pub mod schema;
 pub mod validate;
 
 /// A command's result: what to print and how to exit.
