@@ -224,6 +224,20 @@ impl Tmpfs {
         mounted.then_some(Tmpfs { dir })
     }
 
+    /// Mounted; or, when this process may not mount, None after saying so (as root the
+    /// mount must work: the test fails rather than skip).
+    fn mount_or_skip(size: &str) -> Option<Tmpfs> {
+        let disk = Tmpfs::mount(size);
+        if disk.is_none() {
+            assert!(
+                !running_as_root(),
+                "root could not mount a tmpfs: this test must run"
+            );
+            eprintln!("skipped: mounting a tmpfs needs root");
+        }
+        disk
+    }
+
     fn path(&self) -> PathBuf {
         self.dir.path().to_path_buf()
     }
@@ -260,12 +274,7 @@ fn running_as_root() -> bool {
 
 #[tokio::test]
 async fn a_full_disk_is_answered_503_sends_nothing_unrecorded_and_recovers_by_itself() {
-    let Some(disk) = Tmpfs::mount("8m") else {
-        assert!(
-            !running_as_root(),
-            "root could not mount a tmpfs: this test must run"
-        );
-        eprintln!("skipped: mounting a tmpfs needs root");
+    let Some(disk) = Tmpfs::mount_or_skip("8m") else {
         return;
     };
     let rx = Receiver::start(vec![], Reply::Status(200)).await;
@@ -373,12 +382,7 @@ async fn a_full_disk_is_answered_503_sends_nothing_unrecorded_and_recovers_by_it
 
 #[tokio::test]
 async fn sled_failing_on_a_full_disk_is_reopened_and_keeps_what_the_journal_acknowledged() {
-    let Some(disk) = Tmpfs::mount("8m") else {
-        assert!(
-            !running_as_root(),
-            "root could not mount a tmpfs: this test must run"
-        );
-        eprintln!("skipped: mounting a tmpfs needs root");
+    let Some(disk) = Tmpfs::mount_or_skip("8m") else {
         return;
     };
     let data = disk.path().join("data");

@@ -4,9 +4,9 @@
 
 mod common;
 
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
+use common::process::Serve;
 use common::receiver::{Receiver, Reply};
 use common::{ConfigDir, cli};
 use serde_json::Value;
@@ -31,50 +31,8 @@ fn config(rx: &Receiver) -> ConfigDir {
     ])
 }
 
-/// Starts `serve` on a free port; returns it with its URL (read from the data folder).
-/// The caller waits for the child (every test stops it with a signal or kill).
-#[allow(clippy::zombie_processes)]
-async fn serve(config: &ConfigDir, data: &std::path::Path) -> (Child, String) {
-    let _ = std::fs::remove_file(data.join("server.json"));
-    let mut child = cli()
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--drain",
-            "5s",
-            "--config",
-        ])
-        .arg(config.path())
-        .arg("--data")
-        .arg(data)
-        .env("SWITCHBOARD_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(text) = std::fs::read(data.join("server.json")) {
-            let address: Value = serde_json::from_slice(&text).unwrap();
-            return (child, address["url"].as_str().unwrap().to_string());
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("serve did not start");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-fn signal(child: &Child, name: &str) {
-    let status = std::process::Command::new("kill")
-        .arg(format!("-{name}"))
-        .arg(child.id().to_string())
-        .status()
-        .unwrap();
-    assert!(status.success());
+async fn serve(config: &ConfigDir, data: &std::path::Path) -> Serve {
+    Serve::start(config.path(), data, &[]).await
 }
 
 async fn post_event(url: &str, i: usize) -> u16 {
@@ -119,23 +77,21 @@ async fn every_event_answered_2xx_is_delivered_after_a_kill_9() {
     let rx = Receiver::start(vec![], Reply::Stall(Duration::from_millis(100))).await;
     let config = config(&rx);
     let data = tempfile::tempdir().unwrap();
-    let (mut child, url) = serve(&config, data.path()).await;
+    let server = serve(&config, data.path()).await;
     for i in 0..30 {
-        assert_eq!(post_event(&url, i).await, 202);
+        assert_eq!(post_event(&server.url, i).await, 202);
     }
     while rx.requests().len() < 3 {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    server.kill();
     assert!(
         rx.requests().len() < 30,
         "the backlog was still going when killed"
     );
-    let (mut child, _) = serve(&config, data.path()).await;
+    let server = serve(&config, data.path()).await;
     distinct_deliveries(&rx, 30).await;
-    signal(&child, "TERM");
-    assert!(child.wait().unwrap().success());
+    server.stop();
 }
 
 #[tokio::test]
@@ -144,13 +100,14 @@ async fn sighup_with_a_broken_configuration_keeps_serving() {
     let rx = Receiver::start(vec![], Reply::Status(200)).await;
     let config = config(&rx);
     let data = tempfile::tempdir().unwrap();
-    let (child, url) = serve(&config, data.path()).await;
+    let server = serve(&config, data.path()).await;
+    let url = server.url.clone();
     std::fs::write(
         config.path().join("workflows/sale.yaml"),
         "when:\n  - event: call.disposition\nactions:\n  - endpoint: gone\n",
     )
     .unwrap();
-    signal(&child, "HUP");
+    server.signal("HUP");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
         post_event(&url, 1).await,
@@ -158,10 +115,7 @@ async fn sighup_with_a_broken_configuration_keeps_serving() {
         "still serving with the running configuration"
     );
     distinct_deliveries(&rx, 1).await;
-    signal(&child, "TERM");
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
-    let log = String::from_utf8_lossy(&out.stderr);
+    let log = server.stop();
     assert!(
         log.contains("workflows/sale.yaml:4:15: unknown endpoint \"gone\" (known: crm)"),
         "{log}"
@@ -178,28 +132,22 @@ async fn sigterm_stops_gracefully_and_loses_nothing() {
     let rx = Receiver::start(vec![], Reply::Stall(Duration::from_millis(100))).await;
     let config = config(&rx);
     let data = tempfile::tempdir().unwrap();
-    let (child, url) = serve(&config, data.path()).await;
+    let server = serve(&config, data.path()).await;
     for i in 0..10 {
-        assert_eq!(post_event(&url, i).await, 202);
+        assert_eq!(post_event(&server.url, i).await, 202);
     }
-    signal(&child, "TERM");
-    let out = child.wait_with_output().unwrap();
+    let log = server.stop();
     assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("stopped; everything accepted is on disk")
+        log.contains("stopped; everything accepted is on disk"),
+        "{log}"
     );
     assert!(
         !data.path().join("server.json").exists(),
         "the address file is removed"
     );
-    let (mut child, _) = serve(&config, data.path()).await;
+    let server = serve(&config, data.path()).await;
     distinct_deliveries(&rx, 10).await;
-    signal(&child, "TERM");
-    child.wait().unwrap();
+    server.stop();
 }
 
 #[tokio::test]
@@ -208,8 +156,8 @@ async fn logs_and_replay_go_through_a_running_server() {
     let rx = Receiver::start(vec![Reply::Status(400)], Reply::Status(200)).await;
     let config = config(&rx);
     let data = tempfile::tempdir().unwrap();
-    let (mut child, url) = serve(&config, data.path()).await;
-    assert_eq!(post_event(&url, 7).await, 202);
+    let server = serve(&config, data.path()).await;
+    assert_eq!(post_event(&server.url, 7).await, 202);
     distinct_deliveries(&rx, 1).await;
     // The CLI runs on a blocking thread: the receiver lives on this test's runtime.
     let run = |args: &[&str]| {
@@ -247,8 +195,7 @@ async fn logs_and_replay_go_through_a_running_server() {
         out.contains("through the server at") && out.contains("delivered after 2 attempts"),
         "{out}"
     );
-    signal(&child, "TERM");
-    child.wait().unwrap();
+    server.stop();
 }
 
 #[test]

@@ -144,10 +144,7 @@ impl Runtime {
 
     /// The engine in use now.
     pub fn engine(&self) -> Arc<Engine> {
-        self.engine
-            .read()
-            .map(|e| e.clone())
-            .unwrap_or_else(|p| p.into_inner().clone())
+        self.dispatcher.engine()
     }
 
     /// The store.

@@ -17,6 +17,7 @@ pub struct Serve {
     pub child: Child,
     pub url: String,
     lines: Arc<Mutex<Vec<String>>>,
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Serve {
@@ -44,7 +45,7 @@ impl Serve {
         let lines = Arc::new(Mutex::new(Vec::new()));
         let stderr = child.stderr.take().expect("piped");
         let sink = lines.clone();
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             for line in std::io::BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
                 sink.lock().unwrap().push(line);
@@ -56,7 +57,12 @@ impl Serve {
                 && let Ok(address) = serde_json::from_slice::<Value>(&text)
             {
                 let url = address["url"].as_str().expect("url").to_string();
-                return Serve { child, url, lines };
+                return Serve {
+                    child,
+                    url,
+                    lines,
+                    reader: Some(reader),
+                };
             }
             if Instant::now() >= deadline || child.try_wait().ok().flatten().is_some() {
                 let _ = child.kill();
@@ -82,15 +88,28 @@ impl Serve {
         assert!(status.success());
     }
 
-    /// SIGTERM, then waits; panics unless it exits 0.
-    pub fn stop(mut self) {
+    /// SIGTERM, then waits; panics unless it exits 0. Returns everything it logged.
+    pub fn stop(self) -> String {
         self.signal("TERM");
+        let (status, log) = self.wait();
+        assert!(status.success(), "serve exited {status}:\n{log}");
+        log
+    }
+
+    /// Waits for the process to exit (after a signal); returns how it exited and
+    /// everything it logged.
+    pub fn wait(mut self) -> (std::process::ExitStatus, String) {
         let status = self.child.wait().expect("serve exits");
-        assert!(
-            status.success(),
-            "serve exited {status}:\n{}",
-            self.log().join("\n")
-        );
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+        (status, self.log().join("\n"))
+    }
+
+    /// kill -9, then waits.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
