@@ -91,7 +91,7 @@ impl Inner {
         catch_up(&sled, &journal, pending)?;
         super::migrate::to_current(&sled.tree)?;
         sled.db.flush()?;
-        let facets = super::log::load_facets(&sled.tree)?;
+        let facets = keys::facets(&sled.tree)?;
         let queued = sled.tree.scan_prefix([keys::space::QUEUE]).count();
         let heads = Heads::default();
         heads.load(&sled.tree)?;

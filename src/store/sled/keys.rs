@@ -189,6 +189,24 @@ pub fn index_entry_id(key: &[u8]) -> Option<String> {
     String::from_utf8(key.get(at + 1..)?.to_vec()).ok()
 }
 
+/// Every facet with keys in `tree`, one seek per facet.
+pub fn facets(
+    tree: &sled::Tree,
+) -> Result<std::collections::BTreeSet<(String, String, String)>, crate::store::StoreError> {
+    let mut facets = std::collections::BTreeSet::new();
+    let mut from = vec![space::FACET];
+    let end = vec![space::FACET + 1];
+    while let Some(item) = tree.range(from.clone()..end.clone()).next() {
+        let (key, _) = item?;
+        let Some((endpoint, workflow, outcome)) = facet_parts(&key) else {
+            break;
+        };
+        from = after_prefix(&facet_prefix(&endpoint, &workflow, &outcome));
+        facets.insert((endpoint, workflow, outcome));
+    }
+    Ok(facets)
+}
+
 /// `K form \0`: the prefix of every acceptance with that audit value.
 pub fn audit_prefix(form: &str) -> Vec<u8> {
     let mut key = vec![space::AUDIT];

@@ -4,8 +4,6 @@
 //! match, merged by time; otherwise by time alone. A search costs in proportion to what
 //! it finds, not to the size of the log.
 
-use std::collections::BTreeSet;
-
 use super::durable::Inner;
 use super::keys;
 use super::{decode, decode_delivery_ids};
@@ -55,24 +53,6 @@ impl Bounds {
 
 /// One facet's keys between the bounds, in the order of the search.
 type Run = std::iter::Peekable<Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>>>;
-
-/// Every facet with keys in `tree`, one seek per facet.
-pub(super) fn load_facets(
-    tree: &sled::Tree,
-) -> Result<BTreeSet<(String, String, String)>, StoreError> {
-    let mut facets = BTreeSet::new();
-    let mut from = vec![keys::space::FACET];
-    let end = vec![keys::space::FACET + 1];
-    while let Some(item) = tree.range(from.clone()..end.clone()).next() {
-        let (key, _) = item?;
-        let Some((endpoint, workflow, outcome)) = keys::facet_parts(&key) else {
-            break;
-        };
-        from = keys::after_prefix(&keys::facet_prefix(&endpoint, &workflow, &outcome));
-        facets.insert((endpoint, workflow, outcome));
-    }
-    Ok(facets)
-}
 
 pub(super) fn search(store: &Inner, query: &LogQuery) -> Result<Vec<LogEntry>, StoreError> {
     let bounds = Bounds::of(query);
