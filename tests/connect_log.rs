@@ -573,7 +573,7 @@ async fn a_data_folder_of_layout_1_is_upgraded_in_place_and_keeps_its_log() {
         }
         db.flush().unwrap();
     }
-    let store = SledStore::open(data.path()).unwrap();
+    let store = common::open_when_free(data.path());
     let find = async |f: &dyn Fn(&mut LogQuery)| {
         let mut query = LogQuery::default();
         f(&mut query);

@@ -177,7 +177,7 @@ async fn a_stored_event_that_cannot_be_read_fails_once_with_kind_store() {
         store.accept(vec![new], chrono::Utc::now()).await.unwrap();
     }
     {
-        let db = sled::open(data.path()).unwrap();
+        let db = common::raw_sled_when_free(data.path());
         let tree = db.open_tree("switchboard").unwrap();
         let keys: Vec<_> = tree.scan_prefix(b"E").map(|item| item.unwrap().0).collect();
         assert_eq!(keys.len(), 1);
@@ -185,6 +185,7 @@ async fn a_stored_event_that_cannot_be_read_fails_once_with_kind_store() {
             .unwrap();
         db.flush().unwrap();
     }
+    common::wait_released(data.path());
     let serve = Serve::start(config.path(), data.path(), &[]).await;
     let logs = || {
         let out = common::cli()
@@ -430,6 +431,6 @@ async fn sled_failing_on_a_full_disk_is_reopened_and_keeps_what_the_journal_ackn
         assert!(kept.is_some(), "event {i} is kept");
     }
     drop(sled);
-    let reopened = SledStore::open(&data).unwrap();
+    let reopened = common::open_when_free(&data);
     assert_eq!(reopened.queue_depth(), 101);
 }

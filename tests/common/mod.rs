@@ -108,3 +108,32 @@ pub fn cli() -> Command {
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
+
+/// Waits until no sled handle holds `data` (sled releases its file lock on `data/db` when
+/// its background threads end, a moment after the last handle is dropped), probing the
+/// lock without taking it for longer than the probe.
+pub fn wait_released(data: &Path) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let Ok(file) = std::fs::File::open(data.join("db")) else {
+        return;
+    };
+    while file.try_lock().is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the data folder stayed locked"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Opens a data folder once an earlier handle of this process has released it.
+pub fn open_when_free(data: &Path) -> switchboard::store::SledStore {
+    wait_released(data);
+    switchboard::store::SledStore::open(data).expect("the data folder opens")
+}
+
+/// sled itself on a data folder, once an earlier handle has released it.
+pub fn raw_sled_when_free(data: &Path) -> sled::Db {
+    wait_released(data);
+    sled::open(data).expect("sled opens")
+}
