@@ -556,6 +556,23 @@ async fn a_data_folder_of_layout_1_is_upgraded_in_place_and_keeps_its_log() {
             serde_json::to_vec(&attempt).unwrap(),
         )
         .unwrap();
+        // An entry whose delivery was purged before (its event kept by a later acceptance),
+        // and a record that no longer reads.
+        let mut orphan = entry(
+            "01KA0000000000000000000003",
+            now,
+            "erp",
+            Outcome::Failed,
+            "+15550002222",
+        );
+        orphan.delivery_id = DeliveryId::new("01KA0000000000000000000009");
+        tree.insert(
+            key(b"L", &[orphan.id.as_bytes()]),
+            serde_json::to_vec(&orphan).unwrap(),
+        )
+        .unwrap();
+        tree.insert(key(b"E", &[b"api\0broken"]), b"{\"event\":".to_vec())
+            .unwrap();
         for (tag, value) in [("e", "crm"), ("o", "delivered"), ("k", "5550001111")] {
             tree.insert(
                 key(
@@ -595,9 +612,18 @@ async fn a_data_folder_of_layout_1_is_upgraded_in_place_and_keeps_its_log() {
         find(&|q| q.delivery = Some(delivery_id.clone())).await,
         expected
     );
-    assert_eq!(find(&|_| {}).await, expected);
+    let orphan = vec!["01KA0000000000000000000003".to_string()];
+    assert_eq!(
+        find(&|q| q.search = Some("555-000-2222".into())).await,
+        orphan
+    );
+    assert_eq!(
+        find(&|q| q.delivery = Some(DeliveryId::new("01KA0000000000000000000009"))).await,
+        orphan
+    );
+    assert_eq!(find(&|_| {}).await.len(), 2);
     // And it purges like a folder of the current layout.
     let purged = store.purge(now + chrono::Duration::days(1)).await.unwrap();
-    assert_eq!((purged.entries, purged.events), (1, 1));
+    assert_eq!((purged.entries, purged.events), (2, 1));
     assert!(find(&|_| {}).await.is_empty());
 }

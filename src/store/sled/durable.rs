@@ -181,6 +181,8 @@ impl Inner {
         catch_up(&sled, &self.journal, pending)?;
         let queued = sled.tree.scan_prefix([keys::space::QUEUE]).count();
         self.heads.load(&sled.tree)?;
+        // The replay may have written facet keys that no record of this process noted.
+        *self.facets.lock().unwrap_or_else(|p| p.into_inner()) = keys::facets(&sled.tree)?;
         self.queued
             .store(queued, std::sync::atomic::Ordering::SeqCst);
         *self.sled.write().unwrap_or_else(|p| p.into_inner()) = Some(sled);

@@ -222,9 +222,16 @@ pub fn audit(form: &str, first: &DeliveryId) -> Vec<u8> {
     key
 }
 
-/// The distinct search forms of a set of audit values.
-pub fn audit_forms<'a>(values: impl Iterator<Item = &'a String>) -> Vec<String> {
-    let mut forms: Vec<String> = values.filter_map(|v| search_form(v)).collect();
+/// The distinct search forms an acceptance is found by: its audit values and its event id.
+pub fn audit_forms<'a>(
+    values: impl Iterator<Item = &'a String>,
+    event_id: &'a EventId,
+) -> Vec<String> {
+    let mut forms: Vec<String> = values
+        .map(String::as_str)
+        .chain([event_id.as_str()])
+        .filter_map(search_form)
+        .collect();
     forms.sort();
     forms.dedup();
     forms

@@ -8,7 +8,7 @@ use super::durable::Inner;
 use super::keys;
 use super::{decode, decode_delivery_ids};
 use crate::store::query::{LogQuery, ulid_bound};
-use crate::store::{DeliveryId, LogEntry, StoreError};
+use crate::store::{LogEntry, StoreError};
 
 /// Where a scan starts and stops, as entry ids (start inclusive, end exclusive).
 struct Bounds {
@@ -143,51 +143,23 @@ pub(super) fn search(store: &Inner, query: &LogQuery) -> Result<Vec<LogEntry>, S
     Ok(found)
 }
 
-/// The ids of the entries whose event carries `text` as an audit value (in its search
-/// form) or as its id.
+/// The ids of the entries whose event carries `text` (in its search form) as an audit
+/// value or as its id, over every acceptance of it.
 fn searched(store: &Inner, text: &str) -> Result<Vec<String>, StoreError> {
+    let Some(form) = keys::search_form(text) else {
+        return Ok(Vec::new());
+    };
     let tree = store.tree()?;
-    let mut deliveries: Vec<DeliveryId> = Vec::new();
-    if let Some(form) = keys::search_form(text) {
-        for item in tree.scan_prefix(keys::audit_prefix(&form)) {
-            let (key, value) = item?;
-            deliveries.extend(decode_delivery_ids(&key, &value)?);
-        }
-    }
-    // An event id, from any source: one point lookup per source.
-    let id = crate::engine::event::EventId::new(text.trim());
-    for source in sources(&tree)? {
-        if let Some(event) = store.event(&source, &id)? {
-            deliveries.extend(event.deliveries.into_iter().map(|d| d.id));
-        }
-    }
     let mut ids = Vec::new();
-    for id in deliveries {
-        if let Some(d) = store.delivery(&id)? {
-            ids.extend(d.entries);
+    for item in tree.scan_prefix(keys::audit_prefix(&form)) {
+        let (key, value) = item?;
+        for id in decode_delivery_ids(&key, &value)? {
+            if let Some(d) = store.delivery(&id)? {
+                ids.extend(d.entries);
+            }
         }
     }
     Ok(ids)
-}
-
-/// The sources events came from, one seek each.
-fn sources(tree: &sled::Tree) -> Result<Vec<String>, StoreError> {
-    let mut found = Vec::new();
-    let mut from = vec![keys::space::EVENT];
-    let end = vec![keys::space::EVENT + 1];
-    while let Some(item) = tree.range(from.clone()..end.clone()).next() {
-        let (key, _) = item?;
-        let rest = &key[1..];
-        let Some(at) = rest.iter().position(|b| *b == 0) else {
-            break;
-        };
-        let source = String::from_utf8_lossy(&rest[..at]).into_owned();
-        let mut next = key[..=at].to_vec();
-        next.push(1);
-        from = next;
-        found.push(source);
-    }
-    Ok(found)
 }
 
 /// The entries of `ids` that pass the query, in the order asked for, at most `limit`.

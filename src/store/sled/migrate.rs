@@ -11,7 +11,10 @@ use std::collections::HashMap;
 
 use super::keys::{self, space};
 use super::{decode, encode};
-use crate::store::{Delivery, DeliveryId, LogEntry, StoreError, StoredEvent};
+use crate::engine::Match;
+use crate::store::{
+    Delivery, DeliveryId, DeliveryState, LogEntry, Outcome, StoreError, StoredEvent,
+};
 
 /// Upgrades `tree` to the current layout if it holds an older one.
 pub(super) fn to_current(tree: &sled::Tree) -> Result<(), StoreError> {
@@ -43,42 +46,100 @@ pub(super) fn to_current(tree: &sled::Tree) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Decodes a record, or logs that the upgrade passes over it (a damaged record must not
+/// keep the folder from opening).
+fn readable<T: serde::de::DeserializeOwned>(key: &[u8], value: &[u8]) -> Option<T> {
+    match decode(key, value) {
+        Ok(record) => Some(record),
+        Err(e) => {
+            tracing::warn!("the upgrade passes over a record it cannot read: {e}");
+            None
+        }
+    }
+}
+
 fn from_layout_1(tree: &sled::Tree) -> Result<(), StoreError> {
     // Facet keys, and each delivery's entries in time order.
-    let mut entries: HashMap<DeliveryId, Vec<String>> = HashMap::new();
+    let mut entries: HashMap<DeliveryId, Vec<LogEntry>> = HashMap::new();
     for item in tree.scan_prefix([space::LOG]) {
         let (key, value) = item?;
-        let entry: LogEntry = decode(&key, &value)?;
+        let Some(entry) = readable::<LogEntry>(&key, &value) else {
+            continue;
+        };
         tree.insert(keys::facet(&entry), &[])?;
         entries
             .entry(entry.delivery_id.clone())
             .or_default()
-            .push(entry.id);
+            .push(entry);
     }
     for item in tree.scan_prefix([space::DELIVERY]) {
         let (key, value) = item?;
-        let mut delivery: Delivery = decode(&key, &value)?;
-        if let Some(ids) = entries.remove(&delivery.id) {
-            delivery.entries = ids;
+        let Some(mut delivery) = readable::<Delivery>(&key, &value) else {
+            continue;
+        };
+        if let Some(found) = entries.remove(&delivery.id) {
+            delivery.entries = found.into_iter().map(|e| e.id).collect();
             tree.insert(key, encode(&delivery))?;
         }
+    }
+    // Entries whose delivery is gone (purged before, with its event kept by a later
+    // acceptance): a finished delivery stands in for it, so that they stay findable by
+    // delivery and audit value, and are purged with it.
+    for (id, found) in entries {
+        let (Some(first), Some(last)) = (found.first(), found.last()) else {
+            continue;
+        };
+        let stub = Delivery {
+            id: id.clone(),
+            event_id: first.event_id.clone(),
+            event_source: "api".into(),
+            event_type: first.event_type.clone(),
+            target: Match {
+                workflow: first.workflow.clone(),
+                action: 0,
+                endpoint: first.endpoint.clone(),
+                delay: None,
+            },
+            created_at: first.at,
+            state: match last.outcome {
+                Outcome::Delivered => DeliveryState::Delivered,
+                Outcome::Skipped => DeliveryState::Skipped,
+                Outcome::Failed | Outcome::Retrying => DeliveryState::Failed,
+            },
+            attempts: u32::try_from(found.len()).unwrap_or(u32::MAX),
+            retry_base: 0,
+            generation: 0,
+            due_at: None,
+            keys: last.keys.clone(),
+            last_entry: Some(last.id.clone()),
+            entries: found.iter().map(|e| e.id.clone()).collect(),
+        };
+        for form in keys::audit_forms(stub.keys.values(), &stub.event_id) {
+            tree.insert(keys::audit(&form, &id), encode(&[&id]))?;
+        }
+        tree.insert(keys::delivery(&id), encode(&stub))?;
     }
     // Audit keys once per acceptance; time keys only for events without deliveries.
     let mut with_deliveries = std::collections::HashSet::new();
     for item in tree.scan_prefix([space::EVENT]) {
         let (key, value) = item?;
-        let stored: StoredEvent = decode(&key, &value)?;
+        let Some(stored) = readable::<StoredEvent>(&key, &value) else {
+            continue;
+        };
         let Some(first) = stored.deliveries.first() else {
             continue;
         };
         with_deliveries.insert(key.to_vec());
         let ids: Vec<&DeliveryId> = stored.deliveries.iter().map(|d| &d.id).collect();
         let delivery_key = keys::delivery(&first.id);
-        if let Some(bytes) = tree.get(&delivery_key)? {
-            let delivery: Delivery = decode(&delivery_key, &bytes)?;
-            for form in keys::audit_forms(delivery.keys.values()) {
-                tree.insert(keys::audit(&form, &first.id), encode(&ids))?;
-            }
+        let audit = match tree.get(&delivery_key)? {
+            Some(bytes) => readable::<Delivery>(&delivery_key, &bytes)
+                .map(|d| d.keys)
+                .unwrap_or_default(),
+            None => Default::default(),
+        };
+        for form in keys::audit_forms(audit.values(), &stored.event.id) {
+            tree.insert(keys::audit(&form, &first.id), encode(&ids))?;
         }
     }
     for item in tree.scan_prefix([space::EVENT_TIME]) {

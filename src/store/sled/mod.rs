@@ -48,8 +48,10 @@ pub struct SledStore {
 
 impl Drop for SledStore {
     fn drop(&mut self) {
-        // The thread ends with its channel; joining it means the folder is released (and
-        // can be opened again) once this returns.
+        // The thread ends with its channel; joining it waits for the work sent before.
+        // sled releases the folder's lock when its last handle is gone: a search, export,
+        // purge or checkpoint still running on a blocking thread holds one until it ends,
+        // and sled's own threads let go a moment after.
         self.jobs = None;
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
@@ -79,7 +81,13 @@ impl SledStore {
             .name("switchboard-store".into())
             .spawn(move || {
                 for job in queue {
-                    job(&worker);
+                    // A job that panics (a bug, or sled's) fails its caller (its reply is
+                    // dropped) and makes the store fail and recover, rather than ending the
+                    // thread and leaving every later call without an answer.
+                    let run = std::panic::AssertUnwindSafe(|| job(&worker));
+                    if std::panic::catch_unwind(run).is_err() {
+                        worker.failed(StoreError::Unavailable("a store operation panicked".into()));
+                    }
                 }
             })
             .map_err(StoreError::Journal)?;
@@ -109,7 +117,7 @@ impl SledStore {
         let job: Job = Box::new(move |inner| {
             let _ = reply.send(inner.noted(f(inner)));
         });
-        let stopped = || StoreError::Unavailable("the store's thread stopped".into());
+        let stopped = || StoreError::Unavailable("the store operation did not finish".into());
         self.jobs
             .as_ref()
             .ok_or_else(stopped)?

@@ -100,7 +100,7 @@ impl Inner {
             Some(first) => {
                 let ids: Vec<&DeliveryId> = deliveries.iter().map(|d| &d.id).collect();
                 let ids = encode(&ids);
-                for form in keys::audit_forms(audit.values()) {
+                for form in keys::audit_forms(audit.values(), &event.id) {
                     ops.push(Op::Insert(keys::audit(&form, &first.id), ids.clone()));
                 }
             }
@@ -196,14 +196,24 @@ impl Inner {
             let leased = |id: &DeliveryId| leases.get(id).is_some_and(|until| *until > now);
             self.due(endpoint, now, limit, &leased)?
         };
-        let mut taken = Vec::with_capacity(due.len());
+        let mut taken: Vec<Lease> = Vec::with_capacity(due.len());
+        let release = |leases: &mut std::collections::HashMap<DeliveryId, DateTime<Utc>>,
+                       taken: &[Lease]| {
+            for lease in taken {
+                leases.remove(&lease.delivery.id);
+            }
+        };
         for (id, dequeued) in due {
             match self.delivery(&id) {
                 Ok(Some(delivery)) if !delivery.state.is_final() => {
                     let event = match self.event(&delivery.event_source, &delivery.event_id) {
                         Ok(event) => Ok(event),
                         Err(StoreError::Corrupt { message, .. }) => Err(message),
-                        Err(e) => return Err(e),
+                        Err(e) => {
+                            // Nothing is handed out: what this take leased is free again.
+                            release(&mut leases, &taken);
+                            return Err(e);
+                        }
                     };
                     leases.insert(id, lease_until);
                     taken.push(Lease {
@@ -213,14 +223,25 @@ impl Inner {
                     });
                 }
                 // Finished or gone: the queue entry no longer stands for pending work.
-                Ok(_) => self.unqueue(endpoint, dequeued, &id)?,
+                Ok(_) => {
+                    if let Err(e) = self.unqueue(endpoint, dequeued, &id) {
+                        release(&mut leases, &taken);
+                        return Err(e);
+                    }
+                }
                 Err(e @ StoreError::Corrupt { .. }) => {
                     // Nothing can be sent from a record that cannot be read: it leaves the
                     // queue once, rather than being taken again and again.
                     tracing::error!(delivery = %id, endpoint = %endpoint, "delivery {id} cannot be read and is dropped from the queue: {e}");
-                    self.unqueue(endpoint, dequeued, &id)?;
+                    if let Err(e) = self.unqueue(endpoint, dequeued, &id) {
+                        release(&mut leases, &taken);
+                        return Err(e);
+                    }
                 }
-                Err(e) => return Err(e),
+                Err(e) => {
+                    release(&mut leases, &taken);
+                    return Err(e);
+                }
             }
         }
         Ok(Taken {
@@ -421,8 +442,18 @@ impl Inner {
             ])?;
             purged.entries += 1;
         }
-        // Events with deliveries, through their deliveries (ids sort by creation time).
-        let end = keys::delivery(&DeliveryId::new(keys::ulid_bound(cutoff, false)));
+        // Events with deliveries, through their deliveries (ids sort by creation time). An
+        // event goes when all its deliveries are finished and their latest entries are
+        // older than the cutoff too: a kept entry stays findable by delivery and audit value.
+        let before_cutoff = keys::ulid_bound(cutoff, false);
+        let done = |d: &Delivery| {
+            d.state.is_final()
+                && d.entries
+                    .iter()
+                    .chain(&d.last_entry)
+                    .all(|id| *id < before_cutoff)
+        };
+        let end = keys::delivery(&DeliveryId::new(before_cutoff.clone()));
         for item in tree.range(keys::delivery(&DeliveryId::new(""))..end) {
             let (key, value) = item?;
             let _writer = self.lock_writer();
@@ -430,8 +461,14 @@ impl Inner {
             if !tree.contains_key(&key)? {
                 continue;
             }
-            let delivery: Delivery = decode(&key, &value)?;
-            if !delivery.state.is_final() {
+            let delivery: Delivery = match decode(&key, &value) {
+                Ok(delivery) => delivery,
+                Err(e) => {
+                    tracing::warn!("purge passes over a delivery it cannot read: {e}");
+                    continue;
+                }
+            };
+            if !done(&delivery) {
                 continue;
             }
             let event = self.event(&delivery.event_source, &delivery.event_id)?;
@@ -439,8 +476,13 @@ impl Inner {
                 .as_ref()
                 .filter(|e| e.deliveries.iter().any(|d| d.id == delivery.id));
             let Some(event) = ours else {
-                // The event was accepted again since (or is gone): this delivery alone.
-                self.write(vec![Op::Remove(key.to_vec())])?;
+                // The event was accepted again since (or is gone): this delivery alone, with
+                // the audit keys of its acceptance if it was that acceptance's first.
+                let mut ops = vec![Op::Remove(key.to_vec())];
+                for form in keys::audit_forms(delivery.keys.values(), &delivery.event_id) {
+                    ops.push(Op::Remove(keys::audit(&form, &delivery.id)));
+                }
+                self.write(ops)?;
                 continue;
             };
             if event.accepted_at >= cutoff {
@@ -450,7 +492,7 @@ impl Inner {
             let mut finished = true;
             for d in &event.deliveries {
                 if let Some(d) = self.delivery(&d.id)? {
-                    finished &= d.state.is_final();
+                    finished &= done(&d);
                     siblings.push(d);
                 }
             }
@@ -462,7 +504,7 @@ impl Inner {
                 &event.event.id,
             ))];
             if let Some(first) = event.deliveries.first() {
-                for form in keys::audit_forms(delivery.keys.values()) {
+                for form in keys::audit_forms(delivery.keys.values(), &event.event.id) {
                     ops.push(Op::Remove(keys::audit(&form, &first.id)));
                 }
             }
@@ -476,11 +518,12 @@ impl Inner {
             let (time_key, _) = item?;
             let _writer = self.lock_writer();
             let mut ops = vec![Op::Remove(time_key.to_vec())];
-            // The event record goes only if it is still this acceptance's.
+            // The event record goes only if it is still this acceptance's: accepted again
+            // since, with deliveries, it is purged through them.
             if let Some((source, id)) = keys::event_time_id(&time_key)
                 && self
                     .event(&source, &id)?
-                    .is_some_and(|e| e.accepted_at < cutoff)
+                    .is_some_and(|e| e.deliveries.is_empty() && e.accepted_at < cutoff)
             {
                 ops.push(Op::Remove(keys::event(&source, &id)));
                 purged.events += 1;
