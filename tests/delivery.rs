@@ -13,6 +13,7 @@ use serde_json::json;
 use switchboard::Event;
 use switchboard::dispatch::{Clock, Dispatcher, NetworkPolicy};
 use switchboard::engine::signing::SigningKey;
+use switchboard::runtime::{Options, Runtime};
 use switchboard::store::record::ErrorKind;
 use switchboard::store::{
     Accepted, Delivery, DeliveryState, LogEntry, LogQuery, NewEvent, Outcome, SledStore, Store,
@@ -700,4 +701,41 @@ async fn a_replay_during_an_attempt_in_flight_is_sent_once_after_it() {
     );
     let entries = s.entries(&d).await;
     assert_eq!(entries.len(), 2);
+}
+
+#[tokio::test]
+async fn a_reload_applies_a_new_rate_limit_to_deliveries_still_waiting_for_it() {
+    let rx = Receiver::start(vec![], Reply::Status(200)).await;
+    let endpoint =
+        |rate: &str| format!("url: {}\nadaptor: lead\nrate_limit: {rate}\n", rx.url("/"));
+    let config = ConfigDir::new(&[ADAPTOR, WORKFLOW, ("endpoints/out.yaml", &endpoint("1/m"))]);
+    let data = tempfile::tempdir().unwrap();
+    let runtime = Runtime::open(Options::new(config.path(), data.path())).unwrap();
+    runtime.start(Duration::from_secs(1));
+    let events = (0..3)
+        .map(|i| {
+            let mut ev = event("lead", json!({"phone": "1"}));
+            ev.id = switchboard::EventId::new(format!("reload-{i}"));
+            ev
+        })
+        .collect();
+    runtime.accept(events).await.unwrap();
+    let wait_for = async |n: usize| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while rx.requests().len() < n {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} of {n} requests arrived",
+                rx.requests().len()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    wait_for(1).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(rx.requests().len(), 1, "one a minute: the others wait");
+    std::fs::write(config.path().join("endpoints/out.yaml"), endpoint("100/s")).unwrap();
+    runtime.reload().unwrap();
+    wait_for(3).await;
+    runtime.shutdown().await.unwrap();
 }

@@ -60,7 +60,7 @@ struct Lane {
     rate: Option<crate::engine::units::RateLimit>,
     /// Shared with the lane this one replaced at a reload: attempts it started still count.
     active: Arc<AtomicUsize>,
-    bucket: Option<tokio::sync::Mutex<Bucket>>,
+    bucket: Option<Mutex<Bucket>>,
     /// Shared with the lane this one replaced at a reload: a pause outlives new limits.
     health: Arc<Mutex<Health>>,
 }
@@ -272,7 +272,7 @@ impl Dispatcher {
             timeout,
             rate,
             active: old.map_or_else(Arc::default, |l| l.active.clone()),
-            bucket: rate.map(|r| tokio::sync::Mutex::new(Bucket::new(r))),
+            bucket: rate.map(|r| Mutex::new(Bucket::new(r))),
             health: old.map_or_else(Arc::default, |l| l.health.clone()),
         });
         lanes.insert(endpoint.to_string(), lane.clone());
@@ -307,6 +307,22 @@ impl Dispatcher {
                     continue;
                 }
             };
+            // Only as many as the rate limit lets go now: nothing waits for its turn holding
+            // a lease, and a reload's new limit applies to everything not yet sent.
+            let room = match &lane.bucket {
+                None => room,
+                Some(bucket) => {
+                    let (tokens, wait) = bucket
+                        .lock()
+                        .map(|mut b| b.available())
+                        .unwrap_or((0, Duration::from_secs(1)));
+                    if tokens == 0 {
+                        let at = now + chrono::Duration::from_std(wait).unwrap_or_default();
+                        next = Some(next.map_or(at, |n| n.min(at)));
+                    }
+                    room.min(tokens)
+                }
+            };
             if room == 0 {
                 continue;
             }
@@ -324,6 +340,11 @@ impl Dispatcher {
                     if !set.insert(lease.delivery.id.clone()) {
                         continue;
                     }
+                }
+                if let Some(bucket) = &lane.bucket
+                    && let Ok(mut bucket) = bucket.lock()
+                {
+                    bucket.take();
                 }
                 if probe.is_some()
                     && let Ok(mut health) = lane.health.lock()
@@ -345,18 +366,6 @@ impl Dispatcher {
     async fn attempt(self: Arc<Self>, lease: Lease, lane: Arc<Lane>, probe: Option<u32>) {
         let id = lease.delivery.id.clone();
         let endpoint = lease.delivery.target.endpoint.clone();
-        if let Some(bucket) = &lane.bucket {
-            let wait = bucket.lock().await.take();
-            if !wait.is_zero() {
-                // The lease must outlast the wait for the rate limit, or another taker
-                // could send the delivery meanwhile.
-                let until = self.clock.now()
-                    + chrono::Duration::from_std(wait + lane.timeout + LEASE_MARGIN)
-                        .unwrap_or_default();
-                let _ = self.store.hold(&id, until).await;
-                tokio::time::sleep(wait).await;
-            }
-        }
         let mut answered = None;
         let result = attempt::run(&self, lease, &mut answered).await;
         if result.is_ok() {

@@ -24,13 +24,32 @@ impl Bucket {
         }
     }
 
+    fn rate(&self) -> f64 {
+        f64::from(self.limit.count) / self.limit.per.as_secs_f64()
+    }
+
+    fn refill(&mut self) {
+        let now = Instant::now();
+        let elapsed = now.duration_since(self.updated).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * self.rate()).min(f64::from(self.limit.count));
+        self.updated = now;
+    }
+
+    /// How many requests may go now, and (when none may) how long until one may.
+    pub fn available(&mut self) -> (usize, Duration) {
+        self.refill();
+        if self.tokens >= 1.0 {
+            (self.tokens.floor() as usize, Duration::ZERO)
+        } else {
+            let wait = Duration::from_secs_f64((1.0 - self.tokens) / self.rate());
+            (0, wait)
+        }
+    }
+
     /// Takes a token; returns how long to wait before sending (zero if one was there).
     pub fn take(&mut self) -> Duration {
-        let now = Instant::now();
-        let rate = f64::from(self.limit.count) / self.limit.per.as_secs_f64();
-        let elapsed = now.duration_since(self.updated).as_secs_f64();
-        self.tokens = (self.tokens + elapsed * rate).min(f64::from(self.limit.count));
-        self.updated = now;
+        self.refill();
+        let rate = self.rate();
         self.tokens -= 1.0;
         if self.tokens >= 0.0 {
             Duration::ZERO
@@ -55,8 +74,10 @@ mod tests {
             count: 2,
             per: Duration::from_secs(1),
         });
+        assert_eq!(bucket.available(), (2, Duration::ZERO));
         assert_eq!(bucket.take(), Duration::ZERO);
         assert_eq!(bucket.take(), Duration::ZERO);
+        assert_eq!(bucket.available(), (0, Duration::from_millis(500)));
         assert_eq!(bucket.take(), Duration::from_millis(500));
         tokio::time::advance(Duration::from_secs(1)).await;
         assert_eq!(bucket.take(), Duration::ZERO);
