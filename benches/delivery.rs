@@ -189,9 +189,9 @@ async fn search(size: usize) -> (f64, f64, f64, usize) {
             .unwrap();
         for (k, lease) in taken.leases.iter().enumerate() {
             let (e, d) = delivered(&lease.delivery, at, (chunk[0] + k) as u128);
-            store.record(&e, &d, Some(lease.dequeued)).await.unwrap();
+            let id = store.record(&e, &d, Some(lease.dequeued)).await.unwrap();
             if ids.len() < 200 {
-                ids.push(e.id);
+                ids.push(id);
             }
         }
     }

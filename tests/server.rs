@@ -442,6 +442,27 @@ async fn the_admin_api_pages_exports_replays_and_renders() {
     let rest: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(rest["entries"].as_array().unwrap().len(), 3);
     assert_eq!(rest["next_cursor"], Value::Null);
+    // Following oldest first: pages continue with `after=next_after` and meet every entry.
+    let mut followed = Vec::new();
+    let mut after = "0".to_string();
+    for _ in 0..5 {
+        let url = format!("{}/api/logs?limit=2&after={after}", s.url);
+        let (_, text) = get(&url, &[]).await;
+        let page: Value = serde_json::from_str(&text).unwrap();
+        followed.extend(
+            page["entries"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["id"].as_str().unwrap().to_string()),
+        );
+        match page["next_after"].as_str() {
+            Some(next) => after = next.to_string(),
+            None => break,
+        }
+    }
+    assert_eq!(followed.len(), 5);
+    assert!(followed.windows(2).all(|w| w[0] < w[1]), "oldest first");
     let (_, text) = get(&format!("{}/api/logs?search=5550000003", s.url), &[]).await;
     assert_eq!(
         serde_json::from_str::<Value>(&text).unwrap()["entries"]

@@ -557,6 +557,55 @@ pub async fn an_event_id_finds_every_acceptance_in_any_case(store: Arc<dyn Store
     }
 }
 
+pub async fn entry_ids_follow_the_order_of_records(store: Arc<dyn Store>) {
+    store
+        .accept(
+            vec![
+                new_event("slow", "1", vec![to("a", "w", None)]),
+                new_event("fast", "2", vec![to("b", "w", None)]),
+            ],
+            at(0),
+        )
+        .await
+        .unwrap();
+    let slow = store
+        .take("a", at(0), 1, at(5))
+        .await
+        .unwrap()
+        .leases
+        .remove(0);
+    let fast = store
+        .take("b", at(0), 1, at(5))
+        .await
+        .unwrap()
+        .leases
+        .remove(0);
+    // The fast attempt started later but is recorded first; a reader follows from it.
+    let (entry, delivery) = attempt(&fast.delivery, at(2), Outcome::Delivered);
+    let first = store
+        .record(&entry, &delivery, Some(fast.dequeued))
+        .await
+        .unwrap();
+    let (entry, delivery) = attempt(&slow.delivery, at(1), Outcome::Delivered);
+    let second = store
+        .record(&entry, &delivery, Some(slow.dequeued))
+        .await
+        .unwrap();
+    assert!(second > first, "{second} after {first}");
+    let followed = store
+        .search(&LogQuery {
+            after: Some(first.clone()),
+            ..LogQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(followed.len(), 1);
+    assert_eq!(followed[0].id, second);
+    assert_eq!(followed[0].at, at(1), "the entry keeps its attempt's time");
+    let recorded = store.delivery(&slow.delivery.id).await.unwrap().unwrap();
+    assert_eq!(recorded.last_entry.as_deref(), Some(second.as_str()));
+}
+
 /// Runs every conformance test against a backend, each on a fresh store from `$open`.
 macro_rules! conformance {
     ($backend:ident, $open:expr) => {
@@ -591,6 +640,12 @@ macro_rules! conformance {
             async fn an_event_id_finds_every_acceptance_in_any_case() {
                 let (store, _guard) = $open;
                 super::an_event_id_finds_every_acceptance_in_any_case(store).await;
+            }
+
+            #[tokio::test]
+            async fn entry_ids_follow_the_order_of_records() {
+                let (store, _guard) = $open;
+                super::entry_ids_follow_the_order_of_records(store).await;
             }
 
             #[tokio::test]

@@ -66,7 +66,7 @@ pub(super) async fn run(
     delivery.attempts = attempt;
     delivery.state = step.state;
     delivery.due_at = step.next_attempt_at;
-    let entry = LogEntry {
+    let mut entry = LogEntry {
         id: d.entry_id(at),
         delivery_id: delivery.id.clone(),
         attempt,
@@ -85,7 +85,10 @@ pub(super) async fn run(
         keys: delivery.keys.clone(),
     };
     delivery.last_entry = Some(entry.id.clone());
-    d.store.record(&entry, &delivery, Some(dequeued)).await?;
+    let id = d.store.record(&entry, &delivery, Some(dequeued)).await?;
+    entry.id = id.clone();
+    delivery.last_entry = Some(id.clone());
+    delivery.entries.push(id);
     Ok((delivery, entry))
 }
 

@@ -241,7 +241,8 @@ impl Dispatcher {
         self.active.load(Ordering::SeqCst)
     }
 
-    /// A time-ordered id for a log entry made at `at`.
+    /// A provisional, time-ordered id for a log entry made at `at` (the store records it
+    /// under its own id, in the order of records: see `Store::record`).
     fn entry_id(&self, at: DateTime<Utc>) -> String {
         let time = std::time::SystemTime::from(at);
         let mut ids = self.ids.lock().unwrap_or_else(|p| p.into_inner());

@@ -79,7 +79,9 @@ fn query(
     })
 }
 
-/// `GET /api/logs`: `{"entries": [...], "next_cursor": id or null}`, newest first.
+/// `GET /api/logs`: `{"entries": [...], "next_cursor": id or null}`, newest first; the next
+/// page is `cursor=next_cursor`. Following with `after=ID` the entries come oldest first,
+/// and a full page names the next one as `next_after` instead.
 pub(super) async fn logs(
     State(app): State<Arc<App>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -92,6 +94,11 @@ pub(super) async fn logs(
     let next = (entries.len() == q.limit)
         .then(|| entries.last().map(|e| e.id.clone()))
         .flatten();
+    if q.after.is_some() {
+        return Ok(Json(
+            json!({"entries": entries, "next_cursor": null, "next_after": next}),
+        ));
+    }
     Ok(Json(json!({"entries": entries, "next_cursor": next})))
 }
 

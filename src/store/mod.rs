@@ -166,12 +166,15 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Records an attempt: the log entry, the delivery's new state, and the queue entry it
     /// was taken from (`dequeued`) moved (retrying) or removed (finished); ends its lease.
     /// If the delivery was replayed while the attempt was in flight, the replay stands.
+    /// Returns the id the entry is recorded under: ids increase in the order entries are
+    /// recorded (never below the time of the attempt), so that a reader following the log
+    /// with an `after` cursor misses none.
     async fn record(
         &self,
         entry: &LogEntry,
         delivery: &Delivery,
         dequeued: Option<DateTime<Utc>>,
-    ) -> Result<(), StoreError>;
+    ) -> Result<String, StoreError>;
 
     /// Queues deliveries to be sent again now, whatever their state; their retry schedules
     /// start over. Returns once it is durable. An unknown id is `NotFound`.

@@ -78,6 +78,8 @@ pub(super) struct Inner {
     /// Every (endpoint, workflow, outcome) with facet keys, so that a search by any of
     /// them scans just the facets that match (loaded at open; only grows).
     pub(super) facets: std::sync::Mutex<std::collections::BTreeSet<(String, String, String)>>,
+    /// The last entry id recorded: the next is greater (see `Store::record`).
+    pub(super) last_entry: std::sync::Mutex<Option<ulid::Ulid>>,
 }
 
 impl Inner {
@@ -92,6 +94,20 @@ impl Inner {
         super::migrate::to_current(&sled.tree)?;
         sled.db.flush()?;
         let facets = keys::facets(&sled.tree)?;
+        // Entry ids go on after the last one recorded, across restarts too.
+        let last_entry = match sled
+            .tree
+            .range(vec![keys::space::LOG]..vec![keys::space::LOG + 1])
+            .next_back()
+        {
+            Some(item) => {
+                let (key, _) = item?;
+                std::str::from_utf8(&key[1..])
+                    .ok()
+                    .and_then(|id| ulid::Ulid::from_string(id).ok())
+            }
+            None => None,
+        };
         let queued = sled.tree.scan_prefix([keys::space::QUEUE]).count();
         let heads = Heads::default();
         heads.load(&sled.tree)?;
@@ -108,6 +124,7 @@ impl Inner {
             health: Arc::default(),
             leases: Default::default(),
             facets: std::sync::Mutex::new(facets),
+            last_entry: std::sync::Mutex::new(last_entry),
         })
     }
 

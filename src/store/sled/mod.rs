@@ -191,7 +191,7 @@ impl crate::store::Store for SledStore {
         entry: &LogEntry,
         delivery: &Delivery,
         dequeued: Option<DateTime<Utc>>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<String, StoreError> {
         let (entry, delivery) = (entry.clone(), delivery.clone());
         self.run(move |inner| inner.record(&entry, &delivery, dequeued))
             .await

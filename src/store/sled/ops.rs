@@ -293,10 +293,14 @@ impl Inner {
         entry: &LogEntry,
         delivery: &Delivery,
         dequeued: Option<DateTime<Utc>>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<String, StoreError> {
         self.health.check()?;
         let writer = self.lock_writer();
+        let mut entry = entry.clone();
+        entry.id = self.next_entry_id(&entry);
+        let entry = &entry;
         let mut delivery = delivery.clone();
+        delivery.last_entry = Some(entry.id.clone());
         let stored = self.delivery(&delivery.id)?;
         if let Some(stored) = &stored {
             if stored.generation != delivery.generation {
@@ -353,7 +357,21 @@ impl Inner {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&delivery.id);
-        Ok(())
+        Ok(entry.id.clone())
+    }
+
+    /// The id to record `entry` under: at the attempt's time, and after every id recorded
+    /// before it (the caller holds the writer lock, so ids follow the order of records).
+    fn next_entry_id(&self, entry: &LogEntry) -> String {
+        let mut last = self.last_entry.lock().unwrap_or_else(|p| p.into_inner());
+        let ms = u64::try_from(entry.at.timestamp_millis()).unwrap_or(0);
+        let fresh = ulid::Ulid::from_parts(ms, fastrand::u128(..) >> 48);
+        let id = match *last {
+            Some(before) if fresh <= before => before.increment().unwrap_or(fresh),
+            _ => fresh,
+        };
+        *last = Some(id);
+        id.to_string()
     }
 
     /// Queues a delivery to be sent again now, whatever its state; its retry schedule
