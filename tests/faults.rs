@@ -44,6 +44,11 @@ fn config(rx: &Receiver) -> ConfigDir {
             "endpoints/in.yaml",
             "direction: inbound\npath: /hooks/in\nevent_type: call.disposition\n",
         ),
+        ("adaptors/wrap.yaml", "fields:\n  - {from: deep, to: a.b}\n"),
+        (
+            "endpoints/wrapped.yaml",
+            "direction: inbound\npath: /hooks/wrapped\nevent_type: call.disposition\nadaptor: wrap\n",
+        ),
         (
             "workflows/sale.yaml",
             "when:\n  - event: call.disposition\nactions:\n  - endpoint: crm\n",
@@ -133,6 +138,20 @@ async fn payloads_the_store_could_not_read_back_are_refused_at_every_door() {
     let (status, _, body) = post(
         &format!("{}/hooks/in", serve.url),
         &json!({"x": nested(80)}),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("nested more than 64"),
+        "{body}"
+    );
+    // A payload within the limit that the hook's adaptor nests past it.
+    let (status, _, body) = post(
+        &format!("{}/hooks/wrapped", serve.url),
+        &json!({ "deep": nested(63) }),
     )
     .await;
     assert_eq!(status, 400, "{body}");
@@ -433,4 +452,33 @@ async fn sled_failing_on_a_full_disk_is_reopened_and_keeps_what_the_journal_ackn
     drop(sled);
     let reopened = common::open_when_free(&data);
     assert_eq!(reopened.queue_depth(), 101);
+}
+
+#[tokio::test]
+async fn an_unfinished_sled_snapshot_does_not_keep_the_folder_closed() {
+    // What a start on a full disk leaves: sled began a snapshot and could not finish it.
+    let data = tempfile::tempdir().unwrap();
+    {
+        let store = SledStore::open(data.path()).unwrap();
+        let new = NewEvent {
+            event: switchboard::Event::new("call.disposition", json!({"n": 1})),
+            matches: vec![crm()],
+            keys: Default::default(),
+        };
+        store.accept(vec![new], chrono::Utc::now()).await.unwrap();
+    }
+    common::wait_released(data.path());
+    std::fs::write(
+        data.path().join("snap.00000000FFFFFFFF.generating"),
+        vec![0u8; 4096],
+    )
+    .unwrap();
+    let store = SledStore::open(data.path()).expect("the folder opens");
+    assert_eq!(store.queue_depth(), 1, "and keeps what it held");
+    assert!(
+        !data
+            .path()
+            .join("snap.00000000FFFFFFFF.generating")
+            .exists()
+    );
 }

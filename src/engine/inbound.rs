@@ -75,6 +75,8 @@ impl InboundEndpoint {
             None => scope.event.data.clone(),
         };
         drop(scope);
+        // The adaptor may nest what it maps deeper than the payload was.
+        super::event::check_depth(&data).map_err(|e| e.0)?;
         event.kind = kind;
         event.data = data;
         if let Some(id) = id {

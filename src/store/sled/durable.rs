@@ -309,6 +309,7 @@ pub(super) fn apply(tree: &sled::Tree, ops: &[Op]) -> Result<(), sled::Error> {
 
 /// Opens sled in `path`; another process holding it is `Locked`.
 fn open_sled(path: &Path) -> Result<Sled, StoreError> {
+    drop_unfinished_snapshots(path);
     let db = sled::Config::new()
         .path(path)
         // The default cache is 1 GiB; the working set here is the queue head and recent
@@ -329,6 +330,26 @@ fn open_sled(path: &Path) -> Result<Sled, StoreError> {
         })?;
     let tree = db.open_tree("switchboard")?;
     Ok(Sled { db, tree })
+}
+
+/// Deletes snapshot files sled began but did not finish (`snap.<lsn>.generating`, left by
+/// a start on a full disk): sled reads the last snapshot file by name, and an unfinished one
+/// would keep the folder from ever opening again. A finished snapshot is renamed without
+/// the suffix, so nothing it holds is lost; sled rebuilds what it needs from its log.
+fn drop_unfinished_snapshots(path: &Path) {
+    let Ok(files) = std::fs::read_dir(path) else {
+        return;
+    };
+    for file in files.flatten() {
+        let name = file.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            match std::fs::remove_file(file.path()) {
+                Ok(()) => tracing::warn!("removed an unfinished sled snapshot: {name}"),
+                Err(e) => tracing::warn!("cannot remove the unfinished sled snapshot {name}: {e}"),
+            }
+        }
+    }
 }
 
 /// The last journal record sled holds on disk.
