@@ -337,6 +337,12 @@ fn open_sled(path: &Path) -> Result<Sled, StoreError> {
 /// would keep the folder from ever opening again. A finished snapshot is renamed without
 /// the suffix, so nothing it holds is lost; sled rebuilds what it needs from its log.
 fn drop_unfinished_snapshots(path: &Path) {
+    // Only when no sled holds the folder (one that does may be writing a snapshot now).
+    if let Ok(db) = std::fs::File::open(path.join("db"))
+        && db.try_lock().is_err()
+    {
+        return;
+    }
     let Ok(files) = std::fs::read_dir(path) else {
         return;
     };
