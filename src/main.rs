@@ -191,7 +191,7 @@ enum Command {
         /// At most this many entries.
         #[arg(long, short = 'n', default_value_t = 50)]
         limit: usize,
-        /// Print a JSON array of entries (SPEC §6).
+        /// Print a JSON array of entries.
         #[arg(long, conflicts_with = "csv")]
         json: bool,
         /// Print CSV with a header row.

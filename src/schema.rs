@@ -43,7 +43,7 @@ fn one<T: JsonSchema>(title: &str, folder: &str) -> Value {
         map.insert(
             "description".into(),
             json!(format!(
-                "A switchboard {title}: one per file in {folder}/ (see SPEC.md)"
+                "A switchboard {title}: one per file in {folder}/ (see the README)"
             )),
         );
     }

@@ -18,7 +18,7 @@ use crate::store::{DeliveryId, LogEntry, LogQuery, SledStore, Store, StoreError}
 pub enum Format {
     /// A readable table.
     Table,
-    /// A JSON array of entries (SPEC §6).
+    /// A JSON array of entries.
     Json,
     /// CSV with a header row.
     Csv,

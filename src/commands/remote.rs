@@ -1,5 +1,5 @@
 //! The admin API of a running server, for `logs` and `replay` while `serve` holds the data
-//! folder (SPEC §7). The server writes its address into the data folder when it starts.
+//! folder. The server writes its address into the data folder when it starts.
 
 use std::path::Path;
 

@@ -21,7 +21,7 @@ pub struct Args<'a> {
     pub text: &'a str,
     /// The type of a raw payload.
     pub kind: Option<&'a str>,
-    /// Print JSON (SPEC §7) instead of a readable report.
+    /// Print JSON instead of a readable report.
     pub json: bool,
     /// The time to evaluate at (default: now): for `within`, `age` and `received_at`.
     pub now: Option<DateTime<Utc>>,

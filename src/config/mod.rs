@@ -449,7 +449,7 @@ fn path_text(path: &serde_path_to_error::Path) -> String {
 /// masking "8080" or "true" everywhere would garble logs without protecting anything.
 const SHORTEST_SECRET: usize = 4;
 
-/// The values to mask: everything that came from the environment (SPEC §1: secrets come
+/// The values to mask: everything that came from the environment (secrets come
 /// only from there), and every credential of an `auth` or `signing` block, wherever written.
 /// Defaults written in the files are not secret; neither is a Basic auth user name.
 fn collect_secrets(endpoints: &[Doc<EndpointSpec>], found: &[Substitution]) -> Vec<String> {

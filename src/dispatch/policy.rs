@@ -1,4 +1,4 @@
-//! Outbound network policy (SPEC §9): destinations are checked against a deny list (cloud
+//! Outbound network policy: destinations are checked against a deny list (cloud
 //! metadata and link-local by default) and an optional allow list. Host names are checked
 //! inside the HTTP client's resolver, on the addresses it will actually connect to, so a
 //! DNS answer cannot slip past a check made earlier; IP literals are checked before sending.

@@ -1,5 +1,5 @@
 //! Where a running server can be reached, written into its data folder when it starts, so
-//! that `logs` and `replay` can use its API while it holds the folder (SPEC §7).
+//! that `logs` and `replay` can use its API while it holds the folder.
 
 use std::path::{Path, PathBuf};
 

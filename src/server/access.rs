@@ -50,7 +50,7 @@ pub fn scheme<'a>(value: &'a str, name: &str) -> Option<&'a str> {
     given.eq_ignore_ascii_case(name).then_some(rest.trim())
 }
 
-/// The rule for `/events` and `/api/*` (SPEC §8).
+/// The rule for `/events` and `/api/*`.
 pub fn check_api(token: Option<&str>, client: IpAddr, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(token) = token else {
         if client.is_loopback() {

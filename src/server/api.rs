@@ -1,4 +1,4 @@
-//! The admin API (SPEC §8) and the operations endpoints: connect log search with cursor
+//! The admin API and the operations endpoints: connect log search with cursor
 //! paging, a streamed export, deliveries and replay, dry runs, health and metrics.
 
 use std::collections::HashMap;

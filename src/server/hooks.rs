@@ -1,4 +1,4 @@
-//! Inbound endpoints (SPEC §4) at `/hooks/...`: other systems send events here, as GET
+//! Inbound endpoints at `/hooks/...`: other systems send events here, as GET
 //! query parameters, JSON bodies or form bodies. Checked in this order: the path and method,
 //! the client's address (`allow_from`), the credentials, then the payload.
 

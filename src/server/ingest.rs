@@ -38,7 +38,7 @@ fn idempotency_key(headers: &HeaderMap) -> Option<EventId> {
         .map(EventId::new)
 }
 
-/// Refuses events of a type no workflow listens for (SPEC §8: unknown type, 404).
+/// Refuses events of a type no workflow listens for (unknown type: 404).
 fn known(app: &App, events: &[Event]) -> Result<(), ApiError> {
     let engine = app.engine();
     match events.iter().find(|e| !engine.knows_type(&e.kind)) {
@@ -95,7 +95,7 @@ pub(super) async fn envelopes(
         {
             event.id = key;
         }
-        // `received_at` is the time of arrival (SPEC §2), whatever the sender wrote.
+        // `received_at` is the time of arrival, whatever the sender wrote.
         event.received_at = now;
         events.push(event);
     }

@@ -1,4 +1,4 @@
-//! What the store keeps: accepted events, deliveries, and connect log entries (SPEC §6).
+//! What the store keeps: accepted events, deliveries, and connect log entries.
 //! Plain serde types, stored as JSON so that a data folder can be inspected by hand.
 
 use std::fmt;

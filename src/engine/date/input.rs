@@ -1,4 +1,4 @@
-//! Input dates: the shapes call platforms send (SPEC §3), to an instant.
+//! Input dates: the shapes call platforms send, to an instant.
 
 use chrono::{
     DateTime, Datelike, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, Offset, TimeDelta,
