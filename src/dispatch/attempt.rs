@@ -67,7 +67,8 @@ pub(super) async fn run(
     delivery.state = step.state;
     delivery.due_at = step.next_attempt_at;
     let mut entry = LogEntry {
-        id: d.entry_id(at),
+        // Assigned by the store as it records the entry (see `Store::record`).
+        id: String::new(),
         delivery_id: delivery.id.clone(),
         attempt,
         at,

@@ -76,7 +76,6 @@ pub struct Dispatcher {
     lanes: Mutex<HashMap<String, Arc<Lane>>>,
     wake: Notify,
     settled: Notify,
-    ids: Mutex<ulid::Generator>,
     listeners: RwLock<Vec<AttemptListener>>,
     /// Attempts in flight (not yet recorded), over all endpoints.
     active: AtomicUsize,
@@ -144,7 +143,6 @@ impl Dispatcher {
             lanes: Mutex::new(HashMap::new()),
             wake: Notify::new(),
             settled: Notify::new(),
-            ids: Mutex::new(ulid::Generator::new()),
             listeners: RwLock::new(Vec::new()),
             active: AtomicUsize::new(0),
             held: Mutex::new(HashMap::new()),
@@ -239,16 +237,6 @@ impl Dispatcher {
     /// Attempts in flight.
     pub fn in_flight(&self) -> usize {
         self.active.load(Ordering::SeqCst)
-    }
-
-    /// A provisional, time-ordered id for a log entry made at `at` (the store records it
-    /// under its own id, in the order of records: see `Store::record`).
-    fn entry_id(&self, at: DateTime<Utc>) -> String {
-        let time = std::time::SystemTime::from(at);
-        let mut ids = self.ids.lock().unwrap_or_else(|p| p.into_inner());
-        ids.generate_from_datetime(time)
-            .unwrap_or_else(|_| ulid::Ulid::from_datetime(time))
-            .to_string()
     }
 
     fn lane(&self, endpoint: &str) -> Arc<Lane> {

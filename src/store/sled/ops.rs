@@ -125,35 +125,28 @@ impl Inner {
         })
     }
 
+    /// The record under `key`, if there is one.
+    fn read<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StoreError> {
+        self.tree()?.get(key)?.map(|v| decode(key, &v)).transpose()
+    }
+
     /// An accepted event, by its source and id.
     pub(super) fn event(
         &self,
         source: &str,
         id: &EventId,
     ) -> Result<Option<StoredEvent>, StoreError> {
-        let key = keys::event(source, id);
-        self.tree()?
-            .get(&key)?
-            .map(|v| decode(&key, &v))
-            .transpose()
+        self.read(&keys::event(source, id))
     }
 
     /// A delivery.
     pub(super) fn delivery(&self, id: &DeliveryId) -> Result<Option<Delivery>, StoreError> {
-        let key = keys::delivery(id);
-        self.tree()?
-            .get(&key)?
-            .map(|v| decode(&key, &v))
-            .transpose()
+        self.read(&keys::delivery(id))
     }
 
     /// A log entry by id.
     pub(super) fn entry(&self, id: &str) -> Result<Option<LogEntry>, StoreError> {
-        let key = keys::entry(id);
-        self.tree()?
-            .get(&key)?
-            .map(|v| decode(&key, &v))
-            .transpose()
+        self.read(&keys::entry(id))
     }
 
     /// The endpoints that have queued deliveries, in name order.
