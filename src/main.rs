@@ -77,9 +77,34 @@ enum Command {
         /// A repeated event id within this window is acknowledged, not run again.
         #[arg(long, default_value = "24h", env = "SWITCHBOARD_DEDUPE_WINDOW", value_parser = duration, value_name = "DUR")]
         dedupe_window: std::time::Duration,
-        /// How long a stop waits for attempts in flight.
-        #[arg(long, default_value = "20s", value_parser = duration, value_name = "DUR")]
+        /// How long a stop (SIGTERM, SIGINT) waits for requests and attempts in flight;
+        /// connections still open then are closed, half-sent requests included.
+        #[arg(long, default_value = "10s", env = "SWITCHBOARD_DRAIN", value_parser = duration, value_name = "DUR")]
         drain: std::time::Duration,
+        /// Time a client has to send a request's headers (from connecting, or from the
+        /// request's first byte on a kept-alive connection); then the connection is closed.
+        #[arg(long, default_value = "10s", env = "SWITCHBOARD_HEADER_TIMEOUT", value_parser = duration, value_name = "DUR")]
+        header_timeout: std::time::Duration,
+        /// Time a client has to send a request's body, from its headers (then 408).
+        #[arg(long, default_value = "30s", env = "SWITCHBOARD_BODY_TIMEOUT", value_parser = duration, value_name = "DUR")]
+        body_timeout: std::time::Duration,
+        /// How long a kept-alive connection may wait for its next request, and a client
+        /// may leave its answer unread, before the connection is closed.
+        #[arg(long, default_value = "60s", env = "SWITCHBOARD_IDLE_TIMEOUT", value_parser = duration, value_name = "DUR")]
+        idle_timeout: std::time::Duration,
+        /// Connections served at once; more wait until one closes. Lowered at start to
+        /// what the open-file limit allows (serve raises its soft limit to the hard limit
+        /// and logs both figures).
+        #[arg(
+            long,
+            default_value_t = 10_000,
+            env = "SWITCHBOARD_MAX_CONNECTIONS",
+            value_name = "N"
+        )]
+        max_connections: usize,
+        /// Serve /metrics without the API token (for a scraper that cannot send one).
+        #[arg(long, env = "SWITCHBOARD_PUBLIC_METRICS")]
+        public_metrics: bool,
         /// Log lines as text or JSON.
         #[arg(
             long,
@@ -301,7 +326,8 @@ struct NetworkArgs {
     #[arg(long = "allow-outbound", value_name = "CIDR", env = "SWITCHBOARD_ALLOW_OUTBOUND", value_delimiter = ',', value_parser = cidr)]
     allow: Vec<ipnet::IpNet>,
     /// Never send to these address ranges, besides the default 169.254.0.0/16, fe80::/10
-    /// and fd00:ec2::254/128 (repeatable).
+    /// and fd00:ec2::254/128 (repeatable). 0.0.0.0/8 and :: (which reach the local host)
+    /// are always refused, whatever --allow-outbound says.
     #[arg(long = "deny-outbound", value_name = "CIDR", env = "SWITCHBOARD_DENY_OUTBOUND", value_delimiter = ',', value_parser = cidr)]
     deny: Vec<ipnet::IpNet>,
 }
@@ -426,6 +452,11 @@ async fn main() -> ExitCode {
             retention,
             dedupe_window,
             drain,
+            header_timeout,
+            body_timeout,
+            idle_timeout,
+            max_connections,
+            public_metrics,
             log_format,
             network,
         } => {
@@ -439,6 +470,13 @@ async fn main() -> ExitCode {
             settings.retention = retention;
             settings.dedupe_window = dedupe_window;
             settings.drain = drain;
+            settings.timeouts = switchboard::server::listen::Timeouts {
+                header: header_timeout,
+                body: body_timeout,
+                idle: idle_timeout,
+            };
+            settings.max_connections = max_connections;
+            settings.public_metrics = public_metrics;
             serve(settings).await
         }
         Command::Mock {

@@ -461,7 +461,11 @@ fn collect_secrets(endpoints: &[Doc<EndpointSpec>], found: &[Substitution]) -> V
     for doc in endpoints {
         match &doc.spec.auth {
             Some(AuthSpec::Bearer { token }) => secrets.push(token.clone()),
-            Some(AuthSpec::Basic { password, .. }) => secrets.push(password.clone()),
+            Some(AuthSpec::Basic { username, password }) => {
+                secrets.push(password.clone());
+                // What the header carries (base64 of it: the redactor's spellings).
+                secrets.push(format!("{username}:{password}"));
+            }
             Some(AuthSpec::Header { value, .. }) => secrets.push(value.clone()),
             Some(AuthSpec::Query { params }) => secrets.extend(params.values().cloned()),
             Some(AuthSpec::Signature { secret }) => secrets.push(secret.clone()),

@@ -13,9 +13,14 @@ use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 /// and AWS's IPv6 metadata address.
 pub const DEFAULT_DENY: [&str; 3] = ["169.254.0.0/16", "fe80::/10", "fd00:ec2::254/128"];
 
+/// Blocked whatever the allow list says: the unspecified addresses (`0.0.0.0/8`, `::`),
+/// which the kernel routes to the local host.
+pub const ALWAYS_DENY: [&str; 2] = ["0.0.0.0/8", "::/128"];
+
 /// Where switchboard may send requests.
 #[derive(Debug, Clone)]
 pub struct NetworkPolicy {
+    always_deny: Vec<IpNet>,
     deny: Vec<IpNet>,
     allow: Vec<IpNet>,
 }
@@ -38,6 +43,10 @@ impl NetworkPolicy {
             .collect();
         all_deny.extend_from_slice(deny);
         NetworkPolicy {
+            always_deny: ALWAYS_DENY
+                .iter()
+                .map(|c| c.parse().expect("the fixed deny list is valid"))
+                .collect(),
             deny: all_deny,
             allow: allow.to_vec(),
         }
@@ -49,6 +58,9 @@ impl NetworkPolicy {
     pub fn allows(&self, ip: IpAddr) -> bool {
         // ::ffff:169.254.169.254 is 169.254.169.254: judge every address in its plain form.
         let ip = ip.to_canonical();
+        if self.always_deny.iter().any(|n| n.contains(&ip)) {
+            return false;
+        }
         let allowed_by = self
             .allow
             .iter()
@@ -132,6 +144,14 @@ mod tests {
     fn metadata_and_link_local_are_denied_by_default() {
         let p = NetworkPolicy::default();
         assert!(!p.allows(ip("169.254.169.254")));
+        for unspecified in ["0.0.0.0", "0.1.2.3", "::", "::ffff:0.0.0.0"] {
+            assert!(!p.allows(ip(unspecified)), "{unspecified}");
+            let everything = NetworkPolicy::new(
+                &["0.0.0.0/0".parse().unwrap(), "::/0".parse().unwrap()],
+                &[],
+            );
+            assert!(!everything.allows(ip(unspecified)), "{unspecified}");
+        }
         assert!(!p.allows(ip("fe80::1")));
         assert!(!p.allows(ip("fd00:ec2::254")));
         assert!(p.allows(ip("127.0.0.1")));

@@ -63,7 +63,19 @@ impl InboundEndpoint {
         let id = match &self.event_id {
             Some(text) => {
                 let id = text.render(&scope).map_err(|e| format!("event_id: {e}"))?;
-                Some(id.trim().to_string()).filter(|id| !id.is_empty())
+                let id = id.trim().to_string();
+                // An id made of the template's own text only (`-` from "{{ a }}-{{ b }}")
+                // names no event: every such payload would be a duplicate of the first.
+                let empty = Event::new("", Value::Object(Map::new()));
+                let blank = text
+                    .render(&RenderScope::new(&empty, templates, now))
+                    .map(|b| b.trim().to_string());
+                if id.is_empty() || blank.is_ok_and(|b| b == id) {
+                    return Err(format!(
+                        "event_id rendered {id:?}: the payload lacks the fields it names"
+                    ));
+                }
+                Some(id)
             }
             None => None,
         };

@@ -1,12 +1,17 @@
 //! Redaction: every secret of the configuration becomes `***` in anything shown or stored.
 //!
 //! A secret can reach output in other spellings than its own: percent-encoded in a URL,
-//! form-encoded in a body, escaped inside a JSON or XML string. All of them are matched,
-//! in one pass (Aho-Corasick), longest first.
+//! form-encoded in a body, escaped inside a JSON string (`/` as `\/` too, as PHP writes it)
+//! or an XML one, and base64-encoded (an `Authorization: Basic` value echoed back by a
+//! receiver is base64 of `user:password`; padded or not, standard or URL-safe alphabet),
+//! each of those spellings of the base64 form too. All of them are matched, in one pass
+//! (Aho-Corasick), longest first.
 
 use std::borrow::Cow;
 
 use aho_corasick::{AhoCorasick, MatchKind};
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
 use percent_encoding::utf8_percent_encode;
 
 use super::template::{COMPONENT, xml_escape};
@@ -25,12 +30,15 @@ impl Redactor {
     pub fn new(secrets: &[String]) -> Redactor {
         let mut patterns: Vec<String> = Vec::new();
         for secret in secrets.iter().filter(|s| !s.is_empty()) {
-            patterns.push(secret.clone());
-            patterns.push(utf8_percent_encode(secret, COMPONENT).to_string());
-            patterns.push(form_urlencoded::byte_serialize(secret.as_bytes()).collect());
-            let json = serde_json::Value::from(secret.as_str()).to_string();
-            patterns.push(json[1..json.len() - 1].to_string());
-            patterns.push(xml_escape(secret));
+            spellings(secret, &mut patterns);
+            for encoded in [
+                STANDARD.encode(secret),
+                STANDARD_NO_PAD.encode(secret),
+                URL_SAFE.encode(secret),
+                URL_SAFE_NO_PAD.encode(secret),
+            ] {
+                spellings(&encoded, &mut patterns);
+            }
         }
         patterns.sort();
         patterns.dedup();
@@ -44,6 +52,8 @@ impl Redactor {
     }
 
     /// `text` with every secret replaced.
+    ///
+    /// (The spellings of one secret are in [`spellings`].)
     pub fn redact<'a>(&self, text: &'a str) -> Cow<'a, str> {
         match &self.matcher {
             Some(m) if m.is_match(text) => {
@@ -52,6 +62,19 @@ impl Redactor {
             _ => Cow::Borrowed(text),
         }
     }
+}
+
+/// One text as it can appear in output: as it is, percent-encoded, form-encoded, inside a
+/// JSON string (with `/` escaped or not) and inside an XML one.
+fn spellings(text: &str, patterns: &mut Vec<String>) {
+    patterns.push(text.to_string());
+    patterns.push(utf8_percent_encode(text, COMPONENT).to_string());
+    patterns.push(form_urlencoded::byte_serialize(text.as_bytes()).collect());
+    let json = serde_json::Value::from(text).to_string();
+    let json = &json[1..json.len() - 1];
+    patterns.push(json.replace('/', "\\/"));
+    patterns.push(json.to_string());
+    patterns.push(xml_escape(text));
 }
 
 #[cfg(test)]
@@ -71,5 +94,29 @@ mod tests {
         assert_eq!(r.redact("<k>s3cr+t/&quot;x&quot;</k>"), "<k>***</k>");
         assert_eq!(r.redact("nothing here"), "nothing here");
         assert_eq!(Redactor::new(&[]).redact("s3cr"), "s3cr");
+        // PHP's json_encode writes / as \/.
+        assert_eq!(r.redact(r#"{"k":"s3cr+t\/\"x\""}"#), r#"{"k":"***"}"#);
+    }
+
+    #[test]
+    fn masks_basic_credentials_in_base64() {
+        // "agent:pa>ss?word" in base64 has + and / in the standard alphabet, - and _ in
+        // the URL-safe one, and padding.
+        let r = Redactor::new(&["agent:pa>ss?word".into()]);
+        let header = "Basic YWdlbnQ6cGE+c3M/d29yZA==";
+        assert_eq!(r.redact(header), "Basic ***");
+        assert_eq!(r.redact("YWdlbnQ6cGE-c3M_d29yZA"), "***");
+        assert_eq!(
+            r.redact(r#"{"authorization":"Basic YWdlbnQ6cGE+c3M\/d29yZA=="}"#),
+            r#"{"authorization":"Basic ***"}"#
+        );
+        assert_eq!(
+            r.redact("a=Basic%20YWdlbnQ6cGE%2Bc3M%2Fd29yZA%3D%3D"),
+            "a=Basic%20***"
+        );
+        assert_eq!(
+            r.redact("a=Basic+YWdlbnQ6cGE%2Bc3M%2Fd29yZA%3D%3D"),
+            "a=Basic+***"
+        );
     }
 }

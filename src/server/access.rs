@@ -11,31 +11,56 @@ use subtle::ConstantTimeEq;
 use super::error::ApiError;
 
 /// The client's address: the peer, or, when the peer is a trusted proxy, the last
-/// address in X-Forwarded-For that is not itself a trusted proxy.
-pub fn client_ip(peer: SocketAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+/// address in X-Forwarded-For that is not itself a trusted proxy. An entry that is not an
+/// address (with or without a port) where the client should be leaves the client unknown:
+/// refused, never guessed from the entries around it.
+pub fn client_ip(
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    trusted: &[IpNet],
+) -> Result<IpAddr, ApiError> {
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
     // A dual-stack listener sees IPv4 clients as ::ffff:a.b.c.d.
     let peer = peer.ip().to_canonical();
     if !is_trusted(&peer) {
-        return peer;
+        return Ok(peer);
     }
-    let forwarded: Vec<IpAddr> = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|part| {
-            part.trim()
-                .parse::<IpAddr>()
-                .ok()
-                .map(|ip| ip.to_canonical())
-        })
-        .collect();
-    forwarded
-        .into_iter()
-        .rev()
-        .find(|ip| !is_trusted(ip))
-        .unwrap_or(peer)
+    let mut entries: Vec<&str> = Vec::new();
+    for value in headers.get_all("x-forwarded-for") {
+        let value = value.to_str().map_err(|_| {
+            ApiError::forbidden("X-Forwarded-For is not text: the client is unknown")
+        })?;
+        entries.extend(value.split(','));
+    }
+    for entry in entries.into_iter().rev() {
+        let ip = forwarded_address(entry).ok_or_else(|| {
+            ApiError::forbidden(format!(
+                "X-Forwarded-For entry {:?} is not an address: the client is unknown",
+                entry.trim()
+            ))
+        })?;
+        if !is_trusted(&ip) {
+            return Ok(ip);
+        }
+    }
+    Ok(peer)
+}
+
+/// One X-Forwarded-For entry: `1.2.3.4`, `1.2.3.4:5678`, `2001:db8::1`, `[2001:db8::1]`
+/// or `[2001:db8::1]:5678`.
+fn forwarded_address(entry: &str) -> Option<IpAddr> {
+    let entry = entry.trim();
+    if let Ok(ip) = entry.parse::<IpAddr>() {
+        return Some(ip.to_canonical());
+    }
+    if let Ok(socket) = entry.parse::<SocketAddr>() {
+        return Some(socket.ip().to_canonical());
+    }
+    let bracketed = entry.strip_prefix('[')?.strip_suffix(']')?;
+    bracketed
+        .parse::<std::net::Ipv6Addr>()
+        .ok()
+        .map(|ip| IpAddr::V6(ip).to_canonical())
 }
 
 /// Whether two secrets are equal, in time independent of where they differ.
@@ -83,19 +108,33 @@ mod tests {
         headers.insert("x-forwarded-for", "66.85.240.7, 10.0.0.2".parse().unwrap());
         let proxy: SocketAddr = "10.0.0.1:5000".parse().unwrap();
         let trusted = vec!["10.0.0.0/8".parse().unwrap()];
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
         assert_eq!(
-            client_ip(proxy, &headers, &trusted),
-            "66.85.240.7".parse::<IpAddr>().unwrap()
+            client_ip(proxy, &headers, &trusted).unwrap(),
+            ip("66.85.240.7")
         );
-        assert_eq!(
-            client_ip(proxy, &headers, &[]),
-            "10.0.0.1".parse::<IpAddr>().unwrap()
-        );
+        assert_eq!(client_ip(proxy, &headers, &[]).unwrap(), ip("10.0.0.1"));
         let stranger: SocketAddr = "203.0.113.9:5000".parse().unwrap();
         assert_eq!(
-            client_ip(stranger, &headers, &trusted),
-            "203.0.113.9".parse::<IpAddr>().unwrap()
+            client_ip(stranger, &headers, &trusted).unwrap(),
+            ip("203.0.113.9")
         );
+        // Ports are allowed; anything else where the client should be is refused.
+        let with = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert("x-forwarded-for", v.parse().unwrap());
+            client_ip(proxy, &h, &trusted)
+        };
+        assert_eq!(with("10.1.2.3, 8.8.8.8:4711").unwrap(), ip("8.8.8.8"));
+        assert_eq!(with("[2001:db8::1]:443").unwrap(), ip("2001:db8::1"));
+        assert_eq!(with("[2001:db8::1]").unwrap(), ip("2001:db8::1"));
+        assert_eq!(with("10.1.2.3, bogus").unwrap_err().status, 403);
+        assert_eq!(
+            with("66.85.240.7, unknown, 10.0.0.2").unwrap_err().status,
+            403
+        );
+        // Entries left of the client were written by the client itself: not read.
+        assert_eq!(with("bogus, 8.8.8.8").unwrap(), ip("8.8.8.8"));
     }
 
     #[test]
@@ -123,7 +162,7 @@ mod tests {
         assert!(check_api(Some("s3cret"), remote, &shouting).is_ok());
         let mapped: SocketAddr = "[::ffff:66.85.240.7]:443".parse().unwrap();
         assert_eq!(
-            client_ip(mapped, &HeaderMap::new(), &[]),
+            client_ip(mapped, &HeaderMap::new(), &[]).unwrap(),
             "66.85.240.7".parse::<IpAddr>().unwrap()
         );
     }

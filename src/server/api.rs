@@ -24,7 +24,7 @@ type Params = Query<HashMap<String, String>>;
 fn allow(app: &App, peer: SocketAddr, headers: &HeaderMap) -> Result<(), ApiError> {
     access::check_api(
         app.settings.api_token.as_deref(),
-        app.client(peer, headers),
+        app.client(peer, headers)?,
         headers,
     )
 }
@@ -331,15 +331,23 @@ pub(super) async fn readyz(State(app): State<Arc<App>>) -> Response {
     }
 }
 
-/// `GET /metrics`: Prometheus text format.
-pub(super) async fn metrics(State(app): State<Arc<App>>) -> Response {
+/// `GET /metrics`: Prometheus text format. It names every endpoint and hook, so it asks
+/// for the API token like `/api` unless `--public-metrics`.
+pub(super) async fn metrics(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    if !app.settings.public_metrics {
+        allow(&app, peer, &headers)?;
+    }
     let text = app.metrics.render(
         app.store().queue_depth(),
         app.runtime().dispatcher().in_flight(),
         &app.runtime().dispatcher().paused(),
         app.store().writes(),
     );
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
 }
 
 /// Anything else: 404 with the routes that exist.

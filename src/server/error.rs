@@ -19,6 +19,25 @@ pub struct ApiError {
 }
 
 impl ApiError {
+    /// Any status with its message.
+    pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// 408: the body did not arrive in time.
+    pub fn timeout(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::REQUEST_TIMEOUT, message)
+    }
+
+    /// 415: a body of a kind this door does not take.
+    pub fn unsupported(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, message)
+    }
+
     /// 400: the request is malformed.
     pub fn bad_request(message: impl Into<String>) -> ApiError {
         ApiError {

@@ -24,7 +24,7 @@ use crate::engine::inbound::InboundEndpoint;
 use crate::engine::request::Auth;
 
 /// How far a signed request's timestamp may be from now (Standard Webhooks' tolerance).
-const SIGNATURE_TOLERANCE_SECS: i64 = 300;
+const SIGNATURE_TOLERANCE_SECS: u64 = 300;
 
 /// Any request under `/hooks/`.
 pub(super) async fn receive(
@@ -57,29 +57,43 @@ pub(super) async fn receive(
         )
             .into_response());
     }
-    let client = app.client(peer, &headers);
+    let client = app.client(peer, &headers)?;
     if !hook.allows(client) {
         return Err(ApiError::forbidden(format!(
             "{client} is not allowed to send to {path} (allow_from)"
         )));
     }
-    let bytes = app.body(&headers, body).await?;
     let mut query: Vec<(String, String)> =
         form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes())
             .map(|(k, v)| (k.into_owned(), v.into_owned()))
             .collect();
-    authenticate(
-        hook,
-        &headers,
-        &mut query,
-        &bytes,
-        app.clock().now().timestamp(),
-    )?;
-    let payload = match method {
-        Method::GET => pairs_to_map(query),
-        _ => body_payload(&headers, &bytes)?,
-    };
     let now = app.clock().now();
+    // Credentials before the body: a stranger cannot make the server read (and hold)
+    // a megabyte. A signature covers the body, so it is checked after.
+    let signed = matches!(hook.auth, Some(Auth::Signature(_)));
+    if !signed {
+        authenticate(hook, &headers, &mut query, &[], now.timestamp())?;
+    }
+    let kind = match method {
+        Method::GET => None,
+        _ => Some(body_kind(&headers)?),
+    };
+    let bytes = match kind {
+        Some(_) => app.body(&headers, body).await?,
+        None => Default::default(),
+    };
+    if kind.is_some() && bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_request(format!(
+            "the body is empty: {path} takes a JSON object or a form"
+        )));
+    }
+    if signed {
+        authenticate(hook, &headers, &mut query, &bytes, now.timestamp())?;
+    }
+    let payload = match kind {
+        None => pairs_to_map(query),
+        Some(kind) => body_payload(kind, &bytes)?,
+    };
     let (mut event, warnings) = hook
         .event(payload, engine.templates(), engine.adaptors(), now)
         .map_err(|e| ApiError::bad_request(format!("{path}: {e}")))?;
@@ -102,6 +116,11 @@ pub(super) async fn receive(
         {
             event.id = EventId::new(key.trim());
         }
+    }
+    if event.id.as_str().is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "{path}: the event id is empty: send an Idempotency-Key header or set event_id"
+        )));
     }
     let accepted = app.accept(vec![event]).await?;
     let status = StatusCode::from_u16(hook.respond).unwrap_or(StatusCode::ACCEPTED);
@@ -179,7 +198,8 @@ fn authenticate(
                 .trim()
                 .parse()
                 .map_err(|_| denied("webhook-timestamp is not a number"))?;
-            if (now - ts).abs() > SIGNATURE_TOLERANCE_SECS {
+            // abs_diff: a timestamp near i64::MIN must not wrap into the window.
+            if now.abs_diff(ts) > SIGNATURE_TOLERANCE_SECS {
                 return Err(denied("webhook-timestamp is more than 5 minutes from now"));
             }
             if key.verify(id, ts, body, sig) {
@@ -220,26 +240,50 @@ fn pairs_to_map(pairs: Vec<(String, String)>) -> Map<String, Value> {
     map
 }
 
-/// A POST body: JSON or form-encoded, by Content-Type (Convoso sends either); without a
-/// Content-Type, JSON if it parses, else form.
-fn body_payload(headers: &HeaderMap, bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
-    let content_type = headers
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
+/// What a POST body holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BodyKind {
+    Json,
+    Form,
+    /// No Content-Type: taken if it is a JSON object.
+    Unlabelled,
+}
+
+/// The body's kind by its Content-Type: JSON (`application/json`, `application/*+json`)
+/// or a form (`application/x-www-form-urlencoded`), as Convoso sends either; anything else
+/// is 415.
+fn body_kind(headers: &HeaderMap) -> Result<BodyKind, ApiError> {
+    let Some(value) = headers.get("content-type") else {
+        return Ok(BodyKind::Unlabelled);
+    };
+    let value = value.to_str().unwrap_or_default();
+    let essence = value
+        .split(';')
+        .next()
         .unwrap_or_default()
+        .trim()
         .to_ascii_lowercase();
-    let form = || {
-        pairs_to_map(
+    if essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+    {
+        Ok(BodyKind::Json)
+    } else if essence == "application/x-www-form-urlencoded" {
+        Ok(BodyKind::Form)
+    } else {
+        Err(ApiError::unsupported(format!(
+            "Content-Type {value:?} is not taken here: send application/json or application/x-www-form-urlencoded"
+        )))
+    }
+}
+
+/// A POST body as the event's payload.
+fn body_payload(kind: BodyKind, bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    if kind == BodyKind::Form {
+        return Ok(pairs_to_map(
             form_urlencoded::parse(bytes)
                 .map(|(k, v)| (k.into_owned(), v.into_owned()))
                 .collect(),
-        )
-    };
-    if content_type.contains("x-www-form-urlencoded") {
-        return Ok(form());
-    }
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(Map::new());
+        ));
     }
     match serde_json::from_slice::<Value>(bytes) {
         Ok(Value::Object(map)) => Ok(map),
@@ -253,7 +297,9 @@ fn body_payload(headers: &HeaderMap, bytes: &[u8]) -> Result<Map<String, Value>,
                 _ => "null",
             }
         ))),
-        Err(_) if !content_type.contains("json") => Ok(form()),
+        Err(_) if kind == BodyKind::Unlabelled => Err(ApiError::unsupported(
+            "the body has no Content-Type and is not a JSON object: send application/json or application/x-www-form-urlencoded",
+        )),
         Err(e) => Err(ApiError::bad_request(format!("malformed JSON: {e}"))),
     }
 }

@@ -67,7 +67,7 @@ pub(super) async fn envelopes(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     access::check_api(
         app.settings.api_token.as_deref(),
-        app.client(peer, &headers),
+        app.client(peer, &headers)?,
         &headers,
     )?;
     let bytes = app.body(&headers, body).await?;
@@ -119,7 +119,7 @@ pub(super) async fn raw(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     access::check_api(
         app.settings.api_token.as_deref(),
-        app.client(peer, &headers),
+        app.client(peer, &headers)?,
         &headers,
     )?;
     let bytes = app.body(&headers, body).await?;

@@ -9,6 +9,7 @@ mod api;
 mod error;
 mod hooks;
 mod ingest;
+pub mod listen;
 pub mod metrics;
 pub mod mock;
 pub mod stats;
@@ -58,8 +59,14 @@ pub struct Settings {
     pub retention: Duration,
     /// Event ids repeated within this window are duplicates.
     pub dedupe_window: Duration,
-    /// How long a graceful stop waits for attempts in flight.
+    /// How long a stop waits for requests and attempts in flight.
     pub drain: Duration,
+    /// Deadlines for clients, and the connection cap.
+    pub timeouts: listen::Timeouts,
+    /// Connections served at once (lowered to what the open-file limit allows).
+    pub max_connections: usize,
+    /// `/metrics` without the API token.
+    pub public_metrics: bool,
 }
 
 impl Settings {
@@ -75,7 +82,14 @@ impl Settings {
             policy: NetworkPolicy::default(),
             retention: Duration::from_secs(30 * 86_400),
             dedupe_window: crate::store::DEFAULT_DEDUPE_WINDOW,
-            drain: Duration::from_secs(20),
+            drain: Duration::from_secs(10),
+            timeouts: listen::Timeouts {
+                header: Duration::from_secs(10),
+                body: Duration::from_secs(30),
+                idle: Duration::from_secs(60),
+            },
+            max_connections: 10_000,
+            public_metrics: false,
         }
     }
 
@@ -88,6 +102,18 @@ impl Settings {
                 "refusing to listen on {} without an API token: set SWITCHBOARD_API_TOKEN (or listen on 127.0.0.1)",
                 self.listen
             ));
+        }
+        for (flag, value) in [
+            ("--header-timeout", self.timeouts.header),
+            ("--body-timeout", self.timeouts.body),
+            ("--idle-timeout", self.timeouts.idle),
+        ] {
+            if value.is_zero() {
+                return Err(format!("{flag} must be more than 0s"));
+            }
+        }
+        if self.max_connections == 0 {
+            return Err("--max-connections must be at least 1".into());
         }
         Ok(self)
     }
@@ -220,6 +246,13 @@ impl App {
             return Err(ApiError::too_large(limit));
         }
         axum::body::to_bytes(body, limit).await.map_err(|e| {
+            let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+            while let Some(error) = cause {
+                if let Some(late) = error.downcast_ref::<listen::BodyTimeout>() {
+                    return ApiError::timeout(late.to_string());
+                }
+                cause = error.source();
+            }
             if e.to_string().contains("length limit") {
                 ApiError::too_large(limit)
             } else {
@@ -228,7 +261,7 @@ impl App {
         })
     }
 
-    fn client(&self, peer: SocketAddr, headers: &HeaderMap) -> std::net::IpAddr {
+    fn client(&self, peer: SocketAddr, headers: &HeaderMap) -> Result<std::net::IpAddr, ApiError> {
         access::client_ip(peer, headers, &self.settings.trust_proxy)
     }
 }
@@ -254,25 +287,70 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/readyz", get(api::readyz))
         .route("/metrics", get(api::metrics))
         .fallback(api::not_found)
-        .layer(axum::middleware::from_fn_with_state(
-            app.clone(),
-            count_rejections,
-        ))
+        .layer(axum::middleware::from_fn_with_state(app.clone(), edges))
         .with_state(app)
 }
 
-/// Counts refused requests by status, for `/metrics`.
-async fn count_rejections(
+/// The longest URL answered (nginx's default); longer ones get 414.
+pub const MAX_URL: usize = 8 * 1024;
+
+/// Every request passes here: URLs over [`MAX_URL`] are refused; every error answer is
+/// JSON `{"error": ...}` (axum's own 405s and rejections are text, or empty); refused
+/// requests are counted by status for `/metrics`.
+async fn edges(
     axum::extract::State(app): axum::extract::State<Arc<App>>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    let response = next.run(request).await;
+    use axum::response::IntoResponse;
+    let (method, path) = (request.method().clone(), request.uri().path().to_string());
+    let response = if request.uri().to_string().len() > MAX_URL {
+        ApiError::new(
+            axum::http::StatusCode::URI_TOO_LONG,
+            format!("the URL is over the {MAX_URL} byte limit"),
+        )
+        .into_response()
+    } else {
+        next.run(request).await
+    };
     let status = response.status();
-    if status.is_client_error() || status.is_server_error() {
-        app.metrics.rejected(status.as_u16());
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
     }
-    response
+    app.metrics.rejected(status.as_u16());
+    let json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if json {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&text).trim().to_string();
+    let message = if status == axum::http::StatusCode::METHOD_NOT_ALLOWED {
+        let allow = parts
+            .headers
+            .get(axum::http::header::ALLOW)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        format!("{path} does not take {method} (it takes {allow})")
+    } else if text.is_empty() {
+        status
+            .canonical_reason()
+            .unwrap_or("error")
+            .to_ascii_lowercase()
+    } else {
+        text
+    };
+    let body = serde_json::json!({ "error": message }).to_string();
+    parts.headers.insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/json"),
+    );
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    axum::response::Response::from_parts(parts, axum::body::Body::from(body))
 }
 
 /// Serves until `shutdown` resolves or a SIGINT/SIGTERM arrives; SIGHUP reloads the
@@ -288,6 +366,7 @@ pub async fn run(
         pid: std::process::id(),
     };
     let (stop_tx, stop_rx) = watch::channel(false);
+    let (files_before, open_files) = listen::raise_open_file_limit();
     app.runtime.start(app.settings.drain);
     // The chart's last day, from the connect log, without delaying the start.
     // Entries recorded from now on reach the chart through the dispatcher's listener.
@@ -341,29 +420,57 @@ pub async fn run(
         address_file(&app.settings.data),
         serde_json::to_vec(&address).unwrap_or_default(),
     );
-    tracing::info!(listen = %addr, config = %app.settings.config.display(), data = %app.settings.data.display(), "switchboard is serving");
-    let stopping = app.clone();
-    let signal = async move {
-        #[cfg(unix)]
-        tokio::select! {
-            _ = shutdown => {}
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
-        }
-        #[cfg(not(unix))]
-        tokio::select! {
-            _ = shutdown => {}
-            _ = tokio::signal::ctrl_c() => {}
-        }
-        stopping.ready.store(false, Ordering::SeqCst);
-        tracing::info!("stopping: no new requests; finishing those in progress");
+    let limits = listen::Limits {
+        timeouts: app.settings.timeouts,
+        max_connections: app.settings.max_connections,
+        drain: app.settings.drain,
+    }
+    .capped(open_files);
+    match (files_before, open_files) {
+        (Some(before), Some(now)) if now > before => tracing::info!(
+            max_connections = limits.max_connections,
+            "open-file limit raised from {before} to {now}"
+        ),
+        (_, now) => tracing::info!(
+            max_connections = limits.max_connections,
+            "open-file limit: {}",
+            now.map_or("unknown".to_string(), |n| n.to_string())
+        ),
+    }
+    if limits.max_connections < app.settings.max_connections {
+        tracing::warn!(
+            "serving at most {} connections at once, not --max-connections {}: the open-file limit keeps the rest for deliveries and the store",
+            limits.max_connections,
+            app.settings.max_connections
+        );
+    }
+    let connections = tokio::spawn(listen::serve(
+        listener,
+        router(app.clone()),
+        limits,
+        stop_rx.clone(),
+    ));
+    let connections = async move {
+        let _ = connections.await;
     };
-    let service = router(app.clone()).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, service)
-        .with_graceful_shutdown(signal)
-        .await?;
+    tracing::info!(listen = %addr, config = %app.settings.config.display(), data = %app.settings.data.display(), "switchboard is serving");
+    #[cfg(unix)]
+    tokio::select! {
+        _ = shutdown => {}
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    #[cfg(not(unix))]
+    tokio::select! {
+        _ = shutdown => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    app.ready.store(false, Ordering::SeqCst);
+    tracing::info!(drain = ?app.settings.drain, "stopping: no new connections; finishing requests and attempts in progress");
+    // Connections and attempts drain together, so that the stop takes at most --drain.
     let _ = stop_tx.send(true);
-    app.runtime.shutdown().await?;
+    let (_, stopped) = tokio::join!(connections, app.runtime.shutdown());
+    stopped?;
     let _ = std::fs::remove_file(address_file(&app.settings.data));
     tracing::info!("stopped; everything accepted is on disk");
     Ok(())
