@@ -415,6 +415,26 @@ mod tests {
     }
 
     #[test]
+    fn any_one_flipped_bit_costs_exactly_the_record_it_lands_in() {
+        let (bytes, starts) = records(1, 8);
+        for at in 0..bytes.len() {
+            let k = starts.iter().rposition(|s| *s <= at).unwrap() as u64 + 1;
+            for bit in 0..8 {
+                let mut damaged = bytes.clone();
+                damaged[at] ^= 1 << bit;
+                let found = scan(&damaged, 1, None);
+                let read: Vec<u64> = (1..=8).filter(|n| *n != k).collect();
+                assert_eq!(numbers_read(&found), read, "byte {at} bit {bit}");
+                // Nothing after the last record tells how many it was.
+                let last = (k < 8).then_some(k);
+                assert_eq!(found.gaps.len(), 1, "byte {at} bit {bit}");
+                assert_eq!((found.gaps[0].first, found.gaps[0].last), (k, last));
+                assert_eq!(found.torn, None, "byte {at} bit {bit}");
+            }
+        }
+    }
+
+    #[test]
     fn a_damaged_length_is_damage_not_a_torn_tail() {
         // A larger length makes the record run past the end of the segment, as a torn one
         // does; the records after it tell otherwise.
