@@ -121,6 +121,17 @@ async fn until(what: &str, mut done: impl FnMut() -> bool, log: impl Fn() -> Vec
     }
 }
 
+async fn http_get(url: &str) -> String {
+    common::server::client()
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for item in std::fs::read_dir(from).unwrap() {
@@ -171,6 +182,19 @@ async fn a_flipped_bit_mid_journal_is_reported_kept_aside_and_costs_only_its_rec
         || serve.log(),
     )
     .await;
+    // Operators see it without reading the log: /readyz counts it, /api/meta says it.
+    let ready: serde_json::Value =
+        serde_json::from_str(&http_get(&format!("{}/readyz", serve.url)).await).unwrap();
+    assert_eq!(ready["notices"], 1, "{ready}");
+    let meta: serde_json::Value =
+        serde_json::from_str(&http_get(&format!("{}/api/meta", serve.url)).await).unwrap();
+    assert!(
+        meta["notices"][0]
+            .as_str()
+            .unwrap()
+            .contains("held record 15, lost"),
+        "{meta}"
+    );
     let log = serve.log();
     let errors: Vec<&String> = log.iter().filter(|l| l.contains("ERROR")).collect();
     assert_eq!(errors.len(), 1, "{log:#?}");
