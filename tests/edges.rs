@@ -737,3 +737,25 @@ async fn metrics_need_the_token_unless_public() {
     assert_eq!(status, 200);
     serve.stop();
 }
+
+#[test]
+fn limits_that_would_refuse_everyone_are_refused_at_start() {
+    let data = tempfile::tempdir().unwrap();
+    for (flag, value, says) in [
+        ("--header-timeout", "0s", "--header-timeout must be more than 0s"),
+        ("--idle-timeout", "0s", "--idle-timeout must be more than 0s"),
+        ("--max-connections", "0", "--max-connections must be at least 1"),
+    ] {
+        let output = cli()
+            .args(["serve", "--config"])
+            .arg(common::root())
+            .arg("--data")
+            .arg(data.path())
+            .args(["--listen", "127.0.0.1:0", flag, value])
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(1), "{flag} {value}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(says), "{stderr}");
+    }
+}
