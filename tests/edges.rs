@@ -742,9 +742,21 @@ async fn metrics_need_the_token_unless_public() {
 fn limits_that_would_refuse_everyone_are_refused_at_start() {
     let data = tempfile::tempdir().unwrap();
     for (flag, value, says) in [
-        ("--header-timeout", "0s", "--header-timeout must be more than 0s"),
-        ("--idle-timeout", "0s", "--idle-timeout must be more than 0s"),
-        ("--max-connections", "0", "--max-connections must be at least 1"),
+        (
+            "--header-timeout",
+            "0s",
+            "--header-timeout must be more than 0s",
+        ),
+        (
+            "--idle-timeout",
+            "0s",
+            "--idle-timeout must be more than 0s",
+        ),
+        (
+            "--max-connections",
+            "0",
+            "--max-connections must be at least 1",
+        ),
     ] {
         let output = cli()
             .args(["serve", "--config"])
