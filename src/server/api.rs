@@ -281,6 +281,7 @@ pub(super) async fn meta(
         "endpoints": endpoints,
         "workflows": workflows,
         "outcomes": ["delivered", "retrying", "failed", "skipped"],
+        "notices": app.store().notices(),
     })))
 }
 
@@ -312,7 +313,7 @@ pub(super) async fn healthz() -> Json<Value> {
 }
 
 /// `GET /readyz`: serving (configuration loaded, data folder open and writable, not
-/// stopping).
+/// stopping), with the number of store notices (damage found and worked past).
 pub(super) async fn readyz(State(app): State<Arc<App>>) -> Response {
     if let Err(e) = app.store().health() {
         (
@@ -321,7 +322,13 @@ pub(super) async fn readyz(State(app): State<Arc<App>>) -> Response {
         )
             .into_response()
     } else if app.ready.load(Ordering::SeqCst) {
-        Json(json!({"status": "ready", "queue_depth": app.store().queue_depth()})).into_response()
+        // Damage the store found and worked past (details in /api/meta: they name files).
+        Json(json!({
+            "status": "ready",
+            "queue_depth": app.store().queue_depth(),
+            "notices": app.store().notices().len(),
+        }))
+        .into_response()
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,

@@ -304,7 +304,9 @@ async fn edges(
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
     let (method, path) = (request.method().clone(), request.uri().path().to_string());
-    let response = if request.uri().to_string().len() > MAX_URL {
+    let uri = request.uri();
+    let length = uri.path().len() + uri.query().map_or(0, |q| q.len() + 1);
+    let response = if length > MAX_URL {
         ApiError::new(
             axum::http::StatusCode::URI_TOO_LONG,
             format!("the URL is over the {MAX_URL} byte limit"),

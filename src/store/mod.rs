@@ -213,6 +213,14 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Whether the storage works: `Unavailable` with the reason while it fails.
     fn health(&self) -> Result<(), StoreError>;
 
+    /// What operators should know about the stored data that does not stop the store
+    /// working, one sentence each: for sled, journal damage found since the folder was
+    /// opened (what was lost, where the damaged file is kept). Empty for a backend that has
+    /// nothing to tell.
+    fn notices(&self) -> Vec<String> {
+        Vec::new()
+    }
+
     /// While it fails, tries to make it work again; returns whether it was failing and
     /// works now.
     async fn recover(&self) -> Result<bool, StoreError>;

@@ -23,8 +23,29 @@ pub struct Serve {
 impl Serve {
     /// Starts `serve --listen 127.0.0.1:0 --config CONFIG --data DATA` plus `extra` flags.
     pub async fn start(config: &Path, data: &Path, extra: &[&str]) -> Serve {
+        Serve::start_with(cli(), config, data, extra).await
+    }
+
+    /// As [`Serve::start`], with the open-file limit (soft and hard) set to `files`.
+    pub async fn start_with_files(config: &Path, data: &Path, extra: &[&str], files: u64) -> Serve {
+        let mut command = std::process::Command::new("sh");
+        command
+            .arg("-c")
+            .arg(format!("ulimit -n {files} && exec \"$0\" \"$@\""))
+            .arg(env!("CARGO_BIN_EXE_switchboard"))
+            .env_remove("SWITCHBOARD_CONFIG");
+        Serve::start_with(command, config, data, extra).await
+    }
+
+    /// As [`Serve::start`], from a prepared command (environment, limits).
+    pub async fn start_with(
+        mut command: std::process::Command,
+        config: &Path,
+        data: &Path,
+        extra: &[&str],
+    ) -> Serve {
         let _ = std::fs::remove_file(data.join("server.json"));
-        let mut child = cli()
+        let mut child = command
             .args([
                 "serve",
                 "--listen",

@@ -20,6 +20,8 @@ pub enum Reply {
     Full(u16, Vec<(&'static str, String)>, String),
     /// Wait this long, then 200.
     Stall(Duration),
+    /// 200 with the request's headers as a JSON object, as echo services answer.
+    Echo,
 }
 
 /// One request as received.
@@ -131,6 +133,17 @@ async fn answer(
                 response.headers_mut().insert(name, value.parse().unwrap());
             }
             response
+        }
+        Reply::Echo => {
+            let echoed: serde_json::Map<String, serde_json::Value> = headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or_default().into()))
+                .collect();
+            (
+                [("content-type", "application/json")],
+                serde_json::json!({ "headers": echoed }).to_string(),
+            )
+                .into_response()
         }
         Reply::Stall(d) => {
             tokio::time::sleep(d).await;

@@ -150,6 +150,7 @@ async fn connection(
     let conn = hyper::server::conn::http1::Builder::new()
         .header_read_timeout(None)
         .max_buf_size(MAX_HEAD)
+        .max_header_size(MAX_HEAD)
         .writev(false)
         .serve_connection(io, door);
     tokio::pin!(conn);

@@ -9,7 +9,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::heads::Heads;
-use super::journal::{self, Journal, Op};
+use super::journal::{self, Damaged, Journal, Op, Opened};
 use super::keys;
 use crate::store::{DeliveryId, StoreError};
 
@@ -80,6 +80,8 @@ pub(super) struct Inner {
     pub(super) facets: std::sync::Mutex<std::collections::BTreeSet<(String, String, String)>>,
     /// The last entry id recorded: the next is greater (see `Store::record`).
     pub(super) last_entry: std::sync::Mutex<Option<ulid::Ulid>>,
+    /// The journal damage found since the folder was opened, as reported.
+    pub(super) damage: std::sync::Mutex<Vec<String>>,
 }
 
 impl Inner {
@@ -87,10 +89,18 @@ impl Inner {
     pub(super) fn open(path: &Path, dedupe_window: Duration) -> Result<Inner, StoreError> {
         let sled = open_sled(path)?;
         let applied = applied_mark(&sled.tree)?;
-        let (journal, pending) =
-            Journal::open(&path.join("journal"), applied).map_err(StoreError::Journal)?;
+        let Opened {
+            journal,
+            pending,
+            damaged,
+            torn,
+        } = Journal::open(&path.join("journal"), applied).map_err(StoreError::Journal)?;
+        for torn in &torn {
+            tracing::warn!("{torn}: cut off");
+        }
+        let damage = report(&damaged);
         // What had not reached sled's disk before a crash, in the order it was written.
-        catch_up(&sled, &journal, pending)?;
+        catch_up(&sled, &journal, pending, !damaged.is_empty())?;
         super::migrate::to_current(&sled.tree)?;
         sled.db.flush()?;
         let facets = keys::facets(&sled.tree)?;
@@ -125,6 +135,7 @@ impl Inner {
             leases: Default::default(),
             facets: std::sync::Mutex::new(facets),
             last_entry: std::sync::Mutex::new(last_entry),
+            damage: std::sync::Mutex::new(damage),
         })
     }
 
@@ -191,11 +202,16 @@ impl Inner {
             }
         };
         let applied = applied_mark(&sled.tree)?;
-        let pending = self
+        let (pending, damaged) = self
             .journal
             .records_after(applied)
             .map_err(StoreError::Journal)?;
-        catch_up(&sled, &self.journal, pending)?;
+        let damage = report(&damaged);
+        catch_up(&sled, &self.journal, pending, !damaged.is_empty())?;
+        self.damage
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(damage);
         let queued = sled.tree.scan_prefix([keys::space::QUEUE]).count();
         self.heads.load(&sled.tree)?;
         // The replay may have written facet keys that no record of this process noted.
@@ -366,20 +382,45 @@ fn applied_mark(tree: &sled::Tree) -> Result<u64, StoreError> {
         .unwrap_or(0))
 }
 
-/// Applies the journal records sled may not hold, in order, then checkpoints.
+/// Logs the journal damage found (an error when it lost records, a warning when sled held
+/// them all); returns what was logged.
+fn report(damaged: &[Damaged]) -> Vec<String> {
+    damaged
+        .iter()
+        .map(|damaged| {
+            let text = damaged.to_string();
+            if damaged.lost().is_empty() {
+                tracing::warn!("{text}; the disk may be failing");
+            } else {
+                tracing::error!("{text}");
+            }
+            text
+        })
+        .collect()
+}
+
+/// Applies the journal records sled may not hold, in order, then checkpoints. After
+/// damage, every segment is retired (each damaged one is kept aside already): sled holds
+/// all that could be read, and the damage is not found and reported again.
 fn catch_up(
     sled: &Sled,
     journal: &Journal,
     pending: Vec<journal::Record>,
+    damaged: bool,
 ) -> Result<(), StoreError> {
     for (_, ops) in &pending {
         apply(&sled.tree, ops)?;
     }
-    if let Some((last, _)) = pending.last() {
+    let mark = match pending.last() {
+        _ if damaged => Some(journal.last()),
+        Some((last, _)) => Some(*last),
+        None => None,
+    };
+    if let Some(mark) = mark {
         sled.tree
-            .insert(keys::JOURNAL_APPLIED, &last.to_be_bytes())?;
+            .insert(keys::JOURNAL_APPLIED, &mark.to_be_bytes())?;
         sled.db.flush()?;
-        journal.checkpoint(*last).map_err(StoreError::Journal)?;
+        journal.checkpoint(mark).map_err(StoreError::Journal)?;
     }
     Ok(())
 }

@@ -254,6 +254,14 @@ impl crate::store::Store for SledStore {
         self.inner.health()
     }
 
+    fn notices(&self) -> Vec<String> {
+        self.inner
+            .damage
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     async fn recover(&self) -> Result<bool, StoreError> {
         self.run(|inner| inner.recover()).await
     }

@@ -7,14 +7,21 @@
 //! to sled in memory at once; sled flushes on its own timer, and a checkpoint notes which
 //! journal record sled holds on disk, so that opening the store replays only what sled
 //! may have lost. Segments that sled has durably caught up with are deleted.
+//!
+//! Reading the journal back (`read.rs`) tells a write that a crash cut short at the end
+//! (cut off) from damage (reported, copied aside, read past).
+
+mod read;
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read as _, Write as _};
+use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use tokio::sync::{mpsc, oneshot};
+
+pub use read::{Damaged, Torn};
 
 /// One write of a batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +38,7 @@ pub type Record = (u64, Vec<Op>);
 /// A new segment is started past this size.
 const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
 
+#[derive(Clone)]
 struct Segment {
     first_seq: u64,
     path: PathBuf,
@@ -116,6 +124,18 @@ impl Inner {
     }
 }
 
+/// A journal just opened, with what reading it found.
+pub struct Opened {
+    /// The journal, appending to a new segment.
+    pub journal: Journal,
+    /// Every readable record after the one sled holds, in order, to be applied again.
+    pub pending: Vec<Record>,
+    /// Segments found damaged, each copied aside.
+    pub damaged: Vec<Damaged>,
+    /// Records that a crash cut short at the end of a segment, now cut off.
+    pub torn: Vec<Torn>,
+}
+
 /// The journal of a data folder.
 pub struct Journal {
     inner: Arc<Inner>,
@@ -148,60 +168,12 @@ fn encode(seq: u64, ops: &[Op]) -> Vec<u8> {
     record
 }
 
-/// Reads a little-endian u32 at `at`.
-fn u32_at(bytes: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?))
-}
-
-fn decode(payload: &[u8]) -> Option<(u64, Vec<Op>)> {
-    let seq = u64::from_le_bytes(payload.get(..8)?.try_into().ok()?);
-    let count = u32_at(payload, 8)? as usize;
-    let mut at = 12;
-    let mut ops = Vec::with_capacity(count.min(1024));
-    for _ in 0..count {
-        let tag = *payload.get(at)?;
-        let klen = u32_at(payload, at + 1)? as usize;
-        let key = payload.get(at + 5..at + 5 + klen)?.to_vec();
-        at += 5 + klen;
-        let vlen = u32_at(payload, at)? as usize;
-        let value = payload.get(at + 4..at + 4 + vlen)?.to_vec();
-        at += 4 + vlen;
-        ops.push(match tag {
-            1 => Op::Insert(key, value),
-            2 => Op::Remove(key),
-            _ => return None,
-        });
-    }
-    (at == payload.len()).then_some((seq, ops))
-}
-
-/// The complete records of a segment, and the length of its valid prefix (a crash can
-/// leave a torn record at the end: it was never acknowledged).
-fn read_segment(path: &Path) -> io::Result<(Vec<Record>, u64)> {
-    let mut bytes = Vec::new();
-    File::open(path)?.read_to_end(&mut bytes)?;
-    let mut records = Vec::new();
-    let mut at = 0usize;
-    while let (Some(len), Some(crc)) = (u32_at(&bytes, at), u32_at(&bytes, at + 4)) {
-        let Some(payload) = bytes.get(at + 8..at + 8 + len as usize) else {
-            break;
-        };
-        if crc32fast::hash(payload) != crc {
-            break;
-        }
-        let Some(record) = decode(payload) else {
-            break;
-        };
-        records.push(record);
-        at += 8 + len as usize;
-    }
-    Ok((records, at as u64))
-}
-
 impl Journal {
-    /// Opens the journal in `dir`; returns it with every record after `applied` (the last
-    /// one sled holds durably), in order, to be applied again.
-    pub fn open(dir: &Path, applied: u64) -> io::Result<(Journal, Vec<Record>)> {
+    /// Opens the journal in `dir`, with every record after `applied` (the last one sled
+    /// holds durably), in order, to be applied again. Torn tails are cut off; a damaged
+    /// segment is copied aside and left as it is, to be retired once sled holds what could
+    /// be read of it (opening fails if the copy cannot be made).
+    pub fn open(dir: &Path, applied: u64) -> io::Result<Opened> {
         std::fs::create_dir_all(dir)?;
         let mut segments: Vec<Segment> = std::fs::read_dir(dir)?
             .filter_map(|e| e.ok())
@@ -212,22 +184,14 @@ impl Journal {
             })
             .collect();
         segments.sort_by_key(|s| s.first_seq);
-        let mut pending = Vec::new();
-        let mut last_seq = applied;
-        for segment in &segments {
-            let (records, valid) = read_segment(&segment.path)?;
-            if valid < std::fs::metadata(&segment.path)?.len() {
-                OpenOptions::new()
-                    .write(true)
-                    .open(&segment.path)?
-                    .set_len(valid)?;
-            }
-            for (seq, ops) in records {
-                last_seq = last_seq.max(seq);
-                if seq > applied {
-                    pending.push((seq, ops));
-                }
-            }
+        let reading = read::segments(&segments, applied)?;
+        // A torn record was never acknowledged; nothing more is appended after it unless
+        // it is cut off (the open segment could start at its number).
+        for torn in &reading.torn {
+            OpenOptions::new()
+                .write(true)
+                .open(&torn.segment)?
+                .set_len(torn.bytes.start)?;
         }
         // Empty segments (a start with nothing written) are of no use.
         let mut kept = Vec::new();
@@ -239,7 +203,9 @@ impl Journal {
             }
         }
         let segments = kept;
-        let next_seq = last_seq + 1;
+        // After the highest number any segment held, read or not: numbers are never reused
+        // for other writes, and no damaged segment is ever appended to.
+        let next_seq = reading.last + 1;
         let current = Segment {
             first_seq: next_seq,
             path: segment_path(dir, next_seq),
@@ -258,15 +224,17 @@ impl Journal {
                 current,
                 suspect: false,
             }),
-            synced: AtomicU64::new(last_seq),
+            synced: AtomicU64::new(reading.last),
         };
-        Ok((
-            Journal {
+        Ok(Opened {
+            journal: Journal {
                 inner: Arc::new(inner),
                 flusher: OnceLock::new(),
             },
-            pending,
-        ))
+            pending: reading.records,
+            damaged: reading.damaged,
+            torn: reading.torn,
+        })
     }
 
     /// Appends a batch; returns its sequence number. Durable only after [`Journal::sync`].
@@ -340,15 +308,14 @@ impl Journal {
     }
 
     /// Every record after `applied` in the segments on disk, in order (what sled must
-    /// apply again when it is reopened).
-    pub fn records_after(&self, applied: u64) -> io::Result<Vec<Record>> {
+    /// apply again when it is reopened), and the segments found damaged (each copied aside
+    /// first, as [`Journal::open`] does).
+    pub fn records_after(&self, applied: u64) -> io::Result<(Vec<Record>, Vec<Damaged>)> {
         let state = self.inner.state();
-        let mut records = Vec::new();
-        for segment in state.closed.iter().chain(std::iter::once(&state.current)) {
-            let (found, _) = read_segment(&segment.path)?;
-            records.extend(found.into_iter().filter(|(seq, _)| *seq > applied));
-        }
-        Ok(records)
+        let mut segments = state.closed.clone();
+        segments.push(state.current.clone());
+        let reading = read::segments(&segments, applied)?;
+        Ok((reading.records, reading.damaged))
     }
 
     /// Makes everything appended durable, from synchronous code.
@@ -429,7 +396,9 @@ mod tests {
     #[test]
     fn records_survive_reopening_and_a_torn_tail_is_cut() {
         let dir = tempfile::tempdir().unwrap();
-        let (journal, pending) = Journal::open(dir.path(), 0).unwrap();
+        let Opened {
+            journal, pending, ..
+        } = Journal::open(dir.path(), 0).unwrap();
         assert!(pending.is_empty());
         for n in 1..=3 {
             assert_eq!(journal.append(&ops(n)).unwrap(), u64::from(n));
@@ -440,12 +409,20 @@ mod tests {
         let segment = segment_path(dir.path(), 1);
         let mut f = OpenOptions::new().append(true).open(&segment).unwrap();
         f.write_all(&encode(4, &ops(4))[..10]).unwrap();
-        let (journal, pending) = Journal::open(dir.path(), 1).unwrap();
+        let Opened {
+            journal,
+            pending,
+            damaged,
+            torn,
+        } = Journal::open(dir.path(), 1).unwrap();
         assert_eq!(
             pending,
             vec![(2, ops(2)), (3, ops(3))],
             "only what sled has not applied"
         );
+        assert!(damaged.is_empty(), "a torn tail is no damage");
+        assert_eq!(torn.len(), 1);
+        assert!(!dir.path().join("corrupt").exists());
         assert_eq!(
             journal.append(&ops(9)).unwrap(),
             4,
@@ -456,11 +433,13 @@ mod tests {
     #[test]
     fn checkpoints_delete_segments_sled_has_caught_up_with() {
         let dir = tempfile::tempdir().unwrap();
-        let (journal, _) = Journal::open(dir.path(), 0).unwrap();
+        let journal = Journal::open(dir.path(), 0).unwrap().journal;
         journal.append(&ops(1)).unwrap();
         journal.sync_blocking().unwrap();
         drop(journal);
-        let (journal, pending) = Journal::open(dir.path(), 0).unwrap();
+        let Opened {
+            journal, pending, ..
+        } = Journal::open(dir.path(), 0).unwrap();
         assert_eq!(pending.len(), 1);
         journal.append(&ops(2)).unwrap();
         journal.checkpoint(1).unwrap();
@@ -469,5 +448,66 @@ mod tests {
             "the first segment is done"
         );
         assert!(segment_path(dir.path(), 2).exists(), "the open one stays");
+    }
+
+    #[test]
+    fn a_damaged_segment_is_copied_aside_as_found_and_read_past_its_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(dir.path(), 0).unwrap().journal;
+        for n in 1..=6 {
+            journal.append(&ops(n)).unwrap();
+        }
+        journal.sync_blocking().unwrap();
+        drop(journal);
+        let segment = segment_path(dir.path(), 1);
+        let mut bytes = std::fs::read(&segment).unwrap();
+        let third = 2 * encode(1, &ops(1)).len();
+        bytes[third + 12] ^= 0x04;
+        std::fs::write(&segment, &bytes).unwrap();
+
+        let Opened {
+            journal,
+            pending,
+            damaged,
+            torn,
+        } = Journal::open(dir.path(), 1).unwrap();
+        let numbers: Vec<u64> = pending.iter().map(|(seq, _)| *seq).collect();
+        assert_eq!(
+            numbers,
+            [2, 4, 5, 6],
+            "record 3 is lost, not those after it"
+        );
+        assert!(torn.is_empty());
+        assert_eq!(damaged.len(), 1);
+        assert_eq!(damaged[0].lost(), [(3, Some(3))]);
+        assert_eq!(damaged[0].read_after, 3);
+        assert_eq!(std::fs::read(&damaged[0].kept).unwrap(), bytes);
+        assert_eq!(
+            std::fs::read(&segment).unwrap(),
+            bytes,
+            "the segment itself is not rewritten"
+        );
+        assert_eq!(journal.append(&ops(7)).unwrap(), 7);
+    }
+
+    #[test]
+    fn numbers_go_on_after_records_lost_at_the_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(dir.path(), 0).unwrap().journal;
+        journal.append(&ops(1)).unwrap();
+        journal.sync_blocking().unwrap();
+        drop(journal);
+        // The whole segment is unreadable: it held record 1 at least.
+        let segment = segment_path(dir.path(), 1);
+        let mut bytes = std::fs::read(&segment).unwrap();
+        bytes[4] ^= 0xff;
+        std::fs::write(&segment, &bytes).unwrap();
+        let opened = Journal::open(dir.path(), 0).unwrap();
+        assert_eq!(opened.damaged.len(), 1);
+        assert!(
+            opened.journal.append(&ops(9)).unwrap() > 1,
+            "the damaged segment is never appended to"
+        );
+        assert_eq!(std::fs::read(&segment).unwrap(), bytes);
     }
 }
