@@ -82,6 +82,9 @@ impl Simple {
         if source.contains("{%") || source.contains("{#") {
             return None;
         }
+        // minijinja drops one trailing newline (`\n`, then `\r`) of every template.
+        let source = source.strip_suffix('\n').unwrap_or(source);
+        let source = source.strip_suffix('\r').unwrap_or(source);
         let mut parts = Vec::new();
         let mut rest = source;
         while let Some(start) = rest.find("{{") {
@@ -113,6 +116,14 @@ impl Simple {
             parts.push(Part::Text(rest.to_string()));
         }
         Some(Simple { parts, escape })
+    }
+
+    /// The first name of every substitution (`a` of `{{ a.b }}`).
+    fn names(&self) -> impl Iterator<Item = &str> {
+        self.parts.iter().filter_map(|part| match part {
+            Part::Name(path) => path.first().map(String::as_str),
+            Part::Text(_) => None,
+        })
     }
 
     /// Renders against an event, or None when a value is one minijinja formats its own way
@@ -265,7 +276,14 @@ impl Templates {
             .add_template_owned(name.clone(), source.to_string())
             .map_err(|e| describe(&e))?;
         self.names.push(name);
-        self.simple.push(Simple::parse(source, escape));
+        // A name the data lacks is minijinja's global of that name if it has one
+        // (`{{ range }}` prints a function): such templates are left to minijinja.
+        let simple = Simple::parse(source, escape).filter(|simple| {
+            !simple
+                .names()
+                .any(|first| first == NOW || self.env.globals().any(|(global, _)| global == first))
+        });
+        self.simple.push(simple);
         Ok(TemplateId(id))
     }
 
