@@ -805,6 +805,57 @@ async fn a_password_in_the_url_echoed_as_basic_is_masked() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unicode_secret_echoed_in_php_json_is_masked() {
+    // PHP's json_encode and Python's json.dumps write "pä55wörd" as "p\u00e455w\u00f6rd".
+    let echoed = r#"{"token":"p\u00e455w\u00f6rd"}"#;
+    let rx = Receiver::start(
+        vec![],
+        Reply::Full(
+            200,
+            vec![("content-type", "application/json".into())],
+            echoed.into(),
+        ),
+    )
+    .await;
+    let endpoint = format!(
+        "url: {}\nadaptor: contact\nauth:\n  type: bearer\n  token: ${{CRM_TOKEN}}\n",
+        rx.url("/echo")
+    );
+    let config = ConfigDir::new(&[
+        ("adaptors/contact.yaml", ADAPTOR),
+        ("endpoints/crm.yaml", &endpoint),
+        (
+            "workflows/sale.yaml",
+            "when:\n  - event: call.disposition\nactions:\n  - endpoint: crm\n",
+        ),
+    ]);
+    let data = tempfile::tempdir().unwrap();
+    let mut command = cli();
+    command.env("CRM_TOKEN", "p\u{e4}55w\u{f6}rd");
+    let serve = Serve::start_with(command, config.path(), data.path(), &[]).await;
+    let response = http()
+        .post(format!("{}/events", serve.url))
+        .header("content-type", "application/json")
+        .body(r#"{"type": "call.disposition", "id": "php-1", "data": {"phone": "+15550001"}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let text = loop {
+        let entries = get_json(&format!("{}/api/logs", serve.url)).await;
+        if entries["entries"].as_array().is_some_and(|e| !e.is_empty()) {
+            break entries.to_string();
+        }
+        assert!(Instant::now() < deadline, "no entry");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(text.contains("token"), "{text}");
+    assert!(!text.contains("u00e455w"), "{text}");
+    serve.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_need_the_token_unless_public() {
     let rx = Receiver::start(vec![], Reply::Status(200)).await;
     let config = config(&rx, &[]);
