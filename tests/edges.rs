@@ -234,7 +234,15 @@ async fn a_low_open_file_limit_caps_connections_and_deliveries_still_go() {
     let data = tempfile::tempdir().unwrap();
     let serve =
         Serve::start_with_files(config.path(), data.path(), &["--header-timeout", "1s"], 200).await;
-    let log = serve.log().join("\n");
+    // The lines are written before the address file, but read from the pipe by a thread.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let log = loop {
+        let log = serve.log().join("\n");
+        if log.contains("connections at once") || Instant::now() > deadline {
+            break log;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert!(log.contains("open-file limit: 200"), "{log}");
     assert!(
         log.contains("serving at most 136 connections at once"),
