@@ -234,7 +234,15 @@ async fn a_low_open_file_limit_caps_connections_and_deliveries_still_go() {
     let data = tempfile::tempdir().unwrap();
     let serve =
         Serve::start_with_files(config.path(), data.path(), &["--header-timeout", "1s"], 200).await;
-    let log = serve.log().join("\n");
+    // The lines are written before the address file, but read from the pipe by a thread.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let log = loop {
+        let log = serve.log().join("\n");
+        if log.contains("connections at once") || Instant::now() > deadline {
+            break log;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert!(log.contains("open-file limit: 200"), "{log}");
     assert!(
         log.contains("serving at most 136 connections at once"),
@@ -698,6 +706,160 @@ async fn hooks_refuse_bodies_of_the_wrong_kind_and_empty_ids() {
     assert_eq!(status, 202, "{text}");
     let (status, text) = post(None, r#"{"call_id": "c3", "type": "end"}"#).await;
     assert_eq!(status, 202, "an unlabelled JSON object is taken: {text}");
+    serve.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_id_from_a_present_field_or_from_no_field_is_taken() {
+    let rx = Receiver::start(vec![], Reply::Status(200)).await;
+    let config = config(
+        &rx,
+        &[
+            (
+                "endpoints/seq.yaml",
+                "direction: inbound\npath: /hooks/seq\nevent_type: lead.created\nevent_id: \"{{ seq | default(0) }}\"\n",
+            ),
+            (
+                "endpoints/beat.yaml",
+                "direction: inbound\npath: /hooks/beat\nevent_type: lead.created\nevent_id: heartbeat\n",
+            ),
+            (
+                "endpoints/daily.yaml",
+                "direction: inbound\npath: /hooks/daily\nevent_type: lead.created\nevent_id: \"{{ event.received_at | date('Y-m-d') }}\"\n",
+            ),
+        ],
+    );
+    let data = tempfile::tempdir().unwrap();
+    let serve = Serve::start(config.path(), data.path(), &[]).await;
+    let post = |path: &'static str, body: &'static str| {
+        let url = format!("{}{path}", serve.url);
+        async move {
+            let response = http()
+                .post(url)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            (status, response.text().await.unwrap())
+        }
+    };
+    // `seq: 0` is the field's own value, not its default.
+    let (status, text) = post("/hooks/seq", r#"{"seq": 0}"#).await;
+    assert_eq!(status, 202, "{text}");
+    let (status, text) = post("/hooks/seq", r#"{"other": 1}"#).await;
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("lacks the fields"), "{text}");
+    // An id that reads no field (one event per day, a heartbeat) is meant.
+    for path in ["/hooks/beat", "/hooks/daily"] {
+        let (status, text) = post(path, r#"{"any": 1}"#).await;
+        assert_eq!(status, 202, "{path}: {text}");
+        let (status, text) = post(path, r#"{"any": 2}"#).await;
+        assert_eq!(status, 202, "{path}: {text}");
+        assert!(text.contains(r#""duplicate":true"#), "{path}: {text}");
+    }
+    serve.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_in_the_url_echoed_as_basic_is_masked() {
+    // reqwest sends https://bob:pass@host/ as Authorization: Basic base64("bob:pass");
+    // "bob:" is 4 bytes, so base64 of the password alone is not in it.
+    let password = "p\u{e4}55w\u{f6}rd";
+    let encoded = "Ym9iOnDDpDU1d8O2cmQ=";
+    let rx = Receiver::start(vec![], Reply::Echo).await;
+    let endpoint = format!(
+        "url: http://bob:${{CRM_PASSWORD}}@{}/echo\nadaptor: contact\n",
+        rx.addr
+    );
+    let config = ConfigDir::new(&[
+        ("adaptors/contact.yaml", ADAPTOR),
+        ("endpoints/crm.yaml", &endpoint),
+        (
+            "workflows/sale.yaml",
+            "when:\n  - event: call.disposition\nactions:\n  - endpoint: crm\n",
+        ),
+    ]);
+    let data = tempfile::tempdir().unwrap();
+    let mut command = cli();
+    command.env("CRM_PASSWORD", password);
+    let serve = Serve::start_with(command, config.path(), data.path(), &[]).await;
+    let response = http()
+        .post(format!("{}/events", serve.url))
+        .header("content-type", "application/json")
+        .body(r#"{"type": "call.disposition", "id": "url-1", "data": {"phone": "+15550001"}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let entries = loop {
+        let entries = get_json(&format!("{}/api/logs", serve.url)).await;
+        if entries["entries"].as_array().is_some_and(|e| !e.is_empty()) {
+            break entries;
+        }
+        assert!(Instant::now() < deadline, "no entry");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        rx.requests()[0].header("authorization"),
+        Some(format!("Basic {encoded}").as_str())
+    );
+    let text = entries.to_string();
+    assert!(text.contains("Basic ***"), "{text}");
+    assert!(!text.contains("Ym9iOnDDpDU1d8O2cmQ"), "{text}");
+    serve.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unicode_secret_echoed_in_php_json_is_masked() {
+    // PHP's json_encode and Python's json.dumps write "pä55wörd" as "p\u00e455w\u00f6rd".
+    let echoed = r#"{"token":"p\u00e455w\u00f6rd"}"#;
+    let rx = Receiver::start(
+        vec![],
+        Reply::Full(
+            200,
+            vec![("content-type", "application/json".into())],
+            echoed.into(),
+        ),
+    )
+    .await;
+    let endpoint = format!(
+        "url: {}\nadaptor: contact\nauth:\n  type: bearer\n  token: ${{CRM_TOKEN}}\n",
+        rx.url("/echo")
+    );
+    let config = ConfigDir::new(&[
+        ("adaptors/contact.yaml", ADAPTOR),
+        ("endpoints/crm.yaml", &endpoint),
+        (
+            "workflows/sale.yaml",
+            "when:\n  - event: call.disposition\nactions:\n  - endpoint: crm\n",
+        ),
+    ]);
+    let data = tempfile::tempdir().unwrap();
+    let mut command = cli();
+    command.env("CRM_TOKEN", "p\u{e4}55w\u{f6}rd");
+    let serve = Serve::start_with(command, config.path(), data.path(), &[]).await;
+    let response = http()
+        .post(format!("{}/events", serve.url))
+        .header("content-type", "application/json")
+        .body(r#"{"type": "call.disposition", "id": "php-1", "data": {"phone": "+15550001"}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let text = loop {
+        let entries = get_json(&format!("{}/api/logs", serve.url)).await;
+        if entries["entries"].as_array().is_some_and(|e| !e.is_empty()) {
+            break entries.to_string();
+        }
+        assert!(Instant::now() < deadline, "no entry");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(text.contains("token"), "{text}");
+    assert!(!text.contains("u00e455w"), "{text}");
     serve.stop();
 }
 

@@ -451,7 +451,8 @@ const SHORTEST_SECRET: usize = 4;
 
 /// The values to mask: everything that came from the environment (secrets come
 /// only from there), and every credential of an `auth` or `signing` block, wherever written.
-/// Defaults written in the files are not secret; neither is a Basic auth user name.
+/// Defaults written in the files are not secret; neither is a Basic auth user name (but
+/// the pair `user:password` is, from `auth` or from a URL, for its base64 spellings).
 fn collect_secrets(endpoints: &[Doc<EndpointSpec>], found: &[Substitution]) -> Vec<String> {
     let mut secrets: Vec<String> = found
         .iter()
@@ -473,6 +474,19 @@ fn collect_secrets(endpoints: &[Doc<EndpointSpec>], found: &[Substitution]) -> V
         }
         if let Some(signing) = &doc.spec.signing {
             secrets.push(signing.secret.clone());
+        }
+        // A password in the URL (`https://user:pass@host/`) is sent as Basic credentials
+        // (base64 of "user:pass", decoded): a receiver may echo them back.
+        if let Some(url) = doc.spec.url.as_deref()
+            && let Ok(url) = url::Url::parse(url)
+            && let Some(password) = url.password()
+        {
+            let decode = |s: &str| {
+                percent_encoding::percent_decode_str(s)
+                    .decode_utf8_lossy()
+                    .into_owned()
+            };
+            secrets.push(format!("{}:{}", decode(url.username()), decode(password)));
         }
     }
     secrets.retain(|s| !s.is_empty());

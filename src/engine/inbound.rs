@@ -66,11 +66,16 @@ impl InboundEndpoint {
                 let id = id.trim().to_string();
                 // An id made of the template's own text only (`-` from "{{ a }}-{{ b }}")
                 // names no event: every such payload would be a duplicate of the first.
+                // The same id from a payload that has a field the template reads is that
+                // field's value (`0` from `{{ seq | default(0) }}` with `seq: 0`); a
+                // template that reads no field at all (a constant, a date) is meant.
                 let empty = Event::new("", Value::Object(Map::new()));
                 let blank = text
                     .render(&RenderScope::new(&empty, templates, now))
                     .map(|b| b.trim().to_string());
-                if id.is_empty() || blank.is_ok_and(|b| b == id) {
+                let as_if_empty = blank.is_ok_and(|b| b == id)
+                    && lacks_every_field(text, templates, &scope.event.data);
+                if id.is_empty() || as_if_empty {
                     return Err(format!(
                         "event_id rendered {id:?}: the payload lacks the fields it names"
                     ));
@@ -101,4 +106,32 @@ impl InboundEndpoint {
     pub fn allows(&self, ip: std::net::IpAddr) -> bool {
         self.allow_from.is_empty() || self.allow_from.iter().any(|net| net.contains(&ip))
     }
+}
+
+/// Whether `text` reads payload fields and the payload has none of them (each missing,
+/// null or empty text). A text that reads no payload field does not lack any.
+fn lacks_every_field(text: &Text, templates: &Templates, payload: &Value) -> bool {
+    let Text::Template(id) = text else {
+        return false;
+    };
+    let reads = templates.reads(*id);
+    let fields: Vec<Vec<&str>> = reads
+        .iter()
+        .map(|name| name.split('.').collect::<Vec<_>>())
+        .filter(|path| path[0] != "event")
+        .map(|mut path| {
+            if path[0] == "data" {
+                path.remove(0);
+            }
+            path
+        })
+        .collect();
+    !fields.is_empty()
+        && fields.iter().all(|path| {
+            match path.iter().try_fold(payload, |node, key| node.get(*key)) {
+                None | Some(Value::Null) => true,
+                Some(Value::String(s)) => s.is_empty(),
+                Some(_) => false,
+            }
+        })
 }

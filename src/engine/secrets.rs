@@ -1,7 +1,8 @@
 //! Redaction: every secret of the configuration becomes `***` in anything shown or stored.
 //!
 //! A secret can reach output in other spellings than its own: percent-encoded in a URL,
-//! form-encoded in a body, escaped inside a JSON string (`/` as `\/` too, as PHP writes it)
+//! form-encoded in a body, escaped inside a JSON string (`/` as `\/` too, as PHP writes it;
+//! non-ASCII, `<>&` or `+` as `\uXXXX`, as PHP, Python, Go and .NET write them)
 //! or an XML one, and base64-encoded (an `Authorization: Basic` value echoed back by a
 //! receiver is base64 of `user:password`; padded or not, standard or URL-safe alphabet),
 //! each of those spellings of the base64 form too. All of them are matched, in one pass
@@ -65,16 +66,52 @@ impl Redactor {
 }
 
 /// One text as it can appear in output: as it is, percent-encoded, form-encoded, inside a
-/// JSON string (with `/` escaped or not) and inside an XML one.
+/// JSON string (with `/` escaped or not; as serde, PHP and Python, Go and .NET write it)
+/// and inside an XML one.
 fn spellings(text: &str, patterns: &mut Vec<String>) {
     patterns.push(text.to_string());
     patterns.push(utf8_percent_encode(text, COMPONENT).to_string());
     patterns.push(form_urlencoded::byte_serialize(text.as_bytes()).collect());
     let json = serde_json::Value::from(text).to_string();
     let json = &json[1..json.len() - 1];
-    patterns.push(json.replace('/', "\\/"));
-    patterns.push(json.to_string());
+    // PHP's json_encode and Python's json.dumps write non-ASCII as \u00e4; Go writes
+    // < > & as \u003c; .NET writes those, ' + ` " and non-ASCII as \u002B.
+    let escaped = [
+        json_escaped(text, |c| !c.is_ascii(), false),
+        json_escaped(text, |c| matches!(c, '<' | '>' | '&'), false),
+        json_escaped(
+            text,
+            |c| !c.is_ascii() || matches!(c, '<' | '>' | '&' | '\'' | '+' | '`' | '"'),
+            true,
+        ),
+    ];
+    for json in std::iter::once(json).chain(escaped.iter().map(String::as_str)) {
+        patterns.push(json.replace('/', "\\/"));
+        patterns.push(json.to_string());
+    }
     patterns.push(xml_escape(text));
+}
+
+/// `text` between the quotes of a JSON string, the characters `escape` picks written as
+/// `\uXXXX` (UTF-16, hex digits in upper case or not).
+fn json_escaped(text: &str, escape: impl Fn(char) -> bool, upper: bool) -> String {
+    let mut out = String::new();
+    for c in text.chars() {
+        if escape(c) {
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                if upper {
+                    out.push_str(&format!("\\u{unit:04X}"));
+                } else {
+                    out.push_str(&format!("\\u{unit:04x}"));
+                }
+            }
+        } else {
+            let json = serde_json::Value::from(c.to_string()).to_string();
+            out.push_str(&json[1..json.len() - 1]);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -96,6 +133,27 @@ mod tests {
         assert_eq!(Redactor::new(&[]).redact("s3cr"), "s3cr");
         // PHP's json_encode writes / as \/.
         assert_eq!(r.redact(r#"{"k":"s3cr+t\/\"x\""}"#), r#"{"k":"***"}"#);
+    }
+
+    #[test]
+    fn masks_secrets_in_the_json_escapes_of_php_python_go_and_dotnet() {
+        let r = Redactor::new(&["p\u{e4}55<w\u{f6}rd+\u{1f511}".into()]);
+        for echoed in [
+            // PHP json_encode, Python json.dumps: non-ASCII escaped (a surrogate pair).
+            r#"{"k":"p\u00e455<w\u00f6rd+\ud83d\udd11"}"#,
+            // Go encoding/json: < > & escaped.
+            "{\"k\":\"p\u{e4}55\\u003cw\u{f6}rd+\u{1f511}\"}",
+            // .NET System.Text.Json: those, + and non-ASCII, upper case.
+            r#"{"k":"p\u00E455\u003Cw\u00F6rd\u002B\uD83D\uDD11"}"#,
+        ] {
+            assert_eq!(r.redact(echoed), r#"{"k":"***"}"#, "{echoed}");
+        }
+        // Basic credentials as .NET echoes them: + in the base64 as \u002B.
+        let r = Redactor::new(&["agent:pa>ss?word".into()]);
+        assert_eq!(
+            r.redact(r#"{"authorization":"Basic YWdlbnQ6cGE\u002Bc3M/d29yZA=="}"#),
+            r#"{"authorization":"Basic ***"}"#
+        );
     }
 
     #[test]

@@ -287,6 +287,15 @@ impl Templates {
         Ok(TemplateId(id))
     }
 
+    /// The names a template reads from its context, nested attribute lookups included
+    /// (`data.a.b`, `event.source`, `phone`).
+    pub fn reads(&self, id: TemplateId) -> Vec<String> {
+        self.env
+            .get_template(&self.names[id.0])
+            .map(|t| t.undeclared_variables(true).into_iter().collect())
+            .unwrap_or_default()
+    }
+
     /// Renders a template for an event; `context` builds the full template context, which
     /// templates of plain substitutions do not need.
     pub fn render<'c>(

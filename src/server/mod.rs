@@ -417,11 +417,7 @@ pub async fn run(
             }
         });
     }
-    app.ready.store(true, Ordering::SeqCst);
-    let _ = std::fs::write(
-        address_file(&app.settings.data),
-        serde_json::to_vec(&address).unwrap_or_default(),
-    );
+    // Said before the address file is written: whoever waits for it finds these lines.
     let limits = listen::Limits {
         timeouts: app.settings.timeouts,
         max_connections: app.settings.max_connections,
@@ -446,6 +442,11 @@ pub async fn run(
             app.settings.max_connections
         );
     }
+    app.ready.store(true, Ordering::SeqCst);
+    let _ = std::fs::write(
+        address_file(&app.settings.data),
+        serde_json::to_vec(&address).unwrap_or_default(),
+    );
     let connections = tokio::spawn(listen::serve(
         listener,
         router(app.clone()),

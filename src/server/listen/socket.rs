@@ -20,6 +20,9 @@ pub struct Watched {
     replaced: Vec<u8>,
     sent: usize,
     max_head: usize,
+    /// Nothing was written since the last flush: a write now starts an answer (hyper
+    /// flushes after each), it is not the rest of one the socket took only in part.
+    fresh: bool,
 }
 
 impl Watched {
@@ -30,6 +33,7 @@ impl Watched {
             replaced: Vec::new(),
             sent: 0,
             max_head,
+            fresh: true,
         }
     }
 
@@ -71,13 +75,15 @@ impl AsyncWrite for Watched {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         ready!(this.poll_replaced(cx))?;
-        if this.activity.quiet()
+        if this.fresh
+            && this.activity.quiet()
             && let Some(answer) = json_answer(buf, this.max_head)
         {
             this.replaced = answer;
             return Poll::Ready(Ok(buf.len()));
         }
         let n = ready!(Pin::new(&mut this.stream).poll_write(cx, buf))?;
+        this.fresh = false;
         this.activity.wrote();
         Poll::Ready(Ok(n))
     }
@@ -85,7 +91,9 @@ impl AsyncWrite for Watched {
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         ready!(this.poll_replaced(cx))?;
-        Pin::new(&mut this.stream).poll_flush(cx)
+        ready!(Pin::new(&mut this.stream).poll_flush(cx))?;
+        this.fresh = true;
+        Poll::Ready(Ok(()))
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -149,5 +157,36 @@ mod tests {
         assert!(json_answer(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n", 65536).is_none());
         assert!(json_answer(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n", 65536).is_none());
         assert!(json_answer(b"{\"body\": 1}", 65536).is_none());
+    }
+
+    #[tokio::test]
+    async fn only_a_write_that_starts_an_answer_is_replaced() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let mut socket = Watched::new(server, Arc::new(Activity::new()), 65536);
+        // An answer whose body the socket took in part; the rest of it, written after
+        // its handler is done, happens to look like one of hyper's bare heads.
+        let bare = "HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n";
+        let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", bare.len());
+        socket.write_all(head.as_bytes()).await.unwrap();
+        socket.write_all(bare.as_bytes()).await.unwrap();
+        socket.flush().await.unwrap();
+        // After a flush, hyper's own bare answer is replaced.
+        socket.write_all(bare.as_bytes()).await.unwrap();
+        socket.flush().await.unwrap();
+        drop(socket);
+        let mut got = String::new();
+        let mut client = client;
+        client.read_to_string(&mut got).await.unwrap();
+        let (first, second) = got.split_at(head.len() + bare.len());
+        assert_eq!(first, format!("{head}{bare}"));
+        assert!(
+            second.starts_with("HTTP/1.1 400 Bad Request\r\ncontent-type: application/json"),
+            "{second}"
+        );
     }
 }
