@@ -89,7 +89,8 @@ enum Command {
         #[arg(long, default_value = "30s", env = "SWITCHBOARD_BODY_TIMEOUT", value_parser = duration, value_name = "DUR")]
         body_timeout: std::time::Duration,
         /// How long a kept-alive connection may wait for its next request, and a client
-        /// may leave its answer unread, before the connection is closed.
+        /// may leave its answer unread (less than 4 KiB taken), before the connection is
+        /// closed.
         #[arg(long, default_value = "60s", env = "SWITCHBOARD_IDLE_TIMEOUT", value_parser = duration, value_name = "DUR")]
         idle_timeout: std::time::Duration,
         /// Connections served at once; more wait until one closes. Lowered at start to

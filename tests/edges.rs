@@ -933,3 +933,50 @@ fn limits_that_would_refuse_everyone_are_refused_at_start() {
         assert!(stderr.contains(says), "{stderr}");
     }
 }
+
+/// Whether the server still holds its end of the connection from `client` (a closed end
+/// with unsent data lingers in FIN-WAIT, but is no longer ESTABLISHED). Read from
+/// /proc/net/tcp, since the client cannot tell while its buffers still hold data.
+fn server_holds(server: SocketAddr, client: SocketAddr) -> bool {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    let local = format!("0100007F:{:04X}", server.port());
+    let remote = format!("0100007F:{:04X}", client.port());
+    table.lines().skip(1).any(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        fields.len() > 3 && fields[1] == local && fields[2] == remote && fields[3] == "01"
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_reads_its_answers_a_byte_at_a_time_is_cut_off() {
+    let rx = Receiver::start(vec![], Reply::Status(200)).await;
+    let config = config(&rx, &[]);
+    let data = tempfile::tempdir().unwrap();
+    let serve = Serve::start(config.path(), data.path(), &["--idle-timeout", "2s"]).await;
+    let server = addr(&serve.url);
+    // A small receive buffer, and 300 pipelined requests for a 15 KB file: the answers
+    // back up in the server's socket, and the client takes a byte every 200 ms.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stream = socket.connect(server).await.unwrap();
+    let client = stream.local_addr().unwrap();
+    let requests = "GET /ui/app.js HTTP/1.1\r\nHost: x\r\n\r\n".repeat(300);
+    let _ = tokio::time::timeout(
+        Duration::from_secs(5),
+        stream.write_all(requests.as_bytes()),
+    )
+    .await;
+    let started = Instant::now();
+    let mut byte = [0u8; 1];
+    while server_holds(server, client) {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "a byte-a-time reader is still served after 20 s"
+        );
+        let _ = tokio::time::timeout(Duration::from_millis(200), stream.read(&mut byte)).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let closed = started.elapsed();
+    assert!(closed < Duration::from_secs(10), "closed after {closed:?}");
+    serve.stop();
+}

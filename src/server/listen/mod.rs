@@ -1,10 +1,10 @@
 //! The listening socket and its connections: the only place that knows hyper. What one
 //! client can hold is bounded: a request's headers must arrive within `--header-timeout`,
 //! its body within `--body-timeout`; a kept-alive connection with nothing to do, or an
-//! answer the client does not read, is closed after `--idle-timeout`; at most
-//! `--max-connections` are served at once (fewer when the open-file limit is lower, so
-//! that deliveries and the store keep the files they need); a stop ends every connection
-//! within `--drain`, half-sent requests included.
+//! answer the client does not read (less than 4 KiB in that time), is closed after
+//! `--idle-timeout`; at most `--max-connections` are served at once (fewer when the
+//! open-file limit is lower, so that deliveries and the store keep the files they need);
+//! a stop ends every connection within `--drain`, half-sent requests included.
 
 mod body;
 mod files;

@@ -45,7 +45,7 @@ impl Watched {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
             self.sent += n;
-            self.activity.wrote();
+            self.activity.wrote(n);
         }
         self.replaced.clear();
         self.sent = 0;
@@ -84,7 +84,7 @@ impl AsyncWrite for Watched {
         }
         let n = ready!(Pin::new(&mut this.stream).poll_write(cx, buf))?;
         this.fresh = false;
-        this.activity.wrote();
+        this.activity.wrote(n);
         Poll::Ready(Ok(n))
     }
 

@@ -38,9 +38,15 @@ struct State {
     idle_since: Instant,
     /// The first byte of the next request, received while idle.
     head_since: Option<Instant>,
-    /// The last byte read or written.
+    /// When the answer being written last moved by [`MIN_PROGRESS`] bytes.
     progress: Instant,
+    /// Bytes written since then.
+    written: usize,
 }
+
+/// How much of an answer must leave within `--idle-timeout`: a client that reads a byte at
+/// a time does not hold the connection forever.
+pub const MIN_PROGRESS: usize = 4096;
 
 /// Why a connection is closed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,7 +65,7 @@ impl Expired {
         match self {
             Expired::Headers => "the request headers did not arrive within --header-timeout",
             Expired::Idle => "idle for --idle-timeout",
-            Expired::Stalled => "the client read nothing of its answer for --idle-timeout",
+            Expired::Stalled => "the client read less than 4 KiB of its answer in --idle-timeout",
         }
     }
 }
@@ -76,6 +82,7 @@ impl Activity {
                 idle_since: now,
                 head_since: None,
                 progress: now,
+                written: 0,
             }),
             changed: Notify::new(),
         }
@@ -92,7 +99,6 @@ impl Activity {
         }
         let now = Instant::now();
         let mut s = self.lock();
-        s.progress = now;
         if s.handlers == 0 && s.answers == 0 && s.head_since.is_none() {
             s.head_since = Some(now);
             drop(s);
@@ -101,9 +107,14 @@ impl Activity {
         }
     }
 
-    /// Bytes left.
-    pub fn wrote(&self) {
-        self.lock().progress = Instant::now();
+    /// `n` bytes of an answer left.
+    pub fn wrote(&self, n: usize) {
+        let mut s = self.lock();
+        s.written += n;
+        if s.written >= MIN_PROGRESS {
+            s.written = 0;
+            s.progress = Instant::now();
+        }
     }
 
     /// A request's headers were parsed and its handler runs.
@@ -117,6 +128,7 @@ impl Activity {
         s.handlers = s.handlers.saturating_sub(1);
         s.answers += 1;
         s.progress = Instant::now();
+        s.written = 0;
     }
 
     /// An answer was written to the end (or abandoned).
@@ -184,7 +196,13 @@ mod tests {
         assert!(!a.quiet());
         a.handler_answered();
         tokio::time::advance(Duration::from_secs(1)).await;
-        a.wrote();
+        // A trickle is not progress; a few KiB are.
+        a.wrote(100);
+        assert_eq!(
+            a.deadline(&t),
+            Some((start + Duration::from_secs(61), Expired::Stalled))
+        );
+        a.wrote(MIN_PROGRESS);
         assert_eq!(
             a.deadline(&t),
             Some((start + Duration::from_secs(62), Expired::Stalled))
