@@ -1,7 +1,7 @@
 //! Loading a hostile configuration, through the real `switchboard validate`: time grows
 //! with the size of the files (a 64k-field adaptor, 256k values under one long key),
-//! and every limit — file size, nesting depth, aliases, substitutions, secret files — is
-//! one located error, reported at once.
+//! and every limit — file size, nesting depth, aliases, substitutions, secret files, hook
+//! paths — is one located error, reported at once.
 //!
 //! The deadlines are generous (a debug build on a busy machine); what they catch is time
 //! that grows with the square of the input, which took tens of seconds for these files.
@@ -253,4 +253,84 @@ fn secret_files_are_read_up_to_64_kib() {
         QUICK,
     );
     assert!(run.success, "{}", run.text);
+}
+
+/// The lines `validate` prints for an inbound endpoint at `path`.
+fn hook_at(path: &str) -> Run {
+    let text = format!("direction: inbound\npath: {path}\nevent_type: lead\n");
+    validate(
+        ConfigDir::new(&[("endpoints/hook.yaml", &text)]).path(),
+        &[],
+        QUICK,
+    )
+}
+
+#[test]
+fn hook_paths_name_a_hook_plainly_under_hooks() {
+    let dots = "must not contain . or .. parts (also not percent-encoded): name the hook plainly, e.g. /hooks/convolo";
+    for (path, problem) in [
+        ("/hooks/../api/logs", dots),
+        ("/hooks/./x", dots),
+        ("/hooks/x/..", dots),
+        ("/hooks/%2e%2e/api/logs", dots),
+        ("/hooks/.%2E/x", dots),
+        (
+            "'/hooks/a\\b'",
+            "must not contain backslashes: separate its parts with /",
+        ),
+        (
+            "/hooks/a%2Fb",
+            "must not contain an encoded / or \\ (%2F, %5C)",
+        ),
+        (
+            "/hooks/a%5cb",
+            "must not contain an encoded / or \\ (%2F, %5C)",
+        ),
+        (
+            "/hooks//",
+            "must name the hook after /hooks/, e.g. /hooks/convolo",
+        ),
+        (
+            "\"/hooks/a\\tb\"",
+            "must not contain ?, #, spaces or control characters",
+        ),
+    ] {
+        let written = path.trim_matches(['\'', '"']).replace("\\t", "\t");
+        let run = hook_at(path);
+        assert_eq!(
+            error_lines(&run),
+            [format!(
+                "endpoints/hook.yaml:2:7: inbound path {written:?} {problem}"
+            )],
+            "for {path}"
+        );
+    }
+}
+
+#[test]
+fn hook_paths_are_served_without_repeated_or_trailing_slashes() {
+    let run = hook_at("/hooks//convolo/");
+    assert!(run.success, "{}", run.text);
+    assert!(
+        run.text.contains(
+            "warning: endpoints/hook.yaml:2:7: inbound path \"/hooks//convolo/\" is served as /hooks/convolo: give that to senders"
+        ),
+        "{}",
+        run.text
+    );
+    let config = ConfigDir::new(&[
+        (
+            "endpoints/a.yaml",
+            "direction: inbound\npath: /hooks/convolo\nevent_type: lead\n",
+        ),
+        (
+            "endpoints/b.yaml",
+            "direction: inbound\npath: /hooks//convolo/\nevent_type: lead\n",
+        ),
+    ]);
+    let run = validate(config.path(), &[], QUICK);
+    assert_eq!(
+        error_lines(&run),
+        ["endpoints/b.yaml:2:7: path /hooks/convolo is already used by inbound endpoint a"]
+    );
 }

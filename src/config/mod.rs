@@ -21,6 +21,7 @@ pub use interpolate::EnvLookup;
 use interpolate::{At, Substitution, interpolate};
 use locate::{Limits, Locator, Refused, Spot};
 use spec::{AdaptorSpec, AuthSpec, EndpointSpec, WorkflowSpec};
+pub use validate::hook_path;
 
 /// One parsed file: its name, where it came from, and what it says.
 #[derive(Debug, Clone)]

@@ -257,7 +257,8 @@ pub struct EndpointSpec {
     /// Outbound: at most N requests per second, minute or hour: "20/s", "100/m", "1000/h".
     pub rate_limit: Option<ScalarKey>,
 
-    /// Inbound: the path on switchboard's server; must start with /hooks/.
+    /// Inbound: the path on switchboard's server; must start with /hooks/, without `.` or
+    /// `..` parts; repeated and trailing slashes are dropped.
     pub path: Option<String>,
     /// Inbound: accepted methods, GET (query parameters) and/or POST (JSON or form body).
     pub methods: Option<Vec<Method>>,

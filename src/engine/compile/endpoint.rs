@@ -5,7 +5,7 @@ use std::time::Duration;
 use super::adaptor::output_keys;
 use super::{DEFAULT_SCHEDULE, Refs};
 use crate::config::spec::{AuthSpec, CodeSpec, EndpointSpec, Format, Headers, Method};
-use crate::config::{Doc, Problems};
+use crate::config::{Doc, Problems, hook_path};
 use crate::engine::adaptor::Adaptor;
 use crate::engine::encode::is_xml_name;
 use crate::engine::field::FieldRef;
@@ -394,7 +394,13 @@ pub(super) fn inbound_endpoint(
     InboundEndpoint {
         name: doc.name.clone(),
         active: spec.active,
-        path: spec.path.clone().unwrap_or_default(),
+        // An invalid path was reported by config; it is kept as written, so that it is
+        // not also reported as the duplicate of another invalid one.
+        path: spec
+            .path
+            .as_deref()
+            .map(|path| hook_path(path).unwrap_or_else(|_| path.to_string()))
+            .unwrap_or_default(),
         methods: spec.methods.clone().unwrap_or_else(|| vec![Method::Post]),
         event_type: text(
             doc,
