@@ -1,7 +1,7 @@
 //! Loading a hostile configuration, through the real `switchboard validate`: time grows
 //! with the size of the files (a 64k-field adaptor, 256k values under one long key),
 //! and every limit — file size, nesting depth, aliases, substitutions, secret files, hook
-//! paths — is one located error, reported at once.
+//! paths, retry schedules — is one located error, reported at once.
 //!
 //! The deadlines are generous (a debug build on a busy machine); what they catch is time
 //! that grows with the square of the input, which took tens of seconds for these files.
@@ -333,4 +333,36 @@ fn hook_paths_are_served_without_repeated_or_trailing_slashes() {
         error_lines(&run),
         ["endpoints/b.yaml:2:7: path /hooks/convolo is already used by inbound endpoint a"]
     );
+}
+
+/// The lines `validate` prints for an outbound endpoint retrying on `schedule`.
+fn retrying(schedule: &str) -> Run {
+    let text = format!(
+        "url: https://crm.example.com\nbody_template: \"{{}}\"\nretry:\n  schedule: {schedule}\n"
+    );
+    validate(
+        ConfigDir::new(&[("endpoints/crm.yaml", &text)]).path(),
+        &[],
+        QUICK,
+    )
+}
+
+#[test]
+fn retry_schedules_list_at_most_100_delays_of_1s_to_7d() {
+    let run = retrying(&format!("[{}]", vec!["0s"; 100_000].join(", ")));
+    assert_eq!(
+        error_lines(&run),
+        ["endpoints/crm.yaml:4:13: retry.schedule lists 100000 retries; at most 100 are allowed"]
+    );
+    let run = retrying("[5s, 0s, 500ms, 8d]");
+    assert_eq!(
+        error_lines(&run),
+        [
+            "endpoints/crm.yaml:4:18: a retry waits from 1s to 7d, not 0s",
+            "endpoints/crm.yaml:4:22: a retry waits from 1s to 7d, not 500ms",
+            "endpoints/crm.yaml:4:29: a retry waits from 1s to 7d, not 8d",
+        ]
+    );
+    let run = retrying(&format!("[1s, {}7d]", "1h, ".repeat(98)));
+    assert!(run.success, "{}", run.text);
 }
