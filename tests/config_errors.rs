@@ -127,6 +127,17 @@ fn adaptor_field_shape() {
         "fields:\n  - from: a\n    to: x\n  - from: b\n    to: x.y\n",
         "adaptors/a.yaml:5:9: output keys x and x.y conflict: x cannot be both a value and an object",
     );
+    // The longer key first; and in extra_fields, whose keys may hold dots.
+    assert_error(
+        "adaptors/a.yaml",
+        "fields:\n  - from: a\n    to: x.y.z\n  - from: b\n    to: x.y\n",
+        "adaptors/a.yaml:5:9: output keys x.y and x.y.z conflict: x.y cannot be both a value and an object",
+    );
+    assert_error(
+        "adaptors/a.yaml",
+        "fields:\n  - from: a\n    to: x\nextra_fields:\n  x.y: 1\n",
+        "adaptors/a.yaml:5:8: output keys x and x.y conflict: x cannot be both a value and an object",
+    );
 }
 
 #[test]

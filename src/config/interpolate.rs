@@ -6,6 +6,8 @@
 //! file, the file's contents (without the trailing newline) are used: the Docker/Kubernetes
 //! secrets convention.
 
+use std::path::Path;
+
 use serde_yaml::Value;
 
 use super::locate::{join_index, join_key};
@@ -36,35 +38,66 @@ pub struct InterpolationError {
     pub message: String,
 }
 
+/// Where a value is in the file. It is written out as a path only where something is
+/// recorded: a path string for every value would repeat a long key once per value below it.
+#[derive(Clone, Copy)]
+pub enum At<'a> {
+    /// The top of the file.
+    Top,
+    /// The value of a map's key.
+    Key(&'a At<'a>, &'a Value),
+    /// An item of a sequence.
+    Index(&'a At<'a>, usize),
+}
+
+impl At<'_> {
+    /// The path, as the locator reads it (`actions[1].endpoint`).
+    pub fn path(&self) -> String {
+        match self {
+            At::Top => String::new(),
+            At::Key(up, key) => join_key(&up.path(), &key_text(key)),
+            At::Index(up, index) => join_index(&up.path(), *index),
+        }
+    }
+}
+
 /// Replaces every `${...}` reference in the string values of `value`, recording what was
 /// substituted and every reference that could not be resolved.
+///
+/// `room` is how many bytes substitutions may add to the file in all (their values and
+/// the paths they are recorded at); once one does not fit, it becomes `None` and the rest
+/// is left as written (one error says so), so a long value referred to a million times
+/// cannot fill the memory.
 pub fn interpolate(
     value: &mut Value,
-    path: &str,
+    at: At,
     env: EnvLookup,
+    room: &mut Option<usize>,
     found: &mut Vec<Substitution>,
     errors: &mut Vec<InterpolationError>,
 ) {
+    if room.is_none() {
+        return;
+    }
     match value {
-        Value::String(text) if text.contains('$') => match expand(text, path, env, found) {
-            Ok(expanded) => *text = expanded,
-            Err(message) => errors.push(InterpolationError {
-                path: path.to_string(),
-                message,
-            }),
-        },
+        Value::String(text) if text.contains('$') => {
+            let path = at.path();
+            match expand(text, &path, env, room, found) {
+                Ok(expanded) => *text = expanded,
+                Err(message) => errors.push(InterpolationError { path, message }),
+            }
+        }
         Value::Sequence(items) => {
             for (i, item) in items.iter_mut().enumerate() {
-                interpolate(item, &join_index(path, i), env, found, errors);
+                interpolate(item, At::Index(&at, i), env, room, found, errors);
             }
         }
         Value::Mapping(map) => {
             for (key, item) in map.iter_mut() {
-                let key = key_text(key);
-                interpolate(item, &join_key(path, &key), env, found, errors);
+                interpolate(item, At::Key(&at, key), env, room, found, errors);
             }
         }
-        Value::Tagged(tagged) => interpolate(&mut tagged.value, path, env, found, errors),
+        Value::Tagged(tagged) => interpolate(&mut tagged.value, at, env, room, found, errors),
         _ => {}
     }
 }
@@ -83,6 +116,7 @@ fn expand(
     text: &str,
     path: &str,
     env: EnvLookup,
+    room: &mut Option<usize>,
     found: &mut Vec<Substitution>,
 ) -> Result<String, String> {
     let mut out = String::with_capacity(text.len());
@@ -130,6 +164,17 @@ fn expand(
                 ));
             }
         };
+        let cost = value.len() + path.len();
+        match room {
+            Some(left) if cost <= *left => *left -= cost,
+            _ => {
+                *room = None;
+                return Err(format!(
+                    "substitutions add more than {} MiB to this file (at ${{{name}}}); values this large do not belong in a configuration",
+                    super::MAX_FILE_SIZE >> 20
+                ));
+            }
+        }
         found.push(Substitution {
             var: name.to_string(),
             path: path.to_string(),
@@ -151,13 +196,21 @@ fn lookup(name: &str, env: EnvLookup) -> Result<Option<String>, String> {
     let Some(file) = env(&file_var) else {
         return Ok(None);
     };
-    match std::fs::read_to_string(&file) {
-        Ok(text) => Ok(Some(text.trim_end_matches(['\n', '\r']).to_string())),
+    match super::read_limited(Path::new(&file), MAX_SECRET_FILE) {
+        Ok(Some(text)) => Ok(Some(text.trim_end_matches(['\n', '\r']).to_string())),
+        Ok(None) => Err(format!(
+            "{name} is read from the file named by {file_var} ({file}), which holds more than {} KiB: is it the right file?",
+            MAX_SECRET_FILE >> 10
+        )),
         Err(e) => Err(format!(
             "{name} is read from the file named by {file_var} ({file}), which cannot be read: {e}"
         )),
     }
 }
+
+/// The largest secret file read (`VAR_FILE`): tokens, passwords and keys are far smaller,
+/// and reading stops here, so naming /dev/zero or a log file fails at once.
+pub const MAX_SECRET_FILE: u64 = 64 << 10;
 
 fn valid_name(name: &str) -> bool {
     let mut chars = name.chars();
@@ -178,7 +231,7 @@ mod tests {
     }
 
     fn run(text: &str) -> Result<String, String> {
-        expand(text, "x", &env, &mut Vec::new())
+        expand(text, "x", &env, &mut Some(1000), &mut Vec::new())
     }
 
     #[test]
@@ -217,7 +270,14 @@ mod tests {
         let env = move |name: &str| (name == "API_KEY_FILE").then(|| file_name.clone());
         let mut found = Vec::new();
         assert_eq!(
-            expand("${API_KEY}", "auth.token", &env, &mut found).as_deref(),
+            expand(
+                "${API_KEY}",
+                "auth.token",
+                &env,
+                &mut Some(1000),
+                &mut found
+            )
+            .as_deref(),
             Ok("from-file")
         );
         assert_eq!(found[0].var, "API_KEY");

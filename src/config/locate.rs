@@ -4,11 +4,16 @@
 //! serde_yaml reports positions only for syntax errors, so this second, event-level pass
 //! over the same text (with yaml-rust2, which marks every event) lets every later check —
 //! type errors, unknown references, bad regexes — point at the line the user must edit.
-//! It never decides what is valid; a file it cannot read simply has no positions.
+//! It never decides what is valid; a file it cannot read simply has no positions. It does
+//! refuse collections nested too deep, before serde_yaml reads the file.
+//!
+//! The nodes form a tree (each knows its parent and its own key or index), found by a hash
+//! of their path's text: memory and time grow with the file, even when one long key is the
+//! parent of a million values, where a path string per node would repeat the key each time.
 
 use std::collections::HashMap;
 
-use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
+use yaml_rust2::parser::{Event, Parser};
 use yaml_rust2::scanner::Marker;
 
 /// A 1-based line and column in a file.
@@ -20,30 +25,121 @@ pub struct Spot {
     pub col: usize,
 }
 
+/// Why a file is refused before serde_yaml reads it, and where.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// Collections nest deeper than allowed, aliases expanded; at the first one too deep
+    /// (or where the parser gave up counting).
+    TooDeep(Spot),
+    /// Aliases (`*name`) expand the file beyond the allowed size; at the alias that does.
+    TooLarge(Spot),
+}
+
+/// The limits a file's tree must keep to, aliases expanded.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// How deep collections may nest.
+    pub depth: usize,
+    /// How many bytes of scalars and how many nodes, together, once aliases add theirs
+    /// (a file without aliases is held to its size in bytes instead).
+    pub size: u64,
+}
+
 /// Positions of the values (and of the keys) of one YAML document, by path.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 pub struct Locator {
-    values: HashMap<String, Spot>,
-    keys: HashMap<String, Spot>,
+    /// The document's nodes; the first is the document itself (path ``).
+    nodes: Vec<Node>,
+    /// The latest node with each path hash; older ones follow through `Node::same_hash`.
+    by_hash: HashMap<u64, usize>,
+}
+
+#[derive(Debug, Clone)]
+struct Node {
+    /// None for the document itself.
+    parent: Option<usize>,
+    part: Part,
+    /// The hash of the path's text (see `PathHash`).
+    hash: u64,
+    /// Whether the path's text is empty (the document, or a `""` key at its top).
+    empty: bool,
+    /// The previous node with the same hash.
+    same_hash: Option<usize>,
+    value: Option<Spot>,
+    key: Option<Spot>,
+}
+
+#[derive(Debug, Clone)]
+enum Part {
+    Key(Box<str>),
+    Index(usize),
 }
 
 impl Locator {
-    /// Reads the positions of every node of `text`; an unreadable text gives an empty map.
-    pub fn new(text: &str) -> Locator {
-        let mut walker = Walker::default();
+    /// Reads the positions of every node of `text`; a text it cannot read has no positions
+    /// past the point it could not read.
+    ///
+    /// Fails when the tree serde_yaml would build from `text` breaks `limits`: the walk
+    /// stops at the first collection too deep or alias too large, before any parser has to
+    /// hold the rest (libyaml takes time that grows with the square of the depth).
+    pub fn new(text: &str, limits: Limits) -> Result<Locator, Refused> {
+        let mut walker = Walker {
+            locator: Locator::empty(),
+            stack: Vec::new(),
+        };
+        let mut measure = Measure::new(limits);
         let mut parser = Parser::new_from_str(text);
-        // A syntax error is reported by serde_yaml with its own position; here it only
-        // means that positions past the error are unknown.
-        let _ = parser.load(&mut walker, false);
-        walker.locator
+        let mut documents = 0usize;
+        loop {
+            // A syntax error is reported by serde_yaml with its own position; here it only
+            // means that positions past the error are unknown. The scanner's own limit on
+            // nested flow collections ([[[…, 255 levels) is the same problem as ours, met
+            // first: it looks ahead through them before it gives the first one.
+            let (event, mark) = match parser.next_token() {
+                Ok(next) => next,
+                Err(e) if e.info() == "recursion limit exceeded" => {
+                    return Err(Refused::TooDeep(spot(e.marker())));
+                }
+                Err(_) => break,
+            };
+            if event == Event::StreamEnd {
+                break;
+            }
+            if event == Event::DocumentEnd {
+                documents += 1;
+            }
+            measure.event(&event, spot(&mark))?;
+            // Only the first document is the configuration (serde_yaml refuses more); the
+            // others are still measured.
+            if documents == 0 {
+                walker.on_event(event, mark);
+            }
+        }
+        Ok(walker.locator)
+    }
+
+    /// A locator that knows only the document itself, without a position.
+    fn empty() -> Locator {
+        Locator {
+            nodes: vec![Node {
+                parent: None,
+                part: Part::Index(0),
+                hash: PathHash::EMPTY.0,
+                empty: true,
+                same_hash: None,
+                value: None,
+                key: None,
+            }],
+            by_hash: HashMap::from([(PathHash::EMPTY.0, 0)]),
+        }
     }
 
     /// The position of the value at `path`, or of the closest parent that has one.
     pub fn value(&self, path: &str) -> Option<Spot> {
         let mut path = path;
         loop {
-            if let Some(spot) = self.values.get(path) {
-                return Some(*spot);
+            if let Some(spot) = self.find(path).and_then(|n| self.nodes[n].value) {
+                return Some(spot);
             }
             path = parent(path)?;
         }
@@ -51,7 +147,176 @@ impl Locator {
 
     /// The position of the key that ends `path` (e.g. `auth.tokn` for an unknown key).
     pub fn key(&self, path: &str) -> Option<Spot> {
-        self.keys.get(path).copied()
+        self.find(path).and_then(|n| self.nodes[n].key)
+    }
+
+    /// The latest node whose path is `path`.
+    fn find(&self, path: &str) -> Option<usize> {
+        let mut candidate = self.by_hash.get(&PathHash::of(path)).copied();
+        while let Some(node) = candidate {
+            if self.has_path(node, path) {
+                return Some(node);
+            }
+            candidate = self.nodes[node].same_hash;
+        }
+        None
+    }
+
+    /// Whether the path of `node` is `path`, compared part by part from the end.
+    fn has_path(&self, node: usize, path: &str) -> bool {
+        let mut rest = path;
+        let mut node = &self.nodes[node];
+        while let Some(parent) = node.parent {
+            let parent = &self.nodes[parent];
+            let stripped = match &node.part {
+                Part::Key(key) => rest.strip_suffix(&**key).and_then(|r| {
+                    if parent.empty {
+                        Some(r)
+                    } else {
+                        r.strip_suffix('.')
+                    }
+                }),
+                Part::Index(index) => rest
+                    .strip_suffix(']')
+                    .and_then(|r| r.strip_suffix(index.to_string().as_str()))
+                    .and_then(|r| r.strip_suffix('[')),
+            };
+            match stripped {
+                Some(r) => rest = r,
+                None => return false,
+            }
+            node = parent;
+        }
+        rest.is_empty()
+    }
+
+    /// The child of `parent` at `part`, new.
+    fn add(&mut self, parent: usize, part: Part) -> usize {
+        let above = &self.nodes[parent];
+        let mut hash = PathHash(above.hash);
+        let empty = match &part {
+            Part::Key(key) => {
+                if !above.empty {
+                    hash.add(".");
+                }
+                hash.add(key);
+                above.empty && key.is_empty()
+            }
+            Part::Index(index) => {
+                hash.add("[");
+                hash.add(&index.to_string());
+                hash.add("]");
+                false
+            }
+        };
+        let id = self.nodes.len();
+        let same_hash = self.by_hash.insert(hash.0, id);
+        self.nodes.push(Node {
+            parent: Some(parent),
+            part,
+            hash: hash.0,
+            empty,
+            same_hash,
+            value: None,
+            key: None,
+        });
+        id
+    }
+}
+
+/// FNV-1a over the bytes of a path's text, continued part by part: a node's hash is its
+/// parent's, fed with what `join_key` or `join_index` appends. Two paths with the same hash
+/// are told apart by `Locator::has_path`.
+#[derive(Clone, Copy)]
+struct PathHash(u64);
+
+impl PathHash {
+    const EMPTY: PathHash = PathHash(0xcbf2_9ce4_8422_2325);
+
+    fn add(&mut self, text: &str) {
+        for byte in text.bytes() {
+            self.0 = (self.0 ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn of(text: &str) -> u64 {
+        let mut hash = PathHash::EMPTY;
+        hash.add(text);
+        hash.0
+    }
+}
+
+/// The depth and size of the tree serde_yaml would build, aliases expanded, as events come.
+struct Measure {
+    limits: Limits,
+    /// The open collections: their anchor, the size when they opened, their height so far.
+    open: Vec<(usize, u64, usize)>,
+    /// Each anchor's size and height, once its node is complete.
+    anchors: HashMap<usize, (u64, usize)>,
+    size: u64,
+}
+
+impl Measure {
+    fn new(limits: Limits) -> Measure {
+        Measure {
+            limits,
+            open: Vec::new(),
+            anchors: HashMap::new(),
+            size: 0,
+        }
+    }
+
+    fn event(&mut self, event: &Event, at: Spot) -> Result<(), Refused> {
+        match event {
+            Event::MappingStart(anchor, _) | Event::SequenceStart(anchor, _) => {
+                self.open.push((*anchor, self.size, 0));
+                self.size += 1;
+                if self.open.len() > self.limits.depth {
+                    return Err(Refused::TooDeep(at));
+                }
+            }
+            Event::MappingEnd | Event::SequenceEnd => {
+                if let Some((anchor, start, height)) = self.open.pop() {
+                    self.done(anchor, self.size - start, height + 1);
+                }
+            }
+            Event::Scalar(text, _, anchor, _) => {
+                self.size += 1 + text.len() as u64;
+                self.done(*anchor, 1 + text.len() as u64, 0);
+            }
+            Event::Alias(anchor) => {
+                // An alias of a node still open is refused by serde_yaml as recursive.
+                let (size, height) = self.anchors.get(anchor).copied().unwrap_or((1, 0));
+                if self.open.len() + height > self.limits.depth {
+                    return Err(Refused::TooDeep(at));
+                }
+                self.size += size;
+                if self.size > self.limits.size {
+                    return Err(Refused::TooLarge(at));
+                }
+                self.done(0, size, height);
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// A node is complete: its anchor (0 for none) is known, its parent is at least one
+    /// level higher.
+    fn done(&mut self, anchor: usize, size: u64, height: usize) {
+        if anchor != 0 {
+            self.anchors.insert(anchor, (size, height));
+        }
+        if let Some((_, _, parent)) = self.open.last_mut() {
+            *parent = (*parent).max(height);
+        }
+    }
+}
+
+fn spot(mark: &Marker) -> Spot {
+    Spot {
+        line: mark.line(),
+        col: mark.col() + 1,
     }
 }
 
@@ -80,37 +345,35 @@ pub fn join_index(path: &str, index: usize) -> String {
 
 enum Frame {
     Map {
-        path: String,
-        key: Option<String>,
+        node: usize,
+        /// The node of the key just read, waiting for its value.
+        key: Option<usize>,
         /// Whether the first key has been seen.
         keyed: bool,
     },
     Seq {
-        path: String,
+        node: usize,
         index: usize,
     },
     /// A collection used as a map key: its contents have no path of their own.
     Ignored,
 }
 
-#[derive(Default)]
 struct Walker {
     locator: Locator,
     stack: Vec<Frame>,
 }
 
 impl Walker {
-    /// The path the next value gets, or None when the next scalar is a map key.
-    fn next_value_path(&self) -> Option<String> {
+    /// The node the next value is, or None when the next scalar is a map key.
+    fn next_value_node(&mut self) -> Option<usize> {
         match self.stack.last() {
-            None => Some(String::new()),
-            Some(Frame::Map { key: None, .. }) => None,
-            Some(Frame::Map {
-                path,
-                key: Some(key),
-                ..
-            }) => Some(join_key(path, key)),
-            Some(Frame::Seq { path, index }) => Some(join_index(path, *index)),
+            None => Some(0),
+            Some(Frame::Map { key, .. }) => *key,
+            Some(Frame::Seq { node, index }) => {
+                let (node, index) = (*node, *index);
+                Some(self.locator.add(node, Part::Index(index)))
+            }
             Some(Frame::Ignored) => None,
         }
     }
@@ -128,21 +391,22 @@ impl Walker {
         if matches!(self.stack.last(), Some(Frame::Ignored)) {
             return;
         }
-        match self.next_value_path() {
-            Some(path) => {
-                self.locator.values.insert(path, spot);
+        match self.next_value_node() {
+            Some(node) => {
+                self.locator.nodes[node].value = Some(spot);
                 self.value_done();
             }
             None => {
-                if let Some(Frame::Map { path, key, keyed }) = self.stack.last_mut() {
+                if let Some(Frame::Map { node, key, keyed }) = self.stack.last_mut() {
                     // A block mapping's own mark is where the parser noticed it (its first
                     // ':'); its first key is where a person sees it start.
                     if !*keyed {
-                        self.locator.values.insert(path.clone(), spot);
+                        self.locator.nodes[*node].value = Some(spot);
                         *keyed = true;
                     }
-                    self.locator.keys.insert(join_key(path, &text), spot);
-                    *key = Some(text);
+                    let child = self.locator.add(*node, Part::Key(text.into()));
+                    self.locator.nodes[child].key = Some(spot);
+                    *key = Some(child);
                 }
             }
         }
@@ -150,17 +414,17 @@ impl Walker {
 
     fn open(&mut self, map: bool, spot: Spot) {
         let inside_ignored = matches!(self.stack.last(), Some(Frame::Ignored));
-        match self.next_value_path() {
-            Some(path) if !inside_ignored => {
-                self.locator.values.insert(path.clone(), spot);
+        match self.next_value_node() {
+            Some(node) if !inside_ignored => {
+                self.locator.nodes[node].value = Some(spot);
                 self.stack.push(if map {
                     Frame::Map {
-                        path,
+                        node,
                         key: None,
                         keyed: false,
                     }
                 } else {
-                    Frame::Seq { path, index: 0 }
+                    Frame::Seq { node, index: 0 }
                 });
             }
             _ => self.stack.push(Frame::Ignored),
@@ -171,23 +435,18 @@ impl Walker {
         let was_ignored = matches!(self.stack.pop(), Some(Frame::Ignored));
         if was_ignored {
             // A complex key: the map now expects its value under an unnamed key.
-            if let Some(Frame::Map { key, .. }) = self.stack.last_mut()
+            if let Some(Frame::Map { node, key, .. }) = self.stack.last_mut()
                 && key.is_none()
             {
-                *key = Some("?".into());
+                *key = Some(self.locator.add(*node, Part::Key("?".into())));
                 return;
             }
         }
         self.value_done();
     }
-}
 
-impl MarkedEventReceiver for Walker {
     fn on_event(&mut self, event: Event, mark: Marker) {
-        let spot = Spot {
-            line: mark.line(),
-            col: mark.col() + 1,
-        };
+        let spot = spot(&mark);
         match event {
             Event::Scalar(text, ..) => self.scalar(text, spot),
             Event::Alias(_) => self.scalar(String::new(), spot),
@@ -203,6 +462,11 @@ impl MarkedEventReceiver for Walker {
 mod tests {
     use super::*;
 
+    const LIMITS: Limits = Limits {
+        depth: 64,
+        size: 1 << 20,
+    };
+
     const TEXT: &str = "\
 description: x
 when:
@@ -216,7 +480,7 @@ actions:
 
     #[test]
     fn finds_values_and_keys_by_path() {
-        let loc = Locator::new(TEXT);
+        let loc = Locator::new(TEXT, LIMITS).unwrap();
         assert_eq!(loc.value("description"), Some(Spot { line: 1, col: 14 }));
         assert_eq!(loc.value("when[1].field"), Some(Spot { line: 4, col: 12 }));
         assert_eq!(loc.value("when[1].in[1]"), Some(Spot { line: 5, col: 16 }));
@@ -231,8 +495,36 @@ actions:
     }
 
     #[test]
+    fn keys_may_hold_dots_and_the_latest_of_two_equal_keys_wins() {
+        let loc = Locator::new("extra:\n  a.b: 1\n  a: {b: 2}\nx: 1\nx: 2\n", LIMITS).unwrap();
+        assert_eq!(loc.value("extra.a.b"), Some(Spot { line: 3, col: 10 }));
+        assert_eq!(loc.key("extra.a"), Some(Spot { line: 3, col: 3 }));
+        assert_eq!(loc.value("x"), Some(Spot { line: 5, col: 4 }));
+        assert_eq!(loc.value("extra.nope[3]"), loc.value("extra"));
+    }
+
+    #[test]
+    fn measures_depth_and_size_with_aliases_expanded() {
+        let limits = Limits { depth: 3, size: 40 };
+        assert!(Locator::new("a: [[1]]\n", limits).is_ok());
+        assert_eq!(
+            Locator::new("a: [[[1]]]\n", limits).unwrap_err(),
+            Refused::TooDeep(Spot { line: 1, col: 6 })
+        );
+        assert_eq!(
+            Locator::new("a: &x [1]\nb: [*x]\nc: [[*x]]\n", limits).unwrap_err(),
+            Refused::TooDeep(Spot { line: 3, col: 6 })
+        );
+        assert!(Locator::new("a: &x 0123456789\nb: [*x, *x]\n", limits).is_ok());
+        assert_eq!(
+            Locator::new("a: &x 0123456789\nb: [*x, *x, *x]\n", limits).unwrap_err(),
+            Refused::TooLarge(Spot { line: 2, col: 13 })
+        );
+    }
+
+    #[test]
     fn falls_back_to_the_closest_parent() {
-        let loc = Locator::new(TEXT);
+        let loc = Locator::new(TEXT, LIMITS).unwrap();
         assert_eq!(loc.value("actions[0].missing"), loc.value("actions[0]"));
         assert_eq!(parent("a.b[2].c"), Some("a.b[2]"));
         assert_eq!(parent("a"), Some(""));

@@ -11,16 +11,17 @@ pub mod locate;
 pub mod spec;
 mod validate;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 
 pub use error::{ConfigError, ConfigErrors, Problems};
 pub use interpolate::EnvLookup;
-use interpolate::{Substitution, interpolate};
-use locate::{Locator, Spot};
+use interpolate::{At, Substitution, interpolate};
+use locate::{Limits, Locator, Refused, Spot};
 use spec::{AdaptorSpec, AuthSpec, EndpointSpec, WorkflowSpec};
+pub use validate::hook_path;
 
 /// One parsed file: its name, where it came from, and what it says.
 #[derive(Debug, Clone)]
@@ -157,6 +158,36 @@ pub fn read(dir: &Path, env: EnvLookup, problems: &mut Problems) -> Config {
     config
 }
 
+/// The largest configuration file read. Configurations are written by people; a bigger
+/// file is a mistake (or data that belongs elsewhere) and would only cost memory.
+pub const MAX_FILE_SIZE: u64 = 4 << 20;
+
+/// How large a file may grow once its aliases (`*name`) are expanded: a few aliases of a
+/// large anchor would otherwise build gigabytes from a small file.
+pub const MAX_EXPANDED_SIZE: u64 = 2 * MAX_FILE_SIZE;
+
+/// How deep the collections of a file may nest: as deep as event data may.
+pub const MAX_DEPTH: usize = 64;
+
+/// Reads at most `limit` bytes of UTF-8 text from `path`; `Ok(None)` when there is more.
+/// Reading stops at the limit, so a device such as /dev/zero costs no more than a file.
+pub(crate) fn read_limited(path: &Path, limit: u64) -> std::io::Result<Option<String>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(limit + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Ok(None);
+    }
+    String::from_utf8(bytes).map(Some).map_err(|_| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "stream did not contain valid UTF-8",
+        )
+    })
+}
+
 /// Reads the files of one kind, sorted by name; names must be unique within the kind.
 fn read_kind<T: DeserializeOwned + NamedSpec>(
     dir: &Path,
@@ -176,6 +207,7 @@ fn read_kind<T: DeserializeOwned + NamedSpec>(
     };
     files.sort();
     let mut docs: Vec<Doc<T>> = Vec::new();
+    let mut by_name: HashMap<String, usize> = HashMap::new();
     for path in files {
         let file = format!(
             "{kind}/{}",
@@ -197,7 +229,8 @@ fn read_kind<T: DeserializeOwned + NamedSpec>(
             unreadable.insert(stem);
             continue;
         };
-        if let Some(first) = docs.iter().find(|d| d.name == doc.name) {
+        if let Some(&first) = by_name.get(&doc.name) {
+            let first = &docs[first];
             let problem = doc.error_at(
                 "name",
                 format!(
@@ -210,6 +243,7 @@ fn read_kind<T: DeserializeOwned + NamedSpec>(
             problems.error(problem);
             continue;
         }
+        by_name.insert(doc.name.clone(), docs.len());
         docs.push(doc);
     }
     docs
@@ -265,10 +299,43 @@ fn read_doc<T: DeserializeOwned + NamedSpec>(
             message,
         })
     };
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => text,
+    let text = match read_limited(path, MAX_FILE_SIZE) {
+        Ok(Some(text)) => text,
+        Ok(None) => {
+            fail(
+                problems,
+                None,
+                format!(
+                    "the file is larger than {} MiB: split it, or move data out of it",
+                    MAX_FILE_SIZE >> 20
+                ),
+            );
+            return None;
+        }
         Err(e) => {
             fail(problems, None, format!("cannot read the file: {e}"));
+            return None;
+        }
+    };
+    // yaml-rust2 walks the text first: it stops where the tree grows too deep or, through
+    // aliases, too large, where serde_yaml would first read or build all of it.
+    let limits = Limits {
+        depth: MAX_DEPTH,
+        size: MAX_EXPANDED_SIZE,
+    };
+    let locator = match Locator::new(&text, limits) {
+        Ok(locator) => locator,
+        Err(Refused::TooDeep(spot)) => {
+            let message = format!("collections nest more than {MAX_DEPTH} levels deep");
+            fail(problems, Some(spot), message);
+            return None;
+        }
+        Err(Refused::TooLarge(spot)) => {
+            let message = format!(
+                "aliases (*name) expand the file beyond {} MiB",
+                MAX_EXPANDED_SIZE >> 20
+            );
+            fail(problems, Some(spot), message);
             return None;
         }
     };
@@ -299,10 +366,10 @@ fn read_doc<T: DeserializeOwned + NamedSpec>(
         fail(problems, None, format!("invalid merge key (<<): {e}"));
         return None;
     }
-    let locator = Locator::new(&text);
     let mut found = Vec::new();
     let mut errors = Vec::new();
-    interpolate(&mut value, "", env, &mut found, &mut errors);
+    let mut room = Some(MAX_FILE_SIZE as usize);
+    interpolate(&mut value, At::Top, env, &mut room, &mut found, &mut errors);
     let failed_interpolation = !errors.is_empty();
     for error in errors {
         fail(problems, locator.value(&error.path), error.message);
@@ -314,12 +381,24 @@ fn read_doc<T: DeserializeOwned + NamedSpec>(
     }
     // serde stops at the first error. Unknown keys are the common mistake and can be
     // removed safely, so report one, drop it, and read again: a file with several typos
-    // reports all of them (and then its first other error, if any).
+    // reports them all (and then its first other error, if any), up to
+    // MAX_UNKNOWN_KEYS, since each one costs a reading of the whole file.
     let mut value = value;
     let mut failed = false;
     let mut pruned_maps: Vec<String> = Vec::new();
+    let mut last_unknown = None;
     let spec: T = loop {
-        let e = match serde_path_to_error::deserialize(value.clone()) {
+        if pruned_maps.len() == MAX_UNKNOWN_KEYS {
+            fail(
+                problems,
+                last_unknown,
+                format!(
+                    "more unknown keys may follow the first {MAX_UNKNOWN_KEYS}: fix these and validate again"
+                ),
+            );
+            return None;
+        }
+        let e = match serde_path_to_error::deserialize(&value) {
             Ok(spec) if !failed => break spec,
             Ok(_) => return None,
             Err(e) => e,
@@ -357,6 +436,7 @@ fn read_doc<T: DeserializeOwned + NamedSpec>(
             format!("{map}: {message}")
         };
         fail(problems, spot, shown);
+        last_unknown = spot;
         if !remove_key(&mut value, e.path(), &key) {
             return None;
         }
@@ -370,6 +450,9 @@ fn read_doc<T: DeserializeOwned + NamedSpec>(
         interpolated,
     })
 }
+
+/// How many unknown keys of one file are reported before the reading stops.
+const MAX_UNKNOWN_KEYS: usize = 20;
 
 /// Removes `key` from the map at `path` (or, inside a tagged enum, the map the path ends
 /// at); false if there is no such key, so the caller stops instead of looping.

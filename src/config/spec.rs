@@ -257,7 +257,8 @@ pub struct EndpointSpec {
     /// Outbound: at most N requests per second, minute or hour: "20/s", "100/m", "1000/h".
     pub rate_limit: Option<ScalarKey>,
 
-    /// Inbound: the path on switchboard's server; must start with /hooks/.
+    /// Inbound: the path on switchboard's server; must start with /hooks/, without `.` or
+    /// `..` parts; repeated and trailing slashes are dropped.
     pub path: Option<String>,
     /// Inbound: accepted methods, GET (query parameters) and/or POST (JSON or form body).
     pub methods: Option<Vec<Method>>,
@@ -468,7 +469,8 @@ pub enum ResponseFormat {
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RetrySpec {
-    /// Delay before each retry, with ±20% jitter (default 5s, 5m, 30m, 2h, 5h, 10h, 10h).
+    /// Delay before each retry, with ±20% jitter (default 5s, 5m, 30m, 2h, 5h, 10h, 10h);
+    /// at most 100 delays, each from 1s to 7d.
     pub schedule: Option<Vec<ScalarKey>>,
     /// Statuses that retry (default 408, 429, 5xx); network errors and timeouts always retry.
     pub retry_on: Option<Vec<CodeSpec>>,

@@ -148,19 +148,16 @@ pub(super) fn endpoint(doc: &Doc<EndpointSpec>, problems: &mut Problems) {
                     format!("`{key}` is for outbound endpoints; this one is inbound"),
                 ));
             }
-            match spec.path.as_deref() {
-                None => problems.error(doc.error_at("", "an inbound endpoint needs `path` (e.g. /hooks/convolo)")),
-                Some(path) if !path.starts_with("/hooks/") || path.len() <= "/hooks/".len() => {
-                    problems.error(doc.error_at(
-                        "path",
-                        format!("inbound path {path:?} must start with /hooks/ and name the hook, e.g. /hooks/convolo"),
-                    ))
-                }
-                Some(path) if path.contains(['?', '#', ' ']) => problems.error(doc.error_at(
+            match spec.path.as_deref().map(|path| (path, hook_path(path))) {
+                None => problems.error(
+                    doc.error_at("", "an inbound endpoint needs `path` (e.g. /hooks/convolo)"),
+                ),
+                Some((_, Err(message))) => problems.error(doc.error_at("path", message)),
+                Some((written, Ok(served))) if served != written => problems.warn(doc.error_at(
                     "path",
-                    format!("inbound path {path:?} must not contain ?, # or spaces"),
+                    format!("inbound path {written:?} is served as {served}: give that to senders"),
                 )),
-                _ => {}
+                Some(_) => {}
             }
             if spec.event_type.as_deref().is_none_or(str::is_empty) {
                 problems.error(doc.error_at(
@@ -193,6 +190,52 @@ pub(super) fn endpoint(doc: &Doc<EndpointSpec>, problems: &mut Problems) {
         }
     }
     literal_secrets(doc, problems);
+}
+
+/// The path an inbound endpoint is served at: `written` without repeated or trailing
+/// slashes. Refused when it does not name a hook plainly under /hooks/: a `.` or `..`
+/// segment (also percent-encoded), a backslash, an encoded slash, or a character that
+/// cannot be part of a path (`?`, `#`, spaces, controls).
+pub fn hook_path(written: &str) -> Result<String, String> {
+    let example = "e.g. /hooks/convolo";
+    if !written.starts_with("/hooks/") {
+        return Err(format!(
+            "inbound path {written:?} must start with /hooks/ and name the hook, {example}"
+        ));
+    }
+    if written.contains(['?', '#']) || written.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(format!(
+            "inbound path {written:?} must not contain ?, #, spaces or control characters"
+        ));
+    }
+    if written.contains('\\') {
+        return Err(format!(
+            "inbound path {written:?} must not contain backslashes: separate its parts with /"
+        ));
+    }
+    let mut served = String::with_capacity(written.len());
+    for part in written.split('/').filter(|part| !part.is_empty()) {
+        let decoded = percent_encoding::percent_decode_str(part).decode_utf8_lossy();
+        if decoded == "." || decoded == ".." {
+            return Err(format!(
+                "inbound path {written:?} must not contain . or .. parts (also not percent-encoded): name the hook plainly, {example}"
+            ));
+        }
+        if decoded.contains(['/', '\\']) {
+            return Err(format!(
+                "inbound path {written:?} must not contain an encoded / or \\ (%2F, %5C)"
+            ));
+        }
+        served.push('/');
+        served.push_str(part);
+    }
+    if served == "/hooks" {
+        return Err(format!(
+            "inbound path {written:?} must name the hook after /hooks/, {example}"
+        ));
+    }
+    Ok(served)
 }
 
 /// Secrets written into a file end up in version control; say so.

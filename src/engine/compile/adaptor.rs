@@ -1,5 +1,7 @@
 //! Adaptor specs → compiled adaptors.
 
+use std::collections::HashMap;
+
 use serde_json::Value;
 
 use crate::config::spec::AdaptorSpec;
@@ -123,30 +125,72 @@ pub(super) fn adaptor(
 }
 
 /// `a` and `a.b` cannot both be output keys: one would overwrite the other.
+///
+/// The keys go into a tree of their parts one by one, so that a key meets the earlier keys
+/// it clashes with on its way down: time grows with the length of all keys (comparing every
+/// pair took 13 s for an adaptor of 64k fields). Each key reports at most one shorter key
+/// and one equal or longer key it clashes with.
 fn key_conflicts(doc: &Doc<AdaptorSpec>, keys: &[(KeyPath, String)], problems: &mut Problems) {
-    for (i, (a, _)) in keys.iter().enumerate() {
-        for (b, at) in &keys[i + 1..] {
-            if a == b {
-                problems.warn(doc.error_at(
-                    at,
-                    format!(
-                        "output key {} is written twice; the later value wins",
-                        b.join(".")
-                    ),
-                ));
-            } else if a.starts_with(b) || b.starts_with(a) {
-                let (short, long) = if a.len() < b.len() { (a, b) } else { (b, a) };
-                problems.error(doc.error_at(
-                    at,
-                    format!(
-                        "output keys {} and {} conflict: {} cannot be both a value and an object",
-                        short.join("."),
-                        long.join("."),
-                        short.join(".")
-                    ),
-                ));
+    struct Node {
+        /// The first key that ends here, if any.
+        ends: Option<usize>,
+        /// The first key that passes through or ends here.
+        first: usize,
+        /// Whether a longer key passes through.
+        inner: bool,
+    }
+    let mut nodes: Vec<Node> = Vec::new();
+    let mut edges: HashMap<(usize, &str), usize> = HashMap::new();
+    let root = usize::MAX;
+    for (index, (key, at)) in keys.iter().enumerate() {
+        let mut node = root;
+        let mut shorter = None;
+        for part in key {
+            if node != root {
+                nodes[node].inner = true;
+                if shorter.is_none() {
+                    shorter = nodes[node].ends;
+                }
             }
+            node = *edges.entry((node, part.as_str())).or_insert_with(|| {
+                nodes.push(Node {
+                    ends: None,
+                    first: index,
+                    inner: false,
+                });
+                nodes.len() - 1
+            });
         }
+        if node == root {
+            continue;
+        }
+        let conflict = |short: &KeyPath, long: &KeyPath| {
+            doc.error_at(
+                at,
+                format!(
+                    "output keys {} and {} conflict: {} cannot be both a value and an object",
+                    short.join("."),
+                    long.join("."),
+                    short.join(".")
+                ),
+            )
+        };
+        if let Some(short) = shorter {
+            problems.error(conflict(&keys[short].0, key));
+        }
+        let end = &mut nodes[node];
+        if end.ends.is_some() {
+            problems.warn(doc.error_at(
+                at,
+                format!(
+                    "output key {} is written twice; the later value wins",
+                    key.join(".")
+                ),
+            ));
+        } else if end.inner {
+            problems.error(conflict(key, &keys[end.first].0));
+        }
+        end.ends.get_or_insert(index);
     }
 }
 

@@ -3,9 +3,9 @@
 use std::time::Duration;
 
 use super::adaptor::output_keys;
-use super::{DEFAULT_SCHEDULE, Refs};
+use super::{DEFAULT_SCHEDULE, MAX_RETRIES, RETRY_DELAYS, Refs};
 use crate::config::spec::{AuthSpec, CodeSpec, EndpointSpec, Format, Headers, Method};
-use crate::config::{Doc, Problems};
+use crate::config::{Doc, Problems, hook_path};
 use crate::engine::adaptor::Adaptor;
 use crate::engine::encode::is_xml_name;
 use crate::engine::field::FieldRef;
@@ -288,17 +288,38 @@ fn policy(doc: &Doc<EndpointSpec>, problems: &mut Problems) -> Policy {
                 }
             }
         };
-    let duration = |path: &str, value: &str, problems: &mut Problems| {
-        parse_duration(value)
-            .map_err(|e| problems.error(doc.error_at(path, e)))
-            .unwrap_or_default()
-    };
     let retry = spec.retry.as_ref();
     let schedule = match retry.and_then(|r| r.schedule.as_ref()) {
+        Some(items) if items.len() > MAX_RETRIES => {
+            problems.error(doc.error_at(
+                "retry.schedule",
+                format!(
+                    "retry.schedule lists {} retries; at most {MAX_RETRIES} are allowed",
+                    items.len()
+                ),
+            ));
+            Vec::new()
+        }
         Some(items) => items
             .iter()
             .enumerate()
-            .map(|(i, s)| duration(&format!("retry.schedule[{i}]"), s, problems))
+            .map(|(i, s)| {
+                let path = format!("retry.schedule[{i}]");
+                match parse_duration(s) {
+                    Ok(delay) if RETRY_DELAYS.contains(&delay) => delay,
+                    Ok(_) => {
+                        problems.error(doc.error_at(
+                            &path,
+                            format!("a retry waits from 1s to 7d, not {}", s.trim()),
+                        ));
+                        Duration::ZERO
+                    }
+                    Err(e) => {
+                        problems.error(doc.error_at(&path, e));
+                        Duration::ZERO
+                    }
+                }
+            })
             .collect(),
         None => DEFAULT_SCHEDULE
             .iter()
@@ -394,7 +415,13 @@ pub(super) fn inbound_endpoint(
     InboundEndpoint {
         name: doc.name.clone(),
         active: spec.active,
-        path: spec.path.clone().unwrap_or_default(),
+        // An invalid path was reported by config; it is kept as written, so that it is
+        // not also reported as the duplicate of another invalid one.
+        path: spec
+            .path
+            .as_deref()
+            .map(|path| hook_path(path).unwrap_or_else(|_| path.to_string()))
+            .unwrap_or_default(),
         methods: spec.methods.clone().unwrap_or_else(|| vec![Method::Post]),
         event_type: text(
             doc,

@@ -7,6 +7,8 @@ mod endpoint;
 mod workflow;
 
 use std::collections::{HashMap, HashSet};
+use std::ops::RangeInclusive;
+use std::time::Duration;
 
 use crate::config::spec::{Direction, EndpointSpec};
 use crate::config::{Config, Doc, Problems};
@@ -17,6 +19,14 @@ use crate::engine::{Engine, default_audit_keys};
 
 /// The default retry schedule (§4).
 pub const DEFAULT_SCHEDULE: [&str; 7] = ["5s", "5m", "30m", "2h", "5h", "10h", "10h"];
+
+/// The most retries a schedule may list (the default lists 7, over a day).
+pub const MAX_RETRIES: usize = 100;
+
+/// How long one retry may wait: a second at least, so that a failing receiver is not
+/// hammered; a week at most, well within the connect log's default retention of 30 days.
+pub const RETRY_DELAYS: RangeInclusive<Duration> =
+    Duration::from_secs(1)..=Duration::from_secs(7 * 86_400);
 
 /// Compiles a parsed configuration; None when anything is wrong (see `problems`).
 pub fn compile(config: &Config, problems: &mut Problems) -> Option<Engine> {
