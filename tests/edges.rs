@@ -706,6 +706,25 @@ async fn hooks_refuse_bodies_of_the_wrong_kind_and_empty_ids() {
     assert_eq!(status, 202, "{text}");
     let (status, text) = post(None, r#"{"call_id": "c3", "type": "end"}"#).await;
     assert_eq!(status, 202, "an unlabelled JSON object is taken: {text}");
+    // The hook is served without repeated or trailing slashes, whatever the sender adds;
+    // `..` names no hook.
+    for (path, expected) in [("/hooks//calls/", 202), ("/hooks/calls/", 202)] {
+        let response = http()
+            .post(format!("{}{path}", serve.url))
+            .header("content-type", "application/json")
+            .body(format!(r#"{{"call_id": "{path}", "type": "end"}}"#))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), expected, "{path}");
+    }
+    let (status, head, body) = raw(
+        addr(&serve.url),
+        b"POST /hooks/x/../calls HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}",
+    )
+    .await;
+    assert_eq!(status, 404, "{body}");
+    error_of(&head, &body);
     serve.stop();
 }
 

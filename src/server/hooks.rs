@@ -37,8 +37,15 @@ pub(super) async fn receive(
 ) -> Result<Response, ApiError> {
     let engine = app.engine();
     let path = uri.path();
+    // Hooks are served at their paths without repeated or trailing slashes, and so are
+    // requests read; a path with `.` or `..` parts names no hook.
+    let served = crate::config::hook_path(path).unwrap_or_default();
     // The 404 does not list the hooks: their paths may be secrets of their own.
-    let Some(hook) = engine.inbound().iter().find(|h| h.path == path && h.active) else {
+    let Some(hook) = engine
+        .inbound()
+        .iter()
+        .find(|h| h.path == served && h.active)
+    else {
         return Err(ApiError::not_found(format!(
             "no inbound endpoint at {path}"
         )));
