@@ -322,38 +322,10 @@ async fn basic_credentials_echoed_by_a_receiver_are_masked_everywhere() {
     let encoded = "YWdlbnQ6cGE+c3M/d29yZA==";
     let rx = Receiver::start(vec![], Reply::Echo).await;
     let endpoint = format!(
-        "url: {}\nadaptor: contact\nauth:\n  type: basic\n  username: agent\n  password: ${{CRM_PASSWORD}}\nresponse:\n  capture:\n    echoed: $.headers.authorization\n",
+        "url: {}\nadaptor: contact\nauth:\n  type: basic\n  username: agent\n  password: ${{SECRET}}\nresponse:\n  capture:\n    echoed: $.headers.authorization\n",
         rx.url("/echo")
     );
-    let config = ConfigDir::new(&[
-        ("adaptors/contact.yaml", ADAPTOR),
-        ("endpoints/crm.yaml", &endpoint),
-        (
-            "workflows/sale.yaml",
-            "when:\n  - event: call.disposition\nactions:\n  - endpoint: crm\n",
-        ),
-    ]);
-    let data = tempfile::tempdir().unwrap();
-    let mut command = cli();
-    command.env("CRM_PASSWORD", password);
-    let serve = Serve::start_with(command, config.path(), data.path(), &[]).await;
-    let response = http()
-        .post(format!("{}/events", serve.url))
-        .header("content-type", "application/json")
-        .body(r#"{"type": "call.disposition", "id": "basic-1", "data": {"phone": "+15550001"}}"#)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 202);
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let entries = loop {
-        let entries = get_json(&format!("{}/api/logs", serve.url)).await;
-        if entries["entries"].as_array().is_some_and(|e| !e.is_empty()) {
-            break entries;
-        }
-        assert!(Instant::now() < deadline, "no entry");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let (serve, (_config, data), entries) = one_delivery(&endpoint, password, "basic-1").await;
     // The receiver did get the real credentials.
     assert_eq!(
         rx.requests()[0].header("authorization"),
@@ -407,6 +379,47 @@ async fn basic_credentials_echoed_by_a_receiver_are_masked_everywhere() {
             );
         }
     }
+}
+
+/// `serve` with one endpoint (`endpoint`, YAML, with `${SECRET}` set to `secret`) and a
+/// workflow to it; posts one event and waits for its connect log entries.
+async fn one_delivery(
+    endpoint: &str,
+    secret: &str,
+    event_id: &str,
+) -> (Serve, (ConfigDir, tempfile::TempDir), Value) {
+    let config = ConfigDir::new(&[
+        ("adaptors/contact.yaml", ADAPTOR),
+        ("endpoints/crm.yaml", endpoint),
+        (
+            "workflows/sale.yaml",
+            "when:\n  - event: call.disposition\nactions:\n  - endpoint: crm\n",
+        ),
+    ]);
+    let data = tempfile::tempdir().unwrap();
+    let mut command = cli();
+    command.env("SECRET", secret);
+    let serve = Serve::start_with(command, config.path(), data.path(), &[]).await;
+    let response = http()
+        .post(format!("{}/events", serve.url))
+        .header("content-type", "application/json")
+        .body(format!(
+            r#"{{"type": "call.disposition", "id": "{event_id}", "data": {{"phone": "+15550001"}}}}"#
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let entries = loop {
+        let entries = get_json(&format!("{}/api/logs", serve.url)).await;
+        if entries["entries"].as_array().is_some_and(|e| !e.is_empty()) {
+            break entries;
+        }
+        assert!(Instant::now() < deadline, "no entry");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    (serve, (config, data), entries)
 }
 
 fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
@@ -789,38 +802,10 @@ async fn a_password_in_the_url_echoed_as_basic_is_masked() {
     let encoded = "Ym9iOnDDpDU1d8O2cmQ=";
     let rx = Receiver::start(vec![], Reply::Echo).await;
     let endpoint = format!(
-        "url: http://bob:${{CRM_PASSWORD}}@{}/echo\nadaptor: contact\n",
+        "url: http://bob:${{SECRET}}@{}/echo\nadaptor: contact\n",
         rx.addr
     );
-    let config = ConfigDir::new(&[
-        ("adaptors/contact.yaml", ADAPTOR),
-        ("endpoints/crm.yaml", &endpoint),
-        (
-            "workflows/sale.yaml",
-            "when:\n  - event: call.disposition\nactions:\n  - endpoint: crm\n",
-        ),
-    ]);
-    let data = tempfile::tempdir().unwrap();
-    let mut command = cli();
-    command.env("CRM_PASSWORD", password);
-    let serve = Serve::start_with(command, config.path(), data.path(), &[]).await;
-    let response = http()
-        .post(format!("{}/events", serve.url))
-        .header("content-type", "application/json")
-        .body(r#"{"type": "call.disposition", "id": "url-1", "data": {"phone": "+15550001"}}"#)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 202);
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let entries = loop {
-        let entries = get_json(&format!("{}/api/logs", serve.url)).await;
-        if entries["entries"].as_array().is_some_and(|e| !e.is_empty()) {
-            break entries;
-        }
-        assert!(Instant::now() < deadline, "no entry");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let (serve, _data, entries) = one_delivery(&endpoint, password, "url-1").await;
     assert_eq!(
         rx.requests()[0].header("authorization"),
         Some(format!("Basic {encoded}").as_str())
@@ -845,38 +830,11 @@ async fn a_unicode_secret_echoed_in_php_json_is_masked() {
     )
     .await;
     let endpoint = format!(
-        "url: {}\nadaptor: contact\nauth:\n  type: bearer\n  token: ${{CRM_TOKEN}}\n",
+        "url: {}\nadaptor: contact\nauth:\n  type: bearer\n  token: ${{SECRET}}\n",
         rx.url("/echo")
     );
-    let config = ConfigDir::new(&[
-        ("adaptors/contact.yaml", ADAPTOR),
-        ("endpoints/crm.yaml", &endpoint),
-        (
-            "workflows/sale.yaml",
-            "when:\n  - event: call.disposition\nactions:\n  - endpoint: crm\n",
-        ),
-    ]);
-    let data = tempfile::tempdir().unwrap();
-    let mut command = cli();
-    command.env("CRM_TOKEN", "p\u{e4}55w\u{f6}rd");
-    let serve = Serve::start_with(command, config.path(), data.path(), &[]).await;
-    let response = http()
-        .post(format!("{}/events", serve.url))
-        .header("content-type", "application/json")
-        .body(r#"{"type": "call.disposition", "id": "php-1", "data": {"phone": "+15550001"}}"#)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 202);
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let text = loop {
-        let entries = get_json(&format!("{}/api/logs", serve.url)).await;
-        if entries["entries"].as_array().is_some_and(|e| !e.is_empty()) {
-            break entries.to_string();
-        }
-        assert!(Instant::now() < deadline, "no entry");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let (serve, _data, entries) = one_delivery(&endpoint, "p\u{e4}55w\u{f6}rd", "php-1").await;
+    let text = entries.to_string();
     assert!(text.contains("token"), "{text}");
     assert!(!text.contains("u00e455w"), "{text}");
     serve.stop();
