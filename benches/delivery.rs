@@ -140,6 +140,7 @@ fn delivered(d: &Delivery, at: DateTime<Utc>, n: u128) -> (LogEntry, Delivery) {
         event_type: d.event_type.clone(),
         workflow: d.target.workflow.clone(),
         endpoint: d.target.endpoint.clone(),
+        node: "bench".into(),
         request: Some(LoggedRequest {
             method: "POST".into(),
             url: "https://crm.example.com/contacts".into(),

@@ -130,6 +130,7 @@ async fn store_ops(n: usize) -> (f64, f64, f64, f64) {
                 event_type: delivery.event_type.clone(),
                 workflow: "sale".into(),
                 endpoint: "crm".into(),
+                node: "n".into(),
                 request: Some(LoggedRequest {
                     method: "POST".into(),
                     url: "https://api.hubapi.com/crm/v3/objects/contacts".into(),

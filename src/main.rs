@@ -106,6 +106,10 @@ enum Command {
         /// Serve /metrics without the API token (for a scraper that cannot send one).
         #[arg(long, env = "SWITCHBOARD_PUBLIC_METRICS")]
         public_metrics: bool,
+        /// This node's name, on every connect log entry it records (default:
+        /// <hostname>-<pid>).
+        #[arg(long, env = "SWITCHBOARD_NODE", value_name = "NAME")]
+        node: Option<String>,
         /// Log lines as text or JSON.
         #[arg(
             long,
@@ -458,6 +462,7 @@ async fn main() -> ExitCode {
             idle_timeout,
             max_connections,
             public_metrics,
+            node,
             log_format,
             network,
         } => {
@@ -478,6 +483,9 @@ async fn main() -> ExitCode {
             };
             settings.max_connections = max_connections;
             settings.public_metrics = public_metrics;
+            if let Some(node) = node.filter(|n| !n.trim().is_empty()) {
+                settings.node = node;
+            }
             serve(settings).await
         }
         Command::Mock {

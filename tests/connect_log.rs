@@ -331,6 +331,7 @@ fn entry(id: &str, at: DateTime<Utc>, endpoint: &str, outcome: Outcome, phone: &
         event_type: "call.disposition".into(),
         workflow: "w".into(),
         endpoint: endpoint.into(),
+        node: "n".into(),
         request: Some(LoggedRequest {
             method: "POST".into(),
             url: "http://x/".into(),

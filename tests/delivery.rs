@@ -46,6 +46,7 @@ fn setup_with(files: &[(&str, &str)]) -> Setup {
         Arc::new(RwLock::new(Arc::new(engine))),
         NetworkPolicy::default(),
         clock.clone(),
+        "test-node".into(),
     );
     Setup {
         _config: config,

@@ -214,3 +214,22 @@ fn serve_refuses_a_public_address_without_a_token() {
         "error: refusing to listen on 0.0.0.0:0 without an API token: set SWITCHBOARD_API_TOKEN (or listen on 127.0.0.1)\n"
     );
 }
+
+#[tokio::test]
+async fn entries_carry_the_node_that_made_the_attempt() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let rx = Receiver::start(vec![], Reply::Status(200)).await;
+    let config = config(&rx);
+    let data = tempfile::tempdir().unwrap();
+    let server = Serve::start(config.path(), data.path(), &["--node", "alpha"]).await;
+    assert_eq!(post_event(&server.url, 1).await, 202);
+    distinct_deliveries(&rx, 1).await;
+    server.stop();
+    let out = cli()
+        .args(["logs", "--json", "--data"])
+        .arg(data.path())
+        .output()
+        .unwrap();
+    let entries: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(entries[0]["node"], "alpha", "{entries}");
+}

@@ -67,6 +67,7 @@ fn attempt(d: &Delivery, when: DateTime<Utc>, outcome: Outcome) -> (LogEntry, De
         event_type: d.event_type.clone(),
         workflow: d.target.workflow.clone(),
         endpoint: d.target.endpoint.clone(),
+        node: "node-a".into(),
         request: Some(LoggedRequest {
             method: "POST".into(),
             url: "http://127.0.0.1:9/".into(),

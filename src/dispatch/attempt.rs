@@ -76,6 +76,7 @@ pub(super) async fn run(
         event_type: delivery.event_type.clone(),
         workflow: delivery.target.workflow.clone(),
         endpoint: delivery.target.endpoint.clone(),
+        node: d.node.clone(),
         request,
         response: verdict.response,
         outcome: step.outcome,

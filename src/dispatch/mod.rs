@@ -85,6 +85,8 @@ pub struct Dispatcher {
     held: Mutex<HashMap<DeliveryId, u32>>,
     /// When recovering the store was last tried (while it fails).
     recovery_tried: Mutex<Option<tokio::time::Instant>>,
+    /// This node's name, on every entry it records.
+    node: String,
 }
 
 /// A lease lasts the endpoint's timeout plus this: time to record the attempt.
@@ -131,6 +133,7 @@ impl Dispatcher {
         engine: EngineCell,
         policy: NetworkPolicy,
         clock: Clock,
+        node: String,
     ) -> Arc<Dispatcher> {
         let policy = Arc::new(policy);
         Arc::new(Dispatcher {
@@ -147,6 +150,7 @@ impl Dispatcher {
             active: AtomicUsize::new(0),
             held: Mutex::new(HashMap::new()),
             recovery_tried: Mutex::new(None),
+            node,
         })
     }
 

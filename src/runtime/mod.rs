@@ -41,6 +41,20 @@ pub struct Options {
     pub retention: Duration,
     /// Where deliveries may go.
     pub policy: NetworkPolicy,
+    /// This node's name, on every attempt it records.
+    pub node: String,
+}
+
+/// A node's name when none is given: `<hostname>-<pid>`.
+pub fn default_node() -> String {
+    let uname = rustix::system::uname();
+    let host = uname.nodename().to_string_lossy();
+    let host = if host.is_empty() {
+        "switchboard".into()
+    } else {
+        host
+    };
+    format!("{host}-{}", std::process::id())
 }
 
 impl Options {
@@ -51,6 +65,7 @@ impl Options {
             data: data.into(),
             dedupe_window: DEFAULT_DEDUPE_WINDOW,
             retention: Duration::from_secs(30 * 86_400),
+            node: default_node(),
             policy: NetworkPolicy::default(),
         }
     }
@@ -114,6 +129,7 @@ impl Runtime {
             engine.clone(),
             options.policy.clone(),
             clock.clone(),
+            options.node.clone(),
         );
         Arc::new(Runtime {
             options,

@@ -67,6 +67,8 @@ pub struct Settings {
     pub max_connections: usize,
     /// `/metrics` without the API token.
     pub public_metrics: bool,
+    /// This node's name (`--node`), on every attempt it records.
+    pub node: String,
 }
 
 impl Settings {
@@ -90,6 +92,7 @@ impl Settings {
             },
             max_connections: 10_000,
             public_metrics: false,
+            node: crate::runtime::default_node(),
         }
     }
 
@@ -123,6 +126,7 @@ impl Settings {
             dedupe_window: self.dedupe_window,
             retention: self.retention,
             policy: self.policy.clone(),
+            node: self.node.clone(),
             ..Options::new(&self.config, &self.data)
         }
     }

@@ -110,6 +110,7 @@ mod tests {
             event_type: "t".into(),
             workflow: "w".into(),
             endpoint: endpoint.into(),
+            node: "n".into(),
             request: None,
             response: None,
             outcome,

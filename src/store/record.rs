@@ -258,6 +258,10 @@ pub struct LogEntry {
     pub workflow: String,
     /// The endpoint.
     pub endpoint: String,
+    /// The node that made the attempt (`--node`; entries recorded before nodes had names
+    /// read as "").
+    #[serde(default)]
+    pub node: String,
     /// The request as sent (null when none was built).
     pub request: Option<LoggedRequest>,
     /// The response (null when none came back; `error` says why).
