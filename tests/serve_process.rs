@@ -224,6 +224,26 @@ async fn entries_carry_the_node_that_made_the_attempt() {
     let server = Serve::start(config.path(), data.path(), &["--node", "alpha"]).await;
     assert_eq!(post_event(&server.url, 1).await, 202);
     distinct_deliveries(&rx, 1).await;
+    // The cluster is this one node, with its configuration's fingerprint.
+    let cluster: Value = serde_json::from_str(
+        &reqwest::Client::new()
+            .get(format!("{}/api/cluster", server.url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(cluster["node"], "alpha", "{cluster}");
+    let nodes = cluster["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 1, "{cluster}");
+    assert_eq!(nodes[0]["name"], "alpha");
+    assert_eq!(nodes[0]["address"], server.url.as_str());
+    assert_eq!(nodes[0]["alive"], true);
+    assert_eq!(nodes[0]["config_differs"], false);
+    assert_eq!(nodes[0]["config_hash"].as_str().unwrap().len(), 16);
     server.stop();
     let out = cli()
         .args(["logs", "--json", "--data"])

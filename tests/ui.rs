@@ -101,6 +101,10 @@ async fn an_auditor_finds_reads_and_replays_a_delivery_in_the_browser() {
     browser.wait_for_exactly("#rows tr", 4).await;
     let chart = browser.wait_for("#chart svg text", 1).await;
     assert_eq!(browser.text(&chart[0]).await, "crm");
+    // The node list: this server alone.
+    let nodes = browser.wait_for_exactly("#nodes tr", 1).await;
+    let node = browser.text(&nodes[0]).await;
+    assert!(node.contains("(this one)"), "{node}");
     shot(&browser, "ui-list.png").await;
 
     // Search by phone, in another spelling than the event's.

@@ -249,6 +249,32 @@ fn read_kind<T: DeserializeOwned + NamedSpec>(
     docs
 }
 
+/// A short fingerprint of the configuration files in `dir` (names and bytes, before
+/// `${VAR}` substitution): nodes of one cluster compare theirs to find one that differs.
+pub fn fingerprint(dir: &Path) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    for kind in ["adaptors", "endpoints", "workflows"] {
+        let Ok(entries) = std::fs::read_dir(dir.join(kind)) else {
+            continue;
+        };
+        let mut files: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| is_yaml(p))
+            .collect();
+        files.sort();
+        for path in files {
+            let name = path.file_name().unwrap_or_default().to_string_lossy();
+            hash.update(format!("{kind}/{name}\0").as_bytes());
+            let text = read_limited(&path, MAX_FILE_SIZE).ok().flatten();
+            hash.update(text.unwrap_or_default().as_bytes());
+            hash.update(b"\0");
+        }
+    }
+    let digest = hash.finalize();
+    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
 fn singular(kind: &str) -> &str {
     kind.strip_suffix('s').unwrap_or(kind)
 }

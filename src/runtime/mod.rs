@@ -93,6 +93,8 @@ pub struct Runtime {
     warnings: Vec<ConfigError>,
     stop: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// The configuration files' fingerprint, as last loaded.
+    config_hash: RwLock<String>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -131,7 +133,9 @@ impl Runtime {
             clock.clone(),
             options.node.clone(),
         );
+        let config_hash = RwLock::new(crate::config::fingerprint(&options.config));
         Arc::new(Runtime {
+            config_hash,
             options,
             engine,
             store,
@@ -146,6 +150,19 @@ impl Runtime {
     /// The configuration's warnings (things that work but are probably not meant).
     pub fn warnings(&self) -> &[ConfigError] {
         &self.warnings
+    }
+
+    /// The fingerprint of the configuration files in use (see [`crate::config::fingerprint`]).
+    pub fn config_hash(&self) -> String {
+        self.config_hash
+            .read()
+            .map(|h| h.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    /// This node's name.
+    pub fn node(&self) -> &str {
+        &self.options.node
     }
 
     /// The configuration folder.
@@ -230,6 +247,9 @@ impl Runtime {
                 }
                 if let Ok(mut engine) = self.engine.write() {
                     *engine = Arc::new(loaded.engine);
+                }
+                if let Ok(mut hash) = self.config_hash.write() {
+                    *hash = crate::config::fingerprint(&self.options.config);
                 }
                 tracing::info!(config = %self.options.config.display(), "configuration reloaded");
                 self.dispatcher.reloaded();

@@ -21,7 +21,7 @@ use crate::store::{DeliveryId, LogEntry, LogQuery, Outcome};
 
 type Params = Query<HashMap<String, String>>;
 
-fn allow(app: &App, peer: SocketAddr, headers: &HeaderMap) -> Result<(), ApiError> {
+pub(super) fn allow(app: &App, peer: SocketAddr, headers: &HeaderMap) -> Result<(), ApiError> {
     access::check_api(
         app.settings.api_token.as_deref(),
         app.client(peer, headers)?,
@@ -327,6 +327,7 @@ pub(super) async fn readyz(State(app): State<Arc<App>>) -> Response {
             "status": "ready",
             "queue_depth": app.store().queue_depth(),
             "notices": app.store().notices().len(),
+            "config_differs": app.config_differs.load(Ordering::SeqCst),
         }))
         .into_response()
     } else {

@@ -6,6 +6,7 @@
 
 mod access;
 mod api;
+pub mod cluster;
 mod error;
 mod hooks;
 mod ingest;
@@ -153,6 +154,12 @@ pub struct App {
     metrics: Arc<Metrics>,
     stats: Arc<stats::Stats>,
     ready: AtomicBool,
+    /// When this node started.
+    started: chrono::DateTime<chrono::Utc>,
+    /// Where it serves, once it listens.
+    address: std::sync::OnceLock<String>,
+    /// Whether its configuration differs from the other nodes' (see `cluster`).
+    config_differs: AtomicBool,
 }
 
 impl App {
@@ -187,6 +194,9 @@ impl App {
             metrics,
             stats,
             ready: AtomicBool::new(false),
+            started: chrono::Utc::now(),
+            address: std::sync::OnceLock::new(),
+            config_differs: AtomicBool::new(false),
         }))
     }
 
@@ -284,6 +294,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/render", post(api::render))
         .route("/api/meta", get(api::meta))
         .route("/api/stats", get(api::stats))
+        .route("/api/cluster", get(cluster::list))
         .route("/ui", get(ui::page))
         .route("/ui/", get(ui::page))
         .route("/ui/{file}", get(ui::asset))
@@ -372,6 +383,8 @@ pub async fn run(
         pid: std::process::id(),
     };
     let (stop_tx, stop_rx) = watch::channel(false);
+    let _ = app.address.set(address.url.clone());
+    tokio::spawn(cluster::heartbeat(app.clone(), stop_rx.clone()));
     let (files_before, open_files) = listen::raise_open_file_limit();
     app.runtime.start(app.settings.drain);
     // The chart's last day, from the connect log, without delaying the start.

@@ -26,6 +26,23 @@ use indexmap::IndexMap;
 use crate::engine::Match;
 use crate::engine::event::{Event, EventId};
 pub use query::LogQuery;
+
+/// A node of the cluster as it last announced itself.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct NodeInfo {
+    /// `--node`.
+    pub name: String,
+    /// Where it serves (`http://host:port`).
+    pub address: String,
+    /// When it started.
+    pub started: DateTime<Utc>,
+    /// When it last announced itself.
+    pub last_seen: DateTime<Utc>,
+    /// The fingerprint of its configuration files (nodes of one cluster should agree).
+    pub config_hash: String,
+    /// Attempts it has on the wire.
+    pub in_flight: usize,
+}
 pub use record::{
     Delivery, DeliveryId, DeliveryRef, DeliveryState, LogEntry, Outcome, StoredEvent,
 };
@@ -219,6 +236,19 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// nothing to tell.
     fn notices(&self) -> Vec<String> {
         Vec::new()
+    }
+
+    /// Records that `node` is alive, as it is now (a backend shared by several nodes keeps
+    /// them where the others can list them; a single-node backend needs nothing).
+    async fn announce(&self, node: &NodeInfo) -> Result<(), StoreError> {
+        let _ = node;
+        Ok(())
+    }
+
+    /// The nodes that announced themselves, the dead included (empty for a single-node
+    /// backend: the node is the one asking).
+    async fn nodes(&self) -> Result<Vec<NodeInfo>, StoreError> {
+        Ok(Vec::new())
     }
 
     /// While it fails, tries to make it work again; returns whether it was failing and

@@ -379,6 +379,21 @@ for (const button of document.querySelectorAll("[data-window]")) {
   });
 }
 
+// ---- nodes ---------------------------------------------------------------------------
+
+async function loadCluster() {
+  try {
+    const cluster = await json("/api/cluster");
+    $("nodes").replaceChildren(...cluster.nodes.map((n) => el("tr", { class: n.alive ? "" : "dead", "data-node": n.name },
+      el("td", {}, n.name + (n.name === cluster.node ? " (this one)" : "")),
+      el("td", {}, n.address),
+      el("td", {}, when(n.started)),
+      el("td", {}, n.alive ? when(n.last_seen) : "not seen since " + when(n.last_seen)),
+      el("td", { class: n.config_differs ? "differs" : "" }, n.config_hash + (n.config_differs ? " — differs from the others" : "")),
+      el("td", {}, String(n.in_flight)))));
+  } catch (_) { /* the list reports errors */ }
+}
+
 // ---- start ---------------------------------------------------------------------------
 
 async function loadMeta() {
@@ -387,6 +402,7 @@ async function loadMeta() {
     const select = $(id);
     select.replaceChildren(select.firstElementChild, ...names.map((n) => el("option", { value: n }, n)));
   }
+  $("notices").replaceChildren(...(meta.notices || []).map((text) => el("p", { class: "notice" }, text)));
 }
 
 async function start() {
@@ -394,6 +410,7 @@ async function start() {
     await loadMeta();
     await search();
     await loadStats();
+    await loadCluster();
   } catch (e) {
     if (!(e instanceof Unauthorized)) toast(e.message, true);
   }
@@ -402,4 +419,5 @@ async function start() {
 start();
 setInterval(follow, 2000);
 setInterval(loadStats, 10000);
+setInterval(loadCluster, 10000);
 setInterval(refreshTimeline, 5000);
