@@ -284,6 +284,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/render", post(api::render))
         .route("/api/meta", get(api::meta))
         .route("/api/stats", get(api::stats))
+        .route("/api/openapi.json", get(api::openapi))
         .route("/ui", get(ui::page))
         .route("/ui/", get(ui::page))
         .route("/ui/{file}", get(ui::asset))
