@@ -1,8 +1,8 @@
 //! `docs/openapi.json` against the server that exists: every path the router routes is
 //! documented and every documented path is routed; a running server answers each
 //! documented method with a status the document lists, and every other method with 405;
-//! every error it documents is `{"error": string}`; `GET /api/openapi.json` serves the
-//! same document.
+//! every error it documents is `{"error": string}`; a server with a token asks for it
+//! exactly where the document says; `GET /api/openapi.json` serves the same document.
 
 mod common;
 
@@ -225,5 +225,46 @@ async fn a_running_server_answers_what_the_document_says() {
     );
     let served: Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
     assert_eq!(served, doc);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn the_documented_security_is_what_a_server_with_a_token_asks_for() {
+    let doc = document();
+    let s = Server::start(ConfigDir::new(&[]), |settings| {
+        settings.api_token = Some("s3cret".into());
+    })
+    .await;
+    let c = client();
+    let mut checked = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let security = operation.get("security").unwrap_or(&doc["security"]);
+            let schemes = security.as_array().unwrap();
+            // `[]` is open; a list with `{}` is optional (/metrics with --public-metrics).
+            let required = !schemes.is_empty()
+                && schemes
+                    .iter()
+                    .all(|s| s.as_object().is_some_and(|o| !o.is_empty()));
+            let open = schemes.is_empty();
+            let verb = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let response = c
+                .request(verb, format!("{}{}", s.url, sample(path)))
+                .header("content-type", "application/json")
+                .body("{}")
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            if required {
+                assert_eq!(status, 401, "{method} {path} needs the token, yet answered");
+                assert!(listed(operation, 401), "{method} {path} does not list 401");
+            } else if open {
+                assert_ne!(status, 401, "{method} {path} is documented as open");
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 19, "{checked}");
     s.stop().await;
 }
