@@ -6,7 +6,7 @@ use std::io::Read as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory as _, Parser, Subcommand, ValueEnum};
 
 /// mimalloc: the engine allocates many small strings per event, and glibc's allocator was a
 /// third of its time (see BENCHMARKS.md).
@@ -269,6 +269,22 @@ enum Command {
         kind: Option<SchemaKind>,
         /// Write adaptor.schema.json, endpoint.schema.json and workflow.schema.json here.
         #[arg(long, value_name = "DIR", conflicts_with = "kind")]
+        out: Option<PathBuf>,
+    },
+    /// Print a shell completion script, generated from these flags.
+    ///
+    /// For bash, save it as /etc/bash_completion.d/switchboard; for zsh, as _switchboard in
+    /// a folder on $fpath; for fish, as ~/.config/fish/completions/switchboard.fish.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), generated from these flags (read it with: switchboard man |
+    /// man -l -).
+    Man {
+        /// Write switchboard.1 and one page per subcommand (switchboard-serve.1, …) here.
+        #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
     },
 }
@@ -633,6 +649,8 @@ async fn main() -> ExitCode {
         Command::Schema { kind, out } => {
             commands::schema::run(kind.map(Kind::from), out.as_deref())
         }
+        Command::Completions { shell } => commands::manual::completions(Cli::command(), shell),
+        Command::Man { out } => commands::manual::man(Cli::command(), out.as_deref()),
     };
     print!("{}", output.stdout);
     eprint!("{}", output.stderr);

@@ -1,5 +1,6 @@
 //! The real `switchboard` binary: `render` (readable and JSON, files and stdin), one-line
-//! errors with exit code 1 for bad events, `schema`, and `--help`.
+//! errors with exit code 1 for bad events, `schema`, `--help`, and the shell completions and
+//! man pages generated from the flags.
 
 mod common;
 
@@ -259,4 +260,75 @@ fn help_documents_every_flag() {
     let out = run(&["render"]);
     assert_eq!(out.status.code(), Some(2), "a usage error");
     assert!(stderr(&out).contains("--event"));
+}
+
+/// Every subcommand a user can type.
+const SUBCOMMANDS: [&str; 10] = [
+    "serve",
+    "mock",
+    "validate",
+    "render",
+    "send",
+    "logs",
+    "replay",
+    "schema",
+    "completions",
+    "man",
+];
+
+#[test]
+fn completions_know_the_subcommands_and_their_flags() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = run(&["completions", shell]);
+        assert!(out.status.success(), "{shell}: {}", stderr(&out));
+        let script = stdout(&out);
+        for word in SUBCOMMANDS
+            .iter()
+            .chain(&["header-timeout", "dedupe-window"])
+        {
+            assert!(script.contains(word), "{shell} completions lack {word}");
+        }
+    }
+    let bash = stdout(&run(&["completions", "bash"]));
+    assert!(bash.contains("complete -F _switchboard"), "{bash}");
+    assert!(bash.contains("--header-timeout"));
+    let out = run(&["completions", "tcsh"]);
+    assert_eq!(out.status.code(), Some(2), "a usage error");
+    assert!(stderr(&out).contains("bash"), "{}", stderr(&out));
+}
+
+#[test]
+fn man_prints_a_roff_page_naming_every_subcommand() {
+    let out = run(&["man"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let page = stdout(&out);
+    assert!(page.contains(".TH switchboard 1"), "{page}");
+    assert!(page.contains(".SH SYNOPSIS") && page.contains(".SH SUBCOMMANDS"));
+    for command in SUBCOMMANDS {
+        assert!(
+            page.contains(&format!("switchboard\\-{command}(1)")),
+            "the page does not name {command}:\n{page}"
+        );
+    }
+    // Only pages that exist are pointed to.
+    assert!(!page.contains("switchboard\\-help(1)"), "{page}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(&["man", "--out", dir.path().to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for command in SUBCOMMANDS {
+        let file = dir.path().join(format!("switchboard-{command}.1"));
+        assert!(file.exists(), "no {}", file.display());
+    }
+    let serve = std::fs::read_to_string(dir.path().join("switchboard-serve.1")).unwrap();
+    for flag in [
+        "\\-\\-header\\-timeout",
+        "\\-\\-drain",
+        "SWITCHBOARD_API_TOKEN",
+    ] {
+        assert!(
+            serve.contains(flag),
+            "switchboard-serve.1 lacks {flag}:\n{serve}"
+        );
+    }
 }

@@ -3,6 +3,7 @@
 
 pub mod deliver;
 pub mod logs;
+pub mod manual;
 pub mod remote;
 pub mod render;
 pub mod schema;

@@ -1,5 +1,6 @@
 //! The admin API and the operations endpoints: connect log search with cursor
-//! paging, a streamed export, deliveries and replay, dry runs, health and metrics.
+//! paging, a streamed export, deliveries and replay, dry runs, health and metrics, and the
+//! API's own OpenAPI document.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -305,6 +306,20 @@ pub(super) async fn stats(
     Ok(Json(
         json!({"window_minutes": minutes, "endpoints": app.stats.window(app.clock().now(), minutes)}),
     ))
+}
+
+/// The HTTP API as an OpenAPI 3.1 document (`tests/openapi.rs` checks it against the
+/// routes).
+const OPENAPI: &str = include_str!("../../docs/openapi.json");
+
+/// `GET /api/openapi.json`: [`OPENAPI`], under the API's rules like the rest of `/api`.
+pub(super) async fn openapi(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    allow(&app, peer, &headers)?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response())
 }
 
 /// `GET /healthz`: the process is up.

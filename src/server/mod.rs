@@ -296,6 +296,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/meta", get(api::meta))
         .route("/api/stats", get(api::stats))
         .route("/api/cluster", get(cluster::list))
+        .route("/api/openapi.json", get(api::openapi))
         .route("/ui", get(ui::page))
         .route("/ui/", get(ui::page))
         .route("/ui/{file}", get(ui::asset))
