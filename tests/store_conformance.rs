@@ -1,6 +1,9 @@
-//! The store seam's conformance suite: the same tests run against every backend (today
-//! the embedded sled store; a shared database backend adds its own `mod` at the bottom).
-//! Each test speaks only the `Store` trait, as the runtime does.
+//! The store seam's conformance suite: the same tests run against every backend (the
+//! embedded sled store, and PostgreSQL on a throwaway server: skipped when PostgreSQL is
+//! not installed, outside CI). Each test speaks only the `Store` trait, as the runtime does.
+
+#[path = "common/postgres.rs"]
+mod postgres_server;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -615,53 +618,77 @@ macro_rules! conformance {
 
             #[tokio::test]
             async fn accept_stores_events_with_their_deliveries_and_dedupes() {
-                let (store, _guard) = $open;
+                let Some((store, _guard)) = $open.await else {
+                    return;
+                };
                 super::accept_stores_events_with_their_deliveries_and_dedupes(store).await;
             }
 
             #[tokio::test]
             async fn taken_deliveries_are_leased_until_recorded_held_or_expired() {
-                let (store, _guard) = $open;
+                let Some((store, _guard)) = $open.await else {
+                    return;
+                };
                 super::taken_deliveries_are_leased_until_recorded_held_or_expired(store).await;
             }
 
             #[tokio::test]
             async fn records_move_the_queue_and_are_searchable() {
-                let (store, _guard) = $open;
+                let Some((store, _guard)) = $open.await else {
+                    return;
+                };
                 super::records_move_the_queue_and_are_searchable(store).await;
             }
 
             #[tokio::test]
             async fn purge_keeps_what_is_still_needed_and_findable() {
-                let (store, _guard) = $open;
+                let Some((store, _guard)) = $open.await else {
+                    return;
+                };
                 super::purge_keeps_what_is_still_needed_and_findable(store).await;
             }
 
             #[tokio::test]
             async fn an_event_id_finds_every_acceptance_in_any_case() {
-                let (store, _guard) = $open;
+                let Some((store, _guard)) = $open.await else {
+                    return;
+                };
                 super::an_event_id_finds_every_acceptance_in_any_case(store).await;
             }
 
             #[tokio::test]
             async fn entry_ids_follow_the_order_of_records() {
-                let (store, _guard) = $open;
+                let Some((store, _guard)) = $open.await else {
+                    return;
+                };
                 super::entry_ids_follow_the_order_of_records(store).await;
             }
 
             #[tokio::test]
             async fn replay_requeues_and_outlasts_an_attempt_in_flight() {
-                let (store, _guard) = $open;
+                let Some((store, _guard)) = $open.await else {
+                    return;
+                };
                 super::replay_requeues_and_outlasts_an_attempt_in_flight(store).await;
             }
         }
     };
 }
 
-fn open_sled() -> (Arc<dyn Store>, tempfile::TempDir) {
+async fn open_sled() -> Option<(Arc<dyn Store>, tempfile::TempDir)> {
     let dir = tempfile::tempdir().unwrap();
     let store = switchboard::store::SledStore::open(dir.path()).unwrap();
-    (Arc::new(store), dir)
+    Some((Arc::new(store), dir))
+}
+
+/// A store on a throwaway PostgreSQL server of its own (None: not installed, skipped).
+async fn open_postgres() -> Option<(Arc<dyn Store>, postgres_server::Postgres)> {
+    let server = postgres_server::Postgres::start()?;
+    let store = switchboard::store::PostgresStore::connect(&server.url, "node-a")
+        .await
+        .unwrap();
+    Some((Arc::new(store), server))
 }
 
 conformance!(sled, open_sled());
+conformance!(postgres, open_postgres());
