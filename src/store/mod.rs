@@ -13,6 +13,7 @@
 //! **Invariant:** nothing stored holds a credential: requests are rendered and
 //! authenticated at send time, and log entries are redacted before they get here.
 
+pub mod location;
 pub mod postgres;
 pub mod query;
 pub mod record;
@@ -26,6 +27,7 @@ use indexmap::IndexMap;
 
 use crate::engine::Match;
 use crate::engine::event::{Event, EventId};
+pub use location::Location;
 pub use postgres::PostgresStore;
 pub use query::LogQuery;
 pub use record::{
