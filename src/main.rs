@@ -15,7 +15,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use switchboard::commands::{self, Output, logs};
 use switchboard::dispatch::NetworkPolicy;
 use switchboard::schema::Kind;
-use switchboard::store::{DeliveryId, LogQuery, Outcome};
+use switchboard::store::{DeliveryId, Location, LogQuery, Outcome};
 
 /// switchboard: a webhook/adaptor engine for call-center events.
 ///
@@ -314,6 +314,34 @@ struct DataArg {
         global = true
     )]
     dir: PathBuf,
+    /// Where the queue and the connect log are: `sled:DIR` (the default, = --data DIR) or
+    /// `postgres://user:password@host:port/db`, which any number of nodes can share.
+    #[arg(
+        long = "store",
+        env = "SWITCHBOARD_STORE",
+        value_name = "URL",
+        hide_env_values = true,
+        global = true
+    )]
+    store: Option<String>,
+}
+
+impl DataArg {
+    /// The data folder and the store: `--store sled:DIR` is `--data DIR`. Read here rather
+    /// than by clap, whose errors would repeat the URL, password and all.
+    fn resolve(self) -> Result<(PathBuf, Location), Output> {
+        let store = self.store.as_deref().map(Location::parse).transpose();
+        match store {
+            Ok(Some(Location::Sled(dir))) => Ok((dir.clone(), Location::Sled(dir))),
+            Ok(Some(store)) => Ok((self.dir, store)),
+            Ok(None) => Ok((self.dir.clone(), Location::Sled(self.dir))),
+            Err(message) => Err(Output {
+                stderr: format!("error: --store: {message}\n"),
+                code: 2,
+                ..Output::default()
+            }),
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -421,7 +449,7 @@ async fn serve(settings: switchboard::server::Settings) -> Output {
         Err(message) => return fail(message),
     };
     let listen = settings.listen;
-    let app = match server::App::open(settings) {
+    let app = match server::App::open(settings).await {
         Ok(app) => app,
         Err(ServeError::Open(OpenError::Config(errors))) => {
             return Output {
@@ -483,7 +511,12 @@ async fn main() -> ExitCode {
             network,
         } => {
             init_logging(log_format);
-            let mut settings = switchboard::server::Settings::new(config, data.dir);
+            let (data, store) = match data.resolve() {
+                Ok(resolved) => resolved,
+                Err(out) => return finish(out),
+            };
+            let mut settings = switchboard::server::Settings::new(config, data);
+            settings.store = store;
             settings.listen = listen;
             settings.api_token = api_token;
             settings.max_body = max_body;
@@ -564,9 +597,14 @@ async fn main() -> ExitCode {
             network,
         } => match read_input(&event) {
             Ok(text) => {
+                let (data, store) = match data.resolve() {
+                    Ok(resolved) => resolved,
+                    Err(out) => return finish(out),
+                };
                 commands::deliver::send(commands::deliver::SendArgs {
                     config: &config,
-                    data: &data.dir,
+                    data: &data,
+                    store: &store,
                     source: &event,
                     text: &text,
                     kind: kind.as_deref(),
@@ -586,7 +624,13 @@ async fn main() -> ExitCode {
             show: Some(LogsCommand::Show { id, json }),
             data,
             ..
-        } => logs::show(&data.dir, &id, json).await,
+        } => {
+            let (data, store) = match data.resolve() {
+                Ok(resolved) => resolved,
+                Err(out) => return finish(out),
+            };
+            logs::show(&data, &store, &id, json).await
+        }
         Command::Logs {
             show: None,
             data,
@@ -603,9 +647,13 @@ async fn main() -> ExitCode {
             } else {
                 logs::Format::Table
             };
+            let (data, store) = match data.resolve() {
+                Ok(resolved) => resolved,
+                Err(out) => return finish(out),
+            };
             match log_query(filter, limit) {
-                Ok(query) if follow => logs::follow(&data.dir, query, format).await,
-                Ok(query) => logs::run(&data.dir, &query, format).await,
+                Ok(query) if follow => logs::follow(&data, &store, query, format).await,
+                Ok(query) => logs::run(&data, &store, &query, format).await,
                 Err(message) => Output {
                     stderr: format!("error: {message}\n"),
                     code: 1,
@@ -633,9 +681,14 @@ async fn main() -> ExitCode {
                     return ExitCode::from(1);
                 }
             };
+            let (data, store) = match data.resolve() {
+                Ok(resolved) => resolved,
+                Err(out) => return finish(out),
+            };
             commands::deliver::replay(commands::deliver::ReplayArgs {
                 config: &config,
-                data: &data.dir,
+                data: &data,
+                store: &store,
                 ids,
                 failed,
                 endpoint,
@@ -652,6 +705,11 @@ async fn main() -> ExitCode {
         Command::Completions { shell } => commands::manual::completions(Cli::command(), shell),
         Command::Man { out } => commands::manual::man(Cli::command(), out.as_deref()),
     };
+    finish(output)
+}
+
+/// Prints what a command printed and exits with its code.
+fn finish(output: Output) -> ExitCode {
     print!("{}", output.stdout);
     eprint!("{}", output.stderr);
     ExitCode::from(u8::try_from(output.code).unwrap_or(1))

@@ -3,6 +3,8 @@
 //! (The store's own behaviour is in `store_conformance.rs`.)
 
 mod common;
+#[path = "common/postgres.rs"]
+mod postgres_server;
 
 use std::process::Stdio;
 use std::sync::Arc;
@@ -242,6 +244,82 @@ fn bad_input_is_one_line() {
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
         assert!(stderr.trim_end().lines().count() <= 3, "{stderr}");
     }
+}
+
+/// `send`, `logs` and `replay` on a PostgreSQL store (`--store` or `SWITCHBOARD_STORE`):
+/// what one command stored the next reads, nothing goes to the data folder, and the
+/// password in the URL is shown nowhere.
+#[tokio::test]
+async fn send_logs_and_replay_share_a_postgres_store() {
+    let Some(server) = postgres_server::Postgres::start() else {
+        return;
+    };
+    // The throwaway server trusts every local connection: the password is only there to
+    // be masked.
+    let url = server.url.replace("postgres@", "postgres:s3cret-pw@");
+    let rx = Receiver::start(
+        vec![Reply::Full(422, vec![], "bad phone".into())],
+        Reply::Status(201),
+    )
+    .await;
+    let config = config(&rx.url("/contacts"));
+    let data = tempfile::tempdir().unwrap();
+    let events = events_file(data.path(), 2);
+    let command = |command: &str, args: &[&str], by_env: bool| {
+        let mut cmd = switchboard(&config, &data.path().join("unused"), command);
+        if by_env {
+            cmd.env("SWITCHBOARD_STORE", &url);
+        } else {
+            cmd.args(["--store", &url]);
+        }
+        cmd.args(args);
+        cmd
+    };
+    // Run off the test's runtime, which serves the receiver.
+    let run = async |mut cmd: std::process::Command| {
+        let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+            .await
+            .unwrap();
+        let (stdout, stderr) = (
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        );
+        assert!(
+            !stdout.contains("s3cret") && !stderr.contains("s3cret"),
+            "{stdout}{stderr}"
+        );
+        (out.status.code(), stdout, stderr)
+    };
+    let events = events.to_str().unwrap();
+    let (code, stdout, stderr) = run(command("send", &["--event", events], false)).await;
+    assert_eq!(code, Some(4), "one delivery failed: {stdout}{stderr}");
+    let failed = stdout
+        .lines()
+        .find(|l| l.contains("failed"))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    let (code, json, stderr) = run(command("logs", &["--json"], true)).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    let entries: Vec<Value> = serde_json::from_str(&json).unwrap();
+    assert_eq!(entries.len(), 2, "{json}");
+    let (code, json, _) = run(command(
+        "logs",
+        &["--json", "--search", "555-010-0001"],
+        false,
+    ))
+    .await;
+    assert_eq!(code, Some(0));
+    assert_eq!(serde_json::from_str::<Vec<Value>>(&json).unwrap().len(), 1);
+    let (code, stdout, stderr) = run(command("replay", &[&failed], true)).await;
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("delivered"), "{stdout}");
+    assert_eq!(rx.requests().len(), 3);
+    assert!(
+        !data.path().join("unused").exists(),
+        "nothing is written to the data folder"
+    );
+    drop(server);
 }
 
 /// kill -9 in the middle of a backlog, reopen the data folder: every accepted delivery is

@@ -711,7 +711,9 @@ async fn a_reload_applies_a_new_rate_limit_to_deliveries_still_waiting_for_it() 
         |rate: &str| format!("url: {}\nadaptor: lead\nrate_limit: {rate}\n", rx.url("/"));
     let config = ConfigDir::new(&[ADAPTOR, WORKFLOW, ("endpoints/out.yaml", &endpoint("1/m"))]);
     let data = tempfile::tempdir().unwrap();
-    let runtime = Runtime::open(Options::new(config.path(), data.path())).unwrap();
+    let runtime = Runtime::open(Options::new(config.path(), data.path()))
+        .await
+        .unwrap();
     runtime.start(Duration::from_secs(1));
     let events = (0..3)
         .map(|i| {

@@ -1,6 +1,9 @@
-//! The store seam's conformance suite: the same tests run against every backend (today
-//! the embedded sled store; a shared database backend adds its own `mod` at the bottom).
-//! Each test speaks only the `Store` trait, as the runtime does.
+//! The store seam's conformance suite: the same tests run against every backend (the
+//! embedded sled store, and PostgreSQL on a throwaway server: skipped when PostgreSQL is
+//! not installed, outside CI). Each test speaks only the `Store` trait, as the runtime does.
+
+#[path = "common/postgres.rs"]
+mod postgres_server;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -615,53 +618,151 @@ macro_rules! conformance {
 
             #[tokio::test]
             async fn accept_stores_events_with_their_deliveries_and_dedupes() {
-                let (store, _guard) = $open;
+                let Some((store, _guard)) = $open.await else {
+                    return;
+                };
                 super::accept_stores_events_with_their_deliveries_and_dedupes(store).await;
             }
 
             #[tokio::test]
             async fn taken_deliveries_are_leased_until_recorded_held_or_expired() {
-                let (store, _guard) = $open;
+                let Some((store, _guard)) = $open.await else {
+                    return;
+                };
                 super::taken_deliveries_are_leased_until_recorded_held_or_expired(store).await;
             }
 
             #[tokio::test]
             async fn records_move_the_queue_and_are_searchable() {
-                let (store, _guard) = $open;
+                let Some((store, _guard)) = $open.await else {
+                    return;
+                };
                 super::records_move_the_queue_and_are_searchable(store).await;
             }
 
             #[tokio::test]
             async fn purge_keeps_what_is_still_needed_and_findable() {
-                let (store, _guard) = $open;
+                let Some((store, _guard)) = $open.await else {
+                    return;
+                };
                 super::purge_keeps_what_is_still_needed_and_findable(store).await;
             }
 
             #[tokio::test]
             async fn an_event_id_finds_every_acceptance_in_any_case() {
-                let (store, _guard) = $open;
+                let Some((store, _guard)) = $open.await else {
+                    return;
+                };
                 super::an_event_id_finds_every_acceptance_in_any_case(store).await;
             }
 
             #[tokio::test]
             async fn entry_ids_follow_the_order_of_records() {
-                let (store, _guard) = $open;
+                let Some((store, _guard)) = $open.await else {
+                    return;
+                };
                 super::entry_ids_follow_the_order_of_records(store).await;
             }
 
             #[tokio::test]
             async fn replay_requeues_and_outlasts_an_attempt_in_flight() {
-                let (store, _guard) = $open;
+                let Some((store, _guard)) = $open.await else {
+                    return;
+                };
                 super::replay_requeues_and_outlasts_an_attempt_in_flight(store).await;
             }
         }
     };
 }
 
-fn open_sled() -> (Arc<dyn Store>, tempfile::TempDir) {
+async fn open_sled() -> Option<(Arc<dyn Store>, tempfile::TempDir)> {
     let dir = tempfile::tempdir().unwrap();
     let store = switchboard::store::SledStore::open(dir.path()).unwrap();
-    (Arc::new(store), dir)
+    Some((Arc::new(store), dir))
+}
+
+/// A store on a throwaway PostgreSQL server of its own (None: not installed, skipped).
+async fn open_postgres() -> Option<(Arc<dyn Store>, postgres_server::Postgres)> {
+    let server = postgres_server::Postgres::start()?;
+    let store = switchboard::store::PostgresStore::connect(&server.url, "node-a")
+        .await
+        .unwrap();
+    Some((Arc::new(store), server))
 }
 
 conformance!(sled, open_sled());
+conformance!(postgres, open_postgres());
+
+/// What only a shared database does: two nodes that connect at once (and so create the
+/// schema at once), accept one event id at once, take from one queue at once, and record
+/// in turn.
+#[tokio::test]
+async fn postgres_nodes_share_dedupe_leases_and_the_order_of_entries() {
+    use switchboard::store::PostgresStore;
+    let Some(server) = postgres_server::Postgres::start() else {
+        return;
+    };
+    let (a, b) = tokio::join!(
+        PostgresStore::connect(&server.url, "node-a"),
+        PostgresStore::connect(&server.url, "node-b")
+    );
+    let (a, b): (Arc<dyn Store>, Arc<dyn Store>) = (Arc::new(a.unwrap()), Arc::new(b.unwrap()));
+    // One event id accepted on both nodes at once: stored once.
+    let same = || vec![new_event("same", "1", vec![to("crm", "w", None)])];
+    let (on_a, on_b) = tokio::join!(a.accept(same(), at(0)), b.accept(same(), at(0)));
+    let (on_a, on_b) = (on_a.unwrap().remove(0), on_b.unwrap().remove(0));
+    assert_eq!(
+        [on_a.duplicate, on_b.duplicate]
+            .iter()
+            .filter(|d| **d)
+            .count(),
+        1,
+        "one acceptance, one duplicate"
+    );
+    assert_eq!(on_a.deliveries, on_b.deliveries);
+    let events: Vec<NewEvent> = (0..19)
+        .map(|i| new_event(&format!("q{i}"), "2", vec![to("crm", "w", None)]))
+        .collect();
+    a.accept(events, at(0)).await.unwrap();
+    // Both nodes take at once, again and again: each delivery goes to one of them.
+    let mut taken: Vec<(char, DeliveryId)> = Vec::new();
+    loop {
+        let (from_a, from_b) = tokio::join!(
+            a.take("crm", at(1), 3, at(2)),
+            b.take("crm", at(1), 3, at(2))
+        );
+        let (from_a, from_b) = (from_a.unwrap().leases, from_b.unwrap().leases);
+        if from_a.is_empty() && from_b.is_empty() {
+            break;
+        }
+        taken.extend(from_a.into_iter().map(|l| ('a', l.delivery.id)));
+        taken.extend(from_b.into_iter().map(|l| ('b', l.delivery.id)));
+    }
+    let mut ids: Vec<_> = taken.iter().map(|(_, id)| id.clone()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 20, "every delivery taken");
+    assert_eq!(taken.len(), 20, "none taken twice");
+    // Node a dies: once its leases run out, b takes its deliveries over.
+    let of_a = taken.iter().filter(|(node, _)| *node == 'a').count();
+    let over = b.take("crm", at(2), 100, at(3)).await.unwrap().leases;
+    assert_eq!(over.len(), 20, "{of_a} of them were a's");
+    // Recorded by both nodes in turn: ids follow the order of records; each node reads
+    // the other's entries.
+    let mut recorded = Vec::new();
+    for (i, lease) in over.iter().enumerate() {
+        let node = if i % 2 == 0 { &a } else { &b };
+        let (mut entry, delivery) = attempt(&lease.delivery, at(2), Outcome::Delivered);
+        entry.node = if i % 2 == 0 { "node-a" } else { "node-b" }.into();
+        recorded.push(
+            node.record(&entry, &delivery, Some(lease.dequeued))
+                .await
+                .unwrap(),
+        );
+    }
+    assert!(recorded.windows(2).all(|w| w[0] < w[1]));
+    let seen_by_a = a.search(&LogQuery::default()).await.unwrap();
+    assert_eq!(seen_by_a.len(), 20);
+    assert!(seen_by_a.iter().any(|e| e.node == "node-b"));
+    assert_eq!(b.queue_depth(), 0);
+}

@@ -12,7 +12,9 @@ use super::Output;
 use crate::dispatch::NetworkPolicy;
 use crate::engine::event::parse_events;
 use crate::runtime::{OpenError, Options, Runtime};
-use crate::store::{Delivery, DeliveryId, DeliveryState, LogEntry, LogQuery, Outcome, Store};
+use crate::store::{
+    Delivery, DeliveryId, DeliveryState, Location, LogEntry, LogQuery, Outcome, Store,
+};
 
 /// Exit code when at least one delivery failed.
 pub const EXIT_FAILED: i32 = 4;
@@ -22,8 +24,10 @@ pub const EXIT_FAILED: i32 = 4;
 pub struct SendArgs<'a> {
     /// The configuration folder.
     pub config: &'a Path,
-    /// The data folder.
+    /// The data folder (where a running server's address is found).
     pub data: &'a Path,
+    /// Where the store is.
+    pub store: &'a Location,
     /// Where the event text came from, for messages.
     pub source: &'a str,
     /// The events.
@@ -46,19 +50,21 @@ fn fail(message: String) -> Output {
     }
 }
 
-/// Opens the runtime over the configuration and the data folder.
-fn open(
+/// Opens the runtime over the configuration and the store.
+async fn open(
     config: &Path,
     data: &Path,
+    store: &Location,
     policy: NetworkPolicy,
     retention: Duration,
 ) -> Result<Arc<Runtime>, Output> {
     let options = Options {
         policy,
         retention,
+        store: store.clone(),
         ..Options::new(config, data)
     };
-    Runtime::open(options).map_err(|e| match e {
+    Runtime::open(options).await.map_err(|e| match e {
         OpenError::Config(errors) => Output {
             stderr: format!("{errors}\n"),
             code: 1,
@@ -70,7 +76,15 @@ fn open(
 
 /// Accepts the events, delivers them, and reports each delivery.
 pub async fn send(args: SendArgs<'_>) -> Output {
-    let runtime = match open(args.config, args.data, args.policy, args.retention) {
+    let runtime = match open(
+        args.config,
+        args.data,
+        args.store,
+        args.policy,
+        args.retention,
+    )
+    .await
+    {
         Ok(runtime) => runtime,
         Err(out) => return out,
     };
@@ -114,8 +128,10 @@ pub async fn send(args: SendArgs<'_>) -> Output {
 pub struct ReplayArgs<'a> {
     /// The configuration folder.
     pub config: &'a Path,
-    /// The data folder.
+    /// The data folder (where a running server's address is found).
     pub data: &'a Path,
+    /// Where the store is.
+    pub store: &'a Location,
     /// Delivery ids, or connect log entry ids.
     pub ids: Vec<String>,
     /// Replay every failed delivery (with the filters below).
@@ -137,9 +153,12 @@ pub async fn replay(args: ReplayArgs<'_>) -> Output {
     let runtime = match open(
         args.config,
         args.data,
+        args.store,
         args.policy.clone(),
         Duration::from_secs(30 * 86_400),
-    ) {
+    )
+    .await
+    {
         Ok(runtime) => runtime,
         Err(out) => {
             // `serve` holds the folder: go through its API.

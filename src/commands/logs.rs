@@ -11,7 +11,9 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use super::Output;
 use super::remote::Remote;
 pub use crate::report::{CSV_HEADER, csv_row, parse_since, parse_until};
-use crate::store::{DeliveryId, LogEntry, LogQuery, SledStore, Store, StoreError};
+use crate::store::{
+    DEFAULT_DEDUPE_WINDOW, DeliveryId, Location, LogEntry, LogQuery, Store, StoreError,
+};
 
 /// How entries are printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,14 +34,15 @@ fn fail(message: String) -> Output {
     }
 }
 
-/// The data folder's store, or, while a server holds it, that server's API.
+/// The store, or, while a server holds its data folder, that server's API.
 enum Source {
-    Local(SledStore),
+    Local(std::sync::Arc<dyn Store>),
     Remote(Remote),
 }
 
-fn source(data: &Path) -> Result<Source, Output> {
-    match SledStore::open(data) {
+async fn source(data: &Path, store: &Location) -> Result<Source, Output> {
+    let node = crate::runtime::default_node();
+    match store.open(&node, DEFAULT_DEDUPE_WINDOW).await {
         Ok(store) => Ok(Source::Local(store)),
         Err(e @ StoreError::Locked(_)) => Remote::find(data)
             .map(Source::Remote)
@@ -75,8 +78,8 @@ impl Source {
 }
 
 /// Searches the log in `data` and formats the entries, newest first.
-pub async fn run(data: &Path, query: &LogQuery, format: Format) -> Output {
-    let store = match source(data) {
+pub async fn run(data: &Path, store: &Location, query: &LogQuery, format: Format) -> Output {
+    let store = match source(data, store).await {
         Ok(source) => source,
         Err(out) => return out,
     };
@@ -99,8 +102,8 @@ pub fn render(entries: &[LogEntry], format: Format, header: bool) -> String {
 }
 
 /// One entry in full (or every attempt of a delivery, given its id).
-pub async fn show(data: &Path, id: &str, json: bool) -> Output {
-    let store = match source(data) {
+pub async fn show(data: &Path, store: &Location, id: &str, json: bool) -> Output {
+    let store = match source(data, store).await {
         Ok(source) => source,
         Err(out) => return out,
     };
@@ -135,8 +138,8 @@ pub async fn show(data: &Path, id: &str, json: bool) -> Output {
 }
 
 /// Prints matching entries as they are recorded, until the process is stopped.
-pub async fn follow(data: &Path, mut query: LogQuery, format: Format) -> Output {
-    let store = match source(data) {
+pub async fn follow(data: &Path, store: &Location, mut query: LogQuery, format: Format) -> Output {
+    let store = match source(data, store).await {
         Ok(source) => source,
         Err(out) => return out,
     };

@@ -24,7 +24,7 @@ use crate::dispatch::{AttemptListener, Clock, Dispatcher, EngineCell, NetworkPol
 use crate::engine::Engine;
 use crate::engine::event::Event;
 use crate::store::{
-    Accepted, DEFAULT_DEDUPE_WINDOW, Delivery, DeliveryId, NewEvent, Purged, SledStore, Store,
+    Accepted, DEFAULT_DEDUPE_WINDOW, Delivery, DeliveryId, Location, NewEvent, Purged, Store,
     StoreError,
 };
 
@@ -33,8 +33,11 @@ use crate::store::{
 pub struct Options {
     /// The configuration folder (re-read on reload).
     pub config: PathBuf,
-    /// The data folder (sled).
+    /// The data folder: the server's address file, and the store unless `store` names
+    /// another.
     pub data: PathBuf,
+    /// Where the store is (default: sled in `data`).
+    pub store: Location,
     /// Event ids repeated within this window are duplicates.
     pub dedupe_window: Duration,
     /// Connect log entries older than this are purged.
@@ -58,11 +61,13 @@ pub fn default_node() -> String {
 }
 
 impl Options {
-    /// Defaults for a configuration and data folder.
+    /// Defaults for a configuration and data folder (which holds the sled store).
     pub fn new(config: impl Into<PathBuf>, data: impl Into<PathBuf>) -> Options {
+        let data = data.into();
         Options {
             config: config.into(),
-            data: data.into(),
+            store: Location::Sled(data.clone()),
+            data,
             dedupe_window: DEFAULT_DEDUPE_WINDOW,
             retention: Duration::from_secs(30 * 86_400),
             node: default_node(),
@@ -105,10 +110,12 @@ impl std::fmt::Debug for Runtime {
 
 impl Runtime {
     /// Loads the configuration and opens the store; starts nothing yet.
-    pub fn open(options: Options) -> Result<Arc<Runtime>, OpenError> {
+    pub async fn open(options: Options) -> Result<Arc<Runtime>, OpenError> {
         let loaded = crate::load(&options.config)?;
-        let store: Arc<dyn Store> =
-            Arc::new(SledStore::open_with(&options.data, options.dedupe_window)?);
+        let store = options
+            .store
+            .open(&options.node, options.dedupe_window)
+            .await?;
         Ok(Runtime::with_store(
             options,
             loaded.engine,

@@ -47,8 +47,10 @@ pub struct Settings {
     pub listen: SocketAddr,
     /// Configuration folder (re-read on reload).
     pub config: PathBuf,
-    /// Data folder.
+    /// Data folder (the address file; the sled store unless `store` names another).
     pub data: PathBuf,
+    /// Where the store is (`--store`; default: sled in `data`).
+    pub store: crate::store::Location,
     /// `Authorization: Bearer` token for `/events` and `/api/*`; none: loopback only.
     pub api_token: Option<String>,
     /// Largest accepted request body.
@@ -79,6 +81,7 @@ impl Settings {
         Settings {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             config,
+            store: crate::store::Location::Sled(data.clone()),
             data,
             api_token: None,
             max_body: 1024 * 1024,
@@ -129,6 +132,7 @@ impl Settings {
             retention: self.retention,
             policy: self.policy.clone(),
             node: self.node.clone(),
+            store: self.store.clone(),
             ..Options::new(&self.config, &self.data)
         }
     }
@@ -165,8 +169,8 @@ pub struct App {
 
 impl App {
     /// Loads the configuration and opens the data folder.
-    pub fn open(settings: Settings) -> Result<Arc<App>, ServeError> {
-        let runtime = Runtime::open(settings.runtime_options())?;
+    pub async fn open(settings: Settings) -> Result<Arc<App>, ServeError> {
+        let runtime = Runtime::open(settings.runtime_options()).await?;
         for warning in runtime.warnings() {
             tracing::warn!("{warning}");
         }
@@ -414,7 +418,7 @@ pub async fn run(
     let connections = async move {
         let _ = connections.await;
     };
-    tracing::info!(listen = %addr, config = %app.settings.config.display(), data = %app.settings.data.display(), "switchboard is serving");
+    tracing::info!(listen = %addr, config = %app.settings.config.display(), store = %app.settings.store, "switchboard is serving");
     #[cfg(unix)]
     tokio::select! {
         _ = shutdown => {}

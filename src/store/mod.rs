@@ -1,18 +1,20 @@
 //! The store seam: what the runtime needs from durable storage — accept an event with its
 //! deliveries durably, take due deliveries under a lease, record attempts, search and
 //! export the connect log, replay, purge, and say whether it works — as one trait,
-//! [`Store`], with one backend per kind of storage. `sled/` is the embedded default; a
-//! shared database (several nodes) is another backend behind the same trait, proven by the
+//! [`Store`], with one backend per kind of storage. `sled/` is the embedded default;
+//! `postgres/` is a database that several nodes share, behind the same trait, proven by the
 //! same conformance tests (`tests/store_conformance.rs`).
 //!
 //! **Invariant:** only `store/` knows how records are kept (sled is known by `store/sled/`
-//! alone); everything else speaks in the types of `record.rs`.
+//! alone, PostgreSQL by `store/postgres/`); everything else speaks in the types of `record.rs`.
 //! **Invariant:** [`Store::accept`] returns only once what it accepted is durable.
 //! **Invariant:** a taken delivery is leased: no other take hands it out until its attempt
 //! is recorded, it is released, or its lease runs out (a node that died).
 //! **Invariant:** nothing stored holds a credential: requests are rendered and
 //! authenticated at send time, and log entries are redacted before they get here.
 
+pub mod location;
+pub mod postgres;
 pub mod query;
 pub mod record;
 pub mod sled;
@@ -25,6 +27,8 @@ use indexmap::IndexMap;
 
 use crate::engine::Match;
 use crate::engine::event::{Event, EventId};
+pub use location::Location;
+pub use postgres::PostgresStore;
 pub use query::LogQuery;
 
 /// A node of the cluster as it last announced itself.
@@ -59,6 +63,10 @@ pub enum StoreError {
     /// sled failed.
     #[error("data folder error (sled): {0}")]
     Sled(#[from] ::sled::Error),
+    /// The database refused a statement (PostgreSQL); the message never holds the URL's
+    /// password.
+    #[error("database error (PostgreSQL): {0}")]
+    Database(String),
     /// The journal could not be written, synced or read.
     #[error("journal error: {0}")]
     Journal(std::io::Error),

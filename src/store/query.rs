@@ -1,6 +1,7 @@
 //! A connect log search, as every backend reads it: filters by endpoint, workflow,
 //! outcome, delivery, audit key and time; paging by entry id (entry ids are ULIDs, so they
-//! sort by the time of the attempt).
+//! sort by the time of the attempt); and the one form audit values are indexed and
+//! searched under, so that every backend finds a phone number in any spelling.
 
 use chrono::{DateTime, Utc};
 
@@ -56,4 +57,48 @@ pub fn ulid_bound(at: DateTime<Utc>, upper: bool) -> String {
 /// An entry id after every entry recorded up to `at`: a cursor for following new entries.
 pub fn id_at(at: DateTime<Utc>) -> String {
     ulid_bound(at, true)
+}
+
+/// The form a searchable value is indexed (and searched) under: a phone number (digits
+/// and phone punctuation only, at least seven digits) by its digits, the last ten of them
+/// when there are more, so that "+1 (555) 123-4567", "15551234567" and "5551234567" find
+/// each other; anything else as written, trimmed, in lower case. One key per value.
+pub fn search_form(value: &str) -> Option<String> {
+    let value = value.trim();
+    let digits: String = value.chars().filter(char::is_ascii_digit).collect();
+    let phone_like = digits.len() >= 7
+        && value
+            .chars()
+            .all(|c| c.is_ascii_digit() || matches!(c, '+' | '-' | '(' | ')' | '.' | ' '));
+    let form = if phone_like {
+        digits[digits.len().saturating_sub(10)..].to_string()
+    } else {
+        value.to_lowercase()
+    };
+    (!form.is_empty()).then_some(form)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phone_numbers_are_searchable_in_every_spelling() {
+        for spelling in [
+            "+1 (555) 123-4567",
+            "15551234567",
+            "5551234567",
+            " 555.123.4567",
+        ] {
+            assert_eq!(search_form(spelling).as_deref(), Some("5551234567"));
+        }
+        assert_eq!(search_form("555-1234").as_deref(), Some("5551234"));
+        assert_eq!(search_form("Lead-812").as_deref(), Some("lead-812"));
+        assert_eq!(
+            search_form("call-20240315-5551234").as_deref(),
+            Some("call-20240315-5551234"),
+            "ids that hold digits are not phone numbers"
+        );
+        assert_eq!(search_form("  "), None);
+    }
 }

@@ -24,7 +24,7 @@ impl Server {
         let data = tempfile::tempdir().unwrap();
         let mut settings = Settings::new(config.path().to_path_buf(), data.path().to_path_buf());
         tune(&mut settings);
-        let app = App::open(settings).expect("server starts");
+        let app = App::open(settings).await.expect("server starts");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

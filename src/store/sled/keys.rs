@@ -12,7 +12,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::engine::event::EventId;
-pub use crate::store::query::ulid_bound;
+pub use crate::store::query::{search_form, ulid_bound};
 use crate::store::record::{DeliveryId, LogEntry};
 
 /// Separates a name from what follows it in a key; names never contain it.
@@ -237,25 +237,6 @@ pub fn audit_forms<'a>(
     forms
 }
 
-/// The form a searchable value is indexed (and searched) under: a phone number (digits
-/// and phone punctuation only, at least seven digits) by its digits, the last ten of them
-/// when there are more, so that "+1 (555) 123-4567", "15551234567" and "5551234567" find
-/// each other; anything else as written, trimmed, in lower case. One key per value.
-pub fn search_form(value: &str) -> Option<String> {
-    let value = value.trim();
-    let digits: String = value.chars().filter(char::is_ascii_digit).collect();
-    let phone_like = digits.len() >= 7
-        && value
-            .chars()
-            .all(|c| c.is_ascii_digit() || matches!(c, '+' | '-' | '(' | ')' | '.' | ' '));
-    let form = if phone_like {
-        digits[digits.len().saturating_sub(10)..].to_string()
-    } else {
-        value.to_lowercase()
-    };
-    (!form.is_empty()).then_some(form)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -272,26 +253,6 @@ mod tests {
         assert_eq!(queue_entry(&k1), Some((t1, id)));
         assert!(queue("crm", t2, &DeliveryId::new("x")) < after_queue("crm"));
         assert!(queue("crm-2", t1, &DeliveryId::new("x")) > after_queue("crm"));
-    }
-
-    #[test]
-    fn phone_numbers_are_searchable_in_every_spelling() {
-        for spelling in [
-            "+1 (555) 123-4567",
-            "15551234567",
-            "5551234567",
-            " 555.123.4567",
-        ] {
-            assert_eq!(search_form(spelling).as_deref(), Some("5551234567"));
-        }
-        assert_eq!(search_form("555-1234").as_deref(), Some("5551234"));
-        assert_eq!(search_form("Lead-812").as_deref(), Some("lead-812"));
-        assert_eq!(
-            search_form("call-20240315-5551234").as_deref(),
-            Some("call-20240315-5551234"),
-            "ids that hold digits are not phone numbers"
-        );
-        assert_eq!(search_form("  "), None);
     }
 
     #[test]

@@ -1,0 +1,401 @@
+//! The shared backend: the only place that knows PostgreSQL (tokio-postgres, pooled by
+//! deadpool). Any number of nodes share one database: each accepts, takes due deliveries
+//! under leases that name it, records attempts, and reads what every node wrote.
+//!
+//! **Invariant:** every trait call that writes is one transaction, committed before it
+//! returns (`accept` of many events too: one transaction, multi-row inserts).
+//! **Invariant:** a delivery is handed out by `take` only when no live lease holds it
+//! (`FOR UPDATE SKIP LOCKED` over the queue, then `lease_owner` and `lease_until` set in
+//! the same statement); an expired lease is a dead node's and is taken over.
+//! **Invariant:** connect log entry ids are handed out under the lock of the one
+//! `switchboard_log_clock` row, held until the recording transaction commits, so that ids
+//! increase in commit order across nodes and a reader following with `after` misses none.
+//! **Invariant:** the database password never leaves this module: `describe` and every
+//! error show the URL masked.
+//!
+//! TLS is not built in yet: `sslmode=disable` (or the default `prefer`, which then talks
+//! plain) on a trusted network; `sslmode=require` is refused with that reason.
+
+mod read;
+mod schema;
+mod write;
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::{Client, Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::NoTls;
+use tokio_postgres::config::SslMode;
+
+use crate::engine::event::EventId;
+use crate::store::{
+    Accepted, DEFAULT_DEDUPE_WINDOW, Delivery, DeliveryId, LogEntry, LogQuery, NewEvent, Purged,
+    StoreError, StoredEvent, Taken,
+};
+
+/// Connections a node keeps to the database at most.
+const POOL_SIZE: usize = 8;
+
+/// How often the queue depth is counted again (other nodes change it too).
+const RECOUNT_EVERY: Duration = Duration::from_secs(5);
+
+/// A store in a PostgreSQL database, shared by every node that connects to it.
+pub struct PostgresStore {
+    pool: Pool,
+    /// The URL with its password masked.
+    shown: String,
+    /// This node's name, the owner of the leases it takes.
+    node: String,
+    dedupe_window: Duration,
+    /// Pending deliveries: counted at connect and every few seconds, moved by this node's
+    /// own writes in between.
+    queued: AtomicI64,
+    /// When `queued` was last counted (unix ms).
+    counted: AtomicI64,
+    /// Rows written since connect.
+    writes: AtomicU64,
+    /// Why the database cannot be reached, while it cannot.
+    failing: Mutex<Option<String>>,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PostgresStore({})", self.shown)
+    }
+}
+
+impl PostgresStore {
+    /// Connects to the database at `url` (`postgres://user:password@host:port/db`, libpq's
+    /// options as query parameters) as node `node`, and creates or migrates the schema.
+    pub async fn connect(url: &str, node: &str) -> Result<PostgresStore, StoreError> {
+        PostgresStore::connect_with(url, node, DEFAULT_DEDUPE_WINDOW).await
+    }
+
+    /// Connects; event ids repeated within `dedupe_window` are duplicates.
+    pub async fn connect_with(
+        url: &str,
+        node: &str,
+        dedupe_window: Duration,
+    ) -> Result<PostgresStore, StoreError> {
+        let shown = masked_url(url);
+        let mut config: tokio_postgres::Config = url.parse().map_err(|e| {
+            StoreError::Database(format!("the store URL {shown} is not valid: {e}"))
+        })?;
+        if config.get_ssl_mode() == SslMode::Require {
+            return Err(StoreError::Database(format!(
+                "{shown}: sslmode=require needs TLS, which this switchboard does not build in yet; \
+                 use sslmode=disable on a trusted network"
+            )));
+        }
+        if config.get_application_name().is_none() {
+            config.application_name(format!("switchboard {node}"));
+        }
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(Duration::from_secs(10));
+        }
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .wait_timeout(Some(Duration::from_secs(30)))
+            .create_timeout(Some(Duration::from_secs(10)))
+            .build()
+            .map_err(|e| StoreError::Database(format!("{shown}: {e}")))?;
+        let store = PostgresStore {
+            pool,
+            shown,
+            node: node.to_string(),
+            dedupe_window,
+            queued: AtomicI64::new(0),
+            counted: AtomicI64::new(0),
+            writes: AtomicU64::new(0),
+            failing: Mutex::new(None),
+        };
+        let mut client = store.client().await?;
+        schema::migrate(&mut client).await?;
+        drop(client);
+        store.recount().await?;
+        Ok(store)
+    }
+
+    /// A connection from the pool.
+    async fn client(&self) -> Result<Client, StoreError> {
+        let client = self.pool.get().await.map_err(|e| {
+            StoreError::Unavailable(format!("cannot reach the database {}: {e}", self.shown))
+        });
+        self.noted(client)
+    }
+
+    /// Passes a result on, noting that the database cannot be reached if that is why it
+    /// failed (cleared by `recover`).
+    fn noted<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        if let Err(StoreError::Unavailable(reason)) = &result {
+            let mut failing = self.failing.lock().unwrap_or_else(|p| p.into_inner());
+            if failing.is_none() {
+                tracing::error!(
+                    "storage failed: {reason}; refusing new events (503) and holding deliveries until it works again"
+                );
+                *failing = Some(reason.clone());
+            }
+        }
+        result
+    }
+
+    /// Counts the pending deliveries again.
+    async fn recount(&self) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        let n: i64 = client
+            .query_one(
+                "SELECT count(*) FROM switchboard_deliveries WHERE state = 'pending'",
+                &[],
+            )
+            .await
+            .map_err(db_error)?
+            .get(0);
+        self.queued.store(n, Ordering::SeqCst);
+        self.counted
+            .store(Utc::now().timestamp_millis(), Ordering::SeqCst);
+        Ok(())
+    }
+
+    fn count_queued(&self, delta: i64) {
+        self.queued.fetch_add(delta, Ordering::SeqCst);
+    }
+
+    fn count_writes(&self, rows: u64) {
+        self.writes.fetch_add(rows, Ordering::Relaxed);
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::store::Store for PostgresStore {
+    fn describe(&self) -> String {
+        self.shown.clone()
+    }
+
+    async fn accept(
+        &self,
+        events: Vec<NewEvent>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Accepted>, StoreError> {
+        let result = write::accept(self, events, now).await;
+        self.noted(result)
+    }
+
+    async fn queued_endpoints(&self) -> Result<Vec<String>, StoreError> {
+        let stale = Utc::now().timestamp_millis() - self.counted.load(Ordering::SeqCst);
+        if stale > i64::try_from(RECOUNT_EVERY.as_millis()).unwrap_or(i64::MAX) {
+            self.recount().await?;
+        }
+        let result = read::queued_endpoints(self).await;
+        self.noted(result)
+    }
+
+    async fn take(
+        &self,
+        endpoint: &str,
+        now: DateTime<Utc>,
+        limit: usize,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Taken, StoreError> {
+        let result = write::take(self, endpoint, now, limit, lease_until).await;
+        self.noted(result)
+    }
+
+    async fn hold(&self, id: &DeliveryId, until: DateTime<Utc>) -> Result<(), StoreError> {
+        let result = write::hold(self, id, until).await;
+        self.noted(result)
+    }
+
+    async fn record(
+        &self,
+        entry: &LogEntry,
+        delivery: &Delivery,
+        dequeued: Option<DateTime<Utc>>,
+    ) -> Result<String, StoreError> {
+        // The queue is the pending deliveries themselves: the record's new state moves it.
+        let _ = dequeued;
+        let result = write::record(self, entry, delivery).await;
+        self.noted(result)
+    }
+
+    async fn replay(
+        &self,
+        ids: &[DeliveryId],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        let result = write::replay(self, ids, now).await;
+        self.noted(result)
+    }
+
+    async fn delivery(&self, id: &DeliveryId) -> Result<Option<Delivery>, StoreError> {
+        let result = read::delivery(self, id).await;
+        self.noted(result)
+    }
+
+    async fn event(&self, source: &str, id: &EventId) -> Result<Option<StoredEvent>, StoreError> {
+        let result = read::event(self, source, id).await;
+        self.noted(result)
+    }
+
+    async fn entry(&self, id: &str) -> Result<Option<LogEntry>, StoreError> {
+        let result = read::entry(self, id).await;
+        self.noted(result)
+    }
+
+    async fn search(&self, query: &LogQuery) -> Result<Vec<LogEntry>, StoreError> {
+        let result = read::search(self, query).await;
+        self.noted(result)
+    }
+
+    async fn entries_between(
+        &self,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<LogEntry>, StoreError> {
+        let result = read::entries_between(self, since, until, after, limit).await;
+        self.noted(result)
+    }
+
+    async fn purge(&self, cutoff: DateTime<Utc>) -> Result<Purged, StoreError> {
+        let result = write::purge(self, cutoff).await;
+        self.noted(result)
+    }
+
+    fn health(&self) -> Result<(), StoreError> {
+        match &*self.failing.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some(reason) => Err(StoreError::Unavailable(reason.clone())),
+            None => Ok(()),
+        }
+    }
+
+    async fn recover(&self) -> Result<bool, StoreError> {
+        if self.health().is_ok() {
+            return Ok(false);
+        }
+        let client = self.pool.get().await.map_err(|e| {
+            StoreError::Unavailable(format!("cannot reach the database {}: {e}", self.shown))
+        })?;
+        client.simple_query("SELECT 1").await.map_err(db_error)?;
+        drop(client);
+        *self.failing.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        self.recount().await?;
+        tracing::info!(store = %self.shown, "storage works again: accepting events and delivering");
+        Ok(true)
+    }
+
+    fn queue_depth(&self) -> usize {
+        usize::try_from(self.queued.load(Ordering::SeqCst)).unwrap_or(0)
+    }
+
+    fn writes(&self) -> u64 {
+        self.writes.load(Ordering::Relaxed)
+    }
+
+    async fn flush(&self) -> Result<(), StoreError> {
+        // Every write is committed before its call returns.
+        Ok(())
+    }
+}
+
+/// A PostgreSQL error in the store's terms: the database out of reach (connection lost,
+/// shutting down, too many clients, a deadlock or serialization failure: try again) is
+/// `Unavailable`; anything else is `Database`. Neither shows the URL.
+fn db_error(e: tokio_postgres::Error) -> StoreError {
+    let Some(db) = e.as_db_error() else {
+        return StoreError::Unavailable(format!("PostgreSQL: {e}"));
+    };
+    let code = db.code().code();
+    let message = format!("{} ({code})", db.message());
+    if ["08", "40", "53", "57"].iter().any(|c| code.starts_with(c)) {
+        StoreError::Unavailable(format!("PostgreSQL: {message}"))
+    } else {
+        StoreError::Database(message)
+    }
+}
+
+/// A record read back from its JSON column.
+fn decode<T: serde::de::DeserializeOwned>(key: &str, text: &str) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt {
+        key: key.to_string(),
+        message: e.to_string(),
+    })
+}
+
+fn encode<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("records always serialize")
+}
+
+/// `url` with its password as `***`, for messages: a URL's user info, or a key/value
+/// connection string's `password=` value.
+pub fn masked_url(url: &str) -> String {
+    if let Ok(mut parsed) = url::Url::parse(url) {
+        if parsed.password().is_some() {
+            let _ = parsed.set_password(Some("***"));
+        }
+        // Also as a query parameter (libpq takes `?password=`).
+        let pairs: Vec<(String, String)> = parsed
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if k == "password" { "***".into() } else { v };
+                (k.into_owned(), v.into_owned())
+            })
+            .collect();
+        if pairs.iter().any(|(k, _)| k == "password") {
+            parsed.query_pairs_mut().clear().extend_pairs(pairs);
+        }
+        return parsed.to_string();
+    }
+    url.split(' ')
+        .map(|part| match part.split_once('=') {
+            Some((key, _)) if key.trim() == "password" => format!("{key}=***"),
+            _ => part.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_masked_in_every_spelling() {
+        assert_eq!(
+            masked_url("postgres://sb:s3cret@db:5432/switchboard"),
+            "postgres://sb:***@db:5432/switchboard"
+        );
+        assert_eq!(
+            masked_url("postgresql://sb@db/switchboard?password=s3cret&sslmode=disable"),
+            "postgresql://sb@db/switchboard?password=***&sslmode=disable"
+        );
+        assert_eq!(
+            masked_url("host=db user=sb password=s3cret dbname=x"),
+            "host=db user=sb password=*** dbname=x"
+        );
+        assert_eq!(masked_url("postgres://db/x"), "postgres://db/x");
+    }
+
+    #[tokio::test]
+    async fn a_bad_url_or_required_tls_is_refused_without_the_password() {
+        for url in [
+            "postgres://sb:s3cret@db/x?sslmode=require",
+            "postgres://sb:s3cret@db/x?sslmode=bogus",
+        ] {
+            let e = PostgresStore::connect(url, "n").await.unwrap_err();
+            let text = e.to_string();
+            assert!(!text.contains("s3cret"), "{text}");
+            assert!(matches!(e, StoreError::Database(_)), "{text}");
+        }
+    }
+}

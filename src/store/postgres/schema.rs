@@ -1,0 +1,123 @@
+//! The PostgreSQL schema, created and migrated when a node connects. Versioned in
+//! `switchboard_schema`; every migration runs in one transaction under a transaction-level
+//! advisory lock, so that nodes that start together migrate once, one after another.
+//!
+//! Tables (all named `switchboard_*`, so that they can share a database with others):
+//! - `events`: accepted events by (source, id), the dedupe key; the record as JSON.
+//! - `deliveries`: each delivery's state, due time, lease (owner node, until) and record;
+//!   the queue is the partial index of pending deliveries by (endpoint, due_at, id).
+//! - `entries`: the connect log, by entry id (ULIDs, so by time), with the columns a
+//!   search filters on (endpoint, workflow, outcome, node, delivery, audit forms).
+//! - `log_clock`: one row holding the last entry id handed out (see `write.rs`).
+//!
+//! Text that is compared or ordered (ids, names) is `COLLATE "C"`: byte order, as ULIDs and
+//! sled's keys sort, whatever the database's locale.
+
+use deadpool_postgres::Client;
+
+use super::db_error;
+use crate::store::StoreError;
+
+/// The schema this code reads and writes.
+pub const VERSION: i32 = 1;
+
+/// Any constant shared by every node: the key of the advisory lock that migrations take.
+const MIGRATION_LOCK: i64 = 0x5357_4254_4348_0001;
+
+/// Version 1: events, deliveries (with the queue), the connect log, the log clock.
+const V1: &str = r#"
+CREATE TABLE switchboard_events (
+    source text COLLATE "C" NOT NULL,
+    id text COLLATE "C" NOT NULL,
+    accepted_at timestamptz NOT NULL,
+    record json NOT NULL,
+    PRIMARY KEY (source, id)
+);
+CREATE INDEX switchboard_events_accepted ON switchboard_events (accepted_at);
+
+CREATE TABLE switchboard_deliveries (
+    id text COLLATE "C" PRIMARY KEY,
+    event_source text COLLATE "C" NOT NULL,
+    event_id text COLLATE "C" NOT NULL,
+    endpoint text COLLATE "C" NOT NULL,
+    state text NOT NULL,
+    due_at timestamptz,
+    created_at timestamptz NOT NULL,
+    last_entry text COLLATE "C",
+    lease_owner text,
+    lease_until timestamptz,
+    record json NOT NULL
+);
+CREATE INDEX switchboard_queue ON switchboard_deliveries (endpoint, due_at, id)
+    WHERE state = 'pending';
+CREATE INDEX switchboard_deliveries_event ON switchboard_deliveries (event_source, event_id);
+CREATE INDEX switchboard_deliveries_finished ON switchboard_deliveries (created_at)
+    WHERE state <> 'pending';
+
+CREATE TABLE switchboard_entries (
+    id text COLLATE "C" PRIMARY KEY,
+    at timestamptz NOT NULL,
+    delivery_id text COLLATE "C" NOT NULL,
+    event_id text COLLATE "C" NOT NULL,
+    endpoint text COLLATE "C" NOT NULL,
+    workflow text COLLATE "C" NOT NULL,
+    outcome text NOT NULL,
+    node text NOT NULL,
+    forms text[] NOT NULL,
+    record json NOT NULL
+);
+CREATE INDEX switchboard_entries_endpoint ON switchboard_entries (endpoint, id);
+CREATE INDEX switchboard_entries_workflow ON switchboard_entries (workflow, id);
+CREATE INDEX switchboard_entries_outcome ON switchboard_entries (outcome, id);
+CREATE INDEX switchboard_entries_delivery ON switchboard_entries (delivery_id, id);
+CREATE INDEX switchboard_entries_node ON switchboard_entries (node, id);
+CREATE INDEX switchboard_entries_at ON switchboard_entries (at);
+CREATE INDEX switchboard_entries_forms ON switchboard_entries USING gin (forms);
+
+CREATE TABLE switchboard_log_clock (
+    one boolean PRIMARY KEY DEFAULT true CHECK (one),
+    last text COLLATE "C" NOT NULL
+);
+INSERT INTO switchboard_log_clock (last) VALUES ('');
+"#;
+
+/// Creates the schema, or migrates it to [`VERSION`]; a database written by a newer
+/// switchboard is refused.
+pub(super) async fn migrate(client: &mut Client) -> Result<(), StoreError> {
+    let tx = client.transaction().await.map_err(db_error)?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .await
+        .map_err(db_error)?;
+    tx.batch_execute("CREATE TABLE IF NOT EXISTS switchboard_schema (version integer NOT NULL)")
+        .await
+        .map_err(db_error)?;
+    let found: Option<i32> = tx
+        .query_one("SELECT max(version) FROM switchboard_schema", &[])
+        .await
+        .map_err(db_error)?
+        .get(0);
+    let found = found.unwrap_or(0);
+    if found > VERSION {
+        return Err(StoreError::Corrupt {
+            key: "switchboard_schema".into(),
+            message: format!(
+                "the database has schema version {found}, this switchboard reads version {VERSION}: use a newer switchboard"
+            ),
+        });
+    }
+    let migrations = [V1];
+    for (version, sql) in (1..).zip(migrations) {
+        if version <= found {
+            continue;
+        }
+        tracing::info!("creating the PostgreSQL schema, version {version}");
+        tx.batch_execute(sql).await.map_err(db_error)?;
+        tx.execute(
+            "INSERT INTO switchboard_schema (version) VALUES ($1)",
+            &[&version],
+        )
+        .await
+        .map_err(db_error)?;
+    }
+    tx.commit().await.map_err(db_error)
+}

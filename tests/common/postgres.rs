@@ -1,0 +1,191 @@
+//! A throwaway PostgreSQL server for tests: `initdb` into a temporary folder, started on a
+//! free port of 127.0.0.1, one database created, stopped (and the folder deleted) when the
+//! [`Postgres`] value is dropped. initdb refuses to run as root, so as root the server runs
+//! as the `postgres` user that Debian's package creates.
+//!
+//! Without PostgreSQL installed, [`Postgres::start`] returns None after printing that the
+//! test is skipped — except in CI (env `CI` set), where it panics: there the tests must run.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// A running throwaway server, stopped on drop.
+pub struct Postgres {
+    bin: PathBuf,
+    dir: tempfile::TempDir,
+    as_postgres: bool,
+    /// `postgres://postgres@127.0.0.1:PORT/switchboard`.
+    pub url: String,
+}
+
+/// The newest installed server's binaries (Debian keeps them in /usr/lib/postgresql/N/bin),
+/// or those on PATH.
+fn binaries() -> Option<PathBuf> {
+    let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let version = e.file_name().to_str()?.parse::<u32>().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("initdb").exists().then_some((version, bin))
+        })
+        .collect();
+    found.sort();
+    if let Some((_, bin)) = found.pop() {
+        return Some(bin);
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .find(|dir| dir.join("initdb").exists() && dir.join("pg_ctl").exists())
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port on 127.0.0.1")
+        .port()
+}
+
+impl Postgres {
+    /// Starts a server, or None (after saying so) when PostgreSQL is not installed outside CI.
+    pub fn start() -> Option<Postgres> {
+        let Some(bin) = binaries() else {
+            if std::env::var_os("CI").is_some() {
+                panic!(
+                    "PostgreSQL is not installed, and CI must run the PostgreSQL tests: \
+                     apt-get install postgresql (.ci/run does)"
+                );
+            }
+            eprintln!("skipped: PostgreSQL not installed");
+            return None;
+        };
+        let as_postgres = is_root();
+        let dir = tempfile::Builder::new()
+            .prefix("switchboard-pg-")
+            .tempdir()
+            .expect("a temporary folder");
+        let data = dir.path().join("data");
+        std::fs::create_dir(&data).expect("the data folder");
+        if as_postgres {
+            let status = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(dir.path())
+                .status()
+                .expect("chown runs");
+            assert!(status.success(), "chown to postgres failed");
+        }
+        let port = free_port();
+        let server = Postgres {
+            bin,
+            dir,
+            as_postgres,
+            url: format!("postgres://postgres@127.0.0.1:{port}/switchboard"),
+        };
+        server.run(
+            "initdb",
+            &[
+                "-D",
+                path(&data),
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ],
+        );
+        // Durability is PostgreSQL's business, not these tests': fsync off for speed.
+        let options = format!(
+            "-p {port} -h 127.0.0.1 -k {} -c fsync=off -c synchronous_commit=off -c full_page_writes=off",
+            path(dir_of(&data))
+        );
+        let log = server.dir.path().join("server.log");
+        server.run(
+            "pg_ctl",
+            &[
+                "start",
+                "-w",
+                "-t",
+                "60",
+                "-D",
+                path(&data),
+                "-l",
+                path(&log),
+                "-o",
+                &options,
+            ],
+        );
+        server.run(
+            "createdb",
+            &[
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-U",
+                "postgres",
+                "switchboard",
+            ],
+        );
+        Some(server)
+    }
+
+    fn command(&self, program: &str) -> Command {
+        let program = self.bin.join(program);
+        if self.as_postgres {
+            let mut command = Command::new("runuser");
+            command.args(["-u", "postgres", "--"]).arg(program);
+            command
+        } else {
+            Command::new(program)
+        }
+    }
+
+    fn run(&self, program: &str, args: &[&str]) {
+        let out = self
+            .command(program)
+            .args(args)
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("{program} does not run: {e}"));
+        assert!(
+            out.status.success(),
+            "{program} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let data = self.dir.path().join("data");
+        let _ = self
+            .command("pg_ctl")
+            .args(["stop", "-m", "immediate", "-w", "-D"])
+            .arg(&data)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().expect("temporary paths are UTF-8")
+}
+
+fn dir_of(p: &Path) -> &Path {
+    p.parent().expect("the data folder has a parent")
+}
+
+/// Whether this process runs as root (initdb refuses to).
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
