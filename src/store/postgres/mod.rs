@@ -16,6 +16,7 @@
 //! TLS is not built in yet: `sslmode=disable` (or the default `prefer`, which then talks
 //! plain) on a trusted network; `sslmode=require` is refused with that reason.
 
+mod nodes;
 mod read;
 mod schema;
 mod write;
@@ -31,8 +32,8 @@ use tokio_postgres::config::SslMode;
 
 use crate::engine::event::EventId;
 use crate::store::{
-    Accepted, DEFAULT_DEDUPE_WINDOW, Delivery, DeliveryId, LogEntry, LogQuery, NewEvent, Purged,
-    StoreError, StoredEvent, Taken,
+    Accepted, DEFAULT_DEDUPE_WINDOW, Delivery, DeliveryId, LogEntry, LogQuery, NewEvent, NodeInfo,
+    Purged, StoreError, StoredEvent, Taken,
 };
 
 /// Connections a node keeps to the database at most.
@@ -300,6 +301,16 @@ impl crate::store::Store for PostgresStore {
 
     fn writes(&self) -> u64 {
         self.writes.load(Ordering::Relaxed)
+    }
+
+    async fn announce(&self, node: &NodeInfo) -> Result<(), StoreError> {
+        let result = self.upsert_node(node).await;
+        self.noted(result)
+    }
+
+    async fn nodes(&self) -> Result<Vec<NodeInfo>, StoreError> {
+        let result = self.list_nodes().await;
+        self.noted(result)
     }
 
     async fn flush(&self) -> Result<(), StoreError> {

@@ -9,6 +9,7 @@
 //! - `entries`: the connect log, by entry id (ULIDs, so by time), with the columns a
 //!   search filters on (endpoint, workflow, outcome, node, delivery, audit forms).
 //! - `log_clock`: one row holding the last entry id handed out (see `write.rs`).
+//! - `nodes`: each node as it last announced itself (see `nodes.rs`).
 //!
 //! Text that is compared or ordered (ids, names) is `COLLATE "C"`: byte order, as ULIDs and
 //! sled's keys sort, whatever the database's locale.
@@ -19,7 +20,7 @@ use super::db_error;
 use crate::store::StoreError;
 
 /// The schema this code reads and writes.
-pub const VERSION: i32 = 1;
+pub const VERSION: i32 = 2;
 
 /// Any constant shared by every node: the key of the advisory lock that migrations take.
 const MIGRATION_LOCK: i64 = 0x5357_4254_4348_0001;
@@ -81,6 +82,15 @@ CREATE TABLE switchboard_log_clock (
 INSERT INTO switchboard_log_clock (last) VALUES ('');
 "#;
 
+/// Version 2: the nodes, as each last announced itself (see `nodes.rs`).
+const V2: &str = r#"
+CREATE TABLE switchboard_nodes (
+    name text COLLATE "C" PRIMARY KEY,
+    last_seen timestamptz NOT NULL,
+    record json NOT NULL
+);
+"#;
+
 /// Creates the schema, or migrates it to [`VERSION`]; a database written by a newer
 /// switchboard is refused.
 pub(super) async fn migrate(client: &mut Client) -> Result<(), StoreError> {
@@ -105,7 +115,7 @@ pub(super) async fn migrate(client: &mut Client) -> Result<(), StoreError> {
             ),
         });
     }
-    let migrations = [V1];
+    let migrations = [V1, V2];
     for (version, sql) in (1..).zip(migrations) {
         if version <= found {
             continue;

@@ -1,0 +1,249 @@
+//! Cluster mode through the real binary: three `serve` nodes on one PostgreSQL database,
+//! one receiver, events posted round robin to all three, one node killed with -9 in the
+//! middle. Every event answered 2xx is delivered at least once; the only duplicates are
+//! deliveries that were on the wire at the dead node; a surviving node's log and search
+//! show the entries of all three.
+
+mod common;
+#[path = "common/postgres.rs"]
+mod postgres_server;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use common::ConfigDir;
+use common::process::Serve;
+use common::receiver::{Receiver, Reply};
+use serde_json::Value;
+
+/// An endpoint that answers slowly (300 ms) enough for attempts to be on the wire at the kill, with
+/// a short timeout so that the dead node's leases (timeout + 30 s) run out soon.
+fn config(rx: &Receiver) -> ConfigDir {
+    ConfigDir::new(&[
+        (
+            "adaptors/contact.yaml",
+            "fields:\n  - {from: lead, to: lead}\n  - {from: phone_number, to: phone}\n",
+        ),
+        (
+            "endpoints/crm.yaml",
+            &format!(
+                "url: {}\nadaptor: contact\nconcurrency: 4\ntimeout: 2s\n",
+                rx.url("/contacts")
+            ),
+        ),
+        (
+            "workflows/sale.yaml",
+            "when:\n  - event: call.disposition\nactions:\n  - endpoint: crm\n",
+        ),
+    ])
+}
+
+fn http() -> reqwest::Client {
+    common::server::client()
+}
+
+async fn post(url: &str, i: usize) -> bool {
+    let body = format!(
+        r#"{{"type": "call.disposition", "id": "ev-{i}", "data": {{"lead": {i}, "phone_number": "+1555{i:07}"}}}}"#
+    );
+    http()
+        .post(format!("{url}/events"))
+        .header("content-type", "application/json")
+        .body(body)
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success())
+}
+
+async fn get_json(url: &str) -> Value {
+    let text = http()
+        .get(url)
+        .send()
+        .await
+        .expect("a surviving node answers")
+        .text()
+        .await
+        .unwrap();
+    serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"))
+}
+
+/// Every connect log entry a node shows for `filter` (query parameters), page by page.
+async fn all_entries(url: &str, filter: &str) -> Vec<Value> {
+    let mut entries: Vec<Value> = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut page_url = format!("{url}/api/logs?limit=1000&{filter}");
+        if let Some(c) = &cursor {
+            page_url.push_str(&format!("&cursor={c}"));
+        }
+        let page = get_json(&page_url).await;
+        entries.extend(page["entries"].as_array().unwrap().iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => return entries,
+        }
+    }
+}
+
+/// Leads delivered, with how many times each arrived.
+fn arrivals(rx: &Receiver) -> BTreeMap<u64, usize> {
+    let mut seen = BTreeMap::new();
+    for request in rx.requests() {
+        let body: Value = serde_json::from_str(&request.body).unwrap_or(Value::Null);
+        if let Some(lead) = body["lead"].as_u64() {
+            *seen.entry(lead).or_insert(0) += 1;
+        }
+    }
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_mid_run_loses_nothing_answered_2xx() {
+    let Some(pg) = postgres_server::Postgres::start() else {
+        return;
+    };
+    let rx = Receiver::start(vec![], Reply::Stall(Duration::from_millis(300))).await;
+    let config = config(&rx);
+    let mut nodes = Vec::new();
+    let mut folders = Vec::new();
+    for name in ["node1", "node2", "node3"] {
+        let data = tempfile::tempdir().unwrap();
+        let serve = Serve::start(
+            config.path(),
+            data.path(),
+            &["--store", &pg.url, "--node", name],
+        )
+        .await;
+        nodes.push(Some(serve));
+        folders.push(data);
+    }
+    let urls: Vec<String> = nodes
+        .iter()
+        .map(|n| n.as_ref().unwrap().url.clone())
+        .collect();
+
+    // 300 events round robin; node2 is killed after the first 120, once it has recorded
+    // attempts of its own.
+    let mut answered: BTreeSet<u64> = BTreeSet::new();
+    for i in 0..300usize {
+        if i == 120 {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let page = get_json(&format!("{}/api/logs?limit=1000", urls[0])).await;
+                let by_node2 = page["entries"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|e| e["node"] == "node2");
+                if by_node2 {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "node2 recorded nothing");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            nodes[1].take().unwrap().kill();
+        }
+        let node = i % 3;
+        if nodes[node].is_some() && post(&urls[node], i).await {
+            answered.insert(i as u64);
+        }
+    }
+    // 120 before the kill, then two thirds of the other 180.
+    assert_eq!(answered.len(), 240, "{} answered 2xx", answered.len());
+
+    // Every event answered 2xx arrives, the dead node's included (its leases run out
+    // after the endpoint's timeout + 30 s).
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let seen = arrivals(&rx);
+        let missing: Vec<&u64> = answered.iter().filter(|l| !seen.contains_key(l)).collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} events answered 2xx were never delivered, e.g. {:?}",
+            missing.len(),
+            &missing[..missing.len().min(10)]
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Every one of them ends `delivered` in the connect log, those whose attempt node2
+    // never recorded too: a surviving node takes the delivery over once node2's lease
+    // (timeout + 30 s) runs out, and sends it again.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let delivered: BTreeSet<u64> = all_entries(&urls[0], "outcome=delivered")
+            .await
+            .iter()
+            .filter_map(|e| e["event_id"].as_str()?.strip_prefix("ev-")?.parse().ok())
+            .collect();
+        let missing: Vec<&u64> = answered.difference(&delivered).collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} events answered 2xx have no delivered entry, e.g. {:?}",
+            missing.len(),
+            &missing[..missing.len().min(10)]
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // Duplicates are only what was on the wire at node2 when it died: at most its lane's
+    // concurrency.
+    let seen = arrivals(&rx);
+    let duplicates: usize = seen.values().map(|n| n - 1).sum();
+    assert!(duplicates <= 4, "{duplicates} duplicates: {seen:?}");
+    eprintln!("{duplicates} deliveries were on the wire at node2 and sent again");
+
+    // A surviving node shows the entries of all three, and finds one of node2's by phone.
+    let entries = all_entries(&urls[2], "").await;
+    let names: BTreeSet<&str> = entries.iter().filter_map(|e| e["node"].as_str()).collect();
+    assert_eq!(
+        names,
+        BTreeSet::from(["node1", "node2", "node3"]),
+        "{} entries",
+        entries.len()
+    );
+    let by_node2 = entries
+        .iter()
+        .find(|e| e["node"] == "node2")
+        .expect("an entry of node2");
+    let phone = by_node2["keys"]["phone"]
+        .as_str()
+        .or_else(|| by_node2["keys"]["phone_number"].as_str())
+        .unwrap_or_else(|| panic!("an audit key: {by_node2}"))
+        .to_string();
+    let found = get_json(&format!(
+        "{}/api/logs?search={}",
+        urls[0],
+        phone.replace('+', "%2B")
+    ))
+    .await;
+    assert!(
+        found["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["node"] == "node2"),
+        "{found}"
+    );
+    // The cluster lists the three, node2 among them.
+    let cluster = get_json(&format!("{}/api/cluster", urls[0])).await;
+    let listed: BTreeSet<&str> = cluster["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|n| n["name"].as_str())
+        .collect();
+    assert!(
+        listed.contains("node1") && listed.contains("node3"),
+        "{cluster}"
+    );
+    for node in nodes.into_iter().flatten() {
+        node.stop();
+    }
+    drop(folders);
+}
