@@ -59,6 +59,17 @@ pub async fn load(
     secs: u64,
     per_sec: Option<f64>,
 ) -> Run {
+    load_spread(&[url.to_string()], body, conns, secs, per_sec).await
+}
+
+/// As [`load`], connection `c` posting to `urls[c % urls.len()]` (round robin over nodes).
+pub async fn load_spread(
+    urls: &[String],
+    body: fn(usize) -> String,
+    conns: usize,
+    secs: u64,
+    per_sec: Option<f64>,
+) -> Run {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(conns)
         .build()
@@ -74,7 +85,7 @@ pub async fn load(
             next.clone(),
             errors.clone(),
             stop.clone(),
-            url.to_string(),
+            urls[c % urls.len()].clone(),
         );
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
@@ -236,6 +247,11 @@ pub struct Served {
 
 impl Served {
     pub async fn start(url: &str) -> Served {
+        Served::start_with(url, &[]).await
+    }
+
+    /// As [`Served::start`], with more flags (`--store`, `--node`).
+    pub async fn start_with(url: &str, extra: &[&str]) -> Served {
         let config = tempfile::tempdir().unwrap();
         write_config(config.path(), url);
         let data = tempfile::tempdir().unwrap();
@@ -248,7 +264,10 @@ impl Served {
             &data.path().to_string_lossy(),
             "--listen",
             &format!("127.0.0.1:{port}"),
-        ]);
+        ]
+        .into_iter()
+        .chain(extra.iter().copied())
+        .collect::<Vec<_>>());
         let base = format!("http://127.0.0.1:{port}");
         wait_up(&format!("{base}/healthz")).await;
         Served {
