@@ -46,6 +46,78 @@ struct Measured {
     label: String,
     run: Run,
     per_event: Option<(f64, f64, f64)>,
+    /// CPU milliseconds per event: the nodes, PostgreSQL; and how busy the machine was.
+    cpu: Cpu,
+}
+
+/// Where the CPU went during a run.
+#[derive(Debug, Clone, Copy, Default)]
+struct Cpu {
+    nodes_ms: f64,
+    postgres_ms: f64,
+    busy: f64,
+}
+
+/// CPU time (clock ticks of 10 ms) a process has used.
+fn ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // After the command name in parentheses: state is field 3, utime 14, stime 15.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let field = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    field(11) + field(12)
+}
+
+/// CPU ticks of every PostgreSQL process on the machine (the bench's throwaway server).
+fn postgres_ticks() -> u64 {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.trim() == "postgres")
+        })
+        .map(ticks)
+        .sum()
+}
+
+/// The machine's busy and total ticks, from /proc/stat.
+fn machine_ticks() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let cpu: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    let total: u64 = cpu.iter().sum();
+    let idle = cpu.get(3).copied().unwrap_or(0) + cpu.get(4).copied().unwrap_or(0);
+    (total - idle, total)
+}
+
+/// Snapshots around a run: `(nodes, postgres, machine busy, machine total)`.
+fn cpu_snapshot(pids: &[u32]) -> (u64, u64, u64, u64) {
+    let nodes = pids.iter().map(|p| ticks(*p)).sum();
+    let (busy, total) = machine_ticks();
+    (nodes, postgres_ticks(), busy, total)
+}
+
+fn cpu_between(before: (u64, u64, u64, u64), after: (u64, u64, u64, u64), events: f64) -> Cpu {
+    let ms = |ticks: u64| ticks as f64 * 10.0 / events.max(1.0);
+    Cpu {
+        nodes_ms: ms(after.0 - before.0),
+        postgres_ms: ms(after.1 - before.1),
+        busy: (after.2 - before.2) as f64 / (after.3 - before.3).max(1) as f64,
+    }
 }
 
 /// `nodes` serve processes on a fresh database, loaded for `secs`.
@@ -56,13 +128,20 @@ async fn on_postgres(mock_url: &str, nodes: usize, conns: usize, secs: u64) -> O
         let name = format!("node{}", n + 1);
         served.push(Served::start_with(mock_url, &["--store", &pg.url, "--node", &name]).await);
     }
-    let urls: Vec<String> = served.iter().map(|s| format!("{}/events", s.base)).collect();
+    let urls: Vec<String> = served
+        .iter()
+        .map(|s| format!("{}/events", s.base))
+        .collect();
     // Settle: the first requests of each node open its pool.
     let _ = load_spread(&urls, |n| event(n + 90_000_000), nodes, 1, None).await;
+    let pids: Vec<u32> = served.iter().map(|s| s.child.id()).collect();
     let before = db_counts(&pg.url).await;
+    let cpu_before = cpu_snapshot(&pids);
     let run = load_spread(&urls, event, conns, secs, None).await;
+    let cpu_after = cpu_snapshot(&pids);
     let after = db_counts(&pg.url).await;
     let events = run.rate * secs as f64;
+    let cpu = cpu_between(cpu_before, cpu_after, events);
     let per_event = (events > 0.0).then(|| {
         (
             (after.commits - before.commits) as f64 / events,
@@ -73,9 +152,13 @@ async fn on_postgres(mock_url: &str, nodes: usize, conns: usize, secs: u64) -> O
     drop(served);
     drop(pg);
     Some(Measured {
-        label: format!("{nodes} node{} on PostgreSQL", if nodes == 1 { "" } else { "s" }),
+        label: format!(
+            "{nodes} node{} on PostgreSQL",
+            if nodes == 1 { "" } else { "s" }
+        ),
         run,
         per_event,
+        cpu,
     })
 }
 
@@ -101,14 +184,20 @@ async fn main() {
         let serve = Served::start(&mock_url).await;
         let url = format!("{}/events", serve.base);
         let _ = load(&url, |n| event(n + 90_000_000), 1, 1, None).await;
+        let pids = [serve.child.id()];
+        let before = cpu_snapshot(&pids);
+        let run = load(&url, event, conns, secs, None).await;
+        let cpu = cpu_between(before, cpu_snapshot(&pids), run.rate * secs as f64);
         Measured {
             label: "1 node on sled (the default)".into(),
-            run: load(&url, event, conns, secs, None).await,
+            run,
             per_event: None,
+            cpu,
         }
     };
     let Some(one) = on_postgres(&mock_url, 1, conns, secs).await else {
         let _ = mock.kill();
+        let _ = mock.wait();
         return;
     };
     let three = on_postgres(&mock_url, 3, conns, secs)
@@ -121,23 +210,26 @@ async fn main() {
         "{secs} s per run, {conns} connections round robin over the nodes; 2 cores shared by the load generator, the nodes, PostgreSQL and the receiver\n"
     );
     println!(
-        "| run | events/s | p50 ms | p99 ms | errors | vs 1 node on PostgreSQL | database per event: commits · rows · blocks touched |"
+        "| run | events/s | p50 ms | p99 ms | errors | vs 1 node on PostgreSQL | database per event: commits · rows · blocks touched | CPU ms per event: nodes · PostgreSQL | machine busy |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---|");
+    println!("|---|---:|---:|---:|---:|---:|---|---|---:|");
     for m in [&sled, &one, &three] {
         let cost = m
             .per_event
             .map(|(c, r, b)| format!("{c:.2} · {r:.1} · {b:.0}"))
             .unwrap_or_else(|| "—".into());
         println!(
-            "| {} | {:.0} | {:.2} | {:.2} | {} | {:.2} | {} |",
+            "| {} | {:.0} | {:.2} | {:.2} | {} | {:.2} | {} | {:.3} · {:.3} | {:.0}% |",
             m.label,
             m.run.rate,
             m.run.p50_ms,
             m.run.p99_ms,
             m.run.errors,
             m.run.rate / one.run.rate,
-            cost
+            cost,
+            m.cpu.nodes_ms,
+            m.cpu.postgres_ms,
+            m.cpu.busy * 100.0
         );
     }
 }
