@@ -2,6 +2,8 @@
 //! admin API, the SPEC's 4xx answers, health and metrics, and reloads.
 
 mod common;
+#[path = "common/postgres.rs"]
+mod postgres_server;
 
 use std::time::Duration;
 
@@ -698,4 +700,70 @@ async fn senders_cannot_postpone_delivery_or_collide_ids_across_sources() {
     assert_eq!(from_hook["duplicate"], false);
     seen(&rx, 2).await;
     s.stop().await;
+}
+
+/// Two `serve` nodes on one PostgreSQL database: events posted to either are delivered
+/// once, a repeat posted to the other node is a duplicate, and each node's log and search
+/// show what both delivered, with the node that made each attempt.
+#[tokio::test]
+async fn two_nodes_on_one_postgres_database_share_everything() {
+    let Some(db) = postgres_server::Postgres::start() else {
+        return;
+    };
+    let rx = Receiver::start(vec![], Reply::Status(201)).await;
+    let on = |node: &'static str| {
+        let url = db.url.clone();
+        move |s: &mut switchboard::server::Settings| {
+            s.store = switchboard::store::Location::parse(&url).unwrap();
+            s.node = node.into();
+        }
+    };
+    let a = Server::start(crm_config(&rx, &[]), on("node-a")).await;
+    let b = Server::start(crm_config(&rx, &[]), on("node-b")).await;
+    for i in 0..6 {
+        let node = if i % 2 == 0 { &a } else { &b };
+        let (status, body) = post(
+            &format!("{}/events", node.url),
+            &format!(r#"{{"type": "call.disposition", "id": "c-{i}", "data": {{"status": "SALE", "phone_number": "+1555000000{i}"}}}}"#),
+            &[],
+        )
+        .await;
+        assert_eq!((status, body["duplicate"].clone()), (202, json!(false)));
+    }
+    let (status, again) = post(
+        &format!("{}/events", b.url),
+        r#"{"type": "call.disposition", "id": "c-0", "data": {"status": "SALE"}}"#,
+        &[],
+    )
+    .await;
+    assert_eq!((status, again["duplicate"].clone()), (202, json!(true)));
+    seen(&rx, 6).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(rx.requests().len(), 6, "each event delivered once");
+    for node in [&a, &b] {
+        let mut entries = Vec::new();
+        for _ in 0..100 {
+            let (_, text) = get(&format!("{}/api/logs?limit=50", node.url), &[]).await;
+            entries = serde_json::from_str::<Value>(&text).unwrap()["entries"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            if entries.len() == 6 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(entries.len(), 6);
+        let (_, found) = get(&format!("{}/api/logs?search=5550000003", node.url), &[]).await;
+        let found: Value = serde_json::from_str(&found).unwrap();
+        assert_eq!(found["entries"][0]["event_id"], "c-3");
+        let nodes: std::collections::BTreeSet<&str> =
+            entries.iter().filter_map(|e| e["node"].as_str()).collect();
+        assert!(
+            nodes.iter().all(|n| ["node-a", "node-b"].contains(n)),
+            "{nodes:?}"
+        );
+    }
+    a.stop().await;
+    b.stop().await;
 }

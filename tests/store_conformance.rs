@@ -766,3 +766,51 @@ async fn postgres_nodes_share_dedupe_leases_and_the_order_of_entries() {
     assert!(seen_by_a.iter().any(|e| e.node == "node-b"));
     assert_eq!(b.queue_depth(), 0);
 }
+
+/// `sslmode=require` of a server that does not speak TLS fails, saying why, without the
+/// password.
+#[tokio::test]
+async fn postgres_tls_required_of_a_server_without_it_is_refused() {
+    let Some(server) = postgres_server::Postgres::start() else {
+        return;
+    };
+    let url = format!(
+        "{}?sslmode=require",
+        server.url.replace("postgres@", "postgres:s3cret-pw@")
+    );
+    let error = switchboard::store::PostgresStore::connect(&url, "node-a")
+        .await
+        .unwrap_err();
+    let text = error.to_string();
+    assert!(text.contains("TLS") || text.contains("tls"), "{text}");
+    assert!(
+        text.contains("postgres:***@") && !text.contains("s3cret"),
+        "{text}"
+    );
+}
+
+/// With `sslmode=require` the store talks TLS, verifying the server against
+/// `sslrootcert`; a server whose certificate no trusted CA signed is refused.
+#[tokio::test]
+async fn postgres_over_tls_verifies_the_server() {
+    use switchboard::store::PostgresStore;
+    let Some(server) = postgres_server::Postgres::start_tls() else {
+        return;
+    };
+    let ca = server.ca.as_ref().unwrap().to_str().unwrap();
+    let url = format!("{}?sslmode=require&sslrootcert={ca}", server.url);
+    let store = PostgresStore::connect(&url, "node-a").await.unwrap();
+    store
+        .accept(
+            vec![new_event("tls", "1", vec![to("crm", "w", None)])],
+            at(0),
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.queue_depth(), 1);
+    let untrusted = format!("{}?sslmode=require", server.url);
+    let error = PostgresStore::connect(&untrusted, "node-a")
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("certificate"), "{error}");
+}

@@ -266,7 +266,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Deliveries waiting for an attempt.
     fn queue_depth(&self) -> usize;
 
-    /// Storage writes since open (keys, for sled), for `/metrics` and benchmarks.
+    /// Storage writes since open (keys, for sled; rows, for PostgreSQL), for `/metrics` and
+    /// benchmarks.
     fn writes(&self) -> u64;
 
     /// Makes everything written so far durable (before a stop).

@@ -5,6 +5,7 @@
 //!
 //! Without PostgreSQL installed, [`Postgres::start`] returns None after printing that the
 //! test is skipped — except in CI (env `CI` set), where it panics: there the tests must run.
+#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -16,6 +17,8 @@ pub struct Postgres {
     as_postgres: bool,
     /// `postgres://postgres@127.0.0.1:PORT/switchboard`.
     pub url: String,
+    /// With TLS: the certificate of the CA that signed the server's (for 127.0.0.1).
+    pub ca: Option<PathBuf>,
 }
 
 /// The newest installed server's binaries (Debian keeps them in /usr/lib/postgresql/N/bin),
@@ -50,6 +53,16 @@ fn free_port() -> u16 {
 impl Postgres {
     /// Starts a server, or None (after saying so) when PostgreSQL is not installed outside CI.
     pub fn start() -> Option<Postgres> {
+        Postgres::start_with(false)
+    }
+
+    /// Starts a server that speaks TLS too, with a certificate for 127.0.0.1 signed by a CA
+    /// of its own (`ca`), made with openssl.
+    pub fn start_tls() -> Option<Postgres> {
+        Postgres::start_with(true)
+    }
+
+    fn start_with(tls: bool) -> Option<Postgres> {
         let Some(bin) = binaries() else {
             if std::env::var_os("CI").is_some() {
                 panic!(
@@ -67,6 +80,7 @@ impl Postgres {
             .expect("a temporary folder");
         let data = dir.path().join("data");
         std::fs::create_dir(&data).expect("the data folder");
+        let ca = tls.then(|| certificates(dir.path()));
         if as_postgres {
             let status = Command::new("chown")
                 .args(["-R", "postgres:postgres"])
@@ -81,6 +95,7 @@ impl Postgres {
             dir,
             as_postgres,
             url: format!("postgres://postgres@127.0.0.1:{port}/switchboard"),
+            ca,
         };
         server.run(
             "initdb",
@@ -97,10 +112,16 @@ impl Postgres {
             ],
         );
         // Durability is PostgreSQL's business, not these tests': fsync off for speed.
-        let options = format!(
+        let mut options = format!(
             "-p {port} -h 127.0.0.1 -k {} -c fsync=off -c synchronous_commit=off -c full_page_writes=off",
             path(dir_of(&data))
         );
+        if tls {
+            let dir = path(server.dir.path());
+            options.push_str(&format!(
+                " -c ssl=on -c ssl_cert_file={dir}/server.crt -c ssl_key_file={dir}/server.key"
+            ));
+        }
         let log = server.dir.path().join("server.log");
         server.run(
             "pg_ctl",
@@ -171,6 +192,81 @@ impl Drop for Postgres {
             .stderr(Stdio::null())
             .status();
     }
+}
+
+/// A CA, and a server certificate for 127.0.0.1 that it signed, in `dir`; returns the
+/// CA's certificate.
+fn certificates(dir: &Path) -> PathBuf {
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl runs");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let rsa = ["-newkey", "rsa:2048", "-nodes"];
+    openssl(
+        &[
+            &["req", "-x509"],
+            &rsa[..],
+            &[
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=switchboard test CA",
+            ],
+        ]
+        .concat(),
+    );
+    openssl(
+        &[
+            &["req"],
+            &rsa[..],
+            &[
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+                "-subj",
+                "/CN=127.0.0.1",
+            ],
+        ]
+        .concat(),
+    );
+    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").expect("san.ext");
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+    ]);
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(
+        dir.join("server.key"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .expect("the key's mode");
+    dir.join("ca.pem")
 }
 
 fn path(p: &Path) -> &str {

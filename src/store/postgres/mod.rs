@@ -13,8 +13,10 @@
 //! **Invariant:** the database password never leaves this module: `describe` and every
 //! error show the URL masked.
 //!
-//! TLS is not built in yet: `sslmode=disable` (or the default `prefer`, which then talks
-//! plain) on a trusted network; `sslmode=require` is refused with that reason.
+//! TLS (rustls) is used with `sslmode=require`, and the server's certificate is then
+//! always verified, for the host name connected to (libpq's `verify-full`), against the
+//! CA certificates of `sslrootcert=FILE` (PEM) or else the system's roots.
+//! `sslmode=disable`, and the default `prefer`, talk plain (on a trusted network).
 
 mod nodes;
 mod read;
@@ -81,28 +83,24 @@ impl PostgresStore {
         dedupe_window: Duration,
     ) -> Result<PostgresStore, StoreError> {
         let shown = masked_url(url);
+        let (url, root_cert) = without_root_cert(url);
         let mut config: tokio_postgres::Config = url.parse().map_err(|e| {
             StoreError::Database(format!("the store URL {shown} is not valid: {e}"))
         })?;
-        if config.get_ssl_mode() == SslMode::Require {
-            return Err(StoreError::Database(format!(
-                "{shown}: sslmode=require needs TLS, which this switchboard does not build in yet; \
-                 use sslmode=disable on a trusted network"
-            )));
-        }
         if config.get_application_name().is_none() {
             config.application_name(format!("switchboard {node}"));
         }
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(10));
         }
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+        let manager_config = ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let manager = if config.get_ssl_mode() == SslMode::Require {
+            Manager::from_config(config, tls(&shown, root_cert.as_deref())?, manager_config)
+        } else {
+            Manager::from_config(config, NoTls, manager_config)
+        };
         let pool = Pool::builder(manager)
             .max_size(POOL_SIZE)
             .runtime(deadpool_postgres::Runtime::Tokio1)
@@ -130,7 +128,11 @@ impl PostgresStore {
     /// A connection from the pool.
     async fn client(&self) -> Result<Client, StoreError> {
         let client = self.pool.get().await.map_err(|e| {
-            StoreError::Unavailable(format!("cannot reach the database {}: {e}", self.shown))
+            StoreError::Unavailable(format!(
+                "cannot reach the database {}: {}",
+                self.shown,
+                with_causes(&e)
+            ))
         });
         self.noted(client)
     }
@@ -285,7 +287,11 @@ impl crate::store::Store for PostgresStore {
             return Ok(false);
         }
         let client = self.pool.get().await.map_err(|e| {
-            StoreError::Unavailable(format!("cannot reach the database {}: {e}", self.shown))
+            StoreError::Unavailable(format!(
+                "cannot reach the database {}: {}",
+                self.shown,
+                with_causes(&e)
+            ))
         })?;
         client.simple_query("SELECT 1").await.map_err(db_error)?;
         drop(client);
@@ -319,12 +325,73 @@ impl crate::store::Store for PostgresStore {
     }
 }
 
+/// TLS for `sslmode=require`: rustls (ring), the server verified against the CA
+/// certificates of `root_cert` (a PEM file), or else the system's roots.
+fn tls(
+    shown: &str,
+    root_cert: Option<&str>,
+) -> Result<tokio_postgres_rustls::MakeRustlsConnect, StoreError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls_platform_verifier::ConfigVerifierExt as _;
+    // rustls needs a process-wide crypto provider; a second install is harmless.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let failed = |e: &dyn std::fmt::Display| {
+        StoreError::Database(format!("{shown}: TLS cannot be set up: {e}"))
+    };
+    let config = match root_cert {
+        None => rustls::ClientConfig::with_platform_verifier().map_err(|e| failed(&e))?,
+        Some(file) => {
+            let unreadable =
+                |e: &dyn std::fmt::Display| failed(&format!("sslrootcert {file}: {e}"));
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in CertificateDer::pem_file_iter(file).map_err(|e| unreadable(&e))? {
+                let cert = cert.map_err(|e| unreadable(&e))?;
+                roots.add(cert).map_err(|e| unreadable(&e))?;
+            }
+            rustls::ClientConfig::builder()
+                .with_root_certificates(roots)
+                .with_no_client_auth()
+        }
+    };
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
+}
+
+/// The URL without its `sslrootcert` parameter (tokio-postgres does not read it), and
+/// that parameter's value.
+fn without_root_cert(url: &str) -> (String, Option<String>) {
+    let Ok(mut parsed) = url::Url::parse(url) else {
+        return (url.to_string(), None);
+    };
+    let mut root_cert = None;
+    let rest: Vec<(String, String)> = parsed
+        .query_pairs()
+        .filter_map(|(k, v)| {
+            if k == "sslrootcert" {
+                root_cert = Some(v.into_owned());
+                None
+            } else {
+                Some((k.into_owned(), v.into_owned()))
+            }
+        })
+        .collect();
+    if root_cert.is_none() {
+        return (url.to_string(), None);
+    }
+    if rest.is_empty() {
+        parsed.set_query(None);
+    } else {
+        parsed.query_pairs_mut().clear().extend_pairs(rest);
+    }
+    (parsed.to_string(), root_cert)
+}
+
 /// A PostgreSQL error in the store's terms: the database out of reach (connection lost,
 /// shutting down, too many clients, a deadlock or serialization failure: try again) is
 /// `Unavailable`; anything else is `Database`. Neither shows the URL.
 fn db_error(e: tokio_postgres::Error) -> StoreError {
     let Some(db) = e.as_db_error() else {
-        return StoreError::Unavailable(format!("PostgreSQL: {e}"));
+        return StoreError::Unavailable(format!("PostgreSQL: {}", with_causes(&e)));
     };
     let code = db.code().code();
     let message = format!("{} ({code})", db.message());
@@ -333,6 +400,22 @@ fn db_error(e: tokio_postgres::Error) -> StoreError {
     } else {
         StoreError::Database(message)
     }
+}
+
+/// An error with the errors that caused it (a pool's "error performing TLS handshake"
+/// says why only in its sources).
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(e) = cause {
+        let more = e.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = e.source();
+    }
+    text
 }
 
 /// A record read back from its JSON column.
@@ -398,10 +481,10 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_bad_url_or_required_tls_is_refused_without_the_password() {
+    async fn a_bad_url_is_refused_without_the_password() {
         for url in [
-            "postgres://sb:s3cret@db/x?sslmode=require",
             "postgres://sb:s3cret@db/x?sslmode=bogus",
+            "postgres://sb:s3cret@db/x?port=many",
         ] {
             let e = PostgresStore::connect(url, "n").await.unwrap_err();
             let text = e.to_string();
