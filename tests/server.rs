@@ -767,3 +767,57 @@ async fn two_nodes_on_one_postgres_database_share_everything() {
     a.stop().await;
     b.stop().await;
 }
+
+/// An endpoint's `concurrency` holds for the cluster: two nodes on one database send it
+/// no more requests at once than one node would.
+#[tokio::test]
+async fn concurrency_holds_across_two_nodes() {
+    let Some(db) = postgres_server::Postgres::start() else {
+        return;
+    };
+    let rx = Receiver::start(vec![], Reply::Stall(Duration::from_millis(200))).await;
+    let config = || {
+        let endpoint = format!(
+            "url: {}\nadaptor: contact\nconcurrency: 2\n",
+            rx.url("/contacts")
+        );
+        ConfigDir::new(&[
+            (
+                "adaptors/contact.yaml",
+                "fields:\n  - {from: phone_number, to: phone}\n",
+            ),
+            ("endpoints/crm.yaml", &endpoint),
+            (
+                "workflows/sale.yaml",
+                "when:\n  - event: call.disposition\nactions:\n  - endpoint: crm\n",
+            ),
+        ])
+    };
+    let on = |node: &'static str| {
+        let url = db.url.clone();
+        move |s: &mut switchboard::server::Settings| {
+            s.store = switchboard::store::Location::parse(&url).unwrap();
+            s.node = node.into();
+        }
+    };
+    let a = Server::start(config(), on("node-a")).await;
+    let b = Server::start(config(), on("node-b")).await;
+    for i in 0..20 {
+        let node = if i % 2 == 0 { &a } else { &b };
+        let (status, _) = post(
+            &format!("{}/events", node.url),
+            &format!(r#"{{"type": "call.disposition", "id": "cc-{i}", "data": {{"phone_number": "+1555100{i:04}"}}}}"#),
+            &[],
+        )
+        .await;
+        assert_eq!(status, 202);
+    }
+    seen(&rx, 20).await;
+    assert_eq!(
+        rx.most_at_once(),
+        2,
+        "two nodes together kept the endpoint's concurrency of 2"
+    );
+    a.stop().await;
+    b.stop().await;
+}

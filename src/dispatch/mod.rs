@@ -323,7 +323,11 @@ impl Dispatcher {
             // dies holding it gives it up then.
             let lease_until =
                 now + chrono::Duration::from_std(lane.timeout + LEASE_MARGIN).unwrap_or_default();
-            let taken = self.store.take(&endpoint, now, room, lease_until).await?;
+            // The cap holds across the nodes sharing the store, not only in this lane.
+            let taken = self
+                .store
+                .take_capped(&endpoint, now, room, lease_until, lane.concurrency)
+                .await?;
             if let Some(later) = taken.next {
                 next = Some(next.map_or(later, |n| n.min(later)));
             }

@@ -184,6 +184,21 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         lease_until: DateTime<Utc>,
     ) -> Result<Taken, StoreError>;
 
+    /// As [`Store::take`], with at most `cap` deliveries of `endpoint` leased at once by
+    /// all the nodes sharing the store (the endpoint's `concurrency`, cluster-wide). A
+    /// store that only one node uses has nothing to add: the node's own lanes keep the cap.
+    async fn take_capped(
+        &self,
+        endpoint: &str,
+        now: DateTime<Utc>,
+        limit: usize,
+        lease_until: DateTime<Utc>,
+        cap: usize,
+    ) -> Result<Taken, StoreError> {
+        let _ = cap;
+        self.take(endpoint, now, limit, lease_until).await
+    }
+
     /// Keeps a leased delivery out of takes until `until` (its attempt could not be
     /// recorded: it waits before it is tried again).
     async fn hold(&self, id: &DeliveryId, until: DateTime<Utc>) -> Result<(), StoreError>;

@@ -209,7 +209,19 @@ impl crate::store::Store for PostgresStore {
         limit: usize,
         lease_until: DateTime<Utc>,
     ) -> Result<Taken, StoreError> {
-        let result = write::take(self, endpoint, now, limit, lease_until).await;
+        let result = write::take(self, endpoint, now, limit, lease_until, None).await;
+        self.noted(result)
+    }
+
+    async fn take_capped(
+        &self,
+        endpoint: &str,
+        now: DateTime<Utc>,
+        limit: usize,
+        lease_until: DateTime<Utc>,
+        cap: usize,
+    ) -> Result<Taken, StoreError> {
+        let result = write::take(self, endpoint, now, limit, lease_until, Some(cap)).await;
         self.noted(result)
     }
 

@@ -20,7 +20,7 @@ use super::db_error;
 use crate::store::StoreError;
 
 /// The schema this code reads and writes.
-pub const VERSION: i32 = 2;
+pub const VERSION: i32 = 3;
 
 /// Any constant shared by every node: the key of the advisory lock that migrations take.
 const MIGRATION_LOCK: i64 = 0x5357_4254_4348_0001;
@@ -82,6 +82,13 @@ CREATE TABLE switchboard_log_clock (
 INSERT INTO switchboard_log_clock (last) VALUES ('');
 "#;
 
+/// Version 3: the live leases of each endpoint, counted by a capped take (an endpoint's
+/// `concurrency` across the nodes); small, as a recorded attempt clears its lease.
+const V3: &str = r#"
+CREATE INDEX switchboard_leased ON switchboard_deliveries (endpoint, lease_until)
+    WHERE lease_owner IS NOT NULL AND state = 'pending';
+"#;
+
 /// Version 2: the nodes, as each last announced itself (see `nodes.rs`).
 const V2: &str = r#"
 CREATE TABLE switchboard_nodes (
@@ -115,7 +122,7 @@ pub(super) async fn migrate(client: &mut Client) -> Result<(), StoreError> {
             ),
         });
     }
-    let migrations = [V1, V2];
+    let migrations = [V1, V2, V3];
     for (version, sql) in (1..).zip(migrations) {
         if version <= found {
             continue;

@@ -258,8 +258,57 @@ pub(super) async fn take(
     now: DateTime<Utc>,
     limit: usize,
     lease_until: DateTime<Utc>,
+    cap: Option<usize>,
 ) -> Result<Taken, StoreError> {
-    let client = store.client().await?;
+    let mut client = store.client().await?;
+    let Some(cap) = cap else {
+        return take_with(&client, store, endpoint, now, limit, lease_until).await;
+    };
+    // A cluster-wide cap: the endpoint's capped takes run one at a time across the nodes
+    // (an advisory lock held by the transaction), each counting the live leases first.
+    let tx = client.transaction().await.map_err(db_error)?;
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended('switchboard-lane:' || $1, 0))",
+        &[&endpoint],
+    )
+    .await
+    .map_err(db_error)?;
+    let leased: i64 = tx
+        .query_one(
+            "SELECT count(*) FROM switchboard_deliveries \
+             WHERE endpoint = $1 AND state = 'pending' AND lease_owner IS NOT NULL AND lease_until > $2",
+            &[&endpoint, &now],
+        )
+        .await
+        .map_err(db_error)?
+        .get(0);
+    let room = cap.saturating_sub(usize::try_from(leased).unwrap_or(usize::MAX));
+    let taken = if room == 0 {
+        // The other nodes hold the endpoint's whole concurrency: look again shortly (they
+        // do not wake this node when they finish).
+        Taken {
+            leases: Vec::new(),
+            next: Some(now + chrono::Duration::milliseconds(CAPPED_RETRY_MS)),
+        }
+    } else {
+        take_with(&tx, store, endpoint, now, limit.min(room), lease_until).await?
+    };
+    tx.commit().await.map_err(db_error)?;
+    Ok(taken)
+}
+
+/// How soon a node looks again at an endpoint whose concurrency the other nodes hold.
+const CAPPED_RETRY_MS: i64 = 200;
+
+/// The take itself, on a connection or inside the capped take's transaction.
+async fn take_with(
+    client: &impl deadpool_postgres::GenericClient,
+    store: &PostgresStore,
+    endpoint: &str,
+    now: DateTime<Utc>,
+    limit: usize,
+    lease_until: DateTime<Utc>,
+) -> Result<Taken, StoreError> {
     let take = client
         .prepare_cached(
             "WITH due AS ( \
