@@ -56,7 +56,10 @@ async fn on_postgres(mock_url: &str, nodes: usize, conns: usize, secs: u64) -> O
         let name = format!("node{}", n + 1);
         served.push(Served::start_with(mock_url, &["--store", &pg.url, "--node", &name]).await);
     }
-    let urls: Vec<String> = served.iter().map(|s| format!("{}/events", s.base)).collect();
+    let urls: Vec<String> = served
+        .iter()
+        .map(|s| format!("{}/events", s.base))
+        .collect();
     // Settle: the first requests of each node open its pool.
     let _ = load_spread(&urls, |n| event(n + 90_000_000), nodes, 1, None).await;
     let before = db_counts(&pg.url).await;
@@ -73,7 +76,10 @@ async fn on_postgres(mock_url: &str, nodes: usize, conns: usize, secs: u64) -> O
     drop(served);
     drop(pg);
     Some(Measured {
-        label: format!("{nodes} node{} on PostgreSQL", if nodes == 1 { "" } else { "s" }),
+        label: format!(
+            "{nodes} node{} on PostgreSQL",
+            if nodes == 1 { "" } else { "s" }
+        ),
         run,
         per_event,
     })
@@ -109,6 +115,7 @@ async fn main() {
     };
     let Some(one) = on_postgres(&mock_url, 1, conns, secs).await else {
         let _ = mock.kill();
+        let _ = mock.wait();
         return;
     };
     let three = on_postgres(&mock_url, 3, conns, secs)

@@ -256,18 +256,20 @@ impl Served {
         write_config(config.path(), url);
         let data = tempfile::tempdir().unwrap();
         let port = free_port();
-        let child = spawn(&[
-            "serve",
-            "--config",
-            &config.path().to_string_lossy(),
-            "--data",
-            &data.path().to_string_lossy(),
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ]
-        .into_iter()
-        .chain(extra.iter().copied())
-        .collect::<Vec<_>>());
+        let child = spawn(
+            &[
+                "serve",
+                "--config",
+                &config.path().to_string_lossy(),
+                "--data",
+                &data.path().to_string_lossy(),
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+            ]
+            .into_iter()
+            .chain(extra.iter().copied())
+            .collect::<Vec<_>>(),
+        );
         let base = format!("http://127.0.0.1:{port}");
         wait_up(&format!("{base}/healthz")).await;
         Served {

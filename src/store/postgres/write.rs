@@ -361,7 +361,7 @@ pub(super) async fn hold(
 }
 
 /// Records an attempt in one transaction: the delivery's row locked first (a replay in
-/// flight stands), then the log clock's, so that the entry's id is greater than every id
+/// flight stands, and so does another node's takeover after this node's lease ran out), then the log clock's, so that the entry's id is greater than every id
 /// committed before and the lock is held only for the last statements and the commit.
 pub(super) async fn record(
     store: &PostgresStore,
@@ -371,23 +371,31 @@ pub(super) async fn record(
     let mut client = store.client().await?;
     let tx = client.transaction().await.map_err(db_error)?;
     let key = format!("delivery {}", delivery.id);
-    let stored: Option<Delivery> = tx
+    let row = tx
         .query_opt(
-            "SELECT record::text FROM switchboard_deliveries WHERE id = $1 FOR UPDATE",
+            "SELECT record::text, lease_owner FROM switchboard_deliveries WHERE id = $1 FOR UPDATE",
             &[&delivery.id.as_str()],
         )
         .await
-        .map_err(db_error)?
-        .map(|r| decode(&key, r.get(0)))
-        .transpose()?;
+        .map_err(db_error)?;
+    let stored: Option<Delivery> = row.as_ref().map(|r| decode(&key, r.get(0))).transpose()?;
+    let owner: Option<String> = row.as_ref().and_then(|r| r.get(1));
     let mut delivery = delivery.clone();
+    // A late record: this node's lease ran out and another node took the delivery over
+    // (its lease still holds it, or it recorded since this node's take). The entry is
+    // kept, but the other node's lease and record stand.
+    let superseded = stored.as_ref().is_some_and(|stored| match &owner {
+        Some(owner) => *owner != store.node,
+        None => stored.entries.last() != delivery.entries.last(),
+    });
     if let Some(stored) = &stored {
-        if stored.generation != delivery.generation {
+        if stored.generation != delivery.generation || superseded {
             delivery.state = stored.state;
             delivery.due_at = stored.due_at;
             delivery.retry_base = stored.retry_base.max(delivery.attempts);
             delivery.generation = stored.generation;
         }
+        delivery.attempts = delivery.attempts.max(stored.attempts);
         delivery.entries = stored.entries.clone();
     }
     let last: String = tx
@@ -442,7 +450,7 @@ pub(super) async fn record(
         delivery.event_source.as_str(),
         delivery.event_id.as_str(),
     );
-    let delivery_params: [&(dyn ToSql + Sync); 9] = [
+    let delivery_params: [&(dyn ToSql + Sync); 10] = [
         &id,
         &source,
         &event,
@@ -452,6 +460,7 @@ pub(super) async fn record(
         &delivery.created_at,
         &entry.id,
         &delivery_record,
+        &superseded,
     ];
     let clock = tx.execute("UPDATE switchboard_log_clock SET last = $1", &clock_params);
     let insert = tx.execute(
@@ -465,7 +474,9 @@ pub(super) async fn record(
            (id, event_source, event_id, endpoint, state, due_at, created_at, last_entry, record) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::text::json) \
          ON CONFLICT (id) DO UPDATE SET state = $5, due_at = $6, last_entry = $8, \
-           record = $9::text::json, lease_owner = NULL, lease_until = NULL",
+           record = $9::text::json, \
+           lease_owner = CASE WHEN $10 THEN switchboard_deliveries.lease_owner END, \
+           lease_until = CASE WHEN $10 THEN switchboard_deliveries.lease_until END",
         &delivery_params,
     );
     // Sent together (tokio-postgres pipelines them on the connection): one round trip.
