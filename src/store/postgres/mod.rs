@@ -348,32 +348,50 @@ fn encode<T: serde::Serialize>(value: &T) -> String {
 }
 
 /// `url` with its password as `***`, for messages: a URL's user info, or a key/value
-/// connection string's `password=` value.
+/// connection string's `password=` value. A URL is split as tokio-postgres splits it (the
+/// user info runs to the first `@`), not by a WHATWG parser, which refuses what libpq
+/// accepts (several hosts: `postgres://u:pw@db1,db2/x`) and would leave it unmasked.
 pub fn masked_url(url: &str) -> String {
-    if let Ok(mut parsed) = url::Url::parse(url) {
-        if parsed.password().is_some() {
-            let _ = parsed.set_password(Some("***"));
-        }
-        // Also as a query parameter (libpq takes `?password=`).
-        let pairs: Vec<(String, String)> = parsed
-            .query_pairs()
-            .map(|(k, v)| {
-                let v = if k == "password" { "***".into() } else { v };
-                (k.into_owned(), v.into_owned())
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url
+            .split(' ')
+            .map(|part| match part.split_once('=') {
+                Some((key, _)) if key.trim() == "password" => format!("{key}=***"),
+                _ => part.to_string(),
             })
-            .collect();
-        if pairs.iter().any(|(k, _)| k == "password") {
-            parsed.query_pairs_mut().clear().extend_pairs(pairs);
+            .collect::<Vec<_>>()
+            .join(" ");
+    };
+    let (user, rest) = match rest.split_once('@') {
+        Some((info, rest)) => match info.split_once(':') {
+            Some((name, _)) => (format!("{name}:***@"), rest),
+            None => (format!("{info}@"), rest),
+        },
+        None => (String::new(), rest),
+    };
+    // Also as a query parameter (libpq takes `?password=`).
+    let rest = match rest.split_once('?') {
+        Some((path, query)) => {
+            let query = query
+                .split('&')
+                .map(|pair| {
+                    let key = pair.split_once('=').map_or(pair, |(k, _)| k);
+                    let decoded: String = url::form_urlencoded::parse(key.as_bytes())
+                        .map(|(k, _)| k.into_owned())
+                        .collect();
+                    if decoded == "password" {
+                        format!("{key}=***")
+                    } else {
+                        pair.to_string()
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("&");
+            format!("{path}?{query}")
         }
-        return parsed.to_string();
-    }
-    url.split(' ')
-        .map(|part| match part.split_once('=') {
-            Some((key, _)) if key.trim() == "password" => format!("{key}=***"),
-            _ => part.to_string(),
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
+        None => rest.to_string(),
+    };
+    format!("{scheme}://{user}{rest}")
 }
 
 #[cfg(test)]
@@ -395,6 +413,28 @@ mod tests {
             "host=db user=sb password=*** dbname=x"
         );
         assert_eq!(masked_url("postgres://db/x"), "postgres://db/x");
+        // URLs that libpq and tokio-postgres read but a WHATWG parser refuses.
+        for url in [
+            "postgres://sb:s3cret@db1:5432,db2:5432/switchboard",
+            "postgresql://sb:s3cret@db1,db2/switchboard?sslmode=disable",
+            "postgres://sb:s3cret@[::1]:5432,[::2]:5432/x?password=s3cret",
+        ] {
+            let shown = masked_url(url);
+            assert!(!shown.contains("s3cret"), "{shown}");
+            assert!(
+                shown.contains("sb:***@db1") || shown.contains("sb:***@["),
+                "{shown}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_multi_host_url_is_never_shown_with_its_password() {
+        // Nothing listens on these ports: the connect error must not show the password.
+        let url = "postgres://sb:s3cret@127.0.0.1:1,127.0.0.1:2/x?connect_timeout=1";
+        let e = PostgresStore::connect(url, "n").await.unwrap_err();
+        let text = e.to_string();
+        assert!(!text.contains("s3cret"), "{text}");
     }
 
     #[tokio::test]
