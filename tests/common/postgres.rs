@@ -16,6 +16,8 @@ pub struct Postgres {
     as_postgres: bool,
     /// `postgres://postgres@127.0.0.1:PORT/switchboard`.
     pub url: String,
+    /// The server's options (port, socket folder, no fsync), to start it again.
+    options: String,
 }
 
 /// The newest installed server's binaries (Debian keeps them in /usr/lib/postgresql/N/bin),
@@ -76,11 +78,12 @@ impl Postgres {
             assert!(status.success(), "chown to postgres failed");
         }
         let port = free_port();
-        let server = Postgres {
+        let mut server = Postgres {
             bin,
             dir,
             as_postgres,
             url: format!("postgres://postgres@127.0.0.1:{port}/switchboard"),
+            options: String::new(),
         };
         server.run(
             "initdb",
@@ -97,26 +100,11 @@ impl Postgres {
             ],
         );
         // Durability is PostgreSQL's business, not these tests': fsync off for speed.
-        let options = format!(
+        server.options = format!(
             "-p {port} -h 127.0.0.1 -k {} -c fsync=off -c synchronous_commit=off -c full_page_writes=off",
             path(dir_of(&data))
         );
-        let log = server.dir.path().join("server.log");
-        server.run(
-            "pg_ctl",
-            &[
-                "start",
-                "-w",
-                "-t",
-                "60",
-                "-D",
-                path(&data),
-                "-l",
-                path(&log),
-                "-o",
-                &options,
-            ],
-        );
+        server.resume();
         server.run(
             "createdb",
             &[
@@ -130,6 +118,34 @@ impl Postgres {
             ],
         );
         Some(server)
+    }
+
+    /// Stops the server (fast shutdown: sessions are ended), as an outage would.
+    #[allow(dead_code)]
+    pub fn pause(&self) {
+        let data = self.dir.path().join("data");
+        self.run("pg_ctl", &["stop", "-m", "fast", "-w", "-D", path(&data)]);
+    }
+
+    /// Starts the server (again), on the same port, and waits until it answers.
+    pub fn resume(&self) {
+        let data = self.dir.path().join("data");
+        let log = self.dir.path().join("server.log");
+        self.run(
+            "pg_ctl",
+            &[
+                "start",
+                "-w",
+                "-t",
+                "60",
+                "-D",
+                path(&data),
+                "-l",
+                path(&log),
+                "-o",
+                &self.options,
+            ],
+        );
     }
 
     fn command(&self, program: &str) -> Command {
