@@ -251,6 +251,11 @@ async fn a_node_killed_mid_run_loses_nothing_answered_2xx() {
 
 /// What `post` got: the status, or None when the request failed or took over 10 s.
 async fn post_status(url: &str, i: usize) -> Option<u16> {
+    post_within(url, i, Duration::from_secs(10)).await
+}
+
+/// What `post` got: the status, or None when the request failed or took over `limit`.
+async fn post_within(url: &str, i: usize, limit: Duration) -> Option<u16> {
     let body = format!(
         r#"{{"type": "call.disposition", "id": "ev-{i}", "data": {{"lead": {i}, "phone_number": "+1555{i:07}"}}}}"#
     );
@@ -258,7 +263,7 @@ async fn post_status(url: &str, i: usize) -> Option<u16> {
         .post(format!("{url}/events"))
         .header("content-type", "application/json")
         .body(body)
-        .timeout(Duration::from_secs(10))
+        .timeout(limit)
         .send()
         .await
         .ok()
@@ -383,4 +388,41 @@ async fn nodes_answer_503_while_the_database_is_down_and_recover_by_themselves()
         assert!(log.contains("storage works again"), "{log}");
     }
     drop(folders);
+}
+
+/// The database stops answering with its connections open (a hung host, a network
+/// partition): a node answers 503 within its own bound (10 s) rather than holding the
+/// request until TCP gives up, and works again once the database answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_that_hangs_is_answered_503_not_waited_for() {
+    let Some(pg) = postgres_server::Postgres::start() else {
+        return;
+    };
+    let rx = Receiver::start(vec![], Reply::Status(200)).await;
+    let config = config(&rx);
+    let data = tempfile::tempdir().unwrap();
+    let node = Serve::start(
+        config.path(),
+        data.path(),
+        &["--store", &pg.url, "--node", "node1"],
+    )
+    .await;
+    assert!(post(&node.url, 0).await);
+    pg.signal("STOP");
+    let started = Instant::now();
+    let status = post_within(&node.url, 1, Duration::from_secs(30)).await;
+    let took = started.elapsed();
+    pg.signal("CONT");
+    assert!(
+        status.is_some_and(|s| s == 503) && took < Duration::from_secs(15),
+        "an event while the database hangs: {status:?} after {took:?}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut i = 2;
+    while !post(&node.url, i).await {
+        assert!(Instant::now() < deadline, "no recovery");
+        i += 1;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    node.stop();
 }

@@ -127,6 +127,31 @@ impl Postgres {
         self.run("pg_ctl", &["stop", "-m", "fast", "-w", "-D", path(&data)]);
     }
 
+    /// Sends `signal` (`STOP`, `CONT`) to the server and its backends: STOP freezes it with
+    /// its connections open, as a network partition or a hung host would.
+    #[allow(dead_code)]
+    pub fn signal(&self, signal: &str) {
+        let pid_file = self.dir.path().join("data").join("postmaster.pid");
+        let text = std::fs::read_to_string(pid_file).expect("the server runs");
+        let postmaster = text.lines().next().expect("its pid").trim().to_string();
+        let children = Command::new("ps")
+            .args(["-o", "pid=", "--ppid", &postmaster])
+            .output()
+            .expect("ps runs");
+        let mut pids = vec![postmaster];
+        pids.extend(
+            String::from_utf8_lossy(&children.stdout)
+                .split_whitespace()
+                .map(str::to_string),
+        );
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .args(&pids)
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -{signal} {pids:?}");
+    }
+
     /// Starts the server (again), on the same port, and waits until it answers.
     pub fn resume(&self) {
         let data = self.dir.path().join("data");

@@ -39,6 +39,14 @@ use crate::store::{
 /// Connections a node keeps to the database at most.
 const POOL_SIZE: usize = 8;
 
+/// How long one store call (waiting for a connection included) may take: a database that
+/// stops answering with its connections open (a hung host, a network partition) is then
+/// `Unavailable` (503, deliveries held) rather than waited for until TCP gives up.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The same for a connect log search or export page, which may read much more.
+const READ_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// How often the queue depth is counted again (other nodes change it too).
 const RECOUNT_EVERY: Duration = Duration::from_secs(5);
 
@@ -106,7 +114,7 @@ impl PostgresStore {
         let pool = Pool::builder(manager)
             .max_size(POOL_SIZE)
             .runtime(deadpool_postgres::Runtime::Tokio1)
-            .wait_timeout(Some(Duration::from_secs(30)))
+            .wait_timeout(Some(CALL_TIMEOUT))
             .create_timeout(Some(Duration::from_secs(10)))
             .build()
             .map_err(|e| StoreError::Database(format!("{shown}: {e}")))?;
@@ -150,6 +158,38 @@ impl PostgresStore {
         result
     }
 
+    /// Runs one store call, bounded by [`CALL_TIMEOUT`]; a call that runs out drops the
+    /// pool's idle connections (the one it used may be stuck), and notes the outage.
+    async fn bounded<T>(
+        &self,
+        call: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        self.bounded_by(CALL_TIMEOUT, call).await
+    }
+
+    async fn bounded_by<T>(
+        &self,
+        limit: Duration,
+        call: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let result = match tokio::time::timeout(limit, call).await {
+            Ok(result) => result,
+            Err(_) => Err(self.stuck(limit)),
+        };
+        self.noted(result)
+    }
+
+    /// The database did not answer within `limit`: the pool's idle connections are dropped
+    /// (the one that waited may be stuck), new ones are made as needed.
+    fn stuck(&self, limit: Duration) -> StoreError {
+        self.pool.retain(|_, _| false);
+        StoreError::Unavailable(format!(
+            "the database {} did not answer within {} s",
+            self.shown,
+            limit.as_secs()
+        ))
+    }
+
     /// Counts the pending deliveries again.
     async fn recount(&self) -> Result<(), StoreError> {
         let client = self.client().await?;
@@ -187,17 +227,15 @@ impl crate::store::Store for PostgresStore {
         events: Vec<NewEvent>,
         now: DateTime<Utc>,
     ) -> Result<Vec<Accepted>, StoreError> {
-        let result = write::accept(self, events, now).await;
-        self.noted(result)
+        self.bounded(write::accept(self, events, now)).await
     }
 
     async fn queued_endpoints(&self) -> Result<Vec<String>, StoreError> {
         let stale = Utc::now().timestamp_millis() - self.counted.load(Ordering::SeqCst);
         if stale > i64::try_from(RECOUNT_EVERY.as_millis()).unwrap_or(i64::MAX) {
-            self.recount().await?;
+            self.bounded(self.recount()).await?;
         }
-        let result = read::queued_endpoints(self).await;
-        self.noted(result)
+        self.bounded(read::queued_endpoints(self)).await
     }
 
     async fn take(
@@ -207,13 +245,12 @@ impl crate::store::Store for PostgresStore {
         limit: usize,
         lease_until: DateTime<Utc>,
     ) -> Result<Taken, StoreError> {
-        let result = write::take(self, endpoint, now, limit, lease_until).await;
-        self.noted(result)
+        self.bounded(write::take(self, endpoint, now, limit, lease_until))
+            .await
     }
 
     async fn hold(&self, id: &DeliveryId, until: DateTime<Utc>) -> Result<(), StoreError> {
-        let result = write::hold(self, id, until).await;
-        self.noted(result)
+        self.bounded(write::hold(self, id, until)).await
     }
 
     async fn record(
@@ -224,8 +261,7 @@ impl crate::store::Store for PostgresStore {
     ) -> Result<String, StoreError> {
         // The queue is the pending deliveries themselves: the record's new state moves it.
         let _ = dequeued;
-        let result = write::record(self, entry, delivery).await;
-        self.noted(result)
+        self.bounded(write::record(self, entry, delivery)).await
     }
 
     async fn replay(
@@ -233,28 +269,24 @@ impl crate::store::Store for PostgresStore {
         ids: &[DeliveryId],
         now: DateTime<Utc>,
     ) -> Result<Vec<Delivery>, StoreError> {
-        let result = write::replay(self, ids, now).await;
-        self.noted(result)
+        self.bounded(write::replay(self, ids, now)).await
     }
 
     async fn delivery(&self, id: &DeliveryId) -> Result<Option<Delivery>, StoreError> {
-        let result = read::delivery(self, id).await;
-        self.noted(result)
+        self.bounded(read::delivery(self, id)).await
     }
 
     async fn event(&self, source: &str, id: &EventId) -> Result<Option<StoredEvent>, StoreError> {
-        let result = read::event(self, source, id).await;
-        self.noted(result)
+        self.bounded(read::event(self, source, id)).await
     }
 
     async fn entry(&self, id: &str) -> Result<Option<LogEntry>, StoreError> {
-        let result = read::entry(self, id).await;
-        self.noted(result)
+        self.bounded(read::entry(self, id)).await
     }
 
     async fn search(&self, query: &LogQuery) -> Result<Vec<LogEntry>, StoreError> {
-        let result = read::search(self, query).await;
-        self.noted(result)
+        self.bounded_by(READ_TIMEOUT, read::search(self, query))
+            .await
     }
 
     async fn entries_between(
@@ -264,11 +296,15 @@ impl crate::store::Store for PostgresStore {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<LogEntry>, StoreError> {
-        let result = read::entries_between(self, since, until, after, limit).await;
-        self.noted(result)
+        self.bounded_by(
+            READ_TIMEOUT,
+            read::entries_between(self, since, until, after, limit),
+        )
+        .await
     }
 
     async fn purge(&self, cutoff: DateTime<Utc>) -> Result<Purged, StoreError> {
+        // Bounded batch by batch: a long purge is not a database that hangs.
         let result = write::purge(self, cutoff).await;
         self.noted(result)
     }
@@ -284,13 +320,19 @@ impl crate::store::Store for PostgresStore {
         if self.health().is_ok() {
             return Ok(false);
         }
-        let client = self.pool.get().await.map_err(|e| {
-            StoreError::Unavailable(format!("cannot reach the database {}: {e}", self.shown))
-        })?;
-        client.simple_query("SELECT 1").await.map_err(db_error)?;
-        drop(client);
+        let probe = async {
+            let client = self.pool.get().await.map_err(|e| {
+                StoreError::Unavailable(format!("cannot reach the database {}: {e}", self.shown))
+            })?;
+            client.simple_query("SELECT 1").await.map_err(db_error)?;
+            Ok::<(), StoreError>(())
+        };
+        match tokio::time::timeout(CALL_TIMEOUT, probe).await {
+            Ok(result) => result?,
+            Err(_) => return Err(self.stuck(CALL_TIMEOUT)),
+        }
         *self.failing.lock().unwrap_or_else(|p| p.into_inner()) = None;
-        self.recount().await?;
+        self.bounded(self.recount()).await?;
         tracing::info!(store = %self.shown, "storage works again: accepting events and delivering");
         Ok(true)
     }
@@ -304,13 +346,11 @@ impl crate::store::Store for PostgresStore {
     }
 
     async fn announce(&self, node: &NodeInfo) -> Result<(), StoreError> {
-        let result = self.upsert_node(node).await;
-        self.noted(result)
+        self.bounded(self.upsert_node(node)).await
     }
 
     async fn nodes(&self) -> Result<Vec<NodeInfo>, StoreError> {
-        let result = self.list_nodes().await;
-        self.noted(result)
+        self.bounded(self.list_nodes()).await
     }
 
     async fn flush(&self) -> Result<(), StoreError> {

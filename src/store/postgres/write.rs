@@ -571,13 +571,22 @@ pub(super) async fn purge(
     store: &PostgresStore,
     cutoff: DateTime<Utc>,
 ) -> Result<Purged, StoreError> {
-    let client = store.client().await?;
+    let limit = super::CALL_TIMEOUT;
+    let client = tokio::time::timeout(limit, store.client())
+        .await
+        .map_err(|_| store.stuck(limit))??;
     let bound = crate::store::query::ulid_bound(cutoff, false);
     let batched = async |sql: &str, params: &[&(dyn ToSql + Sync)]| {
-        let statement = client.prepare_cached(sql).await.map_err(db_error)?;
+        let statement = tokio::time::timeout(limit, client.prepare_cached(sql))
+            .await
+            .map_err(|_| store.stuck(limit))?
+            .map_err(db_error)?;
         let mut total = 0u64;
         loop {
-            let n = client.execute(&statement, params).await.map_err(db_error)?;
+            let n = tokio::time::timeout(limit, client.execute(&statement, params))
+                .await
+                .map_err(|_| store.stuck(limit))?
+                .map_err(db_error)?;
             total += n;
             if n < PURGE_BATCH as u64 {
                 return Ok::<u64, StoreError>(total);
