@@ -9,13 +9,22 @@ use crate::engine::event::EventId;
 use crate::store::query::{LogQuery, search_form, ulid_bound};
 use crate::store::{Delivery, DeliveryId, LogEntry, StoreError, StoredEvent};
 
-/// The endpoints that have pending deliveries, in name order.
+/// The endpoints that have pending deliveries, in name order: one index probe per
+/// endpoint (a loose index scan of the queue), since every dispatcher tick asks; a plain
+/// `DISTINCT` reads every pending delivery (about 50 ms a tick with 300,000 queued).
 pub(super) async fn queued_endpoints(store: &PostgresStore) -> Result<Vec<String>, StoreError> {
     let client = store.client().await?;
     let statement = client
         .prepare_cached(
-            "SELECT DISTINCT endpoint FROM switchboard_deliveries WHERE state = 'pending' \
-             ORDER BY endpoint",
+            "WITH RECURSIVE e(endpoint) AS ( \
+               (SELECT endpoint FROM switchboard_deliveries WHERE state = 'pending' \
+                ORDER BY endpoint LIMIT 1) \
+               UNION ALL \
+               SELECT (SELECT d.endpoint FROM switchboard_deliveries d \
+                       WHERE d.state = 'pending' AND d.endpoint > e.endpoint \
+                       ORDER BY d.endpoint LIMIT 1) \
+               FROM e WHERE e.endpoint IS NOT NULL) \
+             SELECT endpoint FROM e WHERE endpoint IS NOT NULL",
         )
         .await
         .map_err(db_error)?;
