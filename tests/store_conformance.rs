@@ -784,6 +784,7 @@ async fn postgres_a_late_record_after_a_takeover_does_not_clobber_it() {
             vec![
                 new_event("one", "1", vec![to("crm", "w", None)]),
                 new_event("two", "2", vec![to("slack", "w", None)]),
+                new_event("three", "3", vec![to("erp", "w", None)]),
             ],
             at(0),
         )
@@ -869,5 +870,23 @@ async fn postgres_a_late_record_after_a_takeover_does_not_clobber_it() {
         "b's record, the live lease's, stands"
     );
     assert_eq!(now.entries.len(), 2);
+
+    // 3. a's lease runs out, b takes over; a's record fails and a holds the delivery back:
+    // the hold is a's alone, it does not take b's lease, and b's record stands.
+    let three = accepted[2].deliveries[0].id.clone();
+    a.take("erp", at(0), 1, at(1)).await.unwrap();
+    let by_b = b
+        .take("erp", at(2), 1, at(4))
+        .await
+        .unwrap()
+        .leases
+        .remove(0);
+    a.hold(&three, at(30)).await.unwrap();
+    let (entry, delivery) = attempt(&by_b.delivery, at(2), Outcome::Delivered);
+    b.record(&entry, &delivery, Some(by_b.dequeued))
+        .await
+        .unwrap();
+    let now = b.delivery(&three).await.unwrap().unwrap();
+    assert_eq!(now.state, DeliveryState::Delivered, "b's record stands");
     assert_eq!(b.queue_depth(), 0);
 }

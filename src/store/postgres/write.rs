@@ -342,7 +342,9 @@ pub(super) async fn take(
     Ok(Taken { leases, next })
 }
 
-/// Keeps a leased delivery out of takes until `until`.
+/// Keeps a delivery leased to this node out of takes until `until`. A lease that another
+/// node took over (this one ran out) is that node's: holding it would make its record
+/// look late (see `record`).
 pub(super) async fn hold(
     store: &PostgresStore,
     id: &DeliveryId,
@@ -351,7 +353,8 @@ pub(super) async fn hold(
     let client = store.client().await?;
     client
         .execute(
-            "UPDATE switchboard_deliveries SET lease_owner = $2, lease_until = $3 WHERE id = $1",
+            "UPDATE switchboard_deliveries SET lease_until = $3 \
+             WHERE id = $1 AND lease_owner = $2",
             &[&id.as_str(), &store.node, &until],
         )
         .await
