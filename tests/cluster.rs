@@ -248,3 +248,181 @@ async fn a_node_killed_mid_run_loses_nothing_answered_2xx() {
     }
     drop(folders);
 }
+
+/// What `post` got: the status, or None when the request failed or took over 10 s.
+async fn post_status(url: &str, i: usize) -> Option<u16> {
+    post_within(url, i, Duration::from_secs(10)).await
+}
+
+/// What `post` got: the status, or None when the request failed or took over `limit`.
+async fn post_within(url: &str, i: usize, limit: Duration) -> Option<u16> {
+    let body = format!(
+        r#"{{"type": "call.disposition", "id": "ev-{i}", "data": {{"lead": {i}, "phone_number": "+1555{i:07}"}}}}"#
+    );
+    http()
+        .post(format!("{url}/events"))
+        .header("content-type", "application/json")
+        .body(body)
+        .timeout(limit)
+        .send()
+        .await
+        .ok()
+        .map(|r| r.status().as_u16())
+}
+
+/// The database stops in the middle of a run and starts again: both nodes answer 503
+/// meanwhile (not 2xx, not a hang), log the outage once rather than in a loop, and work
+/// again by themselves once it is back; every event answered 2xx is delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_answer_503_while_the_database_is_down_and_recover_by_themselves() {
+    let Some(pg) = postgres_server::Postgres::start() else {
+        return;
+    };
+    let rx = Receiver::start(vec![], Reply::Status(200)).await;
+    let config = config(&rx);
+    // The server trusts every local connection, so any password does: it must show nowhere.
+    let store = pg.url.replace("postgres@", "postgres:s3cret@");
+    let mut nodes = Vec::new();
+    let mut folders = Vec::new();
+    for name in ["node1", "node2"] {
+        let data = tempfile::tempdir().unwrap();
+        let serve = Serve::start(
+            config.path(),
+            data.path(),
+            &["--store", &store, "--node", name],
+        )
+        .await;
+        nodes.push(serve);
+        folders.push(data);
+    }
+    let urls: Vec<String> = nodes.iter().map(|n| n.url.clone()).collect();
+    let mut answered: BTreeSet<u64> = BTreeSet::new();
+    let mut i = 0usize;
+    for _ in 0..10 {
+        assert!(post(&urls[i % 2], i).await, "event {i} accepted");
+        answered.insert(i as u64);
+        i += 1;
+    }
+
+    pg.pause();
+    let logged_before: Vec<usize> = nodes.iter().map(|n| n.log().len()).collect();
+    let down = Instant::now();
+    while down.elapsed() < Duration::from_secs(5) {
+        let status = post_status(&urls[i % 2], i).await;
+        assert!(
+            status.is_some_and(|s| s == 503 || (500..600).contains(&s)),
+            "event {i} while the database is down: {status:?}"
+        );
+        if status.is_some_and(|s| (200..300).contains(&s)) {
+            answered.insert(i as u64);
+        }
+        i += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for (node, before) in nodes.iter().zip(&logged_before) {
+        let lines = node.log();
+        let during = &lines[*before..];
+        assert!(
+            during.len() <= 10,
+            "{} lines logged in 5 s of outage:\n{}",
+            during.len(),
+            during.join("\n")
+        );
+    }
+    for url in &urls {
+        let ready = http().get(format!("{url}/readyz")).send().await.unwrap();
+        assert_eq!(ready.status().as_u16(), 503);
+        let cluster = http()
+            .get(format!("{url}/api/cluster"))
+            .send()
+            .await
+            .unwrap();
+        let cluster = cluster.text().await.unwrap();
+        assert!(!cluster.contains("s3cret"), "{cluster}");
+    }
+
+    pg.resume();
+    for url in &urls {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let status = post_status(url, i).await;
+            if status.is_some_and(|s| (200..300).contains(&s)) {
+                answered.insert(i as u64);
+                i += 1;
+                break;
+            }
+            i += 1;
+            assert!(
+                Instant::now() < deadline,
+                "{url} still refuses events 30 s after the database came back: {status:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    for _ in 0..10 {
+        assert!(
+            post(&urls[i % 2], i).await,
+            "event {i} accepted after the outage"
+        );
+        answered.insert(i as u64);
+        i += 1;
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let seen = arrivals(&rx);
+        let missing: Vec<&u64> = answered.iter().filter(|l| !seen.contains_key(l)).collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} events answered 2xx were never delivered, e.g. {:?}",
+            missing.len(),
+            &missing[..missing.len().min(10)]
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for node in nodes {
+        let log = node.stop();
+        assert!(!log.contains("s3cret"), "{log}");
+        assert!(log.contains("storage works again"), "{log}");
+    }
+    drop(folders);
+}
+
+/// The database stops answering with its connections open (a hung host, a network
+/// partition): a node answers 503 within its own bound (10 s) rather than holding the
+/// request until TCP gives up, and works again once the database answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_that_hangs_is_answered_503_not_waited_for() {
+    let Some(pg) = postgres_server::Postgres::start() else {
+        return;
+    };
+    let rx = Receiver::start(vec![], Reply::Status(200)).await;
+    let config = config(&rx);
+    let data = tempfile::tempdir().unwrap();
+    let node = Serve::start(
+        config.path(),
+        data.path(),
+        &["--store", &pg.url, "--node", "node1"],
+    )
+    .await;
+    assert!(post(&node.url, 0).await);
+    pg.signal("STOP");
+    let started = Instant::now();
+    let status = post_within(&node.url, 1, Duration::from_secs(30)).await;
+    let took = started.elapsed();
+    pg.signal("CONT");
+    assert!(
+        status.is_some_and(|s| s == 503) && took < Duration::from_secs(15),
+        "an event while the database hangs: {status:?} after {took:?}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut i = 2;
+    while !post(&node.url, i).await {
+        assert!(Instant::now() < deadline, "no recovery");
+        i += 1;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    node.stop();
+}

@@ -814,3 +814,127 @@ async fn postgres_over_tls_verifies_the_server() {
         .unwrap_err();
     assert!(error.to_string().contains("certificate"), "{error}");
 }
+
+/// A node whose lease ran out records late, after another node took the delivery over: its
+/// entry is kept, but it neither ends the other node's lease nor undoes the other node's
+/// record.
+#[tokio::test]
+async fn postgres_a_late_record_after_a_takeover_does_not_clobber_it() {
+    use switchboard::store::PostgresStore;
+    let Some(server) = postgres_server::Postgres::start() else {
+        return;
+    };
+    let a: Arc<dyn Store> = Arc::new(PostgresStore::connect(&server.url, "node-a").await.unwrap());
+    let b: Arc<dyn Store> = Arc::new(PostgresStore::connect(&server.url, "node-b").await.unwrap());
+    let c: Arc<dyn Store> = Arc::new(PostgresStore::connect(&server.url, "node-c").await.unwrap());
+    let accepted = a
+        .accept(
+            vec![
+                new_event("one", "1", vec![to("crm", "w", None)]),
+                new_event("two", "2", vec![to("slack", "w", None)]),
+                new_event("three", "3", vec![to("erp", "w", None)]),
+            ],
+            at(0),
+        )
+        .await
+        .unwrap();
+    let (one, two) = (
+        accepted[0].deliveries[0].id.clone(),
+        accepted[1].deliveries[0].id.clone(),
+    );
+
+    // 1. a's lease runs out, b takes over and delivers, then a records a retry late.
+    let by_a = a
+        .take("crm", at(0), 1, at(1))
+        .await
+        .unwrap()
+        .leases
+        .remove(0);
+    let by_b = b
+        .take("crm", at(2), 1, at(3))
+        .await
+        .unwrap()
+        .leases
+        .remove(0);
+    let (entry, delivery) = attempt(&by_b.delivery, at(2), Outcome::Delivered);
+    b.record(&entry, &delivery, Some(by_b.dequeued))
+        .await
+        .unwrap();
+    let (entry, delivery) = attempt(&by_a.delivery, at(0), Outcome::Retrying);
+    a.record(&entry, &delivery, Some(by_a.dequeued))
+        .await
+        .unwrap();
+    let now = a.delivery(&one).await.unwrap().unwrap();
+    assert_eq!(now.entries.len(), 2, "both attempts are logged");
+    assert_eq!(
+        now.state,
+        DeliveryState::Delivered,
+        "a's late retry does not queue a delivered delivery again"
+    );
+    assert!(
+        c.take("crm", at(10), 1, at(11))
+            .await
+            .unwrap()
+            .leases
+            .is_empty(),
+        "nothing to send again"
+    );
+
+    // 2. a's lease runs out, b takes over; a records a retry while b's attempt is on the
+    // wire: b's lease stands, so c cannot take it before b records.
+    let by_a = a
+        .take("slack", at(0), 1, at(1))
+        .await
+        .unwrap()
+        .leases
+        .remove(0);
+    let by_b = b
+        .take("slack", at(2), 1, at(4))
+        .await
+        .unwrap()
+        .leases
+        .remove(0);
+    let (entry, mut delivery) = attempt(&by_a.delivery, at(0), Outcome::Retrying);
+    delivery.due_at = Some(at(2));
+    a.record(&entry, &delivery, Some(by_a.dequeued))
+        .await
+        .unwrap();
+    assert!(
+        c.take("slack", at(3), 1, at(5))
+            .await
+            .unwrap()
+            .leases
+            .is_empty(),
+        "b's lease still holds it"
+    );
+    let (entry, delivery) = attempt(&by_b.delivery, at(2), Outcome::Delivered);
+    b.record(&entry, &delivery, Some(by_b.dequeued))
+        .await
+        .unwrap();
+    let now = b.delivery(&two).await.unwrap().unwrap();
+    assert_eq!(
+        now.state,
+        DeliveryState::Delivered,
+        "b's record, the live lease's, stands"
+    );
+    assert_eq!(now.entries.len(), 2);
+
+    // 3. a's lease runs out, b takes over; a's record fails and a holds the delivery back:
+    // the hold is a's alone, it does not take b's lease, and b's record stands.
+    let three = accepted[2].deliveries[0].id.clone();
+    a.take("erp", at(0), 1, at(1)).await.unwrap();
+    let by_b = b
+        .take("erp", at(2), 1, at(4))
+        .await
+        .unwrap()
+        .leases
+        .remove(0);
+    a.hold(&three, at(30)).await.unwrap();
+    let (entry, delivery) = attempt(&by_b.delivery, at(2), Outcome::Delivered);
+    b.record(&entry, &delivery, Some(by_b.dequeued))
+        .await
+        .unwrap();
+    let now = b.delivery(&three).await.unwrap().unwrap();
+    assert_eq!(now.state, DeliveryState::Delivered, "b's record stands");
+    assert_eq!(b.queue_depth(), 0);
+}

@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::{PostgresStore, SledStore, Store, StoreError};
 
 /// Where the store is.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum Location {
     /// A data folder of the embedded store, held by one process.
     Sled(PathBuf),
@@ -51,6 +51,16 @@ impl Location {
     }
 }
 
+/// As `Display`: the password masked (options that hold a `Location` derive `Debug`).
+impl std::fmt::Debug for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::Sled(dir) => f.debug_tuple("Sled").field(dir).finish(),
+            Location::Postgres(_) => f.debug_tuple("Postgres").field(&self.to_string()).finish(),
+        }
+    }
+}
+
 impl std::fmt::Display for Location {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -72,6 +82,7 @@ mod tests {
         );
         let pg = Location::parse("postgresql://sb:s3cret@db/x").unwrap();
         assert_eq!(pg.to_string(), "postgresql://sb:***@db/x");
+        assert!(!format!("{pg:?}").contains("s3cret"));
         let error = Location::parse("mysql://sb:s3cret@db/x").unwrap_err();
         assert!(
             error.contains("known: sled:DIR") && !error.contains("s3cret"),

@@ -205,7 +205,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Records an attempt: the log entry, the delivery's new state, and the queue entry it
     /// was taken from (`dequeued`) moved (retrying) or removed (finished); ends its lease.
-    /// If the delivery was replayed while the attempt was in flight, the replay stands.
+    /// If the delivery was replayed while the attempt was in flight, the replay stands; if
+    /// the lease ran out and another node took the delivery over, the entry is kept but
+    /// that node's lease and record stand.
     /// Returns the id the entry is recorded under: ids increase in the order entries are
     /// recorded (never below the time of the attempt), so that a reader following the log
     /// with an `after` cursor misses none.

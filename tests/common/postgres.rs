@@ -19,6 +19,8 @@ pub struct Postgres {
     pub url: String,
     /// With TLS: the certificate of the CA that signed the server's (for 127.0.0.1).
     pub ca: Option<PathBuf>,
+    /// The server's options (port, socket folder, no fsync), to start it again.
+    options: String,
 }
 
 /// The newest installed server's binaries (Debian keeps them in /usr/lib/postgresql/N/bin),
@@ -90,12 +92,13 @@ impl Postgres {
             assert!(status.success(), "chown to postgres failed");
         }
         let port = free_port();
-        let server = Postgres {
+        let mut server = Postgres {
             bin,
             dir,
             as_postgres,
             url: format!("postgres://postgres@127.0.0.1:{port}/switchboard"),
             ca,
+            options: String::new(),
         };
         server.run(
             "initdb",
@@ -122,22 +125,8 @@ impl Postgres {
                 " -c ssl=on -c ssl_cert_file={dir}/server.crt -c ssl_key_file={dir}/server.key"
             ));
         }
-        let log = server.dir.path().join("server.log");
-        server.run(
-            "pg_ctl",
-            &[
-                "start",
-                "-w",
-                "-t",
-                "60",
-                "-D",
-                path(&data),
-                "-l",
-                path(&log),
-                "-o",
-                &options,
-            ],
-        );
+        server.options = options;
+        server.resume();
         server.run(
             "createdb",
             &[
@@ -151,6 +140,59 @@ impl Postgres {
             ],
         );
         Some(server)
+    }
+
+    /// Stops the server (fast shutdown: sessions are ended), as an outage would.
+    #[allow(dead_code)]
+    pub fn pause(&self) {
+        let data = self.dir.path().join("data");
+        self.run("pg_ctl", &["stop", "-m", "fast", "-w", "-D", path(&data)]);
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`) to the server and its backends: STOP freezes it with
+    /// its connections open, as a network partition or a hung host would.
+    #[allow(dead_code)]
+    pub fn signal(&self, signal: &str) {
+        let pid_file = self.dir.path().join("data").join("postmaster.pid");
+        let text = std::fs::read_to_string(pid_file).expect("the server runs");
+        let postmaster = text.lines().next().expect("its pid").trim().to_string();
+        let children = Command::new("ps")
+            .args(["-o", "pid=", "--ppid", &postmaster])
+            .output()
+            .expect("ps runs");
+        let mut pids = vec![postmaster];
+        pids.extend(
+            String::from_utf8_lossy(&children.stdout)
+                .split_whitespace()
+                .map(str::to_string),
+        );
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .args(&pids)
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -{signal} {pids:?}");
+    }
+
+    /// Starts the server (again), on the same port, and waits until it answers.
+    pub fn resume(&self) {
+        let data = self.dir.path().join("data");
+        let log = self.dir.path().join("server.log");
+        self.run(
+            "pg_ctl",
+            &[
+                "start",
+                "-w",
+                "-t",
+                "60",
+                "-D",
+                path(&data),
+                "-l",
+                path(&log),
+                "-o",
+                &self.options,
+            ],
+        );
     }
 
     fn command(&self, program: &str) -> Command {

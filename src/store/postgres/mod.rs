@@ -41,6 +41,14 @@ use crate::store::{
 /// Connections a node keeps to the database at most.
 const POOL_SIZE: usize = 8;
 
+/// How long one store call (waiting for a connection included) may take: a database that
+/// stops answering with its connections open (a hung host, a network partition) is then
+/// `Unavailable` (503, deliveries held) rather than waited for until TCP gives up.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The same for a connect log search or export page, which may read much more.
+const READ_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// How often the queue depth is counted again (other nodes change it too).
 const RECOUNT_EVERY: Duration = Duration::from_secs(5);
 
@@ -104,7 +112,7 @@ impl PostgresStore {
         let pool = Pool::builder(manager)
             .max_size(POOL_SIZE)
             .runtime(deadpool_postgres::Runtime::Tokio1)
-            .wait_timeout(Some(Duration::from_secs(30)))
+            .wait_timeout(Some(CALL_TIMEOUT))
             .create_timeout(Some(Duration::from_secs(10)))
             .build()
             .map_err(|e| StoreError::Database(format!("{shown}: {e}")))?;
@@ -152,6 +160,38 @@ impl PostgresStore {
         result
     }
 
+    /// Runs one store call, bounded by [`CALL_TIMEOUT`]; a call that runs out drops the
+    /// pool's idle connections (the one it used may be stuck), and notes the outage.
+    async fn bounded<T>(
+        &self,
+        call: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        self.bounded_by(CALL_TIMEOUT, call).await
+    }
+
+    async fn bounded_by<T>(
+        &self,
+        limit: Duration,
+        call: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let result = match tokio::time::timeout(limit, call).await {
+            Ok(result) => result,
+            Err(_) => Err(self.stuck(limit)),
+        };
+        self.noted(result)
+    }
+
+    /// The database did not answer within `limit`: the pool's idle connections are dropped
+    /// (the one that waited may be stuck), new ones are made as needed.
+    fn stuck(&self, limit: Duration) -> StoreError {
+        self.pool.retain(|_, _| false);
+        StoreError::Unavailable(format!(
+            "the database {} did not answer within {} s",
+            self.shown,
+            limit.as_secs()
+        ))
+    }
+
     /// Counts the pending deliveries again.
     async fn recount(&self) -> Result<(), StoreError> {
         let client = self.client().await?;
@@ -189,17 +229,15 @@ impl crate::store::Store for PostgresStore {
         events: Vec<NewEvent>,
         now: DateTime<Utc>,
     ) -> Result<Vec<Accepted>, StoreError> {
-        let result = write::accept(self, events, now).await;
-        self.noted(result)
+        self.bounded(write::accept(self, events, now)).await
     }
 
     async fn queued_endpoints(&self) -> Result<Vec<String>, StoreError> {
         let stale = Utc::now().timestamp_millis() - self.counted.load(Ordering::SeqCst);
         if stale > i64::try_from(RECOUNT_EVERY.as_millis()).unwrap_or(i64::MAX) {
-            self.recount().await?;
+            self.bounded(self.recount()).await?;
         }
-        let result = read::queued_endpoints(self).await;
-        self.noted(result)
+        self.bounded(read::queued_endpoints(self)).await
     }
 
     async fn take(
@@ -209,8 +247,8 @@ impl crate::store::Store for PostgresStore {
         limit: usize,
         lease_until: DateTime<Utc>,
     ) -> Result<Taken, StoreError> {
-        let result = write::take(self, endpoint, now, limit, lease_until, None).await;
-        self.noted(result)
+        self.bounded(write::take(self, endpoint, now, limit, lease_until, None))
+            .await
     }
 
     async fn take_capped(
@@ -221,13 +259,19 @@ impl crate::store::Store for PostgresStore {
         lease_until: DateTime<Utc>,
         cap: usize,
     ) -> Result<Taken, StoreError> {
-        let result = write::take(self, endpoint, now, limit, lease_until, Some(cap)).await;
-        self.noted(result)
+        self.bounded(write::take(
+            self,
+            endpoint,
+            now,
+            limit,
+            lease_until,
+            Some(cap),
+        ))
+        .await
     }
 
     async fn hold(&self, id: &DeliveryId, until: DateTime<Utc>) -> Result<(), StoreError> {
-        let result = write::hold(self, id, until).await;
-        self.noted(result)
+        self.bounded(write::hold(self, id, until)).await
     }
 
     async fn record(
@@ -238,8 +282,7 @@ impl crate::store::Store for PostgresStore {
     ) -> Result<String, StoreError> {
         // The queue is the pending deliveries themselves: the record's new state moves it.
         let _ = dequeued;
-        let result = write::record(self, entry, delivery).await;
-        self.noted(result)
+        self.bounded(write::record(self, entry, delivery)).await
     }
 
     async fn replay(
@@ -247,28 +290,24 @@ impl crate::store::Store for PostgresStore {
         ids: &[DeliveryId],
         now: DateTime<Utc>,
     ) -> Result<Vec<Delivery>, StoreError> {
-        let result = write::replay(self, ids, now).await;
-        self.noted(result)
+        self.bounded(write::replay(self, ids, now)).await
     }
 
     async fn delivery(&self, id: &DeliveryId) -> Result<Option<Delivery>, StoreError> {
-        let result = read::delivery(self, id).await;
-        self.noted(result)
+        self.bounded(read::delivery(self, id)).await
     }
 
     async fn event(&self, source: &str, id: &EventId) -> Result<Option<StoredEvent>, StoreError> {
-        let result = read::event(self, source, id).await;
-        self.noted(result)
+        self.bounded(read::event(self, source, id)).await
     }
 
     async fn entry(&self, id: &str) -> Result<Option<LogEntry>, StoreError> {
-        let result = read::entry(self, id).await;
-        self.noted(result)
+        self.bounded(read::entry(self, id)).await
     }
 
     async fn search(&self, query: &LogQuery) -> Result<Vec<LogEntry>, StoreError> {
-        let result = read::search(self, query).await;
-        self.noted(result)
+        self.bounded_by(READ_TIMEOUT, read::search(self, query))
+            .await
     }
 
     async fn entries_between(
@@ -278,11 +317,15 @@ impl crate::store::Store for PostgresStore {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<LogEntry>, StoreError> {
-        let result = read::entries_between(self, since, until, after, limit).await;
-        self.noted(result)
+        self.bounded_by(
+            READ_TIMEOUT,
+            read::entries_between(self, since, until, after, limit),
+        )
+        .await
     }
 
     async fn purge(&self, cutoff: DateTime<Utc>) -> Result<Purged, StoreError> {
+        // Bounded batch by batch: a long purge is not a database that hangs.
         let result = write::purge(self, cutoff).await;
         self.noted(result)
     }
@@ -298,17 +341,23 @@ impl crate::store::Store for PostgresStore {
         if self.health().is_ok() {
             return Ok(false);
         }
-        let client = self.pool.get().await.map_err(|e| {
-            StoreError::Unavailable(format!(
-                "cannot reach the database {}: {}",
-                self.shown,
-                with_causes(&e)
-            ))
-        })?;
-        client.simple_query("SELECT 1").await.map_err(db_error)?;
-        drop(client);
+        let probe = async {
+            let client = self.pool.get().await.map_err(|e| {
+                StoreError::Unavailable(format!(
+                    "cannot reach the database {}: {}",
+                    self.shown,
+                    with_causes(&e)
+                ))
+            })?;
+            client.simple_query("SELECT 1").await.map_err(db_error)?;
+            Ok::<(), StoreError>(())
+        };
+        match tokio::time::timeout(CALL_TIMEOUT, probe).await {
+            Ok(result) => result?,
+            Err(_) => return Err(self.stuck(CALL_TIMEOUT)),
+        }
         *self.failing.lock().unwrap_or_else(|p| p.into_inner()) = None;
-        self.recount().await?;
+        self.bounded(self.recount()).await?;
         tracing::info!(store = %self.shown, "storage works again: accepting events and delivering");
         Ok(true)
     }
@@ -322,13 +371,11 @@ impl crate::store::Store for PostgresStore {
     }
 
     async fn announce(&self, node: &NodeInfo) -> Result<(), StoreError> {
-        let result = self.upsert_node(node).await;
-        self.noted(result)
+        self.bounded(self.upsert_node(node)).await
     }
 
     async fn nodes(&self) -> Result<Vec<NodeInfo>, StoreError> {
-        let result = self.list_nodes().await;
-        self.noted(result)
+        self.bounded(self.list_nodes()).await
     }
 
     async fn flush(&self) -> Result<(), StoreError> {
@@ -443,32 +490,50 @@ fn encode<T: serde::Serialize>(value: &T) -> String {
 }
 
 /// `url` with its password as `***`, for messages: a URL's user info, or a key/value
-/// connection string's `password=` value.
+/// connection string's `password=` value. A URL is split as tokio-postgres splits it (the
+/// user info runs to the first `@`), not by a WHATWG parser, which refuses what libpq
+/// accepts (several hosts: `postgres://u:pw@db1,db2/x`) and would leave it unmasked.
 pub fn masked_url(url: &str) -> String {
-    if let Ok(mut parsed) = url::Url::parse(url) {
-        if parsed.password().is_some() {
-            let _ = parsed.set_password(Some("***"));
-        }
-        // Also as a query parameter (libpq takes `?password=`).
-        let pairs: Vec<(String, String)> = parsed
-            .query_pairs()
-            .map(|(k, v)| {
-                let v = if k == "password" { "***".into() } else { v };
-                (k.into_owned(), v.into_owned())
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url
+            .split(' ')
+            .map(|part| match part.split_once('=') {
+                Some((key, _)) if key.trim() == "password" => format!("{key}=***"),
+                _ => part.to_string(),
             })
-            .collect();
-        if pairs.iter().any(|(k, _)| k == "password") {
-            parsed.query_pairs_mut().clear().extend_pairs(pairs);
+            .collect::<Vec<_>>()
+            .join(" ");
+    };
+    let (user, rest) = match rest.split_once('@') {
+        Some((info, rest)) => match info.split_once(':') {
+            Some((name, _)) => (format!("{name}:***@"), rest),
+            None => (format!("{info}@"), rest),
+        },
+        None => (String::new(), rest),
+    };
+    // Also as a query parameter (libpq takes `?password=`).
+    let rest = match rest.split_once('?') {
+        Some((path, query)) => {
+            let query = query
+                .split('&')
+                .map(|pair| {
+                    let key = pair.split_once('=').map_or(pair, |(k, _)| k);
+                    let decoded: String = url::form_urlencoded::parse(key.as_bytes())
+                        .map(|(k, _)| k.into_owned())
+                        .collect();
+                    if decoded == "password" {
+                        format!("{key}=***")
+                    } else {
+                        pair.to_string()
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("&");
+            format!("{path}?{query}")
         }
-        return parsed.to_string();
-    }
-    url.split(' ')
-        .map(|part| match part.split_once('=') {
-            Some((key, _)) if key.trim() == "password" => format!("{key}=***"),
-            _ => part.to_string(),
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
+        None => rest.to_string(),
+    };
+    format!("{scheme}://{user}{rest}")
 }
 
 #[cfg(test)]
@@ -490,6 +555,28 @@ mod tests {
             "host=db user=sb password=*** dbname=x"
         );
         assert_eq!(masked_url("postgres://db/x"), "postgres://db/x");
+        // URLs that libpq and tokio-postgres read but a WHATWG parser refuses.
+        for url in [
+            "postgres://sb:s3cret@db1:5432,db2:5432/switchboard",
+            "postgresql://sb:s3cret@db1,db2/switchboard?sslmode=disable",
+            "postgres://sb:s3cret@[::1]:5432,[::2]:5432/x?password=s3cret",
+        ] {
+            let shown = masked_url(url);
+            assert!(!shown.contains("s3cret"), "{shown}");
+            assert!(
+                shown.contains("sb:***@db1") || shown.contains("sb:***@["),
+                "{shown}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_multi_host_url_is_never_shown_with_its_password() {
+        // Nothing listens on these ports: the connect error must not show the password.
+        let url = "postgres://sb:s3cret@127.0.0.1:1,127.0.0.1:2/x?connect_timeout=1";
+        let e = PostgresStore::connect(url, "n").await.unwrap_err();
+        let text = e.to_string();
+        assert!(!text.contains("s3cret"), "{text}");
     }
 
     #[tokio::test]

@@ -391,7 +391,9 @@ async fn take_with(
     Ok(Taken { leases, next })
 }
 
-/// Keeps a leased delivery out of takes until `until`.
+/// Keeps a delivery leased to this node out of takes until `until`. A lease that another
+/// node took over (this one ran out) is that node's: holding it would make its record
+/// look late (see `record`).
 pub(super) async fn hold(
     store: &PostgresStore,
     id: &DeliveryId,
@@ -400,7 +402,8 @@ pub(super) async fn hold(
     let client = store.client().await?;
     client
         .execute(
-            "UPDATE switchboard_deliveries SET lease_owner = $2, lease_until = $3 WHERE id = $1",
+            "UPDATE switchboard_deliveries SET lease_until = $3 \
+             WHERE id = $1 AND lease_owner = $2",
             &[&id.as_str(), &store.node, &until],
         )
         .await
@@ -410,7 +413,7 @@ pub(super) async fn hold(
 }
 
 /// Records an attempt in one transaction: the delivery's row locked first (a replay in
-/// flight stands), then the log clock's, so that the entry's id is greater than every id
+/// flight stands, and so does another node's takeover after this node's lease ran out), then the log clock's, so that the entry's id is greater than every id
 /// committed before and the lock is held only for the last statements and the commit.
 pub(super) async fn record(
     store: &PostgresStore,
@@ -420,23 +423,31 @@ pub(super) async fn record(
     let mut client = store.client().await?;
     let tx = client.transaction().await.map_err(db_error)?;
     let key = format!("delivery {}", delivery.id);
-    let stored: Option<Delivery> = tx
+    let row = tx
         .query_opt(
-            "SELECT record::text FROM switchboard_deliveries WHERE id = $1 FOR UPDATE",
+            "SELECT record::text, lease_owner FROM switchboard_deliveries WHERE id = $1 FOR UPDATE",
             &[&delivery.id.as_str()],
         )
         .await
-        .map_err(db_error)?
-        .map(|r| decode(&key, r.get(0)))
-        .transpose()?;
+        .map_err(db_error)?;
+    let stored: Option<Delivery> = row.as_ref().map(|r| decode(&key, r.get(0))).transpose()?;
+    let owner: Option<String> = row.as_ref().and_then(|r| r.get(1));
     let mut delivery = delivery.clone();
+    // A late record: this node's lease ran out and another node took the delivery over
+    // (its lease still holds it, or it recorded since this node's take). The entry is
+    // kept, but the other node's lease and record stand.
+    let superseded = stored.as_ref().is_some_and(|stored| match &owner {
+        Some(owner) => *owner != store.node,
+        None => stored.entries.last() != delivery.entries.last(),
+    });
     if let Some(stored) = &stored {
-        if stored.generation != delivery.generation {
+        if stored.generation != delivery.generation || superseded {
             delivery.state = stored.state;
             delivery.due_at = stored.due_at;
             delivery.retry_base = stored.retry_base.max(delivery.attempts);
             delivery.generation = stored.generation;
         }
+        delivery.attempts = delivery.attempts.max(stored.attempts);
         delivery.entries = stored.entries.clone();
     }
     let last: String = tx
@@ -491,7 +502,7 @@ pub(super) async fn record(
         delivery.event_source.as_str(),
         delivery.event_id.as_str(),
     );
-    let delivery_params: [&(dyn ToSql + Sync); 9] = [
+    let delivery_params: [&(dyn ToSql + Sync); 10] = [
         &id,
         &source,
         &event,
@@ -501,6 +512,7 @@ pub(super) async fn record(
         &delivery.created_at,
         &entry.id,
         &delivery_record,
+        &superseded,
     ];
     let clock = tx.execute("UPDATE switchboard_log_clock SET last = $1", &clock_params);
     let insert = tx.execute(
@@ -514,7 +526,9 @@ pub(super) async fn record(
            (id, event_source, event_id, endpoint, state, due_at, created_at, last_entry, record) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::text::json) \
          ON CONFLICT (id) DO UPDATE SET state = $5, due_at = $6, last_entry = $8, \
-           record = $9::text::json, lease_owner = NULL, lease_until = NULL",
+           record = $9::text::json, \
+           lease_owner = CASE WHEN $10 THEN switchboard_deliveries.lease_owner END, \
+           lease_until = CASE WHEN $10 THEN switchboard_deliveries.lease_until END",
         &delivery_params,
     );
     // Sent together (tokio-postgres pipelines them on the connection): one round trip.
@@ -609,13 +623,22 @@ pub(super) async fn purge(
     store: &PostgresStore,
     cutoff: DateTime<Utc>,
 ) -> Result<Purged, StoreError> {
-    let client = store.client().await?;
+    let limit = super::CALL_TIMEOUT;
+    let client = tokio::time::timeout(limit, store.client())
+        .await
+        .map_err(|_| store.stuck(limit))??;
     let bound = crate::store::query::ulid_bound(cutoff, false);
     let batched = async |sql: &str, params: &[&(dyn ToSql + Sync)]| {
-        let statement = client.prepare_cached(sql).await.map_err(db_error)?;
+        let statement = tokio::time::timeout(limit, client.prepare_cached(sql))
+            .await
+            .map_err(|_| store.stuck(limit))?
+            .map_err(db_error)?;
         let mut total = 0u64;
         loop {
-            let n = client.execute(&statement, params).await.map_err(db_error)?;
+            let n = tokio::time::timeout(limit, client.execute(&statement, params))
+                .await
+                .map_err(|_| store.stuck(limit))?
+                .map_err(db_error)?;
             total += n;
             if n < PURGE_BATCH as u64 {
                 return Ok::<u64, StoreError>(total);
