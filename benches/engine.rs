@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use switchboard::engine::event::parse_events;
 
-/// A Convoso call disposition with the call-log, lead and extra fields of SPEC Appendix A.
+/// A Convoso call disposition with Convoso's call-log, lead and extra fields.
 const EVENT: &str = r#"{"type": "call.disposition", "id": "cvs-812-99120", "data": {
   "call_log_id": "99120", "lead_id": "812", "list_id": "3001", "list_name": "Refi leads",
   "campaign_id": "1042", "campaign_name": "Mortgage Refi Q1", "user_id": "1007",

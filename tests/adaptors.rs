@@ -1,4 +1,4 @@
-//! Adaptors (SPEC §3): mapping, lists and nesting, defaults, omit_empty, lookups, types,
+//! Adaptors: mapping, lists and nesting, defaults, omit_empty, lookups, types,
 //! templates, extra fields, key order, per-field dates in zones, and warnings.
 
 mod common;

@@ -452,7 +452,7 @@ fn booleans_and_numbers_can_come_from_the_environment() {
     assert_eq!(crm.policy.concurrency, 4);
 }
 
-/// The defaults SPEC §4 states, as compiled.
+/// The endpoint defaults the README states, as compiled.
 #[test]
 fn endpoint_defaults_are_the_specs() {
     let dir = ConfigDir::new(&[

@@ -1,4 +1,4 @@
-//! Requests (SPEC §4): URL templates, methods, the four formats, delimiters, body templates,
+//! Requests: URL templates, methods, the four formats, delimiters, body templates,
 //! content types, headers, auth, and what happens when a request cannot be built.
 
 mod common;
@@ -297,7 +297,7 @@ fn unbuildable_requests_and_inactive_endpoints_are_reported_not_sent() {
     );
 }
 
-/// Every value taken from the environment is a secret (SPEC §1), whatever its variable's
+/// Every value taken from the environment is a secret, whatever its variable's
 /// name; defaults written in the files and Basic user names are not.
 #[test]
 fn environment_values_are_masked_everywhere_they_show() {

@@ -1,5 +1,5 @@
 //! `switchboard serve` over real sockets: ingest, inbound hooks with every auth kind, the
-//! admin API, the SPEC's 4xx answers, health and metrics, and reloads.
+//! admin API, the documented 4xx answers, health and metrics, and reloads.
 
 mod common;
 #[path = "common/postgres.rs"]

@@ -1,4 +1,4 @@
-//! Workflows (SPEC §5): every operator, AND semantics, `active` switches, event type lists
+//! Workflows: every operator, AND semantics, `active` switches, event type lists
 //! and globs, the numeric-vs-string rule, `ignore_case`, and explanations.
 
 mod common;
