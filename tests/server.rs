@@ -821,3 +821,70 @@ async fn concurrency_holds_across_two_nodes() {
     a.stop().await;
     b.stop().await;
 }
+
+/// An endpoint's `rate_limit` holds for the cluster too: two nodes on one database send it
+/// no faster than one node would.
+#[tokio::test]
+async fn rate_limit_holds_across_two_nodes() {
+    let Some(db) = postgres_server::Postgres::start() else {
+        return;
+    };
+    let rx = Receiver::start(vec![], Reply::Status(200)).await;
+    let config = || {
+        let endpoint = format!(
+            "url: {}\nadaptor: contact\nconcurrency: 10\nrate_limit: 4/s\n",
+            rx.url("/contacts")
+        );
+        ConfigDir::new(&[
+            (
+                "adaptors/contact.yaml",
+                "fields:\n  - {from: phone_number, to: phone}\n",
+            ),
+            ("endpoints/crm.yaml", &endpoint),
+            (
+                "workflows/sale.yaml",
+                "when:\n  - event: call.disposition\nactions:\n  - endpoint: crm\n",
+            ),
+        ])
+    };
+    let on = |node: &'static str| {
+        let url = db.url.clone();
+        move |s: &mut switchboard::server::Settings| {
+            s.store = switchboard::store::Location::parse(&url).unwrap();
+            s.node = node.into();
+        }
+    };
+    let a = Server::start(config(), on("node-a")).await;
+    let b = Server::start(config(), on("node-b")).await;
+    for i in 0..16 {
+        let node = if i % 2 == 0 { &a } else { &b };
+        let (status, _) = post(
+            &format!("{}/events", node.url),
+            &format!(r#"{{"type": "call.disposition", "id": "rl-{i}", "data": {{"phone_number": "+1555200{i:04}"}}}}"#),
+            &[],
+        )
+        .await;
+        assert_eq!(status, 202);
+    }
+    // 16 requests at 4 a second, 4 at once to begin with: the last goes 3 s after the
+    // first. Each node alone would let 4 a second go, together 8: 1 s.
+    let mut first: Option<std::time::Instant> = None;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let spread = loop {
+        let n = rx.requests().len();
+        if n > 0 && first.is_none() {
+            first = Some(std::time::Instant::now());
+        }
+        if n >= 16 {
+            break first.unwrap().elapsed();
+        }
+        assert!(std::time::Instant::now() < deadline, "{n} of 16 arrived");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert!(
+        spread >= Duration::from_millis(2400),
+        "16 requests within {spread:?}: faster than 4 a second"
+    );
+    a.stop().await;
+    b.stop().await;
+}

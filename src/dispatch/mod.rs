@@ -326,7 +326,16 @@ impl Dispatcher {
             // The cap holds across the nodes sharing the store, not only in this lane.
             let taken = self
                 .store
-                .take_capped(&endpoint, now, room, lease_until, lane.concurrency)
+                .take_capped(
+                    &endpoint,
+                    now,
+                    room,
+                    lease_until,
+                    crate::store::Pace {
+                        concurrency: lane.concurrency,
+                        rate: lane.rate,
+                    },
+                )
                 .await?;
             if let Some(later) = taken.next {
                 next = Some(next.map_or(later, |n| n.min(later)));

@@ -31,6 +31,15 @@ pub use location::Location;
 pub use postgres::PostgresStore;
 pub use query::LogQuery;
 
+/// An endpoint's limits, as a capped take keeps them across the nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pace {
+    /// Deliveries leased at once.
+    pub concurrency: usize,
+    /// At most this many taken in each period (`rate_limit`), if set.
+    pub rate: Option<crate::engine::units::RateLimit>,
+}
+
 /// A node of the cluster as it last announced itself.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct NodeInfo {
@@ -184,18 +193,19 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         lease_until: DateTime<Utc>,
     ) -> Result<Taken, StoreError>;
 
-    /// As [`Store::take`], with at most `cap` deliveries of `endpoint` leased at once by
-    /// all the nodes sharing the store (the endpoint's `concurrency`, cluster-wide). A
-    /// store that only one node uses has nothing to add: the node's own lanes keep the cap.
+    /// As [`Store::take`], keeping the endpoint's `pace` across all the nodes sharing the
+    /// store: at most `pace.concurrency` deliveries leased at once, and no more taken than
+    /// `pace.rate` lets go. A store that only one node uses has nothing to add: the node's
+    /// own lane keeps both.
     async fn take_capped(
         &self,
         endpoint: &str,
         now: DateTime<Utc>,
         limit: usize,
         lease_until: DateTime<Utc>,
-        cap: usize,
+        pace: Pace,
     ) -> Result<Taken, StoreError> {
-        let _ = cap;
+        let _ = pace;
         self.take(endpoint, now, limit, lease_until).await
     }
 

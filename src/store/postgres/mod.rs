@@ -35,7 +35,7 @@ use tokio_postgres::config::SslMode;
 use crate::engine::event::EventId;
 use crate::store::{
     Accepted, DEFAULT_DEDUPE_WINDOW, Delivery, DeliveryId, LogEntry, LogQuery, NewEvent, NodeInfo,
-    Purged, StoreError, StoredEvent, Taken,
+    Pace, Purged, StoreError, StoredEvent, Taken,
 };
 
 /// Connections a node keeps to the database at most.
@@ -257,7 +257,7 @@ impl crate::store::Store for PostgresStore {
         now: DateTime<Utc>,
         limit: usize,
         lease_until: DateTime<Utc>,
-        cap: usize,
+        pace: Pace,
     ) -> Result<Taken, StoreError> {
         self.bounded(write::take(
             self,
@@ -265,7 +265,7 @@ impl crate::store::Store for PostgresStore {
             now,
             limit,
             lease_until,
-            Some(cap),
+            Some(pace),
         ))
         .await
     }

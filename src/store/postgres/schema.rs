@@ -10,6 +10,7 @@
 //!   search filters on (endpoint, workflow, outcome, node, delivery, audit forms).
 //! - `log_clock`: one row holding the last entry id handed out (see `write.rs`).
 //! - `nodes`: each node as it last announced itself (see `nodes.rs`).
+//! - `buckets`: each endpoint's `rate_limit` tokens, shared by the nodes (see `write.rs`).
 //!
 //! Text that is compared or ordered (ids, names) is `COLLATE "C"`: byte order, as ULIDs and
 //! sled's keys sort, whatever the database's locale.
@@ -20,7 +21,7 @@ use super::db_error;
 use crate::store::StoreError;
 
 /// The schema this code reads and writes.
-pub const VERSION: i32 = 3;
+pub const VERSION: i32 = 4;
 
 /// Any constant shared by every node: the key of the advisory lock that migrations take.
 const MIGRATION_LOCK: i64 = 0x5357_4254_4348_0001;
@@ -82,6 +83,15 @@ CREATE TABLE switchboard_log_clock (
 INSERT INTO switchboard_log_clock (last) VALUES ('');
 "#;
 
+/// Version 4: each endpoint's `rate_limit` bucket, shared by the nodes (see `write.rs`).
+const V4: &str = r#"
+CREATE TABLE switchboard_buckets (
+    endpoint text COLLATE "C" PRIMARY KEY,
+    tokens double precision NOT NULL,
+    updated_at timestamptz NOT NULL
+);
+"#;
+
 /// Version 3: the live leases of each endpoint, counted by a capped take (an endpoint's
 /// `concurrency` across the nodes); small, as a recorded attempt clears its lease.
 const V3: &str = r#"
@@ -122,7 +132,7 @@ pub(super) async fn migrate(client: &mut Client) -> Result<(), StoreError> {
             ),
         });
     }
-    let migrations = [V1, V2, V3];
+    let migrations = [V1, V2, V3, V4];
     for (version, sql) in (1..).zip(migrations) {
         if version <= found {
             continue;

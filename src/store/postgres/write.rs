@@ -10,8 +10,8 @@ use tokio_postgres::types::ToSql;
 use super::{PostgresStore, db_error, decode, encode};
 use crate::store::query::search_form;
 use crate::store::{
-    Accepted, Delivery, DeliveryId, DeliveryRef, DeliveryState, Lease, LogEntry, NewEvent, Purged,
-    StoreError, StoredEvent, Taken, whole_ms,
+    Accepted, Delivery, DeliveryId, DeliveryRef, DeliveryState, Lease, LogEntry, NewEvent, Pace,
+    Purged, StoreError, StoredEvent, Taken, whole_ms,
 };
 
 /// Rows a purge deletes per statement, so that no transaction holds many locks or grows
@@ -258,14 +258,14 @@ pub(super) async fn take(
     now: DateTime<Utc>,
     limit: usize,
     lease_until: DateTime<Utc>,
-    cap: Option<usize>,
+    pace: Option<Pace>,
 ) -> Result<Taken, StoreError> {
     let mut client = store.client().await?;
-    let Some(cap) = cap else {
+    let Some(pace) = pace else {
         return take_with(&client, store, endpoint, now, limit, lease_until).await;
     };
-    // A cluster-wide cap: the endpoint's capped takes run one at a time across the nodes
-    // (an advisory lock held by the transaction), each counting the live leases first.
+    // The endpoint's pace across the nodes: its capped takes run one at a time (an advisory
+    // lock held by the transaction), each counting the live leases and the rate's tokens.
     let tx = client.transaction().await.map_err(db_error)?;
     tx.execute(
         "SELECT pg_advisory_xact_lock(hashtextextended('switchboard-lane:' || $1, 0))",
@@ -282,17 +282,63 @@ pub(super) async fn take(
         .await
         .map_err(db_error)?
         .get(0);
-    let room = cap.saturating_sub(usize::try_from(leased).unwrap_or(usize::MAX));
-    let taken = if room == 0 {
-        // The other nodes hold the endpoint's whole concurrency: look again shortly (they
-        // do not wake this node when they finish).
+    let room = pace
+        .concurrency
+        .saturating_sub(usize::try_from(leased).unwrap_or(usize::MAX));
+    // The rate: one token bucket per endpoint, filled by the time passed since it was last
+    // used (by any node), at most `count` deep.
+    let bucket = match pace.rate {
+        None => None,
+        Some(rate) => {
+            let depth = f64::from(rate.count);
+            let per_ms = rate.per.as_secs_f64() * 1000.0 / depth;
+            let row = tx
+                .query_opt(
+                    "SELECT tokens, updated_at FROM switchboard_buckets WHERE endpoint = $1",
+                    &[&endpoint],
+                )
+                .await
+                .map_err(db_error)?;
+            let tokens = match row {
+                None => depth,
+                Some(row) => {
+                    let (tokens, at): (f64, DateTime<Utc>) = (row.get(0), row.get(1));
+                    let elapsed = (now - at).num_milliseconds().max(0) as f64;
+                    (tokens + elapsed / per_ms).min(depth)
+                }
+            };
+            Some((tokens, per_ms))
+        }
+    };
+    let allowed = match bucket {
+        None => room,
+        Some((tokens, _)) => room.min(tokens.max(0.0).floor() as usize),
+    };
+    let taken = if allowed == 0 {
+        // The other nodes hold the endpoint's whole concurrency, or its rate is spent: look
+        // again when a token is due, or shortly (other nodes do not wake this one).
+        let wait_ms = match bucket {
+            Some((tokens, per_ms)) if room > 0 => ((1.0 - tokens) * per_ms).ceil().max(1.0) as i64,
+            _ => CAPPED_RETRY_MS,
+        };
         Taken {
             leases: Vec::new(),
-            next: Some(now + chrono::Duration::milliseconds(CAPPED_RETRY_MS)),
+            next: Some(now + chrono::Duration::milliseconds(wait_ms)),
         }
     } else {
-        take_with(&tx, store, endpoint, now, limit.min(room), lease_until).await?
+        take_with(&tx, store, endpoint, now, limit.min(allowed), lease_until).await?
     };
+    if let Some((tokens, _)) = bucket {
+        let left = tokens - taken.leases.len() as f64;
+        tx.execute(
+            "INSERT INTO switchboard_buckets (endpoint, tokens, updated_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (endpoint) DO UPDATE SET tokens = EXCLUDED.tokens, \
+               updated_at = GREATEST(switchboard_buckets.updated_at, EXCLUDED.updated_at)",
+            &[&endpoint, &left, &now],
+        )
+        .await
+        .map_err(db_error)?;
+    }
     tx.commit().await.map_err(db_error)?;
     Ok(taken)
 }
