@@ -86,6 +86,25 @@ async fn all_entries(url: &str, filter: &str) -> Vec<Value> {
     }
 }
 
+/// Waits until every lead in `answered` has reached the receiver.
+async fn every_one_arrives(rx: &Receiver, answered: &BTreeSet<u64>, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let seen = arrivals(rx);
+        let missing: Vec<&u64> = answered.iter().filter(|l| !seen.contains_key(l)).collect();
+        if missing.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} events answered 2xx were never delivered, e.g. {:?}",
+            missing.len(),
+            &missing[..missing.len().min(10)]
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Leads delivered, with how many times each arrived.
 fn arrivals(rx: &Receiver) -> BTreeMap<u64, usize> {
     let mut seen = BTreeMap::new();
@@ -154,21 +173,7 @@ async fn a_node_killed_mid_run_loses_nothing_answered_2xx() {
 
     // Every event answered 2xx arrives, the dead node's included (its leases run out
     // after the endpoint's timeout + 30 s).
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let seen = arrivals(&rx);
-        let missing: Vec<&u64> = answered.iter().filter(|l| !seen.contains_key(l)).collect();
-        if missing.is_empty() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} events answered 2xx were never delivered, e.g. {:?}",
-            missing.len(),
-            &missing[..missing.len().min(10)]
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    every_one_arrives(&rx, &answered, Duration::from_secs(90)).await;
     // Every one of them ends `delivered` in the connect log, those whose attempt node2
     // never recorded too: a surviving node takes the delivery over once node2's lease
     // (timeout + 30 s) runs out, and sends it again.
@@ -367,21 +372,7 @@ async fn nodes_answer_503_while_the_database_is_down_and_recover_by_themselves()
         answered.insert(i as u64);
         i += 1;
     }
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let seen = arrivals(&rx);
-        let missing: Vec<&u64> = answered.iter().filter(|l| !seen.contains_key(l)).collect();
-        if missing.is_empty() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} events answered 2xx were never delivered, e.g. {:?}",
-            missing.len(),
-            &missing[..missing.len().min(10)]
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    every_one_arrives(&rx, &answered, Duration::from_secs(60)).await;
     for node in nodes {
         let log = node.stop();
         assert!(!log.contains("s3cret"), "{log}");

@@ -768,19 +768,16 @@ async fn two_nodes_on_one_postgres_database_share_everything() {
     b.stop().await;
 }
 
-/// An endpoint's `concurrency` holds for the cluster: two nodes on one database send it
-/// no more requests at once than one node would.
-#[tokio::test]
-async fn concurrency_holds_across_two_nodes() {
-    let Some(db) = postgres_server::Postgres::start() else {
-        return;
-    };
-    let rx = Receiver::start(vec![], Reply::Stall(Duration::from_millis(200))).await;
+/// Two servers on one PostgreSQL database, both sending to `rx` with these endpoint
+/// limits (YAML lines), and `events` events posted alternately to them.
+async fn two_nodes_posting(
+    db: &postgres_server::Postgres,
+    rx: &Receiver,
+    limits: &str,
+    events: usize,
+) -> (Server, Server) {
     let config = || {
-        let endpoint = format!(
-            "url: {}\nadaptor: contact\nconcurrency: 2\n",
-            rx.url("/contacts")
-        );
+        let endpoint = format!("url: {}\nadaptor: contact\n{limits}", rx.url("/contacts"));
         ConfigDir::new(&[
             (
                 "adaptors/contact.yaml",
@@ -802,16 +799,28 @@ async fn concurrency_holds_across_two_nodes() {
     };
     let a = Server::start(config(), on("node-a")).await;
     let b = Server::start(config(), on("node-b")).await;
-    for i in 0..20 {
+    for i in 0..events {
         let node = if i % 2 == 0 { &a } else { &b };
         let (status, _) = post(
             &format!("{}/events", node.url),
-            &format!(r#"{{"type": "call.disposition", "id": "cc-{i}", "data": {{"phone_number": "+1555100{i:04}"}}}}"#),
+            &format!(r#"{{"type": "call.disposition", "id": "two-{i}", "data": {{"phone_number": "+1555300{i:04}"}}}}"#),
             &[],
         )
         .await;
         assert_eq!(status, 202);
     }
+    (a, b)
+}
+
+/// An endpoint's `concurrency` holds for the cluster: two nodes on one database send it
+/// no more requests at once than one node would.
+#[tokio::test]
+async fn concurrency_holds_across_two_nodes() {
+    let Some(db) = postgres_server::Postgres::start() else {
+        return;
+    };
+    let rx = Receiver::start(vec![], Reply::Stall(Duration::from_millis(200))).await;
+    let (a, b) = two_nodes_posting(&db, &rx, "concurrency: 2\n", 20).await;
     seen(&rx, 20).await;
     assert_eq!(
         rx.most_at_once(),
@@ -830,42 +839,7 @@ async fn rate_limit_holds_across_two_nodes() {
         return;
     };
     let rx = Receiver::start(vec![], Reply::Status(200)).await;
-    let config = || {
-        let endpoint = format!(
-            "url: {}\nadaptor: contact\nconcurrency: 10\nrate_limit: 4/s\n",
-            rx.url("/contacts")
-        );
-        ConfigDir::new(&[
-            (
-                "adaptors/contact.yaml",
-                "fields:\n  - {from: phone_number, to: phone}\n",
-            ),
-            ("endpoints/crm.yaml", &endpoint),
-            (
-                "workflows/sale.yaml",
-                "when:\n  - event: call.disposition\nactions:\n  - endpoint: crm\n",
-            ),
-        ])
-    };
-    let on = |node: &'static str| {
-        let url = db.url.clone();
-        move |s: &mut switchboard::server::Settings| {
-            s.store = switchboard::store::Location::parse(&url).unwrap();
-            s.node = node.into();
-        }
-    };
-    let a = Server::start(config(), on("node-a")).await;
-    let b = Server::start(config(), on("node-b")).await;
-    for i in 0..16 {
-        let node = if i % 2 == 0 { &a } else { &b };
-        let (status, _) = post(
-            &format!("{}/events", node.url),
-            &format!(r#"{{"type": "call.disposition", "id": "rl-{i}", "data": {{"phone_number": "+1555200{i:04}"}}}}"#),
-            &[],
-        )
-        .await;
-        assert_eq!(status, 202);
-    }
+    let (a, b) = two_nodes_posting(&db, &rx, "concurrency: 10\nrate_limit: 4/s\n", 16).await;
     // 16 requests at 4 a second, 4 at once to begin with: the last goes 3 s after the
     // first. Each node alone would let 4 a second go, together 8: 1 s.
     let mut first: Option<std::time::Instant> = None;

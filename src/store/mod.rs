@@ -121,6 +121,53 @@ pub struct NewEvent {
     pub keys: IndexMap<String, String>,
 }
 
+/// What accepting `event` stores, whatever the backend: one pending delivery per match,
+/// due after the match's delay, and the event with references to those deliveries.
+pub(crate) fn acceptance(
+    event: &Event,
+    matches: &[Match],
+    keys: &IndexMap<String, String>,
+    now: DateTime<Utc>,
+) -> (StoredEvent, Vec<Delivery>) {
+    let deliveries: Vec<Delivery> = matches
+        .iter()
+        .map(|m| {
+            let delay = chrono::Duration::from_std(m.delay.unwrap_or_default()).unwrap_or_default();
+            let due = now.checked_add_signed(delay).unwrap_or(now);
+            Delivery {
+                id: DeliveryId::generate(now),
+                event_id: event.id.clone(),
+                event_source: event.source.clone(),
+                event_type: event.kind.clone(),
+                target: m.clone(),
+                created_at: now,
+                state: DeliveryState::Pending,
+                attempts: 0,
+                retry_base: 0,
+                generation: 0,
+                due_at: Some(whole_ms(due)),
+                keys: keys.clone(),
+                last_entry: None,
+                entries: Vec::new(),
+            }
+        })
+        .collect();
+    let refs = deliveries
+        .iter()
+        .map(|d| DeliveryRef {
+            id: d.id.clone(),
+            workflow: d.target.workflow.clone(),
+            endpoint: d.target.endpoint.clone(),
+        })
+        .collect();
+    let stored = StoredEvent {
+        event: event.clone(),
+        accepted_at: now,
+        deliveries: refs,
+    };
+    (stored, deliveries)
+}
+
 /// What accepting an event did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Accepted {

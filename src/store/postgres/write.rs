@@ -10,8 +10,8 @@ use tokio_postgres::types::ToSql;
 use super::{PostgresStore, db_error, decode, encode};
 use crate::store::query::search_form;
 use crate::store::{
-    Accepted, Delivery, DeliveryId, DeliveryRef, DeliveryState, Lease, LogEntry, NewEvent, Pace,
-    Purged, StoreError, StoredEvent, Taken, whole_ms,
+    Accepted, Delivery, DeliveryId, DeliveryState, Lease, LogEntry, NewEvent, Pace, Purged,
+    StoreError, StoredEvent, Taken, whole_ms,
 };
 
 /// Rows a purge deletes per statement, so that no transaction holds many locks or grows
@@ -35,47 +35,8 @@ struct Fresh {
 }
 
 fn fresh(new: &NewEvent, now: DateTime<Utc>) -> Fresh {
-    let event = &new.event;
-    let deliveries: Vec<Delivery> = new
-        .matches
-        .iter()
-        .map(|m| {
-            let delay = chrono::Duration::from_std(m.delay.unwrap_or_default()).unwrap_or_default();
-            let due = now.checked_add_signed(delay).unwrap_or(now);
-            Delivery {
-                id: DeliveryId::generate(now),
-                event_id: event.id.clone(),
-                event_source: event.source.clone(),
-                event_type: event.kind.clone(),
-                target: m.clone(),
-                created_at: now,
-                state: DeliveryState::Pending,
-                attempts: 0,
-                retry_base: 0,
-                generation: 0,
-                due_at: Some(whole_ms(due)),
-                keys: new.keys.clone(),
-                last_entry: None,
-                entries: Vec::new(),
-            }
-        })
-        .collect();
-    let refs = deliveries
-        .iter()
-        .map(|d| DeliveryRef {
-            id: d.id.clone(),
-            workflow: d.target.workflow.clone(),
-            endpoint: d.target.endpoint.clone(),
-        })
-        .collect();
-    Fresh {
-        stored: StoredEvent {
-            event: event.clone(),
-            accepted_at: now,
-            deliveries: refs,
-        },
-        deliveries,
-    }
+    let (stored, deliveries) = crate::store::acceptance(&new.event, &new.matches, &new.keys, now);
+    Fresh { stored, deliveries }
 }
 
 /// Stores each event with its deliveries unless it is a duplicate (see `Store::accept`),

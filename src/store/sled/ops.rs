@@ -13,8 +13,8 @@ use super::{decode, encode};
 use crate::engine::Match;
 use crate::engine::event::{Event, EventId};
 use crate::store::{
-    Accepted, Delivery, DeliveryId, DeliveryRef, DeliveryState, Lease, LogEntry, Purged,
-    StoreError, StoredEvent, Taken, whole_ms,
+    Accepted, Delivery, DeliveryId, DeliveryState, Lease, LogEntry, Purged, StoreError,
+    StoredEvent, Taken, whole_ms,
 };
 
 /// Due deliveries of an endpoint (with the due time of each one's queue entry), and when
@@ -53,43 +53,8 @@ impl Inner {
                 });
             }
         }
-        let deliveries: Vec<Delivery> = matches
-            .iter()
-            .map(|m| {
-                let delay =
-                    chrono::Duration::from_std(m.delay.unwrap_or_default()).unwrap_or_default();
-                let due = now.checked_add_signed(delay).unwrap_or(now);
-                Delivery {
-                    id: DeliveryId::generate(now),
-                    event_id: event.id.clone(),
-                    event_source: event.source.clone(),
-                    event_type: event.kind.clone(),
-                    target: m.clone(),
-                    created_at: now,
-                    state: DeliveryState::Pending,
-                    attempts: 0,
-                    retry_base: 0,
-                    generation: 0,
-                    due_at: Some(whole_ms(due)),
-                    keys: audit.clone(),
-                    last_entry: None,
-                    entries: Vec::new(),
-                }
-            })
-            .collect();
-        let refs: Vec<DeliveryRef> = deliveries
-            .iter()
-            .map(|d| DeliveryRef {
-                id: d.id.clone(),
-                workflow: d.target.workflow.clone(),
-                endpoint: d.target.endpoint.clone(),
-            })
-            .collect();
-        let stored = StoredEvent {
-            event: event.clone(),
-            accepted_at: now,
-            deliveries: refs.clone(),
-        };
+        let (stored, deliveries) = crate::store::acceptance(event, matches, audit, now);
+        let refs = stored.deliveries.clone();
         let mut ops = Vec::with_capacity(2 + 2 * deliveries.len() + audit.len());
         ops.push(Op::Insert(
             keys::event(&event.source, &event.id),
