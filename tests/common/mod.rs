@@ -127,9 +127,22 @@ pub fn wait_released(data: &Path) {
 }
 
 /// Opens a data folder once an earlier handle of this process has released it.
+/// (sled's background threads may still hold the lock a moment after the probe saw it
+/// free on a busy machine: a lock is waited for, up to 10 s, as the store's own recovery
+/// does).
 pub fn open_when_free(data: &Path) -> switchboard::store::SledStore {
     wait_released(data);
-    switchboard::store::SledStore::open(data).expect("the data folder opens")
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match switchboard::store::SledStore::open(data) {
+            Err(switchboard::store::StoreError::Locked(_))
+                if std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            opened => return opened.expect("the data folder opens"),
+        }
+    }
 }
 
 /// sled itself on a data folder, once an earlier handle has released it.
