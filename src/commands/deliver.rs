@@ -95,6 +95,15 @@ pub async fn send(args: SendArgs<'_>) -> Output {
         Ok(events) => events,
         Err(e) => return fail(format!("{}: {e}", args.source)),
     };
+    for (i, event) in events.iter().enumerate() {
+        if let Err(e) = crate::engine::event::check_id(&event.id) {
+            return fail(if events.len() > 1 {
+                format!("{}: item {}: {e}", args.source, i + 1)
+            } else {
+                format!("{}: {e}", args.source)
+            });
+        }
+    }
     let accepted = match runtime.accept(events.clone()).await {
         Ok(accepted) => accepted,
         Err(e) => return fail(e.to_string()),

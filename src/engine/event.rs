@@ -236,6 +236,30 @@ pub fn check_depth(data: &Value) -> Result<(), EventError> {
     Ok(())
 }
 
+/// An event id is at most this many bytes: ids are keys in every store, and PostgreSQL's
+/// indexes refuse a key much over 2 KB.
+pub const MAX_ID_BYTES: usize = 512;
+
+/// Refuses an id that no store keeps as a key: one longer than [`MAX_ID_BYTES`], or with
+/// a control character (PostgreSQL refuses NUL in text; the others make logs and CSV
+/// exports ambiguous). Checked at every door, once the id is final.
+pub fn check_id(id: &EventId) -> Result<(), EventError> {
+    let id = id.as_str();
+    if id.len() > MAX_ID_BYTES {
+        return Err(EventError(format!(
+            "the event id is {} bytes long; at most {MAX_ID_BYTES} are accepted",
+            id.len()
+        )));
+    }
+    if let Some(c) = id.chars().find(|c| c.is_control()) {
+        return Err(EventError(format!(
+            "the event id contains the control character U+{:04X}",
+            u32::from(c)
+        )));
+    }
+    Ok(())
+}
+
 fn raw_payload(data: Value, kind: &str, id: Option<IdValue>) -> Result<Event, EventError> {
     if kind.trim().is_empty() {
         return Err(EventError("the event type is empty".into()));

@@ -231,6 +231,15 @@ impl App {
 
     /// Accepts events durably (see [`Runtime::accept`]) and counts them.
     pub async fn accept(&self, events: Vec<Event>) -> Result<Vec<Accepted>, ApiError> {
+        for (i, event) in events.iter().enumerate() {
+            crate::engine::event::check_id(&event.id).map_err(|e| {
+                ApiError::bad_request(if events.len() > 1 {
+                    format!("event {}: {e}", i + 1)
+                } else {
+                    e.0
+                })
+            })?;
+        }
         let engine = self.engine();
         // Hook payloads choose their own types: label the ones no workflow knows as
         // "other", so that a sender cannot grow the metrics without bound.

@@ -59,12 +59,29 @@ pub fn id_at(at: DateTime<Utc>) -> String {
     ulid_bound(at, true)
 }
 
+/// The longest audit value kept whole in the search index, in characters; a longer value
+/// is indexed, and found, by its first `MAX_FORM_CHARS` characters.
+pub const MAX_FORM_CHARS: usize = 256;
+
 /// The form a searchable value is indexed (and searched) under: a phone number (digits
 /// and phone punctuation only, at least seven digits) by its digits, the last ten of them
 /// when there are more, so that "+1 (555) 123-4567", "15551234567" and "5551234567" find
 /// each other; anything else as written, trimmed, in lower case. One key per value.
 pub fn search_form(value: &str) -> Option<String> {
     let value = value.trim();
+    // Forms are index keys: at most MAX_FORM_CHARS, and without NUL (PostgreSQL refuses
+    // it in text); a search's value is cut and cleaned the same way, so it still finds.
+    let cleaned: String;
+    let value = if value.contains('\0') || value.len() > MAX_FORM_CHARS {
+        cleaned = value
+            .chars()
+            .take(MAX_FORM_CHARS)
+            .map(|c| if c == '\0' { '\u{fffd}' } else { c })
+            .collect();
+        cleaned.as_str()
+    } else {
+        value
+    };
     let digits: String = value.chars().filter(char::is_ascii_digit).collect();
     let phone_like = digits.len() >= 7
         && value

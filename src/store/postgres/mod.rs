@@ -18,12 +18,13 @@
 //! CA certificates of `sslrootcert=FILE` (PEM) or else the system's roots.
 //! `sslmode=disable`, and the default `prefer`, talk plain (on a trusted network).
 
+mod group;
 mod nodes;
 mod read;
 mod schema;
 mod write;
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -31,6 +32,9 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::{Client, Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
 use tokio_postgres::config::SslMode;
+
+use group::Group;
+use write::Accepting;
 
 use crate::engine::event::EventId;
 use crate::store::{
@@ -52,8 +56,25 @@ const READ_TIMEOUT: Duration = Duration::from_secs(60);
 /// How often the queue depth is counted again (other nodes change it too).
 const RECOUNT_EVERY: Duration = Duration::from_secs(5);
 
-/// A store in a PostgreSQL database, shared by every node that connects to it.
+/// A store in a PostgreSQL database, shared by every node that connects to it. Accepts
+/// and records that arrive while one of their kind is being written are written together
+/// in the next transaction (group commit: see `group.rs`).
 pub struct PostgresStore {
+    db: Arc<Db>,
+    accepts: Group<Accepting, Vec<Accepted>>,
+    records: Group<(LogEntry, Delivery), String>,
+}
+
+impl std::ops::Deref for PostgresStore {
+    type Target = Db;
+
+    fn deref(&self) -> &Db {
+        &self.db
+    }
+}
+
+/// The connection pool and what this node counts, shared by the store and its writers.
+pub struct Db {
     pool: Pool,
     /// The URL with its password masked.
     shown: String,
@@ -116,7 +137,7 @@ impl PostgresStore {
             .create_timeout(Some(Duration::from_secs(10)))
             .build()
             .map_err(|e| StoreError::Database(format!("{shown}: {e}")))?;
-        let store = PostgresStore {
+        let db = Db {
             pool,
             shown,
             node: node.to_string(),
@@ -126,13 +147,22 @@ impl PostgresStore {
             writes: AtomicU64::new(0),
             failing: Mutex::new(None),
         };
-        let mut client = store.client().await?;
+        let mut client = db.client().await?;
         schema::migrate(&mut client).await?;
         drop(client);
-        store.recount().await?;
-        Ok(store)
+        db.recount().await?;
+        let db = Arc::new(db);
+        let accepts = Group::start(db.clone(), |db, calls| Box::pin(write::accept(db, calls)));
+        let records = Group::start(db.clone(), |db, calls| Box::pin(write::record(db, calls)));
+        Ok(PostgresStore {
+            db,
+            accepts,
+            records,
+        })
     }
+}
 
+impl Db {
     /// A connection from the pool.
     async fn client(&self) -> Result<Client, StoreError> {
         let client = self.pool.get().await.map_err(|e| {
@@ -229,7 +259,8 @@ impl crate::store::Store for PostgresStore {
         events: Vec<NewEvent>,
         now: DateTime<Utc>,
     ) -> Result<Vec<Accepted>, StoreError> {
-        self.bounded(write::accept(self, events, now)).await
+        self.bounded(self.accepts.call(Accepting { events, now }))
+            .await
     }
 
     async fn queued_endpoints(&self) -> Result<Vec<String>, StoreError> {
@@ -282,7 +313,8 @@ impl crate::store::Store for PostgresStore {
     ) -> Result<String, StoreError> {
         // The queue is the pending deliveries themselves: the record's new state moves it.
         let _ = dequeued;
-        self.bounded(write::record(self, entry, delivery)).await
+        self.bounded(self.records.call((entry.clone(), delivery.clone())))
+            .await
     }
 
     async fn replay(
@@ -454,7 +486,9 @@ fn db_error(e: tokio_postgres::Error) -> StoreError {
     };
     let code = db.code().code();
     let message = format!("{} ({code})", db.message());
-    if ["08", "40", "53", "57"].iter().any(|c| code.starts_with(c)) {
+    // Connection trouble, a transaction to try again, no resources, an operator's
+    // intervention, or a read-only server (a standby, mid-failover): all pass.
+    if ["08", "40", "53", "57"].iter().any(|c| code.starts_with(c)) || code == "25006" {
         StoreError::Unavailable(format!("PostgreSQL: {message}"))
     } else {
         StoreError::Database(message)

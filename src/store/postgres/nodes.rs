@@ -4,13 +4,13 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{PostgresStore, db_error, decode, encode};
+use super::{Db, db_error, decode, encode};
 use crate::store::{NodeInfo, StoreError};
 
 /// Nodes not heard from for this long are forgotten.
 const FORGET_AFTER_DAYS: i64 = 7;
 
-impl PostgresStore {
+impl Db {
     /// Records `node` as it is now.
     pub(super) async fn upsert_node(&self, node: &NodeInfo) -> Result<(), StoreError> {
         let client = self.client().await?;

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use tokio_postgres::types::ToSql;
 
-use super::{PostgresStore, db_error, decode};
+use super::{Db, db_error, decode};
 use crate::engine::event::EventId;
 use crate::store::query::{LogQuery, search_form, ulid_bound};
 use crate::store::{Delivery, DeliveryId, LogEntry, StoreError, StoredEvent};
@@ -12,7 +12,7 @@ use crate::store::{Delivery, DeliveryId, LogEntry, StoreError, StoredEvent};
 /// The endpoints that have pending deliveries, in name order: one index seek per endpoint
 /// (a loose index scan of the queue), not a walk over every pending delivery, as the
 /// dispatcher asks on every tick.
-pub(super) async fn queued_endpoints(store: &PostgresStore) -> Result<Vec<String>, StoreError> {
+pub(super) async fn queued_endpoints(store: &Db) -> Result<Vec<String>, StoreError> {
     let client = store.client().await?;
     let statement = client
         .prepare_cached(
@@ -34,7 +34,7 @@ pub(super) async fn queued_endpoints(store: &PostgresStore) -> Result<Vec<String
 
 /// The record in the first column of the row `sql` finds with `params`, if any.
 async fn one<T: serde::de::DeserializeOwned>(
-    store: &PostgresStore,
+    store: &Db,
     sql: &str,
     params: &[&(dyn ToSql + Sync)],
     key: &str,
@@ -49,7 +49,7 @@ async fn one<T: serde::de::DeserializeOwned>(
 }
 
 pub(super) async fn delivery(
-    store: &PostgresStore,
+    store: &Db,
     id: &DeliveryId,
 ) -> Result<Option<Delivery>, StoreError> {
     one(
@@ -62,7 +62,7 @@ pub(super) async fn delivery(
 }
 
 pub(super) async fn event(
-    store: &PostgresStore,
+    store: &Db,
     source: &str,
     id: &EventId,
 ) -> Result<Option<StoredEvent>, StoreError> {
@@ -75,7 +75,7 @@ pub(super) async fn event(
     .await
 }
 
-pub(super) async fn entry(store: &PostgresStore, id: &str) -> Result<Option<LogEntry>, StoreError> {
+pub(super) async fn entry(store: &Db, id: &str) -> Result<Option<LogEntry>, StoreError> {
     one(
         store,
         "SELECT record::text FROM switchboard_entries WHERE id = $1",
@@ -88,7 +88,7 @@ pub(super) async fn entry(store: &PostgresStore, id: &str) -> Result<Option<LogE
 /// A connect log search (see `LogQuery`): the filters as SQL conditions over indexed
 /// columns; the time bounds and cursors on entry ids, as sled reads them.
 pub(super) async fn search(
-    store: &PostgresStore,
+    store: &Db,
     query: &LogQuery,
 ) -> Result<Vec<LogEntry>, StoreError> {
     let mut conditions: Vec<String> = Vec::new();
@@ -151,7 +151,7 @@ pub(super) async fn search(
 /// Up to `limit` entries recorded from `since` to before `until`, after `after`, oldest
 /// first.
 pub(super) async fn entries_between(
-    store: &PostgresStore,
+    store: &Db,
     since: DateTime<Utc>,
     until: DateTime<Utc>,
     after: Option<&str>,

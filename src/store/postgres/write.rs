@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use tokio_postgres::types::ToSql;
 
-use super::{PostgresStore, db_error, decode, encode};
+use super::{Db, db_error, decode, encode};
 use crate::store::query::search_form;
 use crate::store::{
     Accepted, Delivery, DeliveryId, DeliveryState, Lease, LogEntry, NewEvent, Pace, Purged,
@@ -28,38 +28,54 @@ fn state_name(state: DeliveryState) -> &'static str {
     }
 }
 
-/// An acceptance being prepared: the event as it would be stored, and its deliveries.
+/// One call of `Store::accept`: its events, accepted at `now`.
+pub(super) struct Accepting {
+    pub(super) events: Vec<NewEvent>,
+    pub(super) now: DateTime<Utc>,
+}
+
+/// An acceptance being prepared: the event as it would be stored, its deliveries, and
+/// when it was accepted.
 struct Fresh {
     stored: StoredEvent,
     deliveries: Vec<Delivery>,
+    now: DateTime<Utc>,
 }
 
 fn fresh(new: &NewEvent, now: DateTime<Utc>) -> Fresh {
     let (stored, deliveries) = crate::store::acceptance(&new.event, &new.matches, &new.keys, now);
-    Fresh { stored, deliveries }
+    Fresh {
+        stored,
+        deliveries,
+        now,
+    }
 }
 
-/// Stores each event with its deliveries unless it is a duplicate (see `Store::accept`),
-/// all in one transaction. Concurrent acceptances of one id (on several nodes) meet at the
-/// events' primary key: the later waits for the earlier to commit, then finds it.
+/// Stores each event of the calls with its deliveries unless it is a duplicate (see
+/// `Store::accept`), all in one transaction; one answer per call. Concurrent acceptances
+/// of one id (on several nodes) meet at the events' primary key: the later waits for the
+/// earlier to commit, then finds it.
 pub(super) async fn accept(
-    store: &PostgresStore,
-    events: Vec<NewEvent>,
-    now: DateTime<Utc>,
-) -> Result<Vec<Accepted>, StoreError> {
-    // The first of each (source, id) in the batch is stored; a repeat within the batch is
-    // a duplicate of it.
+    store: &Db,
+    calls: &[Accepting],
+) -> Result<Vec<Vec<Accepted>>, StoreError> {
+    let events: Vec<(&NewEvent, DateTime<Utc>)> = calls
+        .iter()
+        .flat_map(|call| call.events.iter().map(|new| (new, call.now)))
+        .collect();
+    // The first of each (source, id) is stored; a repeat, in this call or another one of
+    // the batch, is a duplicate of it.
     let mut first: HashMap<(String, String), usize> = HashMap::new();
     let mut answers: Vec<Option<Accepted>> = vec![None; events.len()];
     let mut repeats = Vec::new();
     let mut fresh_ones: Vec<(usize, Fresh)> = Vec::new();
-    for (i, new) in events.iter().enumerate() {
+    for (i, (new, now)) in events.iter().enumerate() {
         let key = (new.event.source.clone(), new.event.id.as_str().to_string());
         match first.get(&key) {
             Some(&j) => repeats.push((i, j)),
             None => {
                 first.insert(key, i);
-                fresh_ones.push((i, fresh(new, now)));
+                fresh_ones.push((i, fresh(new, *now)));
             }
         }
     }
@@ -83,7 +99,7 @@ pub(super) async fn accept(
     };
     let sources = column(&|x| x.stored.event.source.clone());
     let ids = column(&|x| x.stored.event.id.as_str().to_string());
-    let times: Vec<DateTime<Utc>> = vec![now; fresh_ones.len()];
+    let times: Vec<DateTime<Utc>> = fresh_ones.iter().map(|(_, x)| x.now).collect();
     let records = column(&|x| encode(&x.stored));
     let inserted: std::collections::HashSet<(String, String)> = tx
         .query(&insert_events, &[&sources, &ids, &times, &records])
@@ -95,7 +111,7 @@ pub(super) async fn accept(
     // The others were accepted before: duplicates, unless the window is over and their
     // deliveries are finished; then this acceptance takes the record's place.
     let mut stored_now: Vec<&Fresh> = Vec::new();
-    let mut replaced = (Vec::new(), Vec::new(), Vec::new());
+    let mut replaced = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for (i, x) in &fresh_ones {
         let key = (
             x.stored.event.source.clone(),
@@ -119,7 +135,7 @@ pub(super) async fn accept(
             // Purged between the insert and this read: accepted anew.
             tx.execute(
                 "INSERT INTO switchboard_events (source, id, accepted_at, record) VALUES ($1, $2, $3, $4::text::json)",
-                &[&key.0, &key.1, &now, &encode(&x.stored)],
+                &[&key.0, &key.1, &x.now, &encode(&x.stored)],
             )
             .await
             .map_err(db_error)?;
@@ -129,7 +145,7 @@ pub(super) async fn accept(
         };
         let earlier: StoredEvent = decode(&format!("event {}/{}", key.0, key.1), before.get(0))?;
         let unfinished: bool = before.get(1);
-        let age = now.signed_duration_since(earlier.accepted_at);
+        let age = x.now.signed_duration_since(earlier.accepted_at);
         let recent = age < chrono::Duration::zero()
             || age.to_std().is_ok_and(|age| age < store.dedupe_window);
         if recent || unfinished {
@@ -143,15 +159,16 @@ pub(super) async fn accept(
         replaced.0.push(key.0);
         replaced.1.push(key.1);
         replaced.2.push(encode(&x.stored));
+        replaced.3.push(x.now);
         stored_now.push(x);
         answers[*i] = Some(accepted(x, false));
     }
     if !replaced.0.is_empty() {
         tx.execute(
-            "UPDATE switchboard_events e SET accepted_at = $3, record = u.r::json \
-             FROM unnest($1::text[], $2::text[], $4::text[]) AS u(s, i, r) \
+            "UPDATE switchboard_events e SET accepted_at = u.a, record = u.r::json \
+             FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[]) AS u(s, i, r, a) \
              WHERE e.source = u.s AND e.id = u.i",
-            &[&replaced.0, &replaced.1, &now, &replaced.2],
+            &[&replaced.0, &replaced.1, &replaced.2, &replaced.3],
         )
         .await
         .map_err(db_error)?;
@@ -162,9 +179,9 @@ pub(super) async fn accept(
             .prepare_cached(
                 "INSERT INTO switchboard_deliveries \
                    (id, event_source, event_id, endpoint, state, due_at, created_at, record) \
-                 SELECT i, s, e, p, 'pending', d, $6, r::json \
-                 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $7::text[]) \
-                   AS u(i, s, e, p, d, r)",
+                 SELECT i, s, e, p, 'pending', d, c, r::json \
+                 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[], $7::text[]) \
+                   AS u(i, s, e, p, d, c, r)",
             )
             .await
             .map_err(db_error)?;
@@ -172,6 +189,7 @@ pub(super) async fn accept(
             deliveries.iter().map(|d| f(d)).collect()
         };
         let due: Vec<Option<DateTime<Utc>>> = deliveries.iter().map(|d| d.due_at).collect();
+        let created: Vec<DateTime<Utc>> = deliveries.iter().map(|d| d.created_at).collect();
         tx.execute(
             &insert,
             &[
@@ -180,7 +198,7 @@ pub(super) async fn accept(
                 &column(&|d| d.event_id.as_str().to_string()),
                 &column(&|d| d.target.endpoint.clone()),
                 &due,
-                &now,
+                &created,
                 &column(&|d| encode(d)),
             ],
         )
@@ -196,9 +214,12 @@ pub(super) async fn accept(
             ..a
         });
     }
-    Ok(answers
+    let mut answers = answers
         .into_iter()
-        .map(|a| a.expect("every event of the batch has an answer"))
+        .map(|a| a.expect("every event of the batch has an answer"));
+    Ok(calls
+        .iter()
+        .map(|call| answers.by_ref().take(call.events.len()).collect())
         .collect())
 }
 
@@ -214,7 +235,7 @@ fn accepted(x: &Fresh, duplicate: bool) -> Accepted {
 /// to this node until `lease_until`, in one statement: rows another node is taking at the
 /// same moment are skipped, not waited for.
 pub(super) async fn take(
-    store: &PostgresStore,
+    store: &Db,
     endpoint: &str,
     now: DateTime<Utc>,
     limit: usize,
@@ -310,7 +331,7 @@ const CAPPED_RETRY_MS: i64 = 200;
 /// The take itself, on a connection or inside the capped take's transaction.
 async fn take_with(
     client: &impl deadpool_postgres::GenericClient,
-    store: &PostgresStore,
+    store: &Db,
     endpoint: &str,
     now: DateTime<Utc>,
     limit: usize,
@@ -402,7 +423,7 @@ async fn take_with(
 /// node took over (this one ran out) is that node's: holding it would make its record
 /// look late (see `record`).
 pub(super) async fn hold(
-    store: &PostgresStore,
+    store: &Db,
     id: &DeliveryId,
     until: DateTime<Utc>,
 ) -> Result<(), StoreError> {
@@ -419,54 +440,132 @@ pub(super) async fn hold(
     Ok(())
 }
 
-/// Records an attempt in one transaction: the delivery's row locked first (a replay in
-/// flight stands, and so does another node's takeover after this node's lease ran out), then the log clock's, so that the entry's id is greater than every id
-/// committed before and the lock is held only for the last statements and the commit.
+/// A delivery's row as a record finds it (under its lock): the stored delivery, and the
+/// lease on it (owner, until).
+struct Row {
+    stored: Option<Delivery>,
+    owner: Option<String>,
+    until: Option<DateTime<Utc>>,
+}
+
+/// Records attempts in one transaction: the deliveries' rows locked first (a replay in
+/// flight stands, and so does another node's takeover after this node's lease ran out),
+/// then the log clock's, so that the entries' ids are greater than every id committed
+/// before and the lock is held only for the last statements and the commit. The attempts
+/// are applied in order, as if recorded one after another; one entry id per attempt.
 pub(super) async fn record(
-    store: &PostgresStore,
-    entry: &LogEntry,
-    delivery: &Delivery,
-) -> Result<String, StoreError> {
+    store: &Db,
+    attempts: &[(LogEntry, Delivery)],
+) -> Result<Vec<String>, StoreError> {
     let mut client = store.client().await?;
     let tx = client.transaction().await.map_err(db_error)?;
-    let key = format!("delivery {}", delivery.id);
-    let row = tx
-        .query_opt(
-            "SELECT record::text, lease_owner FROM switchboard_deliveries WHERE id = $1 FOR UPDATE",
-            &[&delivery.id.as_str()],
+    let mut wanted: Vec<&str> = attempts.iter().map(|(_, d)| d.id.as_str()).collect();
+    wanted.sort_unstable();
+    wanted.dedup();
+    let select = tx
+        .prepare_cached(
+            "SELECT id, record::text, lease_owner, lease_until FROM switchboard_deliveries \
+             WHERE id = ANY($1) ORDER BY id FOR UPDATE",
         )
         .await
         .map_err(db_error)?;
-    let stored: Option<Delivery> = row.as_ref().map(|r| decode(&key, r.get(0))).transpose()?;
-    let owner: Option<String> = row.as_ref().and_then(|r| r.get(1));
-    let mut delivery = delivery.clone();
-    // A late record: this node's lease ran out and another node took the delivery over
-    // (its lease still holds it, or it recorded since this node's take). The entry is
-    // kept, but the other node's lease and record stand.
-    let superseded = stored.as_ref().is_some_and(|stored| match &owner {
-        Some(owner) => *owner != store.node,
-        None => stored.entries.last() != delivery.entries.last(),
-    });
-    if let Some(stored) = &stored {
-        if stored.generation != delivery.generation || superseded {
-            delivery.state = stored.state;
-            delivery.due_at = stored.due_at;
-            delivery.retry_base = stored.retry_base.max(delivery.attempts);
-            delivery.generation = stored.generation;
-        }
-        delivery.attempts = delivery.attempts.max(stored.attempts);
-        delivery.entries = stored.entries.clone();
+    let mut rows: HashMap<String, Row> = HashMap::new();
+    for row in tx.query(&select, &[&wanted]).await.map_err(db_error)? {
+        let id: String = row.get(0);
+        let stored = decode(&format!("delivery {id}"), row.get(1))?;
+        rows.insert(
+            id,
+            Row {
+                stored: Some(stored),
+                owner: row.get(2),
+                until: row.get(3),
+            },
+        );
     }
-    let last: String = tx
-        .query_one("SELECT last FROM switchboard_log_clock FOR UPDATE", &[])
+    let was_pending: i64 = rows
+        .values()
+        .filter(|r| r.stored.as_ref().is_some_and(|d| d.state == DeliveryState::Pending))
+        .count() as i64;
+    let clock = tx
+        .prepare_cached("SELECT last FROM switchboard_log_clock FOR UPDATE")
         .await
-        .map_err(db_error)?
-        .get(0);
-    let mut entry = entry.clone();
-    entry.id = next_entry_id(&last, entry.at);
-    delivery.last_entry = Some(entry.id.clone());
-    delivery.entries.push(entry.id.clone());
-    let forms: Vec<String> = {
+        .map_err(db_error)?;
+    let mut last: String = tx.query_one(&clock, &[]).await.map_err(db_error)?.get(0);
+    let mut entries = Entries::default();
+    let mut ids = Vec::with_capacity(attempts.len());
+    for (entry, delivery) in attempts {
+        // A delivery purged since it was taken is written again.
+        let row = rows.entry(delivery.id.as_str().to_string()).or_insert(Row {
+            stored: None,
+            owner: None,
+            until: None,
+        });
+        let mut delivery = delivery.clone();
+        // A late record: this node's lease ran out and another node took the delivery
+        // over (its lease still holds it, or it recorded since this node's take). The
+        // entry is kept, but the other node's lease and record stand.
+        let superseded = row.stored.as_ref().is_some_and(|stored| match &row.owner {
+            Some(owner) => *owner != store.node,
+            None => stored.entries.last() != delivery.entries.last(),
+        });
+        if let Some(stored) = &row.stored {
+            if stored.generation != delivery.generation || superseded {
+                delivery.state = stored.state;
+                delivery.due_at = stored.due_at;
+                delivery.retry_base = stored.retry_base.max(delivery.attempts);
+                delivery.generation = stored.generation;
+            }
+            delivery.attempts = delivery.attempts.max(stored.attempts);
+            delivery.entries = stored.entries.clone();
+        }
+        let mut entry = entry.clone();
+        entry.id = next_entry_id(&last, entry.at);
+        last = entry.id.clone();
+        delivery.last_entry = Some(entry.id.clone());
+        delivery.entries.push(entry.id.clone());
+        entries.push(&entry);
+        ids.push(entry.id);
+        if !superseded {
+            row.owner = None;
+            row.until = None;
+        }
+        row.stored = Some(delivery);
+    }
+    let mut deliveries = Deliveries::default();
+    for id in &wanted {
+        deliveries.push(&rows[*id]);
+    }
+    let is_pending = deliveries.pending;
+    let clock_params: [&(dyn ToSql + Sync); 1] = [&last];
+    let clock = tx.execute("UPDATE switchboard_log_clock SET last = $1", &clock_params);
+    let insert = entries.insert(&tx);
+    let update = deliveries.upsert(&tx);
+    // Sent together (tokio-postgres pipelines them on the connection): one round trip.
+    futures_util::try_join!(clock, insert, update).map_err(db_error)?;
+    tx.commit().await.map_err(db_error)?;
+    store.count_queued(is_pending - was_pending);
+    store.count_writes((attempts.len() + wanted.len() + 1) as u64);
+    Ok(ids)
+}
+
+/// Connect log entries as the columns of one multi-row insert.
+#[derive(Default)]
+struct Entries {
+    id: Vec<String>,
+    at: Vec<DateTime<Utc>>,
+    delivery: Vec<String>,
+    event: Vec<String>,
+    endpoint: Vec<String>,
+    workflow: Vec<String>,
+    outcome: Vec<String>,
+    node: Vec<String>,
+    /// Each entry's search forms, as a JSON array (arrays of arrays must be rectangular).
+    forms: Vec<String>,
+    record: Vec<String>,
+}
+
+impl Entries {
+    fn push(&mut self, entry: &LogEntry) {
         let mut forms: Vec<String> = entry
             .keys
             .values()
@@ -476,78 +575,116 @@ pub(super) async fn record(
             .collect();
         forms.sort();
         forms.dedup();
-        forms
-    };
-    let entry_record = encode(&entry);
-    let (delivery_id, event_id, outcome) = (
-        entry.delivery_id.as_str(),
-        entry.event_id.as_str(),
-        entry.outcome.as_str(),
-    );
-    let clock_params: [&(dyn ToSql + Sync); 1] = [&entry.id];
-    let entry_params: [&(dyn ToSql + Sync); 10] = [
-        &entry.id,
-        &entry.at,
-        &delivery_id,
-        &event_id,
-        &entry.endpoint,
-        &entry.workflow,
-        &outcome,
-        &entry.node,
-        &forms,
-        &entry_record,
-    ];
-    let state = state_name(delivery.state);
-    let due = if delivery.state == DeliveryState::Pending {
-        delivery.due_at
-    } else {
-        None
-    };
-    let delivery_record = encode(&delivery);
-    let (id, source, event) = (
-        delivery.id.as_str(),
-        delivery.event_source.as_str(),
-        delivery.event_id.as_str(),
-    );
-    let delivery_params: [&(dyn ToSql + Sync); 10] = [
-        &id,
-        &source,
-        &event,
-        &delivery.target.endpoint,
-        &state,
-        &due,
-        &delivery.created_at,
-        &entry.id,
-        &delivery_record,
-        &superseded,
-    ];
-    let clock = tx.execute("UPDATE switchboard_log_clock SET last = $1", &clock_params);
-    let insert = tx.execute(
-        "INSERT INTO switchboard_entries \
-           (id, at, delivery_id, event_id, endpoint, workflow, outcome, node, forms, record) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::text::json)",
-        &entry_params,
-    );
-    let update = tx.execute(
-        "INSERT INTO switchboard_deliveries \
-           (id, event_source, event_id, endpoint, state, due_at, created_at, last_entry, record) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::text::json) \
-         ON CONFLICT (id) DO UPDATE SET state = $5, due_at = $6, last_entry = $8, \
-           record = $9::text::json, \
-           lease_owner = CASE WHEN $10 THEN switchboard_deliveries.lease_owner END, \
-           lease_until = CASE WHEN $10 THEN switchboard_deliveries.lease_until END",
-        &delivery_params,
-    );
-    // Sent together (tokio-postgres pipelines them on the connection): one round trip.
-    futures_util::try_join!(clock, insert, update).map_err(db_error)?;
-    tx.commit().await.map_err(db_error)?;
-    let was_pending = stored
-        .as_ref()
-        .is_some_and(|s| s.state == DeliveryState::Pending);
-    let is_pending = delivery.state == DeliveryState::Pending;
-    store.count_queued(i64::from(is_pending) - i64::from(was_pending));
-    store.count_writes(3);
-    Ok(entry.id)
+        self.id.push(entry.id.clone());
+        self.at.push(entry.at);
+        self.delivery.push(entry.delivery_id.as_str().to_string());
+        self.event.push(entry.event_id.as_str().to_string());
+        self.endpoint.push(entry.endpoint.clone());
+        self.workflow.push(entry.workflow.clone());
+        self.outcome.push(entry.outcome.as_str().to_string());
+        self.node.push(entry.node.clone());
+        self.forms.push(encode(&forms));
+        self.record.push(encode(entry));
+    }
+
+    async fn insert(&self, tx: &deadpool_postgres::Transaction<'_>) -> Result<u64, tokio_postgres::Error> {
+        let statement = tx
+            .prepare_cached(
+                "INSERT INTO switchboard_entries \
+                   (id, at, delivery_id, event_id, endpoint, workflow, outcome, node, forms, record) \
+                 SELECT i, a, d, e, p, w, o, n, \
+                   ARRAY(SELECT json_array_elements_text(f::json)), r::json \
+                 FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], \
+                   $6::text[], $7::text[], $8::text[], $9::text[], $10::text[]) \
+                   AS u(i, a, d, e, p, w, o, n, f, r)",
+            )
+            .await?;
+        let params: [&(dyn ToSql + Sync); 10] = [
+            &self.id,
+            &self.at,
+            &self.delivery,
+            &self.event,
+            &self.endpoint,
+            &self.workflow,
+            &self.outcome,
+            &self.node,
+            &self.forms,
+            &self.record,
+        ];
+        tx.execute(&statement, &params).await
+    }
+}
+
+/// Deliveries as they stand after the recorded attempts, as the columns of one multi-row
+/// upsert; the lease each keeps (a takeover's), or none.
+#[derive(Default)]
+struct Deliveries {
+    id: Vec<String>,
+    source: Vec<String>,
+    event: Vec<String>,
+    endpoint: Vec<String>,
+    state: Vec<&'static str>,
+    due: Vec<Option<DateTime<Utc>>>,
+    created: Vec<DateTime<Utc>>,
+    last_entry: Vec<Option<String>>,
+    record: Vec<String>,
+    owner: Vec<Option<String>>,
+    until: Vec<Option<DateTime<Utc>>>,
+    /// How many are pending.
+    pending: i64,
+}
+
+impl Deliveries {
+    fn push(&mut self, row: &Row) {
+        let delivery = row
+            .stored
+            .as_ref()
+            .expect("every recorded delivery has its new state");
+        let pending = delivery.state == DeliveryState::Pending;
+        self.id.push(delivery.id.as_str().to_string());
+        self.source.push(delivery.event_source.clone());
+        self.event.push(delivery.event_id.as_str().to_string());
+        self.endpoint.push(delivery.target.endpoint.clone());
+        self.state.push(state_name(delivery.state));
+        self.due.push(if pending { delivery.due_at } else { None });
+        self.created.push(delivery.created_at);
+        self.last_entry.push(delivery.last_entry.clone());
+        self.record.push(encode(delivery));
+        self.owner.push(row.owner.clone());
+        self.until.push(row.until);
+        self.pending += i64::from(pending);
+    }
+
+    async fn upsert(&self, tx: &deadpool_postgres::Transaction<'_>) -> Result<u64, tokio_postgres::Error> {
+        let statement = tx
+            .prepare_cached(
+                "INSERT INTO switchboard_deliveries \
+                   (id, event_source, event_id, endpoint, state, due_at, created_at, last_entry, \
+                    record, lease_owner, lease_until) \
+                 SELECT i, s, e, p, st, d, c, l, r::json, o, u \
+                 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
+                   $6::timestamptz[], $7::timestamptz[], $8::text[], $9::text[], $10::text[], \
+                   $11::timestamptz[]) AS x(i, s, e, p, st, d, c, l, r, o, u) \
+                 ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state, due_at = EXCLUDED.due_at, \
+                   last_entry = EXCLUDED.last_entry, record = EXCLUDED.record, \
+                   lease_owner = EXCLUDED.lease_owner, lease_until = EXCLUDED.lease_until",
+            )
+            .await?;
+        let params: [&(dyn ToSql + Sync); 11] = [
+            &self.id,
+            &self.source,
+            &self.event,
+            &self.endpoint,
+            &self.state,
+            &self.due,
+            &self.created,
+            &self.last_entry,
+            &self.record,
+            &self.owner,
+            &self.until,
+        ];
+        tx.execute(&statement, &params).await
+    }
 }
 
 /// The id for an entry recorded at `at` after `last`: a ULID of `at` when that sorts
@@ -566,7 +703,7 @@ fn next_entry_id(last: &str, at: DateTime<Utc>) -> String {
 /// unknown id fails it as a whole. A lease in flight stays: the attempt that holds it is
 /// recorded, and the replay stands.
 pub(super) async fn replay(
-    store: &PostgresStore,
+    store: &Db,
     ids: &[DeliveryId],
     now: DateTime<Utc>,
 ) -> Result<Vec<Delivery>, StoreError> {
@@ -627,7 +764,7 @@ pub(super) async fn replay(
 /// findable by its delivery), then the deliveries no kept acceptance owns; each in
 /// batches of [`PURGE_BATCH`] rows, one short transaction per batch.
 pub(super) async fn purge(
-    store: &PostgresStore,
+    store: &Db,
     cutoff: DateTime<Utc>,
 ) -> Result<Purged, StoreError> {
     let limit = super::CALL_TIMEOUT;
