@@ -417,3 +417,74 @@ async fn a_database_that_hangs_is_answered_503_not_waited_for() {
     }
     node.stop();
 }
+
+/// What the database cannot index never reaches it: an event id with a NUL or longer
+/// than 512 bytes is refused with 400 (it was a 500), and an audit value with a NUL or
+/// thousands of characters is delivered once, logged and found (its attempt could not be
+/// recorded: the delivery was sent again every minute, forever). On both stores.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ids_and_audit_values_the_index_cannot_hold_are_refused_or_kept_once() {
+    let pg = postgres_server::Postgres::start();
+    let mut stores = vec![None];
+    stores.extend(pg.as_ref().map(|pg| Some(pg.url.clone())));
+    for store in stores {
+        let rx = Receiver::start(vec![], Reply::Status(200)).await;
+        let config = config(&rx);
+        let data = tempfile::tempdir().unwrap();
+        let extra: Vec<&str> = match &store {
+            Some(url) => vec!["--store", url],
+            None => vec![],
+        };
+        let node = Serve::start(config.path(), data.path(), &extra).await;
+        let send = async |body: String| {
+            let r = http()
+                .post(format!("{}/events", node.url))
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        };
+        let long_id = "i".repeat(3000);
+        let (status, text) = send(format!(
+            r#"{{"type": "call.disposition", "id": "{long_id}", "data": {{"lead": 1}}}}"#
+        ))
+        .await;
+        assert_eq!(
+            (status, text.contains("3000 bytes long")),
+            (400, true),
+            "{text}"
+        );
+        let (status, text) = send(
+            r#"{"type": "call.disposition", "id": "a\u0000b", "data": {"lead": 2}}"#.into(),
+        )
+        .await;
+        assert_eq!(
+            (status, text.contains("control character U+0000")),
+            (400, true),
+            "{text}"
+        );
+        // Not compressible, so that PostgreSQL cannot squeeze it into an index entry.
+        let long_value: String = (0..6000)
+            .map(|i| char::from(b'a' + ((i * 7919 + i / 13) % 26) as u8))
+            .collect();
+        for (lead, phone) in [(3, "55\\u0000 1"), (4, long_value.as_str())] {
+            let (status, text) = send(format!(
+                r#"{{"type": "call.disposition", "id": "ev-{lead}", "data": {{"lead": {lead}, "phone_number": "{phone}"}}}}"#
+            ))
+            .await;
+            assert_eq!(status, 202, "{text}");
+        }
+        let answered: BTreeSet<u64> = [3, 4].into();
+        every_one_arrives(&rx, &answered, Duration::from_secs(20)).await;
+        // Recorded once: nothing is sent again (a failed record resends after 1 s).
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert_eq!(arrivals(&rx), [(3, 1), (4, 1)].into(), "store {store:?}");
+        let found = all_entries(&node.url, &format!("search={}", &long_value[..300])).await;
+        assert_eq!(found.len(), 1, "the long value finds its entry ({store:?})");
+        assert_eq!(found[0]["event_id"], "ev-4");
+        let log = node.stop();
+        assert!(!log.contains("could not be recorded"), "{log}");
+    }
+}

@@ -31,6 +31,8 @@ pub struct Received {
     pub uri: String,
     pub headers: Vec<(String, String)>,
     pub body: String,
+    /// When it arrived.
+    pub at: std::time::Instant,
 }
 
 impl Received {
@@ -111,6 +113,7 @@ async fn answer(
     let now = state.now.fetch_add(1, Ordering::SeqCst) + 1;
     state.most.fetch_max(now, Ordering::SeqCst);
     state.seen.lock().unwrap().push(Received {
+        at: std::time::Instant::now(),
         method: method.to_string(),
         uri: uri.to_string(),
         headers: headers

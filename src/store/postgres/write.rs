@@ -248,50 +248,61 @@ pub(super) async fn take(
     };
     // The endpoint's pace across the nodes: its capped takes run one at a time (an advisory
     // lock held by the transaction), each counting the live leases and the rate's tokens.
+    // A node that finds another taking does not queue behind it: it looks again shortly.
     let tx = client.transaction().await.map_err(db_error)?;
-    tx.execute(
-        "SELECT pg_advisory_xact_lock(hashtextextended('switchboard-lane:' || $1, 0))",
-        &[&endpoint],
-    )
-    .await
-    .map_err(db_error)?;
-    let leased: i64 = tx
-        .query_one(
-            "SELECT count(*) FROM switchboard_deliveries \
-             WHERE endpoint = $1 AND state = 'pending' AND lease_owner IS NOT NULL AND lease_until > $2",
-            &[&endpoint, &now],
-        )
-        .await
-        .map_err(db_error)?
-        .get(0);
+    // Sent together (pipelined), run in order: the lock, then the counts under it (each
+    // statement reads what committed before it started, so after the lock was granted).
+    let lock_params: [&(dyn ToSql + Sync); 1] = [&endpoint];
+    let lock = tx.query_one(
+        "SELECT pg_try_advisory_xact_lock(hashtextextended('switchboard-lane:' || $1, 0))",
+        &lock_params,
+    );
+    let leased_params: [&(dyn ToSql + Sync); 2] = [&endpoint, &now];
+    let leased = tx.query_one(
+        "SELECT count(*) FROM switchboard_deliveries \
+         WHERE endpoint = $1 AND state = 'pending' AND lease_owner IS NOT NULL AND lease_until > $2",
+        &leased_params,
+    );
+    let bucket_row = async {
+        match pace.rate {
+            None => Ok(None),
+            Some(_) => {
+                tx.query_opt(
+                    "SELECT tokens, updated_at FROM switchboard_buckets WHERE endpoint = $1",
+                    &[&endpoint],
+                )
+                .await
+            }
+        }
+    };
+    let (locked, leased, bucket_row) =
+        futures_util::try_join!(lock, leased, bucket_row).map_err(db_error)?;
+    if !locked.get::<_, bool>(0) {
+        tx.rollback().await.map_err(db_error)?;
+        return Ok(Taken {
+            leases: Vec::new(),
+            next: Some(now + chrono::Duration::milliseconds(BUSY_RETRY_MS)),
+        });
+    }
+    let leased: i64 = leased.get(0);
     let room = pace
         .concurrency
         .saturating_sub(usize::try_from(leased).unwrap_or(usize::MAX));
     // The rate: one token bucket per endpoint, filled by the time passed since it was last
     // used (by any node), at most `count` deep.
-    let bucket = match pace.rate {
-        None => None,
-        Some(rate) => {
-            let depth = f64::from(rate.count);
-            let per_ms = rate.per.as_secs_f64() * 1000.0 / depth;
-            let row = tx
-                .query_opt(
-                    "SELECT tokens, updated_at FROM switchboard_buckets WHERE endpoint = $1",
-                    &[&endpoint],
-                )
-                .await
-                .map_err(db_error)?;
-            let tokens = match row {
-                None => depth,
-                Some(row) => {
-                    let (tokens, at): (f64, DateTime<Utc>) = (row.get(0), row.get(1));
-                    let elapsed = (now - at).num_milliseconds().max(0) as f64;
-                    (tokens + elapsed / per_ms).min(depth)
-                }
-            };
-            Some((tokens, per_ms))
-        }
-    };
+    let bucket = pace.rate.map(|rate| {
+        let depth = f64::from(rate.count);
+        let per_ms = rate.per.as_secs_f64() * 1000.0 / depth;
+        let tokens = match &bucket_row {
+            None => depth,
+            Some(row) => {
+                let (tokens, at): (f64, DateTime<Utc>) = (row.get(0), row.get(1));
+                let elapsed = (now - at).num_milliseconds().max(0) as f64;
+                (tokens + elapsed / per_ms).min(depth)
+            }
+        };
+        (tokens, per_ms)
+    });
     let allowed = match bucket {
         None => room,
         Some((tokens, _)) => room.min(tokens.max(0.0).floor() as usize),
@@ -327,6 +338,9 @@ pub(super) async fn take(
 
 /// How soon a node looks again at an endpoint whose concurrency the other nodes hold.
 const CAPPED_RETRY_MS: i64 = 200;
+
+/// How soon a node looks again at an endpoint another node is taking from.
+const BUSY_RETRY_MS: i64 = 10;
 
 /// The take itself, on a connection or inside the capped take's transaction.
 async fn take_with(
