@@ -2,7 +2,8 @@
 //! PostgreSQL database (a throwaway server this program starts), each driven by the same
 //! load generator for SECS seconds (CONNS connections, spread round robin over the nodes),
 //! all delivering to one `switchboard mock`. Reports events/s accepted (202 after the
-//! durable write), latency, and what each event cost the database: transactions, rows
+//! durable write), attempts delivered per second in the same window, latency, and what
+//! each event cost the database: transactions, rows
 //! written and blocks written per event, from `pg_stat_database`.
 //!
 //! Run: `cargo bench --bench cluster` (env: SECS=10 CONNS=32). Needs PostgreSQL installed
@@ -45,6 +46,9 @@ async fn db_counts(url: &str) -> DbCounts {
 struct Measured {
     label: String,
     run: Run,
+    /// Attempts delivered per second during the run, by all the nodes (accepting can run
+    /// ahead of delivering: the rest stays queued).
+    delivered: f64,
     per_event: Option<(f64, f64, f64)>,
     /// CPU milliseconds per event: the nodes, PostgreSQL; and how busy the machine was.
     cpu: Cpu,
@@ -135,10 +139,13 @@ async fn on_postgres(mock_url: &str, nodes: usize, conns: usize, secs: u64) -> O
     // Settle: the first requests of each node open its pool.
     let _ = load_spread(&urls, |n| event(n + 90_000_000), nodes, 1, None).await;
     let pids: Vec<u32> = served.iter().map(|s| s.child.id()).collect();
+    let bases: Vec<&str> = served.iter().map(|s| s.base.as_str()).collect();
     let before = db_counts(&pg.url).await;
+    let sent_before = delivered_by(&bases).await;
     let cpu_before = cpu_snapshot(&pids);
     let run = load_spread(&urls, event, conns, secs, None).await;
     let cpu_after = cpu_snapshot(&pids);
+    let sent = delivered_by(&bases).await - sent_before;
     let after = db_counts(&pg.url).await;
     let events = run.rate * secs as f64;
     let cpu = cpu_between(cpu_before, cpu_after, events);
@@ -157,9 +164,20 @@ async fn on_postgres(mock_url: &str, nodes: usize, conns: usize, secs: u64) -> O
             if nodes == 1 { "" } else { "s" }
         ),
         run,
+        delivered: sent / secs as f64,
         per_event,
         cpu,
     })
+}
+
+/// Attempts delivered so far by these nodes, from their `/metrics`.
+async fn delivered_by(bases: &[&str]) -> f64 {
+    let client = reqwest::Client::new();
+    let mut total = 0.0;
+    for base in bases {
+        total += delivered(&client, base).await;
+    }
+    total
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -185,12 +203,15 @@ async fn main() {
         let url = format!("{}/events", serve.base);
         let _ = load(&url, |n| event(n + 90_000_000), 1, 1, None).await;
         let pids = [serve.child.id()];
+        let sent_before = delivered_by(&[&serve.base]).await;
         let before = cpu_snapshot(&pids);
         let run = load(&url, event, conns, secs, None).await;
         let cpu = cpu_between(before, cpu_snapshot(&pids), run.rate * secs as f64);
+        let sent = delivered_by(&[&serve.base]).await - sent_before;
         Measured {
             label: "1 node on sled (the default)".into(),
             run,
+            delivered: sent / secs as f64,
             per_event: None,
             cpu,
         }
@@ -210,18 +231,19 @@ async fn main() {
         "{secs} s per run, {conns} connections round robin over the nodes; 2 cores shared by the load generator, the nodes, PostgreSQL and the receiver\n"
     );
     println!(
-        "| run | events/s | p50 ms | p99 ms | errors | vs 1 node on PostgreSQL | database per event: commits · rows · blocks touched | CPU ms per event: nodes · PostgreSQL | machine busy |"
+        "| run | events/s accepted | delivered/s | p50 ms | p99 ms | errors | vs 1 node on PostgreSQL | database per event: commits · rows · blocks touched | CPU ms per event: nodes · PostgreSQL | machine busy |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---|---|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---|---|---:|");
     for m in [&sled, &one, &three] {
         let cost = m
             .per_event
             .map(|(c, r, b)| format!("{c:.2} · {r:.1} · {b:.0}"))
             .unwrap_or_else(|| "—".into());
         println!(
-            "| {} | {:.0} | {:.2} | {:.2} | {} | {:.2} | {} | {:.3} · {:.3} | {:.0}% |",
+            "| {} | {:.0} | {:.0} | {:.2} | {:.2} | {} | {:.2} | {} | {:.3} · {:.3} | {:.0}% |",
             m.label,
             m.run.rate,
+            m.delivered,
             m.run.p50_ms,
             m.run.p99_ms,
             m.run.errors,

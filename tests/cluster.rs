@@ -456,10 +456,9 @@ async fn ids_and_audit_values_the_index_cannot_hold_are_refused_or_kept_once() {
             (400, true),
             "{text}"
         );
-        let (status, text) = send(
-            r#"{"type": "call.disposition", "id": "a\u0000b", "data": {"lead": 2}}"#.into(),
-        )
-        .await;
+        let (status, text) =
+            send(r#"{"type": "call.disposition", "id": "a\u0000b", "data": {"lead": 2}}"#.into())
+                .await;
         assert_eq!(
             (status, text.contains("control character U+0000")),
             (400, true),
@@ -487,4 +486,99 @@ async fn ids_and_audit_values_the_index_cannot_hold_are_refused_or_kept_once() {
         let log = node.stop();
         assert!(!log.contains("could not be recorded"), "{log}");
     }
+}
+
+/// The breaker holds for the cluster: once one node has paused an endpoint that does not
+/// answer, the other nodes send it nothing while that node probes; when its probe gets an
+/// answer, they resume within a second or two.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_by_one_node_holds_the_others_back_until_its_probe_is_answered() {
+    let Some(pg) = postgres_server::Postgres::start() else {
+        return;
+    };
+    // A port that refuses connections, until a receiver opens on it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = ConfigDir::new(&[
+        (
+            "adaptors/contact.yaml",
+            "fields:\n  - {from: lead, to: lead}\n",
+        ),
+        (
+            "endpoints/crm.yaml",
+            &format!(
+                "url: http://127.0.0.1:{port}/contacts\nadaptor: contact\ntimeout: 2s\nretry: {{schedule: [{}]}}\n",
+                ["1s"; 20].join(", ")
+            ),
+        ),
+        (
+            "workflows/sale.yaml",
+            "when:\n  - event: call.disposition\nactions:\n  - endpoint: crm\n",
+        ),
+    ]);
+    let (data_a, data_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = Serve::start(
+        config.path(),
+        data_a.path(),
+        &["--store", &pg.url, "--node", "node-a"],
+    )
+    .await;
+    let b = Serve::start(
+        config.path(),
+        data_b.path(),
+        &["--store", &pg.url, "--node", "node-b"],
+    )
+    .await;
+    let a_url = a.url.clone();
+    let attempts_by = async |node: &str| {
+        all_entries(&a_url, "endpoint=crm")
+            .await
+            .into_iter()
+            .filter(|e| e["node"] == node)
+            .count()
+    };
+    // node-a tries 5 events, gets no answer to any, and pauses the endpoint.
+    for i in 0..5 {
+        assert!(post(&a.url, i).await);
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !a.log().iter().any(|l| l.contains("pausing its deliveries")) {
+        assert!(Instant::now() < deadline, "node-a never paused crm");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // node-b's events wait: it sends nothing while node-a's pause holds.
+    for i in 100..106 {
+        assert!(post(&b.url, i).await);
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        attempts_by("node-b").await,
+        0,
+        "node-b sent to an endpoint node-a had paused"
+    );
+    // The endpoint comes back: node-a's next probe is answered and node-b resumes.
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let rx = Receiver::start_on(listener, vec![], Reply::Status(200));
+    // Every event arrives: node-a's probes (which may have tried events posted to
+    // node-b) and the retries of what failed wait for the pause too.
+    every_one_arrives(
+        &rx,
+        &(0..5).chain(100..106).collect(),
+        Duration::from_secs(40),
+    )
+    .await;
+    // node-a cleared its pause when the endpoint answered: with node-a gone, node-b
+    // delivers on its own at once.
+    let b_url = b.url.clone();
+    a.stop();
+    for i in 200..203 {
+        assert!(post(&b_url, i).await);
+    }
+    every_one_arrives(&rx, &(200..203).collect(), Duration::from_secs(5)).await;
+    b.stop();
 }

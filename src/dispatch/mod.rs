@@ -92,6 +92,10 @@ pub struct Dispatcher {
 /// A lease lasts the endpoint's timeout plus this: time to record the attempt.
 pub const LEASE_MARGIN: Duration = Duration::from_secs(30);
 
+/// After a probe's timeout, the time for its node to record it and share what it found:
+/// until then, the other nodes keep holding back from an endpoint that node paused.
+const PROBE_RECORDED_WITHIN: Duration = Duration::from_secs(5);
+
 /// The longest a delivery is held back after its attempts could not be recorded.
 pub const MAX_HOLD: Duration = Duration::from_secs(60);
 
@@ -334,6 +338,7 @@ impl Dispatcher {
                     crate::store::Pace {
                         concurrency: lane.concurrency,
                         rate: lane.rate,
+                        probe_within: lane.timeout + PROBE_RECORDED_WITHIN,
                     },
                 )
                 .await?;
@@ -390,13 +395,23 @@ impl Dispatcher {
             }
             Err(e) => self.hold(&id, &endpoint, &e).await,
         }
-        let change = lane
-            .health
-            .lock()
-            .ok()
-            .and_then(|mut h| h.attempted(answered, probe, self.clock.now()));
+        let (change, pause) = match lane.health.lock() {
+            Ok(mut h) => {
+                let before = h.paused_until;
+                let change = h.attempted(answered, probe, self.clock.now());
+                (change, (h.paused_until != before).then_some(h.paused_until))
+            }
+            Err(_) => (None, None),
+        };
         if let Some(change) = change {
             tracing::warn!(endpoint = %endpoint, "endpoint {endpoint} {change}");
+        }
+        // The other nodes hold back while this one pauses and probes (a failure to tell
+        // them only costs their own attempts: each node's breaker still pauses it).
+        if let Some(until) = pause
+            && let Err(e) = self.store.share_pause(&endpoint, until).await
+        {
+            tracing::debug!(endpoint = %endpoint, "the pause could not be shared: {e}");
         }
         if let Ok(mut set) = self.in_flight.lock() {
             set.remove(&id);

@@ -38,6 +38,9 @@ pub struct Pace {
     pub concurrency: usize,
     /// At most this many taken in each period (`rate_limit`), if set.
     pub rate: Option<crate::engine::units::RateLimit>,
+    /// How long a probe of the endpoint may take (its timeout, and the time to record
+    /// it): another node's pause holds this much past its end, while that node probes.
+    pub probe_within: std::time::Duration,
 }
 
 /// A node of the cluster as it last announced itself.
@@ -254,6 +257,18 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> Result<Taken, StoreError> {
         let _ = pace;
         self.take(endpoint, now, limit, lease_until).await
+    }
+
+    /// Tells the other nodes that this node's breaker paused `endpoint` until `until`
+    /// (`None`: it answers again): their capped takes take nothing from it meanwhile, and
+    /// this node alone probes it. A store that only one node uses has no one to tell.
+    async fn share_pause(
+        &self,
+        endpoint: &str,
+        until: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError> {
+        let _ = (endpoint, until);
+        Ok(())
     }
 
     /// Keeps a leased delivery out of takes until `until` (its attempt could not be

@@ -87,10 +87,7 @@ async fn written<T, R>(db: &Db, write: Write<T, R>, items: &[T]) -> Vec<Result<R
     }
 }
 
-async fn bounded<R>(
-    db: &Db,
-    write: BoxFuture<'_, Result<R, StoreError>>,
-) -> Result<R, StoreError> {
+async fn bounded<R>(db: &Db, write: BoxFuture<'_, Result<R, StoreError>>) -> Result<R, StoreError> {
     match tokio::time::timeout(CALL_TIMEOUT, write).await {
         Ok(result) => result,
         Err(_) => Err(db.stuck(CALL_TIMEOUT)),

@@ -2,8 +2,9 @@
 //! deadpool). Any number of nodes share one database: each accepts, takes due deliveries
 //! under leases that name it, records attempts, and reads what every node wrote.
 //!
-//! **Invariant:** every trait call that writes is one transaction, committed before it
-//! returns (`accept` of many events too: one transaction, multi-row inserts).
+//! **Invariant:** every trait call that writes is written by one transaction, committed
+//! before it returns (`accept` of many events too: multi-row inserts); accepts and records
+//! that arrive together share one (group commit, `group.rs`).
 //! **Invariant:** a delivery is handed out by `take` only when no live lease holds it
 //! (`FOR UPDATE SKIP LOCKED` over the queue, then `lease_owner` and `lease_until` set in
 //! the same statement); an expired lease is a dead node's and is taken over.
@@ -24,8 +25,8 @@ mod read;
 mod schema;
 mod write;
 
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -299,6 +300,15 @@ impl crate::store::Store for PostgresStore {
             Some(pace),
         ))
         .await
+    }
+
+    async fn share_pause(
+        &self,
+        endpoint: &str,
+        until: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError> {
+        self.bounded(write::share_pause(self, endpoint, until))
+            .await
     }
 
     async fn hold(&self, id: &DeliveryId, until: DateTime<Utc>) -> Result<(), StoreError> {

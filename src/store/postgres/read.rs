@@ -48,10 +48,7 @@ async fn one<T: serde::de::DeserializeOwned>(
     row.map(|r| decode(key, r.get(0))).transpose()
 }
 
-pub(super) async fn delivery(
-    store: &Db,
-    id: &DeliveryId,
-) -> Result<Option<Delivery>, StoreError> {
+pub(super) async fn delivery(store: &Db, id: &DeliveryId) -> Result<Option<Delivery>, StoreError> {
     one(
         store,
         "SELECT record::text FROM switchboard_deliveries WHERE id = $1",
@@ -87,10 +84,7 @@ pub(super) async fn entry(store: &Db, id: &str) -> Result<Option<LogEntry>, Stor
 
 /// A connect log search (see `LogQuery`): the filters as SQL conditions over indexed
 /// columns; the time bounds and cursors on entry ids, as sled reads them.
-pub(super) async fn search(
-    store: &Db,
-    query: &LogQuery,
-) -> Result<Vec<LogEntry>, StoreError> {
+pub(super) async fn search(store: &Db, query: &LogQuery) -> Result<Vec<LogEntry>, StoreError> {
     let mut conditions: Vec<String> = Vec::new();
     let mut params: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
     let mut add = |condition: &str, value: Box<dyn ToSql + Sync + Send>| {

@@ -11,6 +11,7 @@
 //! - `log_clock`: one row holding the last entry id handed out (see `write.rs`).
 //! - `nodes`: each node as it last announced itself (see `nodes.rs`).
 //! - `buckets`: each endpoint's `rate_limit` tokens, shared by the nodes (see `write.rs`).
+//! - `pauses`: each endpoint a node's breaker paused, until when, and by which node.
 //!
 //! Text that is compared or ordered (ids, names) is `COLLATE "C"`: byte order, as ULIDs and
 //! sled's keys sort, whatever the database's locale.
@@ -21,7 +22,7 @@ use super::db_error;
 use crate::store::StoreError;
 
 /// The schema this code reads and writes.
-pub const VERSION: i32 = 4;
+pub const VERSION: i32 = 5;
 
 /// Any constant shared by every node: the key of the advisory lock that migrations take.
 const MIGRATION_LOCK: i64 = 0x5357_4254_4348_0001;
@@ -83,6 +84,15 @@ CREATE TABLE switchboard_log_clock (
 INSERT INTO switchboard_log_clock (last) VALUES ('');
 "#;
 
+/// Version 5: each endpoint's pause (the breaker), shared by the nodes (see `write.rs`).
+const V5: &str = r#"
+CREATE TABLE switchboard_pauses (
+    endpoint text COLLATE "C" PRIMARY KEY,
+    paused_until timestamptz NOT NULL,
+    node text NOT NULL
+);
+"#;
+
 /// Version 4: each endpoint's `rate_limit` bucket, shared by the nodes (see `write.rs`).
 const V4: &str = r#"
 CREATE TABLE switchboard_buckets (
@@ -132,7 +142,7 @@ pub(super) async fn migrate(client: &mut Client) -> Result<(), StoreError> {
             ),
         });
     }
-    let migrations = [V1, V2, V3, V4];
+    let migrations = [V1, V2, V3, V4, V5];
     for (version, sql) in (1..).zip(migrations) {
         if version <= found {
             continue;

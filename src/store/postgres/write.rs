@@ -275,14 +275,33 @@ pub(super) async fn take(
             }
         }
     };
-    let (locked, leased, bucket_row) =
-        futures_util::try_join!(lock, leased, bucket_row).map_err(db_error)?;
+    let pause_params: [&(dyn ToSql + Sync); 2] = [&endpoint, &store.node];
+    let paused = tx.query_opt(
+        "SELECT paused_until FROM switchboard_pauses WHERE endpoint = $1 AND node <> $2",
+        &pause_params,
+    );
+    let (locked, leased, bucket_row, paused) =
+        futures_util::try_join!(lock, leased, bucket_row, paused).map_err(db_error)?;
     if !locked.get::<_, bool>(0) {
         tx.rollback().await.map_err(db_error)?;
         return Ok(Taken {
             leases: Vec::new(),
             next: Some(now + chrono::Duration::milliseconds(BUSY_RETRY_MS)),
         });
+    }
+    // Another node's breaker paused the endpoint: nothing is taken until its pause, and
+    // the probe it then sends, are over; looked at again every second, as that node may
+    // find it answering sooner.
+    if let Some(paused) = paused {
+        let until: DateTime<Utc> = paused.get(0);
+        let until = until + chrono::Duration::from_std(pace.probe_within).unwrap_or_default();
+        if now < until {
+            tx.rollback().await.map_err(db_error)?;
+            return Ok(Taken {
+                leases: Vec::new(),
+                next: Some(until.min(now + chrono::Duration::seconds(1))),
+            });
+        }
     }
     let leased: i64 = leased.get(0);
     let room = pace
@@ -433,6 +452,37 @@ async fn take_with(
     Ok(Taken { leases, next })
 }
 
+/// Shares this node's pause of `endpoint` (see `Store::share_pause`); a resumption
+/// clears only this node's own pause (another node may have paused it since).
+pub(super) async fn share_pause(
+    store: &Db,
+    endpoint: &str,
+    until: Option<DateTime<Utc>>,
+) -> Result<(), StoreError> {
+    let client = store.client().await?;
+    match until {
+        Some(until) => {
+            client
+                .execute(
+                    "INSERT INTO switchboard_pauses (endpoint, paused_until, node) VALUES ($1, $2, $3) \
+                     ON CONFLICT (endpoint) DO UPDATE SET paused_until = EXCLUDED.paused_until, node = EXCLUDED.node",
+                    &[&endpoint, &until, &store.node],
+                )
+                .await
+        }
+        None => {
+            client
+                .execute(
+                    "DELETE FROM switchboard_pauses WHERE endpoint = $1 AND node = $2",
+                    &[&endpoint, &store.node],
+                )
+                .await
+        }
+    }
+    .map_err(db_error)?;
+    Ok(())
+}
+
 /// Keeps a delivery leased to this node out of takes until `until`. A lease that another
 /// node took over (this one ran out) is that node's: holding it would make its record
 /// look late (see `record`).
@@ -498,7 +548,11 @@ pub(super) async fn record(
     }
     let was_pending: i64 = rows
         .values()
-        .filter(|r| r.stored.as_ref().is_some_and(|d| d.state == DeliveryState::Pending))
+        .filter(|r| {
+            r.stored
+                .as_ref()
+                .is_some_and(|d| d.state == DeliveryState::Pending)
+        })
         .count() as i64;
     let clock = tx
         .prepare_cached("SELECT last FROM switchboard_log_clock FOR UPDATE")
@@ -601,7 +655,10 @@ impl Entries {
         self.record.push(encode(entry));
     }
 
-    async fn insert(&self, tx: &deadpool_postgres::Transaction<'_>) -> Result<u64, tokio_postgres::Error> {
+    async fn insert(
+        &self,
+        tx: &deadpool_postgres::Transaction<'_>,
+    ) -> Result<u64, tokio_postgres::Error> {
         let statement = tx
             .prepare_cached(
                 "INSERT INTO switchboard_entries \
@@ -669,7 +726,10 @@ impl Deliveries {
         self.pending += i64::from(pending);
     }
 
-    async fn upsert(&self, tx: &deadpool_postgres::Transaction<'_>) -> Result<u64, tokio_postgres::Error> {
+    async fn upsert(
+        &self,
+        tx: &deadpool_postgres::Transaction<'_>,
+    ) -> Result<u64, tokio_postgres::Error> {
         let statement = tx
             .prepare_cached(
                 "INSERT INTO switchboard_deliveries \
@@ -777,10 +837,7 @@ pub(super) async fn replay(
 /// are all finished with their latest entries older too (so that a kept entry stays
 /// findable by its delivery), then the deliveries no kept acceptance owns; each in
 /// batches of [`PURGE_BATCH`] rows, one short transaction per batch.
-pub(super) async fn purge(
-    store: &Db,
-    cutoff: DateTime<Utc>,
-) -> Result<Purged, StoreError> {
+pub(super) async fn purge(store: &Db, cutoff: DateTime<Utc>) -> Result<Purged, StoreError> {
     let limit = super::CALL_TIMEOUT;
     let client = tokio::time::timeout(limit, store.client())
         .await
