@@ -49,6 +49,9 @@ struct Measured {
     /// Attempts delivered per second during the run, by all the nodes (accepting can run
     /// ahead of delivering: the rest stays queued).
     delivered: f64,
+    /// Attempts delivered per second after the run, while the nodes empty the queue with
+    /// nothing else to do: the delivery throughput on its own.
+    drained: f64,
     per_event: Option<(f64, f64, f64)>,
     /// CPU milliseconds per event: the nodes, PostgreSQL; and how busy the machine was.
     cpu: Cpu,
@@ -147,6 +150,7 @@ async fn on_postgres(mock_url: &str, nodes: usize, conns: usize, secs: u64) -> O
     let cpu_after = cpu_snapshot(&pids);
     let sent = delivered_by(&bases).await - sent_before;
     let after = db_counts(&pg.url).await;
+    let drained = drain_rate(&bases).await;
     let events = run.rate * secs as f64;
     let cpu = cpu_between(cpu_before, cpu_after, events);
     let per_event = (events > 0.0).then(|| {
@@ -165,9 +169,34 @@ async fn on_postgres(mock_url: &str, nodes: usize, conns: usize, secs: u64) -> O
         ),
         run,
         delivered: sent / secs as f64,
+        drained,
         per_event,
         cpu,
     })
+}
+
+/// Delivered attempts per second while the nodes empty their queue after a run: counted
+/// from the end of the run to the last delivery seen (none for a second: the queue is
+/// empty), at most a minute.
+async fn drain_rate(bases: &[&str]) -> f64 {
+    let started = std::time::Instant::now();
+    let first = delivered_by(bases).await;
+    let (mut last, mut last_at) = (first, started);
+    while started.elapsed() < std::time::Duration::from_secs(60)
+        && last_at.elapsed() < std::time::Duration::from_secs(1)
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let now = delivered_by(bases).await;
+        if now > last {
+            (last, last_at) = (now, std::time::Instant::now());
+        }
+    }
+    let secs = (last_at - started).as_secs_f64();
+    if secs > 0.0 {
+        (last - first) / secs
+    } else {
+        0.0
+    }
 }
 
 /// Attempts delivered so far by these nodes, from their `/metrics`.
@@ -208,10 +237,12 @@ async fn main() {
         let run = load(&url, event, conns, secs, None).await;
         let cpu = cpu_between(before, cpu_snapshot(&pids), run.rate * secs as f64);
         let sent = delivered_by(&[&serve.base]).await - sent_before;
+        let drained = drain_rate(&[&serve.base]).await;
         Measured {
             label: "1 node on sled (the default)".into(),
             run,
             delivered: sent / secs as f64,
+            drained,
             per_event: None,
             cpu,
         }
@@ -231,19 +262,20 @@ async fn main() {
         "{secs} s per run, {conns} connections round robin over the nodes; 2 cores shared by the load generator, the nodes, PostgreSQL and the receiver\n"
     );
     println!(
-        "| run | events/s accepted | delivered/s | p50 ms | p99 ms | errors | vs 1 node on PostgreSQL | database per event: commits · rows · blocks touched | CPU ms per event: nodes · PostgreSQL | machine busy |"
+        "| run | events/s accepted | delivered/s meanwhile | delivered/s after (queue draining) | p50 ms | p99 ms | errors | vs 1 node on PostgreSQL | database per event: commits · rows · blocks touched | CPU ms per event: nodes · PostgreSQL | machine busy |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---|---|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---|---|---:|");
     for m in [&sled, &one, &three] {
         let cost = m
             .per_event
             .map(|(c, r, b)| format!("{c:.2} · {r:.1} · {b:.0}"))
             .unwrap_or_else(|| "—".into());
         println!(
-            "| {} | {:.0} | {:.0} | {:.2} | {:.2} | {} | {:.2} | {} | {:.3} · {:.3} | {:.0}% |",
+            "| {} | {:.0} | {:.0} | {:.0} | {:.2} | {:.2} | {} | {:.2} | {} | {:.3} · {:.3} | {:.0}% |",
             m.label,
             m.run.rate,
             m.delivered,
+            m.drained,
             m.run.p50_ms,
             m.run.p99_ms,
             m.run.errors,

@@ -46,6 +46,12 @@ use crate::store::{
 /// Connections a node keeps to the database at most.
 const POOL_SIZE: usize = 8;
 
+/// Run on every new connection. Plans are made for each execution rather than cached per
+/// connection: the tables start empty and grow by thousands of rows a second, and a plan
+/// cached while they were small (a sequential scan to lock a few deliveries by id) was
+/// measured slowing a node's deliveries sevenfold until the connection was replaced.
+const SESSION_SETTINGS: &str = "SET plan_cache_mode = force_custom_plan";
+
 /// How long one store call (waiting for a connection included) may take: a database that
 /// stops answering with its connections open (a hung host, a network partition) is then
 /// `Unavailable` (503, deliveries held) rather than waited for until TCP gives up.
@@ -132,6 +138,14 @@ impl PostgresStore {
             Manager::from_config(config, NoTls, manager_config)
         };
         let pool = Pool::builder(manager)
+            .post_create(deadpool_postgres::Hook::async_fn(|client, _| {
+                Box::pin(async move {
+                    client
+                        .batch_execute(SESSION_SETTINGS)
+                        .await
+                        .map_err(deadpool_postgres::HookError::Backend)
+                })
+            }))
             .max_size(POOL_SIZE)
             .runtime(deadpool_postgres::Runtime::Tokio1)
             .wait_timeout(Some(CALL_TIMEOUT))
