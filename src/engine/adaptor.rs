@@ -1,4 +1,4 @@
-//! Adaptors (§3): an event's data → the payload a receiver expects, field by field, in the
+//! Adaptors (docs/configuration.md): an event's data → the payload a receiver expects, field by field, in the
 //! order written. Only mapped fields are sent; empty ones take their default; dates are
 //! formatted per field; lookups and type coercion apply; problems become warnings.
 

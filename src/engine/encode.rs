@@ -1,4 +1,4 @@
-//! Payload encoders (§4): JSON, form, XML and query strings from an adaptor's output.
+//! Payload encoders (`format:` of endpoints): JSON, form, XML and query strings from an adaptor's output.
 //!
 //! Form and query nest keys as `a[b]` and join lists of scalars with the endpoint's
 //! delimiter; XML nests elements, escapes text, joins scalar lists and repeats an element

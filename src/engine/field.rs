@@ -1,4 +1,4 @@
-//! Field references (§2): `phone_number`, `lead.lead_phone`, `$.lead['utm source']`, `@id`.
+//! Field references (docs/configuration.md): `phone_number`, `lead.lead_phone`, `$.lead['utm source']`, `@id`.
 //! Parsed once at load; resolving one never parses anything.
 
 use std::borrow::Cow;

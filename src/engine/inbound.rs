@@ -1,4 +1,4 @@
-//! Inbound endpoints (§4): URLs on switchboard's own server where other systems send
+//! Inbound endpoints (docs/configuration.md): URLs on switchboard's own server where other systems send
 //! events. Compiled here with the rest of the configuration; served by `server`.
 
 use ipnet::IpNet;

@@ -52,7 +52,7 @@ pub struct Engine {
     audit_keys: Vec<(String, FieldRef)>,
 }
 
-/// The fields recorded as audit keys when an event has them (§6).
+/// The fields recorded as audit keys when an event has them, unless `switchboard.yaml` names others.
 pub const DEFAULT_AUDIT_KEYS: [&str; 7] = [
     "phone_number",
     "lead_id",
@@ -347,7 +347,7 @@ impl Engine {
         }
     }
 
-    /// The audit keys found in an event, as text (§6 `keys`).
+    /// The audit keys found in an event, as text (a log entry's `keys`).
     pub fn audit_keys(&self, event: &Event) -> IndexMap<String, String> {
         self.audit_keys
             .iter()
@@ -472,7 +472,7 @@ impl Engine {
     }
 }
 
-/// What `render --json` prints (§7).
+/// What `render --json` prints (docs/cli.md).
 #[derive(Debug, Clone, Serialize)]
 pub struct DryRun {
     /// The event as read.

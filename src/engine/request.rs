@@ -1,4 +1,4 @@
-//! Outbound endpoints (§4): how a payload becomes an HTTP request — URL, method, headers,
+//! Outbound endpoints (docs/configuration.md): how a payload becomes an HTTP request — URL, method, headers,
 //! body — and how credentials are added (at send time, never stored).
 
 use std::time::Duration;

@@ -1,4 +1,4 @@
-//! How event values are read: emptiness, text, numbers, and the comparison rule of §5
+//! How event values are read: emptiness, text, numbers, and the comparison rule of workflows (docs/configuration.md)
 //! (numbers compare as numbers when both sides are numbers or numeric strings, otherwise
 //! as strings).
 

@@ -1,4 +1,4 @@
-//! Workflows (§5): AND-ed triggers, evaluated against an event, with an explanation of
+//! Workflows (docs/configuration.md): AND-ed triggers, evaluated against an event, with an explanation of
 //! every verdict, and the index by event type that keeps unrelated workflows free.
 
 use std::collections::HashMap;

@@ -110,7 +110,7 @@ impl StoreError {
     }
 }
 
-/// Ids repeated within this long after acceptance are duplicates (§8).
+/// Ids repeated within this long after acceptance are duplicates (`serve --dedupe-window`).
 pub const DEFAULT_DEDUPE_WINDOW: Duration = Duration::from_secs(24 * 3600);
 
 /// An event to accept: the event, the workflow actions it matched, and its audit keys.

@@ -137,7 +137,7 @@ pub struct Delivery {
     pub entries: Vec<String>,
 }
 
-/// How an attempt (or a decision not to attempt) ended (§6).
+/// How an attempt (or a decision not to attempt) ended (docs/connect-log.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
@@ -176,7 +176,7 @@ impl Outcome {
     }
 }
 
-/// The kind of an attempt's error (§6).
+/// The kind of an attempt's error (docs/connect-log.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorKind {
@@ -239,7 +239,7 @@ pub struct LoggedResponse {
     pub duration_ms: u64,
 }
 
-/// One connect log entry: one attempt (or decision) for one delivery (§6).
+/// One connect log entry: one attempt (or decision) for one delivery (docs/connect-log.md).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LogEntry {
     /// Unique id, a ULID: entries sort by time.

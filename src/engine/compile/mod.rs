@@ -17,7 +17,7 @@ use crate::engine::template::Templates;
 use crate::engine::workflow::{TypeIndex, Workflow};
 use crate::engine::{Engine, default_audit_keys};
 
-/// The default retry schedule (§4).
+/// The default retry schedule (docs/configuration.md, `retry`).
 pub const DEFAULT_SCHEDULE: [&str; 7] = ["5s", "5m", "30m", "2h", "5h", "10h", "10h"];
 
 /// The most retries a schedule may list (the default lists 7, over a day).
