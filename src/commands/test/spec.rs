@@ -196,6 +196,7 @@ pub fn read(
             };
             locator.key(&path).or_else(|| locator.value(&path))
         };
+        let value_at = |key: &str| locator.value(&format!("tests[{i}].{key}"));
         let before = errors.len();
         let mut fail = |spot: Option<Spot>, message: String| {
             errors.push(ConfigError {
@@ -227,7 +228,7 @@ pub fn read(
             )),
         };
         if let Some(engine) = engine {
-            check_names(engine, &test.expect, &at, &mut fail);
+            check_names(engine, &test.expect, &value_at, &mut fail);
         }
         for (n, request) in test.expect.requests.iter().flatten().enumerate() {
             if request.body.is_some() && request.body_text.is_some() {
