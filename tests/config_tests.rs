@@ -208,7 +208,10 @@ fn json_reports_every_test() {
             "tests": [
                 {"file": shown, "line": 2, "name": "good", "passed": true, "problems": []},
                 {"file": shown, "line": 5, "name": "bad", "passed": false,
-                 "problems": ["matched: expected [sale-to-hubspot], got none"]},
+                 "problems": [
+                     "matched: expected [sale-to-hubspot], got none",
+                     "matched: sale-to-hubspot did not match: length_in_sec = 5, expected >= 30",
+                 ]},
             ]
         })
     );
@@ -290,4 +293,27 @@ fn an_invalid_configuration_is_an_error_and_runs_nothing() {
         "{text}"
     );
     assert!(text.ends_with("1 error: no test was run\n"), "{text}");
+}
+
+#[test]
+fn a_test_file_of_the_wrong_shape_says_what_it_should_be() {
+    let (_dir, file) = test_file("tests:\n  - 1\n");
+    let shown = file.display().to_string();
+    let out = test(&hubspot(), &hubspot(), &[&shown]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "{shown}:2:5: tests[0]: invalid type: integer `1`, expected a test: a mapping with \
+             `name`, `event` or `event_file`, and `expect`\n1 error: no test was run\n"
+        )
+    );
+    std::fs::write(&file, "").expect("empty the file");
+    let out = test(&hubspot(), &hubspot(), &[&shown]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).starts_with(&format!("{shown}: the file is empty")),
+        "{}",
+        stderr(&out)
+    );
 }

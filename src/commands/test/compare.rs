@@ -28,6 +28,13 @@ pub fn problems(expect: &Expect, run: &DryRun) -> Vec<String> {
                 list(&wanted_sorted),
                 list(&got)
             ));
+            // Why an expected workflow did not match is what the user needs next.
+            for w in run.workflows.iter().filter(|w| !w.matched) {
+                if wanted.contains(&w.name) {
+                    let why = w.reasons.join("; ");
+                    out.push(format!("matched: {} did not match: {why}", w.name));
+                }
+            }
         }
     }
     // Requests to an inactive endpoint are not sent: they are not among the requests.

@@ -18,14 +18,17 @@ use crate::engine::event::{Event, check_depth, event_from_value, parse_events};
 
 /// A test file as written.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a mapping with a `tests:` list")]
 struct FileSpec {
     tests: Vec<TestSpec>,
 }
 
 /// One test as written.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a test: a mapping with `name`, `event` or `event_file`, and `expect`"
+)]
 struct TestSpec {
     name: String,
     #[serde(default)]
@@ -161,6 +164,13 @@ pub fn read(
             return Vec::new();
         }
     };
+    if value.is_null() {
+        fail(
+            None,
+            "the file is empty: write `tests:` and a list of tests".into(),
+        );
+        return Vec::new();
+    }
     if let Err(e) = value.apply_merge() {
         fail(None, format!("invalid merge key (<<): {e}"));
         return Vec::new();
