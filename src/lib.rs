@@ -11,7 +11,7 @@
 //! - [`config`]: YAML → plain serde specs, `${VAR}` interpolation, per-file checks, every
 //!   error with `file:line:col`. No runtime objects.
 //! - [`engine`]: specs → compiled [`Engine`]; pure: an event in, requests out. No IO.
-//! - [`commands`]: what the CLI's subcommands do (`validate`, `render`, `schema`).
+//! - [`commands`]: what the CLI's subcommands do (`validate`, `render`, `test`, `schema`, …).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

@@ -176,6 +176,30 @@ enum Command {
         #[arg(long, value_name = "TIME")]
         now: Option<chrono::DateTime<chrono::Utc>>,
     },
+    /// Run the configuration's tests (`*.test.yaml`): each test's event goes through the dry
+    /// run and what it expects is compared with what would be sent. Sends nothing.
+    ///
+    /// Exit code 0 when every test passes, 1 when one fails, 2 when the configuration or a
+    /// test file is invalid.
+    Test {
+        /// Configuration folder, holding adaptors/, endpoints/ and workflows/.
+        #[arg(
+            long,
+            short,
+            default_value = ".",
+            env = "SWITCHBOARD_CONFIG",
+            value_name = "DIR"
+        )]
+        config: PathBuf,
+        /// Test files to run (default: every *.test.yaml in the configuration folder and in
+        /// its adaptors/, endpoints/, workflows/ and tests/ folders).
+        #[arg(value_name = "FILE")]
+        files: Vec<PathBuf>,
+        /// Print JSON: {"passed", "failed", "tests": [{"file", "line", "name", "passed",
+        /// "problems"}]}.
+        #[arg(long)]
+        json: bool,
+    },
     /// Process events now: accept them into the data folder, deliver to every endpoint their
     /// workflows name, retry by each endpoint's schedule, log every attempt, then exit.
     ///
@@ -587,6 +611,15 @@ async fn main() -> ExitCode {
                 ..Output::default()
             },
         },
+        Command::Test {
+            config,
+            files,
+            json,
+        } => commands::test::run(&commands::test::Args {
+            config: &config,
+            files: &files,
+            json,
+        }),
         Command::Send {
             config,
             data,

@@ -7,6 +7,7 @@ pub mod manual;
 pub mod remote;
 pub mod render;
 pub mod schema;
+pub mod test;
 pub mod validate;
 
 /// A command's result: what to print and how to exit.
@@ -16,6 +17,7 @@ pub struct Output {
     pub stdout: String,
     /// Printed to standard error.
     pub stderr: String,
-    /// Process exit code: 0 ok, 1 bad input or configuration.
+    /// Process exit code: 0 ok, 1 bad input or configuration (`test`: 1 a test failed, 2
+    /// invalid configuration or test file).
     pub code: i32,
 }

@@ -1,6 +1,7 @@
 //! Configuration: a folder of YAML files → plain serde specs.
 //!
-//! Reads `adaptors/`, `endpoints/` and `workflows/` (one object per `.yaml`/`.yml` file),
+//! Reads `adaptors/`, `endpoints/` and `workflows/` (one object per `.yaml`/`.yml` file;
+//! `*.test.yaml` files are tests, read by `switchboard test`, not configuration),
 //! interpolates `${VAR}` references, rejects unknown keys and checks each file's shape.
 //! Every problem is collected with its file, line and column; nothing here stops at the
 //! first one. This module builds no runtime objects: `engine::compile` does that.
@@ -279,12 +280,21 @@ fn singular(kind: &str) -> &str {
     kind.strip_suffix('s').unwrap_or(kind)
 }
 
+/// A configuration file: `.yaml` or `.yml`, not hidden, and not a test file (which
+/// `switchboard test` reads, beside the files it tests).
 fn is_yaml(path: &Path) -> bool {
-    let hidden = path
-        .file_name()
-        .is_some_and(|n| n.to_string_lossy().starts_with('.'));
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
     let ext = path.extension().and_then(|e| e.to_str());
-    !hidden && path.is_file() && matches!(ext, Some("yaml" | "yml"))
+    !name.starts_with('.')
+        && !is_test_file(path)
+        && path.is_file()
+        && matches!(ext, Some("yaml" | "yml"))
+}
+
+/// Whether `path` names a test file (`*.test.yaml` or `*.test.yml`).
+pub fn is_test_file(path: &Path) -> bool {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    name.ends_with(".test.yaml") || name.ends_with(".test.yml")
 }
 
 /// Specs that may carry an explicit `name:`.
@@ -510,7 +520,7 @@ fn remove_key(value: &mut serde_yaml::Value, path: &serde_path_to_error::Path, k
 
 /// serde_yaml's message without its own " at line L column C" (we print the position
 /// first); a second position, of the enclosing collection, becomes "that starts at line L".
-fn yaml_message(error: &serde_yaml::Error) -> String {
+pub(crate) fn yaml_message(error: &serde_yaml::Error) -> String {
     let message = error.to_string();
     let mut out = String::with_capacity(message.len());
     let mut rest = message.as_str();
@@ -541,7 +551,7 @@ fn unknown_field(message: &str) -> Option<&str> {
 }
 
 /// A serde_path_to_error path as `a.b[1].c` (the locator's form).
-fn path_text(path: &serde_path_to_error::Path) -> String {
+pub(crate) fn path_text(path: &serde_path_to_error::Path) -> String {
     use serde_path_to_error::Segment;
     let mut out = String::new();
     for segment in path.iter() {
