@@ -317,3 +317,36 @@ fn a_test_file_of_the_wrong_shape_says_what_it_should_be() {
         stderr(&out)
     );
 }
+
+#[test]
+fn secrets_read_masked_and_an_expectation_quoting_one_is_masked_too() {
+    let token = example_env(&hubspot())
+        .into_iter()
+        .find(|(name, _)| name == "HUBSPOT_TOKEN")
+        .expect("HUBSPOT_TOKEN in env.example")
+        .1;
+    let (_dir, file) = test_file(&format!(
+        r#"tests:
+  - name: the token
+    event: {{type: call.disposition, data: {{status: SALE, length_in_sec: 45, campaign_id: "1042"}}}}
+    expect:
+      requests:
+        - headers: {{Authorization: "Bearer {token}"}}
+  - name: masked
+    event: {{type: call.disposition, data: {{status: SALE, length_in_sec: 45, campaign_id: "1042"}}}}
+    expect:
+      requests:
+        - headers: {{authorization: "***"}}
+"#
+    ));
+    let shown = file.display().to_string();
+    let out = test(&hubspot(), &hubspot(), &[&shown]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    assert!(!text.contains(&token), "{text}");
+    assert!(
+        text.contains(r#"requests[0].headers.Authorization: expected "Bearer ***", got "***""#),
+        "{text}"
+    );
+    assert!(text.contains(&format!("ok   {shown}:7: masked")), "{text}");
+}
