@@ -350,3 +350,63 @@ fn secrets_read_masked_and_an_expectation_quoting_one_is_masked_too() {
     );
     assert!(text.contains(&format!("ok   {shown}:7: masked")), "{text}");
 }
+
+/// A copy of the starter configuration (the repository's own), without its tests.
+fn starter_copy() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for folder in ["adaptors", "endpoints", "workflows"] {
+        std::fs::create_dir_all(dir.path().join(folder)).expect("mkdir");
+        for entry in std::fs::read_dir(root().join(folder)).expect("read folder") {
+            let path = entry.expect("entry").path();
+            let name = path
+                .file_name()
+                .expect("name")
+                .to_string_lossy()
+                .into_owned();
+            if !name.ends_with(".test.yaml") {
+                std::fs::copy(&path, dir.path().join(folder).join(name)).expect("copy");
+            }
+        }
+    }
+    dir
+}
+
+#[test]
+fn test_files_are_found_beside_the_configuration_and_are_not_configuration() {
+    let config = starter_copy();
+    let out = test(config.path(), config.path(), &[]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(stdout(&out), "\n0 tests: 0 passed, 0 failed\n");
+    assert!(stderr(&out).starts_with("no test files (*.test.yaml) in "));
+
+    // A test file is no workflow: the loader would refuse `tests:` in one.
+    let a_test = |name: &str| {
+        format!(
+            "tests:\n  - name: {name}\n    event: {{type: call.disposition, data: {{status: SALE}}}}\n    expect: {{matched: [disposition-to-crm]}}\n"
+        )
+    };
+    let write = |file: &str, text: String| {
+        let path = config.path().join(file);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, text).expect("write");
+    };
+    write("workflows/sale.test.yaml", a_test("in workflows"));
+    write("tests/more.test.yaml", a_test("in tests"));
+    write("top.test.yml", a_test("at the top"));
+    write("tests/deeper/not-found.test.yaml", a_test("not looked for"));
+    let validate = cli()
+        .args(["validate", "--config"])
+        .arg(config.path())
+        .output()
+        .expect("run switchboard");
+    assert!(validate.status.success(), "{}", stderr(&validate));
+    let out = test(config.path(), config.path(), &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "ok   tests/more.test.yaml:2: in tests\n\
+         ok   top.test.yml:2: at the top\n\
+         ok   workflows/sale.test.yaml:2: in workflows\n\
+         \n3 tests: 3 passed, 0 failed\n"
+    );
+}
