@@ -27,7 +27,8 @@ fn examples() -> Vec<(PathBuf, PathBuf)> {
     found
 }
 
-/// KEY=value lines of an example's env.example: its secrets.
+/// The secrets among the KEY=value lines of an example's env.example (names with TOKEN,
+/// KEY, SECRET or PASS): anything else, such as a URL, keeps the default the files give it.
 fn example_env(dir: &Path) -> Vec<(String, String)> {
     let Ok(text) = std::fs::read_to_string(dir.join("env.example")) else {
         return Vec::new();
@@ -35,6 +36,11 @@ fn example_env(dir: &Path) -> Vec<(String, String)> {
     text.lines()
         .filter_map(|l| l.split_once('='))
         .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .filter(|(k, _)| {
+            ["TOKEN", "KEY", "SECRET", "PASS"]
+                .iter()
+                .any(|w| k.contains(w))
+        })
         .collect()
 }
 
