@@ -416,3 +416,32 @@ fn test_files_are_found_beside_the_configuration_and_are_not_configuration() {
          \n3 tests: 3 passed, 0 failed\n"
     );
 }
+
+#[test]
+fn a_request_that_cannot_be_built_fails_its_test_whatever_it_expects() {
+    let config = starter_copy();
+    let path = config.path();
+    std::fs::write(
+        path.join("endpoints/broken.yaml"),
+        "url: \"{{ data.site }}/hook\"\nmethod: GET\n",
+    )
+    .expect("write endpoint");
+    std::fs::write(
+        path.join("workflows/broken.yaml"),
+        "when:\n  - event: call.disposition\nactions:\n  - endpoint: broken\n",
+    )
+    .expect("write workflow");
+    std::fs::write(
+        path.join("workflows/broken.test.yaml"),
+        "tests:\n  - name: matches\n    event: {type: call.disposition, data: {status: NO}}\n    expect: {matched: [broken]}\n",
+    )
+    .expect("write test");
+    let out = test(path, path, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "FAIL workflows/broken.test.yaml:2: matches\n       requests[0] (broken → broken): could not \
+         be built: url \"/hook\" is not a valid URL: relative URL without a base\n\n\
+         1 test: 0 passed, 1 failed\n"
+    );
+}
