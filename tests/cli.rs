@@ -259,6 +259,16 @@ fn help_documents_every_flag() {
             "render --help lacks {flag}:\n{render}"
         );
     }
+    let test = stdout(&run(&["test", "--help"]));
+    for flag in [
+        "--config",
+        "--json",
+        "[FILE]...",
+        "*.test.yaml",
+        "SWITCHBOARD_CONFIG",
+    ] {
+        assert!(test.contains(flag), "test --help lacks {flag}:\n{test}");
+    }
     let schema = stdout(&run(&["schema", "--help"]));
     assert!(schema.contains("--kind") && schema.contains("--out"));
     let out = run(&["render"]);
@@ -267,11 +277,12 @@ fn help_documents_every_flag() {
 }
 
 /// Every subcommand a user can type.
-const SUBCOMMANDS: [&str; 10] = [
+const SUBCOMMANDS: [&str; 11] = [
     "serve",
     "mock",
     "validate",
     "render",
+    "test",
     "send",
     "logs",
     "replay",

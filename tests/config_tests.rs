@@ -27,7 +27,8 @@ fn examples() -> Vec<(PathBuf, PathBuf)> {
     found
 }
 
-/// KEY=value lines of an example's env.example: its secrets.
+/// The secrets among the KEY=value lines of an example's env.example (names with TOKEN,
+/// KEY, SECRET or PASS): anything else, such as a URL, keeps the default the files give it.
 fn example_env(dir: &Path) -> Vec<(String, String)> {
     let Ok(text) = std::fs::read_to_string(dir.join("env.example")) else {
         return Vec::new();
@@ -35,6 +36,11 @@ fn example_env(dir: &Path) -> Vec<(String, String)> {
     text.lines()
         .filter_map(|l| l.split_once('='))
         .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .filter(|(k, _)| {
+            ["TOKEN", "KEY", "SECRET", "PASS"]
+                .iter()
+                .any(|w| k.contains(w))
+        })
         .collect()
 }
 
@@ -315,5 +321,127 @@ fn a_test_file_of_the_wrong_shape_says_what_it_should_be() {
         stderr(&out).starts_with(&format!("{shown}: the file is empty")),
         "{}",
         stderr(&out)
+    );
+}
+
+#[test]
+fn secrets_read_masked_and_an_expectation_quoting_one_is_masked_too() {
+    let token = example_env(&hubspot())
+        .into_iter()
+        .find(|(name, _)| name == "HUBSPOT_TOKEN")
+        .expect("HUBSPOT_TOKEN in env.example")
+        .1;
+    let (_dir, file) = test_file(&format!(
+        r#"tests:
+  - name: the token
+    event: {{type: call.disposition, data: {{status: SALE, length_in_sec: 45, campaign_id: "1042"}}}}
+    expect:
+      requests:
+        - headers: {{Authorization: "Bearer {token}"}}
+  - name: masked
+    event: {{type: call.disposition, data: {{status: SALE, length_in_sec: 45, campaign_id: "1042"}}}}
+    expect:
+      requests:
+        - headers: {{authorization: "***"}}
+"#
+    ));
+    let shown = file.display().to_string();
+    let out = test(&hubspot(), &hubspot(), &[&shown]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    assert!(!text.contains(&token), "{text}");
+    assert!(
+        text.contains(r#"requests[0].headers.Authorization: expected "Bearer ***", got "***""#),
+        "{text}"
+    );
+    assert!(text.contains(&format!("ok   {shown}:7: masked")), "{text}");
+}
+
+/// A copy of the starter configuration (the repository's own), without its tests.
+fn starter_copy() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for folder in ["adaptors", "endpoints", "workflows"] {
+        std::fs::create_dir_all(dir.path().join(folder)).expect("mkdir");
+        for entry in std::fs::read_dir(root().join(folder)).expect("read folder") {
+            let path = entry.expect("entry").path();
+            let name = path
+                .file_name()
+                .expect("name")
+                .to_string_lossy()
+                .into_owned();
+            if !name.ends_with(".test.yaml") {
+                std::fs::copy(&path, dir.path().join(folder).join(name)).expect("copy");
+            }
+        }
+    }
+    dir
+}
+
+#[test]
+fn test_files_are_found_beside_the_configuration_and_are_not_configuration() {
+    let config = starter_copy();
+    let out = test(config.path(), config.path(), &[]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(stdout(&out), "\n0 tests: 0 passed, 0 failed\n");
+    assert!(stderr(&out).starts_with("no test files (*.test.yaml) in "));
+
+    // A test file is no workflow: the loader would refuse `tests:` in one.
+    let a_test = |name: &str| {
+        format!(
+            "tests:\n  - name: {name}\n    event: {{type: call.disposition, data: {{status: SALE}}}}\n    expect: {{matched: [disposition-to-crm]}}\n"
+        )
+    };
+    let write = |file: &str, text: String| {
+        let path = config.path().join(file);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, text).expect("write");
+    };
+    write("workflows/sale.test.yaml", a_test("in workflows"));
+    write("tests/more.test.yaml", a_test("in tests"));
+    write("top.test.yml", a_test("at the top"));
+    write("tests/deeper/not-found.test.yaml", a_test("not looked for"));
+    let validate = cli()
+        .args(["validate", "--config"])
+        .arg(config.path())
+        .output()
+        .expect("run switchboard");
+    assert!(validate.status.success(), "{}", stderr(&validate));
+    let out = test(config.path(), config.path(), &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "ok   tests/more.test.yaml:2: in tests\n\
+         ok   top.test.yml:2: at the top\n\
+         ok   workflows/sale.test.yaml:2: in workflows\n\
+         \n3 tests: 3 passed, 0 failed\n"
+    );
+}
+
+#[test]
+fn a_request_that_cannot_be_built_fails_its_test_whatever_it_expects() {
+    let config = starter_copy();
+    let path = config.path();
+    std::fs::write(
+        path.join("endpoints/broken.yaml"),
+        "url: \"{{ data.site }}/hook\"\nmethod: GET\n",
+    )
+    .expect("write endpoint");
+    std::fs::write(
+        path.join("workflows/broken.yaml"),
+        "when:\n  - event: call.disposition\nactions:\n  - endpoint: broken\n",
+    )
+    .expect("write workflow");
+    std::fs::write(
+        path.join("workflows/broken.test.yaml"),
+        "tests:\n  - name: matches\n    event: {type: call.disposition, data: {status: NO}}\n    expect: {matched: [broken]}\n",
+    )
+    .expect("write test");
+    let out = test(path, path, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "FAIL workflows/broken.test.yaml:2: matches\n       requests[0] (broken → broken): could not \
+         be built: url \"/hook\" is not a valid URL: relative URL without a base\n\n\
+         1 test: 0 passed, 1 failed\n"
     );
 }

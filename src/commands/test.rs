@@ -98,7 +98,11 @@ pub fn run(args: &Args) -> Output {
         .into_iter()
         .map(|case| {
             let run = engine.dry_run(&case.event, case.now);
-            let problems = compare::problems(&case.expect, &run);
+            // What the user expected may quote a secret too: nothing shown holds one.
+            let problems: Vec<String> = compare::problems(&case.expect, &run)
+                .iter()
+                .map(|p| engine.redact(p).into_owned())
+                .collect();
             Outcome {
                 file: case.file,
                 line: case.line,

@@ -65,6 +65,15 @@ pub fn problems(expect: &Expect, run: &DryRun) -> Vec<String> {
             request(&format!("requests[{i}]"), want, got, &mut out);
         }
     }
+    // A request that cannot be built fails its test whatever the test expects.
+    for (i, r) in sent.iter().enumerate() {
+        if let Some(error) = &r.error {
+            out.push(format!(
+                "requests[{i}] ({} → {}): could not be built: {error}",
+                r.workflow, r.endpoint
+            ));
+        }
+    }
     for name in &expect.no_requests_to {
         let n = sent.iter().filter(|r| &r.endpoint == name).count();
         if n > 0 {
@@ -97,9 +106,8 @@ fn request(at: &str, want: &RequestExpect, got: &RequestReport, out: &mut Vec<St
         &got.workflow,
         want.workflow.as_deref() == Some(&got.workflow),
     );
-    if let Some(error) = &got.error {
-        out.push(format!("{at}: could not be built: {error}"));
-        return;
+    if got.error.is_some() {
+        return; // said once for every test, by `problems`
     }
     let same_method = want
         .method

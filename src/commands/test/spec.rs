@@ -112,6 +112,33 @@ pub fn read(
     default_now: DateTime<Utc>,
     errors: &mut Vec<ConfigError>,
 ) -> Vec<Case> {
+    let Some((spec, locator)) = parse(path, file, errors) else {
+        return Vec::new();
+    };
+    let place = Place {
+        dir: path.parent().unwrap_or(Path::new(".")),
+        file,
+        locator: &locator,
+    };
+    spec.tests
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, test)| case(&place, i, test, engine, default_now, errors))
+        .collect()
+}
+
+/// Where the tests of one file are: for event files and for errors.
+struct Place<'a> {
+    /// The folder of the test file (event files are relative to it).
+    dir: &'a Path,
+    /// The file as shown in reports.
+    file: &'a str,
+    locator: &'a Locator,
+}
+
+/// The file's YAML as its spec, with the positions of its values; `None` once an error
+/// is recorded.
+fn parse(path: &Path, file: &str, errors: &mut Vec<ConfigError>) -> Option<(FileSpec, Locator)> {
     let mut fail = |spot: Option<Spot>, message: String| {
         errors.push(ConfigError {
             file: file.to_string(),
@@ -124,11 +151,11 @@ pub fn read(
         Ok(None) => {
             let mib = config::MAX_FILE_SIZE >> 20;
             fail(None, format!("the file is larger than {mib} MiB"));
-            return Vec::new();
+            return None;
         }
         Err(e) => {
             fail(None, format!("cannot read the file: {e}"));
-            return Vec::new();
+            return None;
         }
     };
     let limits = Limits {
@@ -143,14 +170,14 @@ pub fn read(
                 config::MAX_DEPTH
             );
             fail(Some(spot), message);
-            return Vec::new();
+            return None;
         }
         Err(Refused::TooLarge(spot)) => {
             fail(
                 Some(spot),
                 "aliases (*name) expand the file too much".into(),
             );
-            return Vec::new();
+            return None;
         }
     };
     let mut value: serde_yaml::Value = match serde_yaml::from_str(&text) {
@@ -161,7 +188,7 @@ pub fn read(
                 col: l.column(),
             });
             fail(spot, config::yaml_message(&e));
-            return Vec::new();
+            return None;
         }
     };
     if value.is_null() {
@@ -169,14 +196,14 @@ pub fn read(
             None,
             "the file is empty: write `tests:` and a list of tests".into(),
         );
-        return Vec::new();
+        return None;
     }
     if let Err(e) = value.apply_merge() {
         fail(None, format!("invalid merge key (<<): {e}"));
-        return Vec::new();
+        return None;
     }
-    let spec: FileSpec = match serde_path_to_error::deserialize(&value) {
-        Ok(spec) => spec,
+    match serde_path_to_error::deserialize(&value) {
+        Ok(spec) => Some((spec, locator)),
         Err(e) => {
             let path = config::path_text(e.path());
             let message = e.inner().to_string();
@@ -192,83 +219,90 @@ pub fn read(
                 locator.value(&path)
             };
             fail(spot, shown);
-            return Vec::new();
+            None
         }
+    }
+}
+
+/// One test, ready to run; `None` once its errors are recorded.
+fn case(
+    place: &Place,
+    i: usize,
+    test: TestSpec,
+    engine: Option<&Engine>,
+    default_now: DateTime<Utc>,
+    errors: &mut Vec<ConfigError>,
+) -> Option<Case> {
+    let (file, locator, dir) = (place.file, place.locator, place.dir);
+    let at = |key: &str| {
+        let path = if key.is_empty() {
+            format!("tests[{i}]")
+        } else {
+            format!("tests[{i}].{key}")
+        };
+        locator.key(&path).or_else(|| locator.value(&path))
     };
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut cases = Vec::new();
-    for (i, test) in spec.tests.into_iter().enumerate() {
-        let at = |key: &str| {
-            let path = if key.is_empty() {
-                format!("tests[{i}]")
-            } else {
-                format!("tests[{i}].{key}")
-            };
-            locator.key(&path).or_else(|| locator.value(&path))
-        };
-        let value_at = |key: &str| locator.value(&format!("tests[{i}].{key}"));
-        let before = errors.len();
-        let mut fail = |spot: Option<Spot>, message: String| {
-            errors.push(ConfigError {
-                file: file.to_string(),
-                spot,
-                message,
-            })
-        };
-        if test.steps.is_some() {
+    let value_at = |key: &str| locator.value(&format!("tests[{i}].{key}"));
+    let before = errors.len();
+    let mut fail = |spot: Option<Spot>, message: String| {
+        errors.push(ConfigError {
+            file: file.to_string(),
+            spot,
+            message,
+        })
+    };
+    if test.steps.is_some() {
+        fail(
+            at("steps"),
+            "steps: captured values of earlier steps are not supported yet".into(),
+        );
+    }
+    let now = test.now.unwrap_or(default_now);
+    let event = match (test.event, test.event_file) {
+        (Some(value), None) => event_from_value(value, None, now)
+            .and_then(|e| check_depth(&e.data).map(|()| e))
+            .map_err(|e| (at("event"), format!("event: {e}"))),
+        (None, Some(name)) => event_file(&dir.join(&name), now)
+            .map_err(|message| (at("event_file"), format!("event_file: {message}"))),
+        (Some(_), Some(_)) => Err((
+            at("event_file"),
+            "give event or event_file, not both".into(),
+        )),
+        (None, None) => Err((
+            at(""),
+            "a test needs an event (event: or event_file:)".into(),
+        )),
+    };
+    if let Some(engine) = engine {
+        check_names(engine, &test.expect, &value_at, &mut fail);
+    }
+    for (n, request) in test.expect.requests.iter().flatten().enumerate() {
+        if request.body.is_some() && request.body_text.is_some() {
+            let message = "give body (a JSON subset) or body_text (the exact text), not both";
             fail(
-                at("steps"),
-                "steps: captured values of earlier steps are not supported yet".into(),
+                at(&format!("expect.requests[{n}].body_text")),
+                message.into(),
             );
         }
-        let now = test.now.unwrap_or(default_now);
-        let event = match (test.event, test.event_file) {
-            (Some(value), None) => event_from_value(value, None, now)
-                .and_then(|e| check_depth(&e.data).map(|()| e))
-                .map_err(|e| (at("event"), format!("event: {e}"))),
-            (None, Some(name)) => event_file(&dir.join(&name), now)
-                .map_err(|message| (at("event_file"), format!("event_file: {message}"))),
-            (Some(_), Some(_)) => Err((
-                at("event_file"),
-                "give event or event_file, not both".into(),
-            )),
-            (None, None) => Err((
-                at(""),
-                "a test needs an event (event: or event_file:)".into(),
-            )),
-        };
-        if let Some(engine) = engine {
-            check_names(engine, &test.expect, &value_at, &mut fail);
-        }
-        for (n, request) in test.expect.requests.iter().flatten().enumerate() {
-            if request.body.is_some() && request.body_text.is_some() {
-                let message = "give body (a JSON subset) or body_text (the exact text), not both";
-                fail(
-                    at(&format!("expect.requests[{n}].body_text")),
-                    message.into(),
-                );
-            }
-        }
-        let event = match event {
-            Ok(event) => event,
-            Err((spot, message)) => {
-                fail(spot, message);
-                continue;
-            }
-        };
-        if errors.len() > before {
-            continue;
-        }
-        cases.push(Case {
-            file: file.to_string(),
-            line: at("").map_or(1, |s| s.line),
-            name: test.name,
-            event,
-            now,
-            expect: test.expect,
-        });
     }
-    cases
+    let event = match event {
+        Ok(event) => event,
+        Err((spot, message)) => {
+            fail(spot, message);
+            return None;
+        }
+    };
+    if errors.len() > before {
+        return None;
+    }
+    Some(Case {
+        file: file.to_string(),
+        line: at("").map_or(1, |s| s.line),
+        name: test.name,
+        event,
+        now,
+        expect: test.expect,
+    })
 }
 
 /// The one event of an event file (any form `render --event` reads).
