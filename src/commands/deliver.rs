@@ -96,7 +96,7 @@ pub async fn send(args: SendArgs<'_>) -> Output {
         Err(e) => return fail(format!("{}: {e}", args.source)),
     };
     for (i, event) in events.iter().enumerate() {
-        if let Err(e) = crate::engine::event::check_id(&event.id) {
+        if let Err(e) = crate::engine::event::check_keys(event) {
             return fail(if events.len() > 1 {
                 format!("{}: item {}: {e}", args.source, i + 1)
             } else {

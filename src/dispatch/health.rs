@@ -22,6 +22,9 @@ pub(super) struct Health {
     pub(super) probing: bool,
     /// Counts pauses, so that a probe of an earlier pause is not taken for the current one.
     pub(super) epoch: u32,
+    /// Another node paused the endpoint (the store said so at the last take): nothing
+    /// starts here until then, when the store is asked again.
+    pub(super) held_until: Option<DateTime<Utc>>,
 }
 
 /// What a lane lets the scheduler start now.
@@ -36,6 +39,11 @@ pub(super) enum Gate {
 
 impl Health {
     pub(super) fn gate(&self, now: DateTime<Utc>) -> Gate {
+        if let Some(held) = self.held_until
+            && now < held
+        {
+            return Gate::Shut(Some(held));
+        }
         match self.paused_until {
             None => Gate::Open,
             Some(until) if now < until => Gate::Shut(Some(until)),
@@ -61,6 +69,7 @@ impl Health {
                 let was_paused = self.paused_until.is_some();
                 *self = Health {
                     epoch: self.epoch,
+                    held_until: self.held_until,
                     ..Health::default()
                 };
                 was_paused.then(|| "answers again: its deliveries resume".to_string())

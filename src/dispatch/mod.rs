@@ -87,6 +87,8 @@ pub struct Dispatcher {
     recovery_tried: Mutex<Option<tokio::time::Instant>>,
     /// This node's name, on every entry it records.
     node: String,
+    /// The last version given to a shared pause (see `version`).
+    versions: std::sync::atomic::AtomicI64,
 }
 
 /// A lease lasts the endpoint's timeout plus this: time to record the attempt.
@@ -155,6 +157,7 @@ impl Dispatcher {
             held: Mutex::new(HashMap::new()),
             recovery_tried: Mutex::new(None),
             node,
+            versions: std::sync::atomic::AtomicI64::new(0),
         })
     }
 
@@ -193,7 +196,25 @@ impl Dispatcher {
         self.settled.notified().await;
     }
 
-    /// The endpoints whose lanes are paused because they do not answer, in name order.
+    /// A version for a shared pause: microseconds since the epoch, and always greater than
+    /// the last one given (so a restarted node's changes still come after its earlier ones).
+    fn version(&self) -> i64 {
+        let now = self.clock.now().timestamp_micros();
+        let mut last = self.versions.load(Ordering::SeqCst);
+        loop {
+            let next = now.max(last + 1);
+            match self
+                .versions
+                .compare_exchange(last, next, Ordering::SeqCst, Ordering::SeqCst)
+            {
+                Ok(_) => return next,
+                Err(seen) => last = seen,
+            }
+        }
+    }
+
+    /// The endpoints whose lanes are paused because they do not answer (here, or by
+    /// another node sharing the store), in name order.
     pub fn paused(&self) -> Vec<String> {
         let lanes = self.lanes.lock().unwrap_or_else(|p| p.into_inner());
         let mut names: Vec<String> = lanes
@@ -201,7 +222,7 @@ impl Dispatcher {
             .filter(|(_, lane)| {
                 lane.health
                     .lock()
-                    .map(|h| h.paused_until.is_some())
+                    .map(|h| h.paused_until.is_some() || h.held_until.is_some())
                     .unwrap_or(false)
             })
             .map(|(name, _)| name.clone())
@@ -345,6 +366,9 @@ impl Dispatcher {
             if let Some(later) = taken.next {
                 next = Some(next.map_or(later, |n| n.min(later)));
             }
+            if let Ok(mut health) = lane.health.lock() {
+                health.held_until = taken.held;
+            }
             for lease in taken.leases {
                 {
                     let mut set = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
@@ -399,7 +423,9 @@ impl Dispatcher {
             Ok(mut h) => {
                 let before = h.paused_until;
                 let change = h.attempted(answered, probe, self.clock.now());
-                (change, (h.paused_until != before).then_some(h.paused_until))
+                // Versioned while the lane is locked, so versions follow the changes.
+                let pause = (h.paused_until != before).then(|| (h.paused_until, self.version()));
+                (change, pause)
             }
             Err(_) => (None, None),
         };
@@ -408,8 +434,8 @@ impl Dispatcher {
         }
         // The other nodes hold back while this one pauses and probes (a failure to tell
         // them only costs their own attempts: each node's breaker still pauses it).
-        if let Some(until) = pause
-            && let Err(e) = self.store.share_pause(&endpoint, until).await
+        if let Some((until, version)) = pause
+            && let Err(e) = self.store.share_pause(&endpoint, until, version).await
         {
             tracing::debug!(endpoint = %endpoint, "the pause could not be shared: {e}");
         }

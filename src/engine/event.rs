@@ -236,24 +236,29 @@ pub fn check_depth(data: &Value) -> Result<(), EventError> {
     Ok(())
 }
 
-/// An event id is at most this many bytes: ids are keys in every store, and PostgreSQL's
-/// indexes refuse a key much over 2 KB.
+/// An event id (and source) is at most this many bytes: they are keys in every store, and
+/// PostgreSQL's indexes refuse a key much over 2 KB.
 pub const MAX_ID_BYTES: usize = 512;
 
-/// Refuses an id that no store keeps as a key: one longer than [`MAX_ID_BYTES`], or with
-/// a control character (PostgreSQL refuses NUL in text; the others make logs and CSV
-/// exports ambiguous). Checked at every door, once the id is final.
-pub fn check_id(id: &EventId) -> Result<(), EventError> {
-    let id = id.as_str();
-    if id.len() > MAX_ID_BYTES {
+/// Refuses an event whose id or source no store keeps as a key (the source is the other
+/// half of the dedupe key, and an envelope may set it): one longer than [`MAX_ID_BYTES`],
+/// or with a control character (PostgreSQL refuses NUL in text; the others make logs and
+/// CSV exports ambiguous). Checked at every door, once the id is final.
+pub fn check_keys(event: &Event) -> Result<(), EventError> {
+    check_key("id", event.id.as_str())?;
+    check_key("source", &event.source)
+}
+
+fn check_key(what: &str, value: &str) -> Result<(), EventError> {
+    if value.len() > MAX_ID_BYTES {
         return Err(EventError(format!(
-            "the event id is {} bytes long; at most {MAX_ID_BYTES} are accepted",
-            id.len()
+            "the event {what} is {} bytes long; at most {MAX_ID_BYTES} are accepted",
+            value.len()
         )));
     }
-    if let Some(c) = id.chars().find(|c| c.is_control()) {
+    if let Some(c) = value.chars().find(|c| c.is_control()) {
         return Err(EventError(format!(
-            "the event id contains the control character U+{:04X}",
+            "the event {what} contains the control character U+{:04X}",
             u32::from(c)
         )));
     }

@@ -232,7 +232,7 @@ impl App {
     /// Accepts events durably (see [`Runtime::accept`]) and counts them.
     pub async fn accept(&self, events: Vec<Event>) -> Result<Vec<Accepted>, ApiError> {
         for (i, event) in events.iter().enumerate() {
-            crate::engine::event::check_id(&event.id).map_err(|e| {
+            crate::engine::event::check_keys(event).map_err(|e| {
                 ApiError::bad_request(if events.len() > 1 {
                     format!("event {}: {e}", i + 1)
                 } else {

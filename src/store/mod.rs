@@ -202,6 +202,9 @@ pub struct Taken {
     pub leases: Vec<Lease>,
     /// When the next delivery of the endpoint falls due, if one is waiting.
     pub next: Option<DateTime<Utc>>,
+    /// Another node's breaker paused the endpoint: nothing is taken until then (when the
+    /// take should look again).
+    pub held: Option<DateTime<Utc>>,
 }
 
 /// What a purge deleted.
@@ -262,12 +265,15 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Tells the other nodes that this node's breaker paused `endpoint` until `until`
     /// (`None`: it answers again): their capped takes take nothing from it meanwhile, and
     /// this node alone probes it. A store that only one node uses has no one to tell.
+    /// `version` orders this node's changes (a later one has a greater version): a write
+    /// that arrives after a later change's is ignored.
     async fn share_pause(
         &self,
         endpoint: &str,
         until: Option<DateTime<Utc>>,
+        version: i64,
     ) -> Result<(), StoreError> {
-        let _ = (endpoint, until);
+        let _ = (endpoint, until, version);
         Ok(())
     }
 

@@ -43,8 +43,16 @@ use crate::store::{
     Pace, Purged, StoreError, StoredEvent, Taken,
 };
 
-/// Connections a node keeps to the database at most.
-const POOL_SIZE: usize = 8;
+/// Connections a node keeps to the database at most: the writers' five (below) and seven
+/// for takes, reads and the rest.
+const POOL_SIZE: usize = 12;
+
+/// Transactions of accepted events one node writes at once (each with every accept
+/// waiting when it began).
+const ACCEPT_WRITERS: usize = 3;
+
+/// The same for recorded attempts (they also share the log clock's lock).
+const RECORD_WRITERS: usize = 2;
 
 /// Run on every new connection. Plans are made for each execution rather than cached per
 /// connection: the tables start empty and grow by thousands of rows a second, and a plan
@@ -167,8 +175,12 @@ impl PostgresStore {
         drop(client);
         db.recount().await?;
         let db = Arc::new(db);
-        let accepts = Group::start(db.clone(), |db, calls| Box::pin(write::accept(db, calls)));
-        let records = Group::start(db.clone(), |db, calls| Box::pin(write::record(db, calls)));
+        let accepts = Group::start(db.clone(), ACCEPT_WRITERS, |db, calls| {
+            Box::pin(write::accept(db, calls))
+        });
+        let records = Group::start(db.clone(), RECORD_WRITERS, |db, calls| {
+            Box::pin(write::record(db, calls))
+        });
         Ok(PostgresStore {
             db,
             accepts,
@@ -194,6 +206,11 @@ impl Db {
     /// failed (cleared by `recover`).
     fn noted<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
         if let Err(StoreError::Unavailable(reason)) = &result {
+            // A read-only server: the pool's connections are to it; new ones may reach
+            // the primary (a multi-host URL with target_session_attrs=read-write).
+            if reason.contains("(25006)") {
+                self.pool.retain(|_, _| false);
+            }
             let mut failing = self.failing.lock().unwrap_or_else(|p| p.into_inner());
             if failing.is_none() {
                 tracing::error!(
@@ -320,8 +337,9 @@ impl crate::store::Store for PostgresStore {
         &self,
         endpoint: &str,
         until: Option<DateTime<Utc>>,
+        version: i64,
     ) -> Result<(), StoreError> {
-        self.bounded(write::share_pause(self, endpoint, until))
+        self.bounded(write::share_pause(self, endpoint, until, version))
             .await
     }
 
@@ -405,7 +423,24 @@ impl crate::store::Store for PostgresStore {
                     with_causes(&e)
                 ))
             })?;
-            client.simple_query("SELECT 1").await.map_err(db_error)?;
+            // Answering is not enough: a server that came back read-only (a standby,
+            // mid-failover) still cannot take writes.
+            let writable: bool = client
+                .query_one(
+                    "SELECT NOT pg_is_in_recovery() AND current_setting('transaction_read_only') = 'off'",
+                    &[],
+                )
+                .await
+                .map_err(db_error)?
+                .get(0);
+            if !writable {
+                drop(client);
+                self.pool.retain(|_, _| false);
+                return Err(StoreError::Unavailable(format!(
+                    "the database {} is read-only (a standby?)",
+                    self.shown
+                )));
+            }
             Ok::<(), StoreError>(())
         };
         match tokio::time::timeout(CALL_TIMEOUT, probe).await {

@@ -11,7 +11,9 @@
 //! - `log_clock`: one row holding the last entry id handed out (see `write.rs`).
 //! - `nodes`: each node as it last announced itself (see `nodes.rs`).
 //! - `buckets`: each endpoint's `rate_limit` tokens, shared by the nodes (see `write.rs`).
-//! - `pauses`: each endpoint a node's breaker paused, until when, and by which node.
+//! - `pauses`: each endpoint a node's breaker paused, until when (null: resumed), by which
+//!   node, and the version of that node's change (a later change wins, whatever order the
+//!   writes arrive in).
 //!
 //! Text that is compared or ordered (ids, names) is `COLLATE "C"`: byte order, as ULIDs and
 //! sled's keys sort, whatever the database's locale.
@@ -88,8 +90,9 @@ INSERT INTO switchboard_log_clock (last) VALUES ('');
 const V5: &str = r#"
 CREATE TABLE switchboard_pauses (
     endpoint text COLLATE "C" PRIMARY KEY,
-    paused_until timestamptz NOT NULL,
-    node text NOT NULL
+    paused_until timestamptz,
+    node text NOT NULL,
+    version bigint NOT NULL
 );
 "#;
 

@@ -277,7 +277,8 @@ pub(super) async fn take(
     };
     let pause_params: [&(dyn ToSql + Sync); 2] = [&endpoint, &store.node];
     let paused = tx.query_opt(
-        "SELECT paused_until FROM switchboard_pauses WHERE endpoint = $1 AND node <> $2",
+        "SELECT paused_until FROM switchboard_pauses \
+         WHERE endpoint = $1 AND node <> $2 AND paused_until IS NOT NULL",
         &pause_params,
     );
     let (locked, leased, bucket_row, paused) =
@@ -287,6 +288,7 @@ pub(super) async fn take(
         return Ok(Taken {
             leases: Vec::new(),
             next: Some(now + chrono::Duration::milliseconds(BUSY_RETRY_MS)),
+            held: None,
         });
     }
     // Another node's breaker paused the endpoint: nothing is taken until its pause, and
@@ -297,9 +299,11 @@ pub(super) async fn take(
         let until = until + chrono::Duration::from_std(pace.probe_within).unwrap_or_default();
         if now < until {
             tx.rollback().await.map_err(db_error)?;
+            let again = until.min(now + chrono::Duration::seconds(1));
             return Ok(Taken {
                 leases: Vec::new(),
-                next: Some(until.min(now + chrono::Duration::seconds(1))),
+                next: Some(again),
+                held: Some(again),
             });
         }
     }
@@ -336,6 +340,7 @@ pub(super) async fn take(
         Taken {
             leases: Vec::new(),
             next: Some(now + chrono::Duration::milliseconds(wait_ms)),
+            held: None,
         }
     } else {
         take_with(&tx, store, endpoint, now, limit.min(allowed), lease_until).await?
@@ -449,32 +454,43 @@ async fn take_with(
     } else {
         None
     };
-    Ok(Taken { leases, next })
+    Ok(Taken {
+        leases,
+        next,
+        held: None,
+    })
 }
 
-/// Shares this node's pause of `endpoint` (see `Store::share_pause`); a resumption
-/// clears only this node's own pause (another node may have paused it since).
+/// Shares this node's pause of `endpoint` (see `Store::share_pause`): a pause takes the
+/// row over (from another node too); a resumption clears only this node's own pause
+/// (another node may have paused it since); either only if it is this node's latest change.
 pub(super) async fn share_pause(
     store: &Db,
     endpoint: &str,
     until: Option<DateTime<Utc>>,
+    version: i64,
 ) -> Result<(), StoreError> {
     let client = store.client().await?;
     match until {
         Some(until) => {
             client
                 .execute(
-                    "INSERT INTO switchboard_pauses (endpoint, paused_until, node) VALUES ($1, $2, $3) \
-                     ON CONFLICT (endpoint) DO UPDATE SET paused_until = EXCLUDED.paused_until, node = EXCLUDED.node",
-                    &[&endpoint, &until, &store.node],
+                    "INSERT INTO switchboard_pauses (endpoint, paused_until, node, version) \
+                     VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (endpoint) DO UPDATE SET paused_until = EXCLUDED.paused_until, \
+                       node = EXCLUDED.node, version = EXCLUDED.version \
+                     WHERE switchboard_pauses.node <> EXCLUDED.node \
+                       OR switchboard_pauses.version < EXCLUDED.version",
+                    &[&endpoint, &until, &store.node, &version],
                 )
                 .await
         }
         None => {
             client
                 .execute(
-                    "DELETE FROM switchboard_pauses WHERE endpoint = $1 AND node = $2",
-                    &[&endpoint, &store.node],
+                    "UPDATE switchboard_pauses SET paused_until = NULL, version = $3 \
+                     WHERE endpoint = $1 AND node = $2 AND version < $3",
+                    &[&endpoint, &store.node, &version],
                 )
                 .await
         }

@@ -205,6 +205,7 @@ impl Inner {
         Ok(Taken {
             leases: taken,
             next,
+            held: None,
         })
     }
 
