@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use common::ConfigDir;
+use common::cli;
 use common::process::Serve;
 use common::receiver::{Receiver, Reply};
 use common::server::{get, post};
-use common::cli;
 
 /// A Convolo-style configuration whose lead's phone is in `phone`.
 fn config(receiver: &Receiver, settings: Option<&str>) -> ConfigDir {
