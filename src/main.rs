@@ -127,9 +127,17 @@ enum Command {
         /// Address to listen on.
         #[arg(long, short, default_value = "127.0.0.1:9000", value_name = "ADDR")]
         listen: std::net::SocketAddr,
-        /// Status of every answer.
-        #[arg(long, default_value_t = 200)]
-        status: u16,
+        /// Status of answers: `N` for every request (default 200), or `/PATH=N` for requests
+        /// whose path starts with /PATH (repeatable; the longest prefix wins).
+        #[arg(long, value_name = "N|/PATH=N")]
+        status: Vec<switchboard::server::mock::StatusRule>,
+        /// Body of every answer, or @FILE for a file's contents (default: {"ok":true} for 2xx,
+        /// {"error":"mock status N"} otherwise).
+        #[arg(long, value_parser = switchboard::server::mock::read_body, value_name = "TEXT|@FILE")]
+        body: Option<String>,
+        /// A header added to every answer, as "Name: value" (repeatable).
+        #[arg(long, value_name = "\"Name: value\"")]
+        header: Vec<switchboard::server::mock::MockHeader>,
         /// Wait this long before answering.
         #[arg(long, default_value = "0s", value_parser = duration, value_name = "DUR")]
         delay: std::time::Duration,
@@ -411,6 +419,40 @@ impl NetworkArgs {
     }
 }
 
+/// `switchboard mock`: settings from the flags, then serve until stopped.
+async fn mock(
+    listen: std::net::SocketAddr,
+    status: Vec<switchboard::server::mock::StatusRule>,
+    body: Option<String>,
+    header: Vec<switchboard::server::mock::MockHeader>,
+    delay: std::time::Duration,
+    quiet: bool,
+) -> Output {
+    use switchboard::server::mock;
+    let failed = |stderr: String| Output {
+        stderr,
+        code: 1,
+        ..Output::default()
+    };
+    let settings = match mock::MockSettings::new(status, body, header, delay, quiet) {
+        Ok(settings) => settings,
+        Err(e) => return failed(format!("error: {e}\n")),
+    };
+    let listener = match tokio::net::TcpListener::bind(listen).await {
+        Ok(listener) => listener,
+        Err(e) => return failed(format!("error: cannot listen on {listen}: {e}\n")),
+    };
+    let bound = listener.local_addr().unwrap_or(listen);
+    eprintln!(
+        "switchboard mock: listening on http://{bound}, {}",
+        settings.describe()
+    );
+    match mock::run(listener, settings).await {
+        Ok(()) => Output::default(),
+        Err(e) => failed(format!("error: {e}\n")),
+    }
+}
+
 fn duration(text: &str) -> Result<std::time::Duration, String> {
     switchboard::engine::units::parse_duration(text)
 }
@@ -564,31 +606,11 @@ async fn main() -> ExitCode {
         Command::Mock {
             listen,
             status,
+            body,
+            header,
             delay,
             quiet,
-        } => match tokio::net::TcpListener::bind(listen).await {
-            Ok(listener) => {
-                eprintln!("switchboard mock: listening on http://{listen}, answering {status}");
-                let settings = switchboard::server::mock::MockSettings {
-                    status,
-                    delay,
-                    quiet,
-                };
-                match switchboard::server::mock::run(listener, settings).await {
-                    Ok(()) => Output::default(),
-                    Err(e) => Output {
-                        stderr: format!("error: {e}\n"),
-                        code: 1,
-                        ..Output::default()
-                    },
-                }
-            }
-            Err(e) => Output {
-                stderr: format!("error: cannot listen on {listen}: {e}\n"),
-                code: 1,
-                ..Output::default()
-            },
-        },
+        } => mock(listen, status, body, header, delay, quiet).await,
         Command::Validate { config } => commands::validate::run(&config),
         Command::Render {
             config,

@@ -23,12 +23,13 @@ fn examples() -> Vec<(PathBuf, PathBuf)> {
     found
 }
 
-/// KEY=value lines of an example's env.example.
+/// KEY=value lines of an example's env.example (`#` lines are comments).
 fn example_env(dir: &Path) -> Vec<(String, String)> {
     let Ok(text) = std::fs::read_to_string(dir.join("env.example")) else {
         return Vec::new();
     };
     text.lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
         .filter_map(|l| l.split_once('='))
         .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
         .collect()

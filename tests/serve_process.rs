@@ -253,3 +253,79 @@ async fn entries_carry_the_node_that_made_the_attempt() {
     let entries: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(entries[0]["node"], "alpha", "{entries}");
 }
+
+/// A capture that matches nothing, or a response body that does not parse as the
+/// endpoint's format, is no longer silent: a warning in the entry and in the log.
+#[tokio::test]
+async fn a_capture_that_finds_nothing_is_a_warning_in_the_entry_and_the_log() {
+    let rx = Receiver::start(
+        vec![Reply::Full(
+            200,
+            vec![("content-type", "text/html".into())],
+            "<html>thanks</html>".into(),
+        )],
+        Reply::Full(
+            201,
+            vec![("content-type", "application/json".into())],
+            r#"{"data": {}}"#.into(),
+        ),
+    )
+    .await;
+    let config = ConfigDir::new(&[
+        (
+            "endpoints/crm.yaml",
+            &format!(
+                "url: {}\nmethod: POST\nbody_template: '{{}}'\nconcurrency: 1\nresponse:\n  format: json\n  capture:\n    crm_id: $.id\n",
+                rx.url("/contacts")
+            ),
+        ),
+        (
+            "workflows/sale.yaml",
+            "when:\n  - event: call.disposition\nactions:\n  - endpoint: crm\n",
+        ),
+    ]);
+    let data = tempfile::tempdir().unwrap();
+    let s = serve(&config, data.path()).await;
+    for i in 1..=2 {
+        let body = format!(r#"{{"type": "call.disposition", "id": "ev-{i}", "data": {{}}}}"#);
+        let (status, _) = common::server::post(&format!("{}/events", s.url), &body, &[]).await;
+        assert_eq!(status, 202);
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let entries = loop {
+        let (_, text) = common::server::get(&format!("{}/api/logs?after=0", s.url), &[]).await;
+        let page: Value = serde_json::from_str(&text).unwrap();
+        let entries = page["entries"].as_array().unwrap().clone();
+        if entries.len() == 2 || Instant::now() > deadline {
+            break entries;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(entries.len(), 2, "{entries:?}");
+    let warnings = |i: usize| -> Vec<String> {
+        serde_json::from_value(entries[i]["warnings"].clone()).unwrap()
+    };
+    let first = warnings(0);
+    assert_eq!(first.len(), 2, "{first:?}");
+    assert!(
+        first[0].starts_with("the response body is not JSON (")
+            && first[0].ends_with("; read as text"),
+        "{first:?}"
+    );
+    assert_eq!(first[1], "capture crm_id matched nothing in the response");
+    assert_eq!(
+        warnings(1),
+        ["capture crm_id matched nothing in the response"]
+    );
+    assert_eq!(
+        entries[0]["outcome"], "delivered",
+        "a warning is not a failure"
+    );
+    let log = s.stop();
+    assert_eq!(
+        log.matches("capture crm_id matched nothing in the response")
+            .count(),
+        2,
+        "{log}"
+    );
+}

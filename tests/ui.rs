@@ -101,6 +101,14 @@ async fn an_auditor_finds_reads_and_replays_a_delivery_in_the_browser() {
     browser.wait_for_exactly("#rows tr", 4).await;
     let chart = browser.wait_for("#chart svg text", 1).await;
     assert_eq!(browser.text(&chart[0]).await, "crm");
+    let heading = browser.text(&browser.all("#overview h2").await[0]).await;
+    assert!(
+        heading.contains("Attempts"),
+        "the chart counts attempts: {heading}"
+    );
+    // Times name their zone (the browser runs in UTC).
+    let time = browser.text(&browser.all("#rows tr td").await[0]).await;
+    assert!(time.ends_with("UTC"), "{time}");
     // The node list: this server alone.
     let nodes = browser.wait_for_exactly("#nodes tr", 1).await;
     let node = browser.text(&nodes[0]).await;
@@ -114,6 +122,10 @@ async fn an_auditor_finds_reads_and_replays_a_delivery_in_the_browser() {
     let rows = browser.wait_for_exactly("#rows tr", 1).await;
     let text = browser.text(&rows[0]).await;
     assert!(text.contains("failed") && text.contains("422"), "{text}");
+    assert!(
+        text.contains("(555) 000-0003") && text.contains("matched phone_number"),
+        "the row shows the lead's phone and the key the search matched: {text}"
+    );
 
     // The detail: the exact request, the token masked, the response and the error.
     browser.click(&rows[0]).await;
@@ -199,6 +211,20 @@ async fn an_auditor_finds_reads_and_replays_a_delivery_in_the_browser() {
     assert!(
         browser.text(&rows[0]).await.contains("5550000006"),
         "the newest entry is on top"
+    );
+
+    // A Convolo-style event: its phone is the lead's, after its lead and call ids; the
+    // list shows the phone, not the first id.
+    let body = r#"{"type": "call.disposition", "id": "call-7", "data": {"status": "SALE",
+        "lead_id": "L7", "call_id": "c-7", "lead": {"lead_phone": "+15550000007"}}}"#;
+    let auth = [("authorization", "Bearer ui-api-token")];
+    assert_eq!(post(&format!("{}/events", s.url), body, &auth).await.0, 202);
+    seen(&rx, 7).await;
+    let rows = browser.wait_for_exactly("#rows tr", 7).await;
+    let text = browser.text(&rows[0]).await;
+    assert!(
+        text.contains("+15550000007") && !text.contains("L7"),
+        "{text}"
     );
     s.stop().await;
 }

@@ -21,7 +21,7 @@ pub use error::{ConfigError, ConfigErrors, Problems};
 pub use interpolate::EnvLookup;
 use interpolate::{At, Substitution, interpolate};
 use locate::{Limits, Locator, Refused, Spot};
-use spec::{AdaptorSpec, AuthSpec, EndpointSpec, WorkflowSpec};
+use spec::{AdaptorSpec, AuthSpec, EndpointSpec, SettingsSpec, WorkflowSpec};
 pub use validate::hook_path;
 
 /// One parsed file: its name, where it came from, and what it says.
@@ -79,6 +79,8 @@ pub struct Config {
     pub endpoints: Vec<Doc<EndpointSpec>>,
     /// workflows/*.yaml, sorted by file name.
     pub workflows: Vec<Doc<WorkflowSpec>>,
+    /// switchboard.yaml, when there is one.
+    pub settings: Option<Doc<SettingsSpec>>,
     /// Values that must never appear in any output: auth and signing values, and
     /// everything substituted from a secret-looking variable (`*TOKEN*`, `*KEY*`, …).
     pub secrets: Vec<String>,
@@ -146,6 +148,7 @@ pub fn read(dir: &Path, env: EnvLookup, problems: &mut Problems) -> Config {
         &mut substitutions,
         &mut config.unreadable.workflows,
     );
+    config.settings = read_settings(dir, env, problems, &mut substitutions);
     for doc in &config.adaptors {
         validate::adaptor(doc, problems);
     }
@@ -157,6 +160,30 @@ pub fn read(dir: &Path, env: EnvLookup, problems: &mut Problems) -> Config {
     }
     config.secrets = collect_secrets(&config.endpoints, &substitutions);
     config
+}
+
+/// The settings file at the configuration folder's root.
+pub const SETTINGS_FILE: &str = "switchboard.yaml";
+
+/// Reads `switchboard.yaml` when it exists; its errors are located like any file's.
+fn read_settings(
+    dir: &Path,
+    env: EnvLookup,
+    problems: &mut Problems,
+    substitutions: &mut Vec<Substitution>,
+) -> Option<Doc<SettingsSpec>> {
+    let path = dir.join(SETTINGS_FILE);
+    if !path.is_file() {
+        return None;
+    }
+    read_doc::<SettingsSpec>(
+        &path,
+        SETTINGS_FILE.to_string(),
+        "switchboard".to_string(),
+        env,
+        problems,
+        substitutions,
+    )
 }
 
 /// The largest configuration file read. Configurations are written by people; a bigger
@@ -272,6 +299,9 @@ pub fn fingerprint(dir: &Path) -> String {
             hash.update(b"\0");
         }
     }
+    if let Ok(Some(text)) = read_limited(&dir.join(SETTINGS_FILE), MAX_FILE_SIZE) {
+        hash.update(format!("{SETTINGS_FILE}\0{text}\0").as_bytes());
+    }
     let digest = hash.finalize();
     digest[..8].iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -311,6 +341,11 @@ impl NamedSpec for AdaptorSpec {
 impl NamedSpec for EndpointSpec {
     fn explicit_name(&self) -> Option<&str> {
         self.name.as_deref()
+    }
+}
+impl NamedSpec for SettingsSpec {
+    fn explicit_name(&self) -> Option<&str> {
+        None
     }
 }
 impl NamedSpec for WorkflowSpec {

@@ -570,3 +570,16 @@ pub struct ActionSpec {
     /// Send no earlier than this after the event: 30s, 5m.
     pub delay: Option<ScalarKey>,
 }
+
+/// `switchboard.yaml` at the configuration folder's root: settings of the whole
+/// configuration. Optional; every key has a default.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SettingsSpec {
+    /// The fields recorded with every connect log entry and searchable (`logs --search`,
+    /// `/api/logs?search=`): field references (`phone`, `lead.lead_phone`,
+    /// `$.contact.email`). Replaces the default list (`phone_number`, `lead_id`,
+    /// `call_log_id`, `call_id`, `lead.lead_phone`, `called_lead_phone`, `ani`).
+    #[serde(default)]
+    pub audit_keys: Option<Vec<String>>,
+}

@@ -44,7 +44,7 @@ pub(super) async fn run(
     let at = d.clock.now();
     let attempt = delivery.attempts + 1;
     let prepared = prepare(&engine, &delivery, event, attempt, at);
-    let (verdict, request, warnings) = match prepared {
+    let (mut verdict, request, mut warnings) = match prepared {
         Prepared::Stop(verdict, warnings) => (verdict, None, warnings),
         Prepared::Send(request, warnings) => {
             let endpoint = engine
@@ -58,6 +58,7 @@ pub(super) async fn run(
         }
     };
     *reached = verdict.reached;
+    warnings.append(&mut verdict.warnings);
     let schedule = engine
         .endpoint(&delivery.target.endpoint)
         .map(|e| e.policy.schedule.clone())

@@ -30,6 +30,9 @@ pub(super) struct Verdict {
     pub(super) error: Option<AttemptError>,
     pub(super) response: Option<LoggedResponse>,
     pub(super) captured: IndexMap<String, serde_json::Value>,
+    /// What did not stop the attempt but did not go as configured: a response body that
+    /// does not parse as its format, a capture that matched nothing.
+    pub(super) warnings: Vec<String>,
     pub(super) retryable: bool,
     pub(super) retry_after: Option<Duration>,
     /// Whether the endpoint answered: Some(true) once response headers arrived, Some(false)
@@ -45,6 +48,7 @@ impl Verdict {
             error: Some(AttemptError { kind, message }),
             response: None,
             captured: IndexMap::new(),
+            warnings: Vec::new(),
             retryable,
             retry_after: None,
             reached: None,
@@ -192,25 +196,40 @@ pub(super) fn judge(
         .get(reqwest::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
     let needs_parse = check.success_key.is_some() || !check.capture.is_empty();
-    let parsed = needs_parse.then(|| response::parse(check.format, content_type, &text));
-    let captured: IndexMap<String, serde_json::Value> = match &parsed {
-        Some(doc) => check
-            .capture
-            .iter()
-            .filter_map(|(name, field)| {
-                Some((
-                    name.clone(),
-                    redact_value(engine, field.resolve_in(doc)?.clone()),
-                ))
-            })
-            .collect(),
-        None => IndexMap::new(),
-    };
+    let (parsed, unparsed) =
+        match needs_parse.then(|| response::parse_checked(check.format, content_type, &text)) {
+            Some((doc, why)) => (Some(doc), why),
+            None => (None, None),
+        };
+    let mut captured = IndexMap::new();
+    let mut missed = Vec::new();
+    if let Some(doc) = &parsed {
+        for (name, field) in &check.capture {
+            match field.resolve_in(doc) {
+                Some(value) => {
+                    captured.insert(name.clone(), redact_value(engine, value.clone()));
+                }
+                None => missed.push(name.as_str()),
+            }
+        }
+    }
+    // Only a success is expected to carry what the captures read: an error page that is
+    // not JSON says nothing about the configuration.
+    let mut warnings = Vec::new();
+    if endpoint.policy.success_codes.contains(code) {
+        warnings.extend(unparsed);
+        warnings.extend(
+            missed
+                .iter()
+                .map(|name| format!("capture {name} matched nothing in the response")),
+        );
+    }
     let mut verdict = Verdict {
         outcome: Outcome::Delivered,
         error: None,
         response: Some(response),
         captured,
+        warnings,
         retryable: false,
         retry_after: None,
         reached: Some(true),

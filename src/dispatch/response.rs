@@ -14,6 +14,16 @@ use crate::engine::event::{MAX_DEPTH, check_depth};
 /// ([`MAX_DEPTH`]: what is captured from it must read back from the connect log), is kept
 /// as text.
 pub fn parse(format: Option<ResponseFormat>, content_type: Option<&str>, body: &str) -> Value {
+    parse_checked(format, content_type, body).0
+}
+
+/// As [`parse`], with why the body was kept as text when it does not parse as its format
+/// (for the entry's warnings: a capture that reads a body it cannot parse finds nothing).
+pub fn parse_checked(
+    format: Option<ResponseFormat>,
+    content_type: Option<&str>,
+    body: &str,
+) -> (Value, Option<String>) {
     let format = format.unwrap_or_else(|| {
         let ct = content_type.unwrap_or_default().to_ascii_lowercase();
         if ct.contains("json") {
@@ -24,13 +34,31 @@ pub fn parse(format: Option<ResponseFormat>, content_type: Option<&str>, body: &
             ResponseFormat::Text
         }
     });
+    let as_text = || Value::String(body.to_string());
     match format {
-        ResponseFormat::Json => serde_json::from_str(body)
-            .ok()
-            .filter(|doc| check_depth(doc).is_ok())
-            .unwrap_or_else(|| Value::String(body.to_string())),
-        ResponseFormat::Xml => xml_to_json(body).unwrap_or_else(|| Value::String(body.to_string())),
-        ResponseFormat::Text => Value::String(body.trim().to_string()),
+        ResponseFormat::Json => match serde_json::from_str::<Value>(body) {
+            Ok(doc) if check_depth(&doc).is_ok() => (doc, None),
+            Ok(_) => (
+                as_text(),
+                Some(format!(
+                    "the response body nests deeper than {MAX_DEPTH} levels; read as text"
+                )),
+            ),
+            Err(e) => (
+                as_text(),
+                Some(format!("the response body is not JSON ({e}); read as text")),
+            ),
+        },
+        // Text without elements reads as XML too: it is not what a receiver answering XML
+        // sends, so it is reported.
+        ResponseFormat::Xml => match xml_to_json(body) {
+            Some(doc @ Value::Object(_)) => (doc, None),
+            _ => (
+                as_text(),
+                Some("the response body is not XML; read as text".to_string()),
+            ),
+        },
+        ResponseFormat::Text => (Value::String(body.trim().to_string()), None),
     }
 }
 
@@ -149,6 +177,28 @@ fn xml_to_json(body: &str) -> Option<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_body_that_is_not_its_format_says_why() {
+        let json = Some(ResponseFormat::Json);
+        let xml = Some(ResponseFormat::Xml);
+        assert_eq!(parse_checked(json, None, r#"{"id":1}"#).1, None);
+        let (doc, why) = parse_checked(json, None, "<html>");
+        assert_eq!(doc, Value::String("<html>".into()));
+        assert!(why.unwrap().starts_with("the response body is not JSON ("));
+        assert_eq!(parse_checked(xml, None, "<r><id>1</id></r>").1, None);
+        let why = parse_checked(xml, None, r#"{"id":1}"#).1;
+        assert_eq!(
+            why.as_deref(),
+            Some("the response body is not XML; read as text")
+        );
+        assert_eq!(parse_checked(None, Some("text/plain"), "ok").1, None);
+        assert!(
+            parse_checked(None, Some("application/json"), "ok")
+                .1
+                .is_some()
+        );
+    }
 
     #[test]
     fn bodies_nested_past_the_limit_are_read_as_text() {

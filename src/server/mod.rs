@@ -182,6 +182,12 @@ impl App {
             listener_stats.record(entry);
             let took = entry.response.as_ref().map(|r| Duration::from_millis(r.duration_ms));
             listener_metrics.attempt(&entry.endpoint, entry.outcome.as_str(), took);
+            for warning in &entry.warnings {
+                tracing::warn!(
+                    endpoint = %entry.endpoint, delivery = %entry.delivery_id, attempt = entry.attempt,
+                    "{warning}"
+                );
+            }
             match &entry.error {
                 Some(error) => tracing::info!(
                     endpoint = %entry.endpoint, delivery = %entry.delivery_id, attempt = entry.attempt,

@@ -44,6 +44,8 @@ impl Browser {
             .port();
         let driver = Command::new(driver_bin)
             .arg(format!("--port={port}"))
+            // Times on the page are in the browser's zone: one zone for every run.
+            .env("TZ", "UTC")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

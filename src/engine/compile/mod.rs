@@ -13,6 +13,7 @@ use std::time::Duration;
 use crate::config::spec::{Direction, EndpointSpec};
 use crate::config::{Config, Doc, Problems};
 use crate::engine::adaptor::Adaptor;
+use crate::engine::field::FieldRef;
 use crate::engine::template::Templates;
 use crate::engine::workflow::{TypeIndex, Workflow};
 use crate::engine::{Engine, default_audit_keys};
@@ -141,6 +142,7 @@ pub fn compile(config: &Config, problems: &mut Problems) -> Option<Engine> {
         }
     }
 
+    let audit_keys = audit_keys(config, problems);
     if problems.errors.len() > errors_before {
         return None;
     }
@@ -153,8 +155,26 @@ pub fn compile(config: &Config, problems: &mut Problems) -> Option<Engine> {
         workflows,
         index,
         redactor: super::secrets::Redactor::new(&config.secrets),
-        audit_keys: default_audit_keys(),
+        audit_keys,
     })
+}
+
+/// `audit_keys` of switchboard.yaml, each a field reference; the default list without it.
+fn audit_keys(config: &Config, problems: &mut Problems) -> Vec<(String, FieldRef)> {
+    let Some(doc) = &config.settings else {
+        return default_audit_keys();
+    };
+    let Some(keys) = &doc.spec.audit_keys else {
+        return default_audit_keys();
+    };
+    let mut compiled = Vec::with_capacity(keys.len());
+    for (i, key) in keys.iter().enumerate() {
+        match FieldRef::parse(key) {
+            Ok(field) => compiled.push((key.trim().to_string(), field)),
+            Err(message) => problems.error(doc.error_at(&format!("audit_keys[{i}]"), message)),
+        }
+    }
+    compiled
 }
 
 /// Names the other files can refer to.

@@ -41,10 +41,12 @@ function toast(text, bad = false) {
   toast.timer = setTimeout(() => (t.hidden = true), 4000);
 }
 
+// Times in the browser's zone, with the zone named ("UTC", "CET"): an auditor comparing
+// with a dialer's or a CRM's records must know which clock they read.
 function when(iso) {
   if (!iso) return "";
   const d = new Date(iso);
-  return d.toLocaleString(undefined, { year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit" });
+  return d.toLocaleString(undefined, { year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit", timeZoneName: "short" });
 }
 
 class Unauthorized extends Error {}
@@ -109,9 +111,38 @@ function status(entry) {
   return entry.error ? entry.error.kind : "";
 }
 
-function mainKey(entry) {
+// The digits of a phone number (7 to 15 of them, with + ( ) - . and spaces around),
+// or null: "+1 (555) 000-0003" and "5550000003" are one number.
+function phoneDigits(text) {
+  const t = String(text).trim();
+  if (!/^\+?[\d\s().-]+$/.test(t)) return null;
+  const digits = t.replace(/\D/g, "");
+  return digits.length >= 7 && digits.length <= 15 ? digits : null;
+}
+
+// Whether a key's value is what was searched for (a phone in any spelling: the last ten
+// digits agree, as a national number with or without its country code).
+function matches(value, search) {
+  if (String(value).trim().toLowerCase() === search.trim().toLowerCase()) return true;
+  const a = phoneDigits(value), b = phoneDigits(search);
+  return a !== null && b !== null && a.slice(-10) === b.slice(-10);
+}
+
+// The lead at a glance: its phone (the first key that holds one), else the first key; and
+// when a search is active, which key it matched.
+function lead(entry) {
   const keys = Object.entries(entry.keys || {});
-  return keys.length ? keys[0][1] : "";
+  const phone = keys.find(([k, v]) => /phone|^ani$/i.test(k) && phoneDigits(v) !== null)
+    || keys.find(([, v]) => phoneDigits(v) !== null) || keys[0];
+  const parts = [];
+  if (phone) parts.push(el("span", { class: "value", title: phone[0] }, phone[1]));
+  const search = state.query.search;
+  if (search) {
+    const hit = keys.find(([, v]) => matches(v, search));
+    const why = hit ? hit[0] : search.trim() === entry.event_id ? "event id" : null;
+    if (why) parts.push(el("span", { class: "matched" }, "matched " + why));
+  }
+  return parts;
 }
 
 function row(entry, fresh = false) {
@@ -126,7 +157,7 @@ function row(entry, fresh = false) {
     el("td", { class: "num" }, entry.attempt),
     el("td", { class: "num" }, status(entry)),
     el("td", { class: "num" }, entry.response ? entry.response.duration_ms : ""),
-    el("td", { class: "key" }, mainKey(entry)),
+    el("td", { class: "key" }, lead(entry)),
   );
 }
 
