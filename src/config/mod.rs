@@ -9,6 +9,7 @@ pub mod error;
 pub mod interpolate;
 pub mod locate;
 pub mod spec;
+pub mod suggest;
 mod validate;
 
 use std::collections::{HashMap, HashSet};

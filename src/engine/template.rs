@@ -275,6 +275,10 @@ impl Templates {
         self.env
             .add_template_owned(name.clone(), source.to_string())
             .map_err(|e| describe(&e))?;
+        if let Some(unknown) = self.unknown_name(&name) {
+            self.env.remove_template(&name);
+            return Err(unknown);
+        }
         self.names.push(name);
         // A name the data lacks is minijinja's global of that name if it has one
         // (`{{ range }}` prints a function): such templates are left to minijinja.
@@ -285,6 +289,71 @@ impl Templates {
         });
         self.simple.push(simple);
         Ok(TemplateId(id))
+    }
+
+    /// The first filter, test or function the template `name` uses that the environment
+    /// lacks, as a message: minijinja itself finds them only when rendering, which for a
+    /// webhook is too late (`{{ phone|e165 }}` would fail every delivery).
+    fn unknown_name(&self, name: &str) -> Option<String> {
+        use minijinja::machinery::{Instruction, get_compiled_template};
+        let template = self.env.get_template(name).ok()?;
+        let compiled = get_compiled_template(&template);
+        let all = std::iter::once(&compiled.instructions).chain(compiled.blocks.values());
+        // Macros and `{% set %}` names are locals a template may call.
+        let mut locals: Vec<&str> = vec!["loop", "caller", "super", "varargs", "kwargs", "self"];
+        let mut used = Vec::new();
+        for instructions in all {
+            let mut idx = 0;
+            while let Some(instruction) = instructions.get(idx) {
+                match instruction {
+                    Instruction::StoreLocal(local) => locals.push(local),
+                    Instruction::ApplyFilter(f, ..) => {
+                        used.push((Kind::Filter, *f, instructions.get_line(idx)))
+                    }
+                    Instruction::PerformTest(t, ..) => {
+                        used.push((Kind::Test, *t, instructions.get_line(idx)))
+                    }
+                    Instruction::CallFunction(f, _) => {
+                        used.push((Kind::Function, *f, instructions.get_line(idx)))
+                    }
+                    _ => {}
+                }
+                idx += 1;
+            }
+        }
+        used.into_iter().find_map(|(kind, used, line)| {
+            if kind == Kind::Function && locals.contains(&used) || self.knows(kind, used) {
+                return None;
+            }
+            let known = kind
+                .candidates()
+                .iter()
+                .copied()
+                .filter(|candidate| self.knows(kind, candidate));
+            let known: Vec<&str> = match kind {
+                Kind::Function => self.env.globals().map(|(g, _)| g).collect(),
+                _ => known.collect(),
+            };
+            let hint = crate::config::suggest::did_you_mean(used, known);
+            let at = line
+                .map(|l| format!(" (template line {l})"))
+                .unwrap_or_default();
+            Some(format!("unknown {} `{used}`{hint}{at}", kind.noun()))
+        })
+    }
+
+    /// Whether the environment has the filter, test or function `name`: asked of the
+    /// environment itself, so that a builtin is never mistaken for a typo.
+    fn knows(&self, kind: Kind, name: &str) -> bool {
+        let probe = match kind {
+            Kind::Function => return self.env.globals().any(|(g, _)| g == name),
+            Kind::Filter => format!("{{{{ none|{name} }}}}"),
+            Kind::Test => format!("{{{{ none is {name} }}}}"),
+        };
+        match self.env.render_str(&probe, ()) {
+            Ok(_) => true,
+            Err(e) => !matches!(e.kind(), ErrorKind::UnknownFilter | ErrorKind::UnknownTest),
+        }
     }
 
     /// The names a template reads from its context, nested attribute lookups included
@@ -312,6 +381,122 @@ impl Templates {
             .get_template(&self.names[id.0])
             .map_err(|e| describe(&e))?;
         template.render(context()).map_err(|e| describe(&e))
+    }
+}
+
+/// What a template may call by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Filter,
+    Test,
+    Function,
+}
+
+impl Kind {
+    fn noun(self) -> &'static str {
+        match self {
+            Kind::Filter => "filter",
+            Kind::Test => "test",
+            Kind::Function => "function",
+        }
+    }
+
+    /// Names to suggest from (each confirmed against the environment before it is).
+    fn candidates(self) -> &'static [&'static str] {
+        match self {
+            Kind::Filter => &[
+                "date",
+                "digits",
+                "e164",
+                "safe",
+                "escape",
+                "e",
+                "lower",
+                "upper",
+                "title",
+                "capitalize",
+                "replace",
+                "length",
+                "count",
+                "dictsort",
+                "items",
+                "reverse",
+                "trim",
+                "join",
+                "split",
+                "lines",
+                "default",
+                "d",
+                "round",
+                "abs",
+                "int",
+                "float",
+                "attr",
+                "first",
+                "last",
+                "min",
+                "max",
+                "sort",
+                "list",
+                "string",
+                "bool",
+                "batch",
+                "slice",
+                "sum",
+                "indent",
+                "select",
+                "reject",
+                "map",
+                "selectattr",
+                "rejectattr",
+                "groupby",
+                "unique",
+                "chain",
+                "zip",
+                "pprint",
+                "format",
+                "tojson",
+                "urlencode",
+            ],
+            Kind::Test => &[
+                "defined",
+                "undefined",
+                "none",
+                "safe",
+                "escaped",
+                "boolean",
+                "odd",
+                "even",
+                "divisibleby",
+                "number",
+                "integer",
+                "float",
+                "string",
+                "sequence",
+                "iterable",
+                "mapping",
+                "startingwith",
+                "endingwith",
+                "lower",
+                "upper",
+                "sameas",
+                "eq",
+                "equalto",
+                "ne",
+                "lt",
+                "lessthan",
+                "le",
+                "gt",
+                "greaterthan",
+                "ge",
+                "in",
+                "true",
+                "false",
+                "filter",
+                "test",
+            ],
+            Kind::Function => &[],
+        }
     }
 }
 
