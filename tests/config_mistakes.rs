@@ -130,3 +130,18 @@ fn fixed_offset_zones_warn_with_the_zone_to_use() {
         "adaptors/contact.yaml:5:15: unknown time zone \"PST\" (did you mean \"America/Los_Angeles\"?)",
     );
 }
+
+#[test]
+fn an_unset_variable_does_not_hide_the_other_mistakes_of_its_file() {
+    assert_eq!(
+        config(
+            "endpoints/x.yaml",
+            "url: ${NOT_SET_BASE}/contacts\nadaptor: contact\ntimeout: forever\n",
+        )
+        .errors(),
+        vec![
+            "endpoints/x.yaml:1:6: environment variable NOT_SET_BASE is not set (set it, or write ${NOT_SET_BASE:-default})",
+            "endpoints/x.yaml:3:10: invalid duration \"forever\": write a number and a unit (ms, s, m, h, d), e.g. 500ms, 10s, 5m, 2h, 1d",
+        ]
+    );
+}

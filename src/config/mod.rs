@@ -397,15 +397,17 @@ fn read_doc<T: DeserializeOwned + NamedSpec>(
     let mut errors = Vec::new();
     let mut room = Some(MAX_FILE_SIZE as usize);
     interpolate(&mut value, At::Top, env, &mut room, &mut found, &mut errors);
-    let failed_interpolation = !errors.is_empty();
+    // An unset variable does not hide the file's other mistakes: reading goes on with
+    // `${VAR}` left in place, and errors about that same value are dropped.
     for error in errors {
-        fail(problems, locator.value(&error.path), error.message);
+        problems.error_settling(ConfigError {
+            file: file.clone(),
+            spot: locator.value(&error.path),
+            message: error.message,
+        });
     }
     let interpolated = found.iter().map(|s| s.path.clone()).collect();
     substitutions.extend(found);
-    if failed_interpolation {
-        return None;
-    }
     // serde stops at the first error. Unknown keys are the common mistake and can be
     // removed safely, so report one, drop it, and read again: a file with several typos
     // reports them all (and then its first other error, if any), up to
