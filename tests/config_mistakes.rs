@@ -145,3 +145,42 @@ fn an_unset_variable_does_not_hide_the_other_mistakes_of_its_file() {
         ]
     );
 }
+
+#[test]
+fn a_duplicate_key_is_reported_where_it_is_written_again() {
+    assert_error(
+        "endpoints/x.yaml",
+        "url: https://x.example.com\nadaptor: contact\ntimeout: 5s\ntimeout: 6s\n",
+        "endpoints/x.yaml:4:1: duplicate key `timeout` (first written at line 3): keep one",
+    );
+    assert_error(
+        "endpoints/x.yaml",
+        "url: https://x.example.com\nadaptor: contact\nauth:\n  type: bearer\n  token: a\n  token: b\n",
+        "endpoints/x.yaml:6:3: duplicate key `token` (first written at line 5): keep one",
+    );
+}
+
+/// Two files defining one name: the error is in the second file read, naming the first.
+#[test]
+fn a_duplicate_name_points_at_the_second_file() {
+    let dir = ConfigDir::new(&[
+        (
+            "adaptors/contact.yaml",
+            "fields:\n  - from: phone_number\n    to: phone\n",
+        ),
+        (
+            "adaptors/other.yaml",
+            "description: a copy\nname: contact\nfields:\n  - from: phone_number\n    to: phone\n",
+        ),
+        (
+            "endpoints/crm.yaml",
+            "url: https://crm.example.com/contacts\nadaptor: contact\n",
+        ),
+    ]);
+    assert_eq!(
+        dir.errors(),
+        vec![
+            "adaptors/other.yaml:2:7: duplicate adaptor name \"contact\": adaptors/contact.yaml already uses it"
+        ]
+    );
+}

@@ -373,6 +373,12 @@ fn read_doc<T: DeserializeOwned + NamedSpec>(
                 line: l.line(),
                 col: l.column(),
             });
+            // serde_yaml points a duplicate key at the start of its mapping; the walk
+            // above knows where the key is written again.
+            if let Some((spot, message)) = duplicate_key(&locator, &e.to_string()) {
+                fail(problems, Some(spot), message);
+                return None;
+            }
             fail(problems, spot, yaml_message(&e));
             return None;
         }
@@ -441,6 +447,10 @@ fn read_doc<T: DeserializeOwned + NamedSpec>(
             if message.starts_with("missing field") && pruned_maps.contains(&path) {
                 return None;
             }
+            if let Some((spot, message)) = duplicate_key(&locator, &message) {
+                fail(problems, Some(spot), message);
+                return None;
+            }
             let message = if path.is_empty() {
                 message
             } else {
@@ -478,6 +488,23 @@ fn read_doc<T: DeserializeOwned + NamedSpec>(
         locator,
         interpolated,
     })
+}
+
+/// serde_yaml's "duplicate entry" (at the start of the mapping, or of the file) as the
+/// key written again, where it is.
+fn duplicate_key(locator: &Locator, message: &str) -> Option<(Spot, String)> {
+    let dup = locator.duplicate()?;
+    if !message.contains("duplicate entry with key") {
+        return None;
+    }
+    let first = dup
+        .first
+        .map(|s| format!(" (first written at line {})", s.line))
+        .unwrap_or_default();
+    Some((
+        dup.at,
+        format!("duplicate key `{}`{first}: keep one", dup.key),
+    ))
 }
 
 /// How many unknown keys of one file are reported before the reading stops.
