@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::ConfigDir;
+use common::{ConfigDir, cli};
 
 /// A valid adaptor, endpoint and workflow, plus `path` with `text`.
 fn config(path: &str, text: &str) -> ConfigDir {
@@ -182,5 +182,71 @@ fn a_duplicate_name_points_at_the_second_file() {
         vec![
             "adaptors/other.yaml:2:7: duplicate adaptor name \"contact\": adaptors/contact.yaml already uses it"
         ]
+    );
+}
+
+/// `validate` with warnings only: they are listed after the ok line's count, exit 0; with
+/// `--strict` the same configuration fails.
+#[test]
+fn validate_lists_warnings_apart_and_strict_makes_them_errors() {
+    let dir = ConfigDir::new(&[
+        (
+            "adaptors/contact.yaml",
+            "fields:\n  - from: d\n    to: d\n    date_format: yyyy-MM-dd\n",
+        ),
+        (
+            "endpoints/crm.yaml",
+            "url: https://crm.example.com/contacts\nadaptor: contact\n",
+        ),
+        (
+            "workflows/ok.yaml",
+            "when:\n  - event: sale\nactions:\n  - endpoint: crm\n",
+        ),
+    ]);
+    let validate = |strict: bool| {
+        let mut cmd = cli();
+        cmd.args(["validate", "--config"]).arg(dir.path());
+        if strict {
+            cmd.arg("--strict");
+        }
+        let out = cmd.output().expect("run");
+        let text = |b: Vec<u8>| String::from_utf8(b).expect("utf-8");
+        (out.status.code(), text(out.stdout), text(out.stderr))
+    };
+    let warning = "warning: adaptors/contact.yaml:4:18: date_format \"yyyy-MM-dd\" looks like a Java/ICU/moment pattern, but date_format takes PHP date() letters: write \"Y-m-d\"";
+    let shown = dir.path().display();
+
+    let (code, stdout, stderr) = validate(false);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(
+        stdout,
+        format!("ok: {shown} is valid: 1 adaptor, 1 outbound and 0 inbound endpoint, 1 workflow\n")
+    );
+    assert_eq!(
+        stderr,
+        format!("{warning}\n1 warning in {shown} (validate --strict fails on warnings)\n")
+    );
+
+    let (code, stdout, stderr) = validate(true);
+    assert_eq!(code, Some(1));
+    assert_eq!(stdout, "");
+    assert_eq!(
+        stderr,
+        format!("{warning}\n1 warning in {shown} (--strict: warnings are errors)\n")
+    );
+}
+
+#[test]
+fn counts_are_singular_for_one() {
+    assert_error(
+        "workflows/w.yaml",
+        "when:\n  - field: n\n    between: [1]\nactions:\n  - endpoint: crm\n",
+        "workflows/w.yaml:3:14: `between` takes [low, high], got 1 value",
+    );
+    // Positions in paths count from 0, as the paths of type errors do.
+    assert_error(
+        "adaptors/a.yaml",
+        "fields:\n  - from: a\n    to: a\n  - to: phone\n",
+        "adaptors/a.yaml:4:5: fields[1] (to: phone) needs `from` (a field to read) or `template`",
     );
 }

@@ -19,3 +19,6 @@ pub struct Output {
     /// Process exit code: 0 ok, 1 bad input or configuration.
     pub code: i32,
 }
+
+/// `1 adaptor`, `2 adaptors`: one rule for counts in every message.
+pub use crate::config::error::count;

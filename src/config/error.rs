@@ -38,6 +38,8 @@ impl fmt::Display for ConfigError {
 pub struct ConfigErrors {
     /// The errors, sorted by file and position.
     pub errors: Vec<ConfigError>,
+    /// The warnings found as well, sorted the same way (`validate` shows them too).
+    pub warnings: Vec<ConfigError>,
 }
 
 impl fmt::Display for ConfigErrors {
@@ -97,9 +99,20 @@ impl Problems {
             return Ok(self.warnings);
         }
         sort(&mut self.errors);
+        sort(&mut self.warnings);
         Err(ConfigErrors {
             errors: self.errors,
+            warnings: self.warnings,
         })
+    }
+}
+
+/// `1 adaptor`, `2 adaptors`: a count with its noun (plural by adding `s`).
+pub fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
     }
 }
 

@@ -451,6 +451,13 @@ fn read_doc<T: DeserializeOwned + NamedSpec>(
                 fail(problems, Some(spot), message);
                 return None;
             }
+            let message = match unknown_variant(&message) {
+                Some(variant) => {
+                    let hint = suggest::did_you_mean(variant, expected_fields(&message));
+                    format!("{message}{hint}")
+                }
+                None => message,
+            };
             let message = if path.is_empty() {
                 message
             } else {
@@ -469,6 +476,11 @@ fn read_doc<T: DeserializeOwned + NamedSpec>(
         };
         let spot = locator.key(&key_path).or_else(|| locator.value(&map));
         pruned_maps.push(map.clone());
+        // A likely typo gets its correction instead of the list of every key.
+        let message = match suggest::closest(&key, expected_fields(&message)) {
+            Some(near) => format!("unknown field `{key}` (did you mean `{near}`?)"),
+            None => message,
+        };
         let shown = if map.is_empty() {
             message
         } else {
@@ -568,6 +580,20 @@ fn yaml_message(error: &serde_yaml::Error) -> String {
 fn unknown_field(message: &str) -> Option<&str> {
     let rest = message.strip_prefix("unknown field `")?;
     Some(&rest[..rest.find('`')?])
+}
+
+/// The value named by serde's "unknown variant `x`, expected …" message.
+fn unknown_variant(message: &str) -> Option<&str> {
+    let rest = message.strip_prefix("unknown variant `")?;
+    Some(&rest[..rest.find('`')?])
+}
+
+/// The names serde lists after "expected" in an unknown-field message.
+fn expected_fields(message: &str) -> impl Iterator<Item = &str> {
+    let list = message
+        .split_once(", expected")
+        .map_or("", |(_, list)| list);
+    list.split('`').skip(1).step_by(2)
 }
 
 /// A serde_path_to_error path as `a.b[1].c` (the locator's form).

@@ -192,7 +192,10 @@ pub(super) fn unknown<'a>(kind: &str, name: &str, known: impl Iterator<Item = &'
     } else {
         known.join(", ")
     };
-    format!("unknown {kind} {name:?} (known: {list})")
+    let hint = crate::config::suggest::closest(name, known.iter().copied())
+        .map(|near| format!("did you mean {near:?}? "))
+        .unwrap_or_default();
+    format!("unknown {kind} {name:?} ({hint}known: {list})")
 }
 
 pub use endpoint::parse_cidr;
