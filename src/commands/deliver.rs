@@ -159,6 +159,17 @@ pub struct ReplayArgs<'a> {
 
 /// Sends deliveries again.
 pub async fn replay(args: ReplayArgs<'_>) -> Output {
+    if let Err(out) = super::logs::require_store(args.store) {
+        return out;
+    }
+    // A misspelt --endpoint would find no failed delivery and say "nothing to replay".
+    if let Some(name) = &args.endpoint
+        && let Ok(loaded) = crate::load(args.config)
+        && loaded.engine.endpoint(name).is_none()
+    {
+        let known = loaded.engine.endpoints().iter().map(|e| e.name.as_str());
+        return fail(crate::config::suggest::unknown("endpoint", name, known));
+    }
     let runtime = match open(
         args.config,
         args.data,

@@ -28,6 +28,23 @@ pub fn did_you_mean<'a>(wanted: &str, candidates: impl IntoIterator<Item = &'a s
     }
 }
 
+/// `unknown endpoint "crmm" (did you mean "crm"? known: crm, slack)`: a name that is not
+/// among the `known` ones, with the nearest and all of them, sorted.
+pub fn unknown<'a>(kind: &str, name: &str, known: impl Iterator<Item = &'a str>) -> String {
+    let mut known: Vec<&str> = known.collect();
+    known.sort_unstable();
+    known.dedup();
+    let list = if known.is_empty() {
+        "none".to_string()
+    } else {
+        known.join(", ")
+    };
+    let hint = closest(name, known.iter().copied())
+        .map(|near| format!("did you mean {near:?}? "))
+        .unwrap_or_default();
+    format!("unknown {kind} {name:?} ({hint}known: {list})")
+}
+
 /// Optimal string alignment distance between lower-cased `a` and `b`: insertions,
 /// deletions, substitutions and swaps of adjacent characters.
 fn edit_distance(a: &[char], b: &str) -> usize {

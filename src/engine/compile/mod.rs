@@ -185,17 +185,7 @@ impl Refs<'_> {
 
 /// `unknown endpoint "hubspot" (known: hubspot-contacts, slack)`.
 pub(super) fn unknown<'a>(kind: &str, name: &str, known: impl Iterator<Item = &'a str>) -> String {
-    let mut known: Vec<&str> = known.collect();
-    known.sort_unstable();
-    let list = if known.is_empty() {
-        "none".to_string()
-    } else {
-        known.join(", ")
-    };
-    let hint = crate::config::suggest::closest(name, known.iter().copied())
-        .map(|near| format!("did you mean {near:?}? "))
-        .unwrap_or_default();
-    format!("unknown {kind} {name:?} ({hint}known: {list})")
+    crate::config::suggest::unknown(kind, name, known)
 }
 
 pub use endpoint::parse_cidr;
