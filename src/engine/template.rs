@@ -61,6 +61,9 @@ pub struct Templates {
     /// Per template, its pieces when it only substitutes plain names (`{{ lead_id }}`):
     /// those are rendered without minijinja.
     simple: Vec<Option<Simple>>,
+    /// Filter and test names already looked up in the environment, and whether it has
+    /// them: a configuration of many templates asks about the same few.
+    known: HashMap<(Kind, String), bool>,
 }
 
 /// A template made only of text and `{{ name }}` / `{{ a.b }}` substitutions.
@@ -265,6 +268,7 @@ impl Templates {
             env,
             names: Vec::new(),
             simple: Vec::new(),
+            known: HashMap::new(),
         }
     }
 
@@ -294,66 +298,79 @@ impl Templates {
     /// The first filter, test or function the template `name` uses that the environment
     /// lacks, as a message: minijinja itself finds them only when rendering, which for a
     /// webhook is too late (`{{ phone|e165 }}` would fail every delivery).
-    fn unknown_name(&self, name: &str) -> Option<String> {
+    fn unknown_name(&mut self, name: &str) -> Option<String> {
         use minijinja::machinery::{Instruction, get_compiled_template};
-        let template = self.env.get_template(name).ok()?;
-        let compiled = get_compiled_template(&template);
-        let all = std::iter::once(&compiled.instructions).chain(compiled.blocks.values());
-        // Macros and `{% set %}` names are locals a template may call.
-        let mut locals: Vec<&str> = vec!["loop", "caller", "super", "varargs", "kwargs", "self"];
-        let mut used = Vec::new();
-        for instructions in all {
-            let mut idx = 0;
-            while let Some(instruction) = instructions.get(idx) {
-                match instruction {
-                    Instruction::StoreLocal(local) => locals.push(local),
-                    Instruction::ApplyFilter(f, ..) => {
-                        used.push((Kind::Filter, *f, instructions.get_line(idx)))
+        let mut used: Vec<(Kind, String, Option<usize>)> = Vec::new();
+        {
+            let template = self.env.get_template(name).ok()?;
+            let compiled = get_compiled_template(&template);
+            let all = std::iter::once(&compiled.instructions).chain(compiled.blocks.values());
+            // Macros and `{% set %}` names are locals a template may call.
+            let mut locals: Vec<&str> =
+                vec!["loop", "caller", "super", "varargs", "kwargs", "self"];
+            let mut calls = Vec::new();
+            for instructions in all {
+                let mut idx = 0;
+                while let Some(instruction) = instructions.get(idx) {
+                    let line = instructions.get_line(idx);
+                    match instruction {
+                        Instruction::StoreLocal(local) => locals.push(local),
+                        Instruction::ApplyFilter(f, ..) => {
+                            used.push((Kind::Filter, f.to_string(), line))
+                        }
+                        Instruction::PerformTest(t, ..) => {
+                            used.push((Kind::Test, t.to_string(), line))
+                        }
+                        Instruction::CallFunction(f, _) => calls.push((*f, line)),
+                        _ => {}
                     }
-                    Instruction::PerformTest(t, ..) => {
-                        used.push((Kind::Test, *t, instructions.get_line(idx)))
-                    }
-                    Instruction::CallFunction(f, _) => {
-                        used.push((Kind::Function, *f, instructions.get_line(idx)))
-                    }
-                    _ => {}
+                    idx += 1;
                 }
-                idx += 1;
+            }
+            let globals: Vec<&str> = self.env.globals().map(|(g, _)| g).collect();
+            for (f, line) in calls {
+                if !locals.contains(&f) && !globals.contains(&f) {
+                    let hint = crate::config::suggest::did_you_mean(f, globals.iter().copied());
+                    return Some(format!("unknown function `{f}`{hint}{}", at_line(line)));
+                }
             }
         }
-        used.into_iter().find_map(|(kind, used, line)| {
-            if kind == Kind::Function && locals.contains(&used) || self.knows(kind, used) {
-                return None;
+        for (kind, name, line) in used {
+            if self.knows(kind, &name) {
+                continue;
             }
-            let known = kind
+            let known: Vec<&str> = kind
                 .candidates()
                 .iter()
                 .copied()
-                .filter(|candidate| self.knows(kind, candidate));
-            let known: Vec<&str> = match kind {
-                Kind::Function => self.env.globals().map(|(g, _)| g).collect(),
-                _ => known.collect(),
-            };
-            let hint = crate::config::suggest::did_you_mean(used, known);
-            let at = line
-                .map(|l| format!(" (template line {l})"))
-                .unwrap_or_default();
-            Some(format!("unknown {} `{used}`{hint}{at}", kind.noun()))
-        })
+                .filter(|candidate| self.knows(kind, candidate))
+                .collect();
+            let hint = crate::config::suggest::did_you_mean(&name, known);
+            return Some(format!(
+                "unknown {} `{name}`{hint}{}",
+                kind.noun(),
+                at_line(line)
+            ));
+        }
+        None
     }
 
-    /// Whether the environment has the filter, test or function `name`: asked of the
-    /// environment itself, so that a builtin is never mistaken for a typo.
-    fn knows(&self, kind: Kind, name: &str) -> bool {
+    /// Whether the environment has the filter or test `name`: asked of the environment
+    /// itself (once per name), so that a builtin is never mistaken for a typo.
+    fn knows(&mut self, kind: Kind, name: &str) -> bool {
+        if let Some(&known) = self.known.get(&(kind, name.to_string())) {
+            return known;
+        }
         let probe = match kind {
-            Kind::Function => return self.env.globals().any(|(g, _)| g == name),
             Kind::Filter => format!("{{{{ none|{name} }}}}"),
             Kind::Test => format!("{{{{ none is {name} }}}}"),
         };
-        match self.env.render_str(&probe, ()) {
+        let known = match self.env.render_str(&probe, ()) {
             Ok(_) => true,
             Err(e) => !matches!(e.kind(), ErrorKind::UnknownFilter | ErrorKind::UnknownTest),
-        }
+        };
+        self.known.insert((kind, name.to_string()), known);
+        known
     }
 
     /// The names a template reads from its context, nested attribute lookups included
@@ -384,12 +401,11 @@ impl Templates {
     }
 }
 
-/// What a template may call by name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a template applies by name (functions are the environment's globals).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Kind {
     Filter,
     Test,
-    Function,
 }
 
 impl Kind {
@@ -397,7 +413,6 @@ impl Kind {
         match self {
             Kind::Filter => "filter",
             Kind::Test => "test",
-            Kind::Function => "function",
         }
     }
 
@@ -495,9 +510,14 @@ impl Kind {
                 "filter",
                 "test",
             ],
-            Kind::Function => &[],
         }
     }
+}
+
+/// ` (template line N)`, when the line is known.
+fn at_line(line: Option<usize>) -> String {
+    line.map(|l| format!(" (template line {l})"))
+        .unwrap_or_default()
 }
 
 /// A template error as one line: the problem and, when known, the line in the template.
