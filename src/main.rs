@@ -145,8 +145,12 @@ enum Command {
         #[arg(long, short)]
         quiet: bool,
     },
-    /// Check a configuration and print every error (with file:line:col); exit 1 if any.
+    /// Check a configuration and print every error, then every warning (with
+    /// file:line:col); exit 1 on an error, or with --strict on a warning too.
     Validate {
+        /// Fail (exit 1) on warnings too, e.g. in CI.
+        #[arg(long)]
+        strict: bool,
         /// Configuration folder, holding adaptors/, endpoints/ and workflows/.
         #[arg(
             long,
@@ -611,7 +615,7 @@ async fn main() -> ExitCode {
             delay,
             quiet,
         } => mock(listen, status, body, header, delay, quiet).await,
-        Command::Validate { config } => commands::validate::run(&config),
+        Command::Validate { config, strict } => commands::validate::run(&config, strict),
         Command::Render {
             config,
             event,

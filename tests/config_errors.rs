@@ -41,16 +41,22 @@ fn yaml_syntax() {
 }
 
 #[test]
-fn unknown_keys_point_at_the_key_and_list_the_valid_ones() {
+fn unknown_keys_point_at_the_key_and_suggest_the_nearest_or_list_the_valid_ones() {
     assert_error(
         "workflows/typo.yaml",
         "when:\n  - event: sale\nactions:\n  - endpoint: crm\n    adapter: contact\n",
-        "workflows/typo.yaml:5:5: actions[0]: unknown field `adapter`, expected one of `endpoint`, `adaptor`, `delay`",
+        "workflows/typo.yaml:5:5: actions[0]: unknown field `adapter` (did you mean `adaptor`?)",
+    );
+    // A key close to none of them gets the list.
+    assert_error(
+        "workflows/typo.yaml",
+        "when:\n  - event: sale\nactions:\n  - endpoint: crm\n    colour: red\n",
+        "workflows/typo.yaml:5:5: actions[0]: unknown field `colour`, expected one of `endpoint`, `adaptor`, `delay`",
     );
     assert_error(
         "endpoints/x.yaml",
         "url: https://x.example.com\nadaptor: contact\nauth:\n  type: bearer\n  tokn: abc\n",
-        "endpoints/x.yaml:5:3: auth: unknown field `tokn`, expected `token`",
+        "endpoints/x.yaml:5:3: auth: unknown field `tokn` (did you mean `token`?)",
     );
 }
 
@@ -83,7 +89,7 @@ fn tagged_variants_list_the_valid_types() {
 }
 
 #[test]
-fn unknown_references_name_the_known_ones() {
+fn unknown_references_suggest_the_nearest_and_name_the_known_ones() {
     assert_error(
         "workflows/w.yaml",
         "when:\n  - event: sale\nactions:\n  - endpoint: hubspot\n",
@@ -97,7 +103,7 @@ fn unknown_references_name_the_known_ones() {
     assert_error(
         "endpoints/x.yaml",
         "url: https://x.example.com\nadaptor: contacts\n",
-        "endpoints/x.yaml:2:10: unknown adaptor \"contacts\" (known: contact)",
+        "endpoints/x.yaml:2:10: unknown adaptor \"contacts\" (did you mean \"contact\"? known: contact)",
     );
 }
 
@@ -115,12 +121,12 @@ fn adaptor_field_shape() {
     assert_error(
         "adaptors/a.yaml",
         "fields:\n  - to: phone\n",
-        "adaptors/a.yaml:2:5: field 1 (to: phone) needs `from` (a field to read) or `template`",
+        "adaptors/a.yaml:2:5: fields[0] (to: phone) needs `from` (a field to read) or `template`",
     );
     assert_error(
         "adaptors/a.yaml",
         "fields:\n  - from: x\n    template: \"{{ x }}\"\n    to: phone\n",
-        "adaptors/a.yaml:3:15: field 1 (to: phone) has both `from` and `template`: keep one",
+        "adaptors/a.yaml:3:15: fields[0] (to: phone) has both `from` and `template`: keep one",
     );
     assert_error(
         "adaptors/a.yaml",
@@ -284,7 +290,7 @@ fn workflow_shape() {
     assert_error(
         "workflows/w.yaml",
         "when:\n  - field: n\n    between: [1]\nactions:\n  - endpoint: crm\n",
-        "workflows/w.yaml:3:14: `between` takes [low, high], got 1 values",
+        "workflows/w.yaml:3:14: `between` takes [low, high], got 1 value",
     );
 }
 
@@ -373,13 +379,22 @@ fn validate_reports_every_mistake_at_once() {
             "endpoints/crm.yaml:3:10: invalid duration \"forever\": write a number and a unit (ms, s, m, h, d), e.g. 500ms, 10s, 5m, 2h, 1d",
             "workflows/sale.yaml:5:5: a trigger has exactly one operator, this one has in, equals: split it into one trigger each",
             "workflows/sale.yaml:7:15: unknown endpoint \"hubspot\" (known: crm)",
-            "workflows/typo.yaml:3:1: unknown field `actoins`, expected one of `name`, `description`, `active`, `when`, `actions`",
+            "workflows/typo.yaml:3:1: unknown field `actoins` (did you mean `actions`?)",
         ]
     );
     // A reference to a file that exists but cannot be parsed is not reported twice.
     assert!(!stderr.contains("unknown endpoint \"broken\""));
-    assert_eq!(lines.len(), 7, "{stderr}");
-    assert!(lines[6].starts_with("6 errors in "), "{}", lines[6]);
+    // Warnings come after every error, then the count of both.
+    assert_eq!(
+        lines[6],
+        "warning: endpoints/crm.yaml:1:1: endpoint crm is not used by any workflow"
+    );
+    assert_eq!(lines.len(), 8, "{stderr}");
+    assert!(
+        lines[7].starts_with("6 errors and 1 warning in "),
+        "{}",
+        lines[7]
+    );
 }
 
 #[test]
@@ -400,12 +415,12 @@ fn several_mistakes_in_one_file_are_all_reported() {
     assert_eq!(
         errors_of(
             "endpoints/x.yaml",
-            "url: https://x.example.com\nadaptr: contact\ntimout: 5s\nmethod: GETT\n"
+            "url: https://x.example.com\nadaptr: contact\ncolour: red\nmethod: GETT\n"
         ),
         vec![
-            "endpoints/x.yaml:2:1: unknown field `adaptr`, expected one of `name`, `description`, `direction`, `active`, `url`, `method`, `adaptor`, `format`, `xml_root`, `delimiter`, `body_template`, `content_type`, `headers`, `auth`, `signing`, `success_codes`, `response`, `timeout`, `retry`, `concurrency`, `rate_limit`, `path`, `methods`, `event_type`, `event_id`, `allow_from`, `respond`",
-            "endpoints/x.yaml:3:1: unknown field `timout`, expected one of `name`, `description`, `direction`, `active`, `url`, `method`, `adaptor`, `format`, `xml_root`, `delimiter`, `body_template`, `content_type`, `headers`, `auth`, `signing`, `success_codes`, `response`, `timeout`, `retry`, `concurrency`, `rate_limit`, `path`, `methods`, `event_type`, `event_id`, `allow_from`, `respond`",
-            "endpoints/x.yaml:4:9: method: unknown variant `GETT`, expected one of `GET`, `POST`, `PUT`, `PATCH`, `DELETE`",
+            "endpoints/x.yaml:2:1: unknown field `adaptr` (did you mean `adaptor`?)",
+            "endpoints/x.yaml:3:1: unknown field `colour`, expected one of `name`, `description`, `direction`, `active`, `url`, `method`, `adaptor`, `format`, `xml_root`, `delimiter`, `body_template`, `content_type`, `headers`, `auth`, `signing`, `success_codes`, `response`, `timeout`, `retry`, `concurrency`, `rate_limit`, `path`, `methods`, `event_type`, `event_id`, `allow_from`, `respond`",
+            "endpoints/x.yaml:4:9: method: unknown variant `GETT`, expected one of `GET`, `POST`, `PUT`, `PATCH`, `DELETE` (did you mean `GET`?)",
         ]
     );
 }

@@ -155,7 +155,7 @@ async fn send_then_logs_then_replay_from_the_command_line() {
     assert!(csv.starts_with("id,at,delivery_id,attempt,"), "{csv}");
     assert_eq!(csv.lines().count(), 2);
     assert_eq!(
-        logs(&["--endpoint", "nope"]),
+        logs(&["--endpoint", "crm", "--outcome", "skipped"]),
         "no connect log entries match\n"
     );
     let show = logs(&["show", entry["id"].as_str().unwrap()]);
@@ -212,6 +212,8 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 fn bad_input_is_one_line() {
     let config = config("http://127.0.0.1:1/");
     let data = tempfile::tempdir().unwrap();
+    // An empty store: a folder without one is its own error (tests/cli_checks.rs).
+    drop(common::open_when_free(data.path()));
     let cases: Vec<(&str, Vec<&str>, &str)> = vec![
         (
             "logs",

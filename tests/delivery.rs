@@ -312,7 +312,7 @@ async fn a_reset_connection_is_a_connect_error_and_retried() {
             .as_ref()
             .unwrap()
             .message
-            .ends_with("; gave up after 2 attempts (retry.schedule has 1 retries)")
+            .ends_with("; gave up after 2 attempts (retry.schedule has 1 retry)")
     );
 }
 

@@ -329,3 +329,58 @@ async fn a_capture_that_finds_nothing_is_a_warning_in_the_entry_and_the_log() {
         "{log}"
     );
 }
+
+/// A failed attempt that will be retried is a warning in serve's log; the attempt after
+/// which the delivery gives up is an error; a delivery is information.
+#[tokio::test]
+async fn retries_are_warnings_and_final_failures_errors_in_the_log() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let rx = Receiver::start(vec![Reply::Status(503)], Reply::Status(500)).await;
+    let config = ConfigDir::new(&[
+        (
+            "adaptors/contact.yaml",
+            "fields:\n  - {from: phone_number, to: phone}\n",
+        ),
+        (
+            "endpoints/crm.yaml",
+            &format!(
+                "url: {}\nadaptor: contact\nretry: {{schedule: [1s]}}\n",
+                rx.url("/contacts")
+            ),
+        ),
+        (
+            "workflows/sale.yaml",
+            "when:\n  - event: call.disposition\nactions:\n  - endpoint: crm\n",
+        ),
+    ]);
+    let data = tempfile::tempdir().unwrap();
+    let serve = serve(&config, data.path()).await;
+    assert_eq!(post_event(&serve.url, 1).await, 202);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let attempt = |level: &str, outcome: &str, log: &[String]| {
+        log.iter()
+            .any(|l| l.contains(level) && l.contains(&format!("outcome=\"{outcome}\"")))
+    };
+    loop {
+        let log = serve.log();
+        if attempt("ERROR", "failed", &log) {
+            assert!(attempt("WARN", "retrying", &log), "{log:#?}");
+            assert!(
+                log.iter()
+                    .any(|l| l.contains("gave up after 2 attempts (retry.schedule has 1 retry)")),
+                "{log:#?}"
+            );
+            assert!(
+                !log.iter()
+                    .any(|l| l.contains("INFO") && l.contains("outcome")),
+                "{log:#?}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no final failure logged:\n{log:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

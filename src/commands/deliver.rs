@@ -159,6 +159,17 @@ pub struct ReplayArgs<'a> {
 
 /// Sends deliveries again.
 pub async fn replay(args: ReplayArgs<'_>) -> Output {
+    if let Err(out) = super::logs::require_store(args.store) {
+        return out;
+    }
+    // A misspelt --endpoint would find no failed delivery and say "nothing to replay".
+    if let Some(name) = &args.endpoint
+        && let Ok(loaded) = crate::load(args.config)
+        && loaded.engine.endpoint(name).is_none()
+    {
+        let known = loaded.engine.endpoints().iter().map(|e| e.name.as_str());
+        return fail(crate::config::suggest::unknown("endpoint", name, known));
+    }
     let runtime = match open(
         args.config,
         args.data,
@@ -300,11 +311,7 @@ async fn settle_and_report(
 
 /// One line per delivery: where it went, how it ended, and the latest error.
 fn describe(d: &Delivery, entry: Option<&LogEntry>) -> String {
-    let attempts = if d.attempts == 1 {
-        "1 attempt".to_string()
-    } else {
-        format!("{} attempts", d.attempts)
-    };
+    let attempts = super::count(d.attempts as usize, "attempt");
     let mut line = format!("{} {} → {}: ", d.id, d.target.workflow, d.target.endpoint);
     match d.state {
         DeliveryState::Delivered => {
@@ -431,8 +438,11 @@ async fn replay_remote(remote: &super::remote::Remote, args: &ReplayArgs<'_>) ->
             DeliveryState::Pending => "pending",
         };
         let mut line = format!(
-            "{} {} → {}: {state} after {} attempts",
-            d.id, d.target.workflow, d.target.endpoint, d.attempts
+            "{} {} → {}: {state} after {}",
+            d.id,
+            d.target.workflow,
+            d.target.endpoint,
+            super::count(d.attempts as usize, "attempt")
         );
         if d.state != DeliveryState::Delivered
             && let Some(error) = attempts.last().and_then(|e| e.error.as_ref())

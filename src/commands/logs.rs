@@ -40,7 +40,21 @@ enum Source {
     Remote(Remote),
 }
 
+/// A store to read must exist: opening a sled folder creates an empty one, which would
+/// answer "nothing" for a mistyped `--data` and leave a store behind. A sled store is a
+/// folder holding sled's `db` file; a PostgreSQL URL is taken to name one.
+pub(crate) fn require_store(store: &Location) -> Result<(), Output> {
+    match store {
+        Location::Sled(dir) if !dir.join("db").is_file() => Err(fail(format!(
+            "no store in {}: nothing was ever accepted there (check --data or --store; `serve` and `send` create it)",
+            dir.display()
+        ))),
+        _ => Ok(()),
+    }
+}
+
 async fn source(data: &Path, store: &Location) -> Result<Source, Output> {
+    require_store(store)?;
     let node = crate::runtime::default_node();
     match store.open(&node, DEFAULT_DEDUPE_WINDOW).await {
         Ok(store) => Ok(Source::Local(store)),
@@ -84,12 +98,57 @@ pub async fn run(data: &Path, store: &Location, query: &LogQuery, format: Format
         Err(out) => return out,
     };
     match store.search(query).await {
+        Ok(entries) if entries.is_empty() => match unknown_names(&store, query).await {
+            Some(message) => fail(message),
+            None => Output {
+                stdout: render(&entries, format, true),
+                ..Output::default()
+            },
+        },
         Ok(entries) => Output {
             stdout: render(&entries, format, true),
             ..Output::default()
         },
         Err(e) => fail(e.to_string()),
     }
+}
+
+/// How many of the newest entries are read for the names the log knows.
+const NAMES_SCAN: usize = 10_000;
+
+/// When a search by endpoint or workflow found nothing: whether that name is one the log
+/// has never seen (among its newest entries), as an error naming the ones it has. The
+/// log, not the configuration, is what `logs` reads: an endpoint since removed from the
+/// configuration still has its entries.
+async fn unknown_names(store: &Source, query: &LogQuery) -> Option<String> {
+    if query.endpoint.is_none() && query.workflow.is_none() {
+        return None;
+    }
+    let recent = LogQuery {
+        limit: NAMES_SCAN,
+        ..LogQuery::default()
+    };
+    let entries = store.search(&recent).await.ok()?;
+    let mut problems = Vec::new();
+    if let Some(name) = &query.endpoint
+        && !entries.iter().any(|e| e.endpoint == *name)
+    {
+        let known = entries.iter().map(|e| e.endpoint.as_str());
+        problems.push(crate::config::suggest::unknown("endpoint", name, known));
+    }
+    if let Some(name) = &query.workflow
+        && !entries.iter().any(|e| e.workflow == *name)
+    {
+        let known = entries.iter().map(|e| e.workflow.as_str());
+        problems.push(crate::config::suggest::unknown("workflow", name, known));
+    }
+    if problems.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "{}: the connect log has no entry for it",
+        problems.join("; ")
+    ))
 }
 
 /// Entries in a format; `header` prints the table or CSV header row.

@@ -21,3 +21,6 @@ pub struct Output {
     /// invalid configuration or test file).
     pub code: i32,
 }
+
+/// `1 adaptor`, `2 adaptors`: one rule for counts in every message.
+pub use crate::config::error::count;

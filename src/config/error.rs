@@ -38,6 +38,8 @@ impl fmt::Display for ConfigError {
 pub struct ConfigErrors {
     /// The errors, sorted by file and position.
     pub errors: Vec<ConfigError>,
+    /// The warnings found as well, sorted the same way (`validate` shows them too).
+    pub warnings: Vec<ConfigError>,
 }
 
 impl fmt::Display for ConfigErrors {
@@ -59,12 +61,30 @@ pub struct Problems {
     pub errors: Vec<ConfigError>,
     /// Things that work but are probably not what the user meant.
     pub warnings: Vec<ConfigError>,
+    /// Values whose first error explains any other: later errors there are dropped.
+    settled: Vec<(String, Spot)>,
 }
 
 impl Problems {
     /// Records an error.
     pub fn error(&mut self, error: ConfigError) {
-        self.errors.push(error);
+        let settled =
+            |(file, spot): &(String, Spot)| *file == error.file && error.spot == Some(*spot);
+        if !self.settled.iter().any(settled) {
+            self.errors.push(error);
+        }
+    }
+
+    /// Records an error that explains whatever else goes wrong with the same value (an
+    /// unset `${VAR}` leaves `${VAR}` there, which is no valid URL or number either): later
+    /// errors at its position are dropped, other errors of the file are still reported.
+    pub fn error_settling(&mut self, error: ConfigError) {
+        let spot = error.spot;
+        let file = error.file.clone();
+        self.error(error);
+        if let Some(spot) = spot {
+            self.settled.push((file, spot));
+        }
     }
 
     /// Records a warning.
@@ -79,9 +99,20 @@ impl Problems {
             return Ok(self.warnings);
         }
         sort(&mut self.errors);
+        sort(&mut self.warnings);
         Err(ConfigErrors {
             errors: self.errors,
+            warnings: self.warnings,
         })
+    }
+}
+
+/// `1 adaptor`, `2 adaptors`: a count with its noun (plural by adding `s`).
+pub fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
     }
 }
 

@@ -52,6 +52,19 @@ pub struct Locator {
     nodes: Vec<Node>,
     /// The latest node with each path hash; older ones follow through `Node::same_hash`.
     by_hash: HashMap<u64, usize>,
+    /// The first key written twice in one mapping: where, and where it was first.
+    duplicate: Option<Duplicate>,
+}
+
+/// A key written twice in one mapping (serde_yaml says so, but at the mapping's start).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Duplicate {
+    /// The key.
+    pub key: String,
+    /// Where it is written the second time.
+    pub at: Spot,
+    /// Where it is written first.
+    pub first: Option<Spot>,
 }
 
 #[derive(Debug, Clone)]
@@ -131,7 +144,13 @@ impl Locator {
                 key: None,
             }],
             by_hash: HashMap::from([(PathHash::EMPTY.0, 0)]),
+            duplicate: None,
         }
+    }
+
+    /// The first key written twice in one mapping, if any.
+    pub fn duplicate(&self) -> Option<&Duplicate> {
+        self.duplicate.as_ref()
     }
 
     /// The position of the value at `path`, or of the closest parent that has one.
@@ -406,6 +425,22 @@ impl Walker {
                     }
                     let child = self.locator.add(*node, Part::Key(text.into()));
                     self.locator.nodes[child].key = Some(spot);
+                    // The same key in the same map is the previous node of the same path
+                    // (only that one is looked at: nothing compares every pair of keys).
+                    let nodes = &self.locator.nodes;
+                    if self.locator.duplicate.is_none()
+                        && let Some(previous) = nodes[child].same_hash
+                        && nodes[previous].parent == Some(*node)
+                        && let (Part::Key(a), Part::Key(b)) =
+                            (&nodes[previous].part, &nodes[child].part)
+                        && a == b
+                    {
+                        self.locator.duplicate = Some(Duplicate {
+                            key: a.to_string(),
+                            at: spot,
+                            first: nodes[previous].key,
+                        });
+                    }
                     *key = Some(child);
                 }
             }
@@ -501,6 +536,17 @@ actions:
         assert_eq!(loc.key("extra.a"), Some(Spot { line: 3, col: 3 }));
         assert_eq!(loc.value("x"), Some(Spot { line: 5, col: 4 }));
         assert_eq!(loc.value("extra.nope[3]"), loc.value("extra"));
+    }
+
+    #[test]
+    fn finds_the_first_key_written_twice_in_one_map() {
+        let loc = Locator::new("a: 1\nauth:\n  type: x\n  t: 1\n  t: 2\na: 2\n", LIMITS).unwrap();
+        let dup = loc.duplicate().expect("a duplicate");
+        assert_eq!(dup.key, "t");
+        assert_eq!(dup.at, Spot { line: 5, col: 3 });
+        assert_eq!(dup.first, Some(Spot { line: 4, col: 3 }));
+        let loc = Locator::new("a:\n  t: 1\nb:\n  t: 1\n", LIMITS).unwrap();
+        assert_eq!(loc.duplicate(), None);
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod error;
 pub mod interpolate;
 pub mod locate;
 pub mod spec;
+pub mod suggest;
 mod validate;
 
 use std::collections::{HashMap, HashSet};
@@ -417,6 +418,12 @@ fn read_doc<T: DeserializeOwned + NamedSpec>(
                 line: l.line(),
                 col: l.column(),
             });
+            // serde_yaml points a duplicate key at the start of its mapping; the walk
+            // above knows where the key is written again.
+            if let Some((spot, message)) = duplicate_key(&locator, &e.to_string()) {
+                fail(problems, Some(spot), message);
+                return None;
+            }
             fail(problems, spot, yaml_message(&e));
             return None;
         }
@@ -441,15 +448,17 @@ fn read_doc<T: DeserializeOwned + NamedSpec>(
     let mut errors = Vec::new();
     let mut room = Some(MAX_FILE_SIZE as usize);
     interpolate(&mut value, At::Top, env, &mut room, &mut found, &mut errors);
-    let failed_interpolation = !errors.is_empty();
+    // An unset variable does not hide the file's other mistakes: reading goes on with
+    // `${VAR}` left in place, and errors about that same value are dropped.
     for error in errors {
-        fail(problems, locator.value(&error.path), error.message);
+        problems.error_settling(ConfigError {
+            file: file.clone(),
+            spot: locator.value(&error.path),
+            message: error.message,
+        });
     }
     let interpolated = found.iter().map(|s| s.path.clone()).collect();
     substitutions.extend(found);
-    if failed_interpolation {
-        return None;
-    }
     // serde stops at the first error. Unknown keys are the common mistake and can be
     // removed safely, so report one, drop it, and read again: a file with several typos
     // reports them all (and then its first other error, if any), up to
@@ -483,6 +492,17 @@ fn read_doc<T: DeserializeOwned + NamedSpec>(
             if message.starts_with("missing field") && pruned_maps.contains(&path) {
                 return None;
             }
+            if let Some((spot, message)) = duplicate_key(&locator, &message) {
+                fail(problems, Some(spot), message);
+                return None;
+            }
+            let message = match unknown_variant(&message) {
+                Some(variant) => {
+                    let hint = suggest::did_you_mean(variant, expected_fields(&message));
+                    format!("{message}{hint}")
+                }
+                None => message,
+            };
             let message = if path.is_empty() {
                 message
             } else {
@@ -501,6 +521,11 @@ fn read_doc<T: DeserializeOwned + NamedSpec>(
         };
         let spot = locator.key(&key_path).or_else(|| locator.value(&map));
         pruned_maps.push(map.clone());
+        // A likely typo gets its correction instead of the list of every key.
+        let message = match suggest::closest(&key, expected_fields(&message)) {
+            Some(near) => format!("unknown field `{key}` (did you mean `{near}`?)"),
+            None => message,
+        };
         let shown = if map.is_empty() {
             message
         } else {
@@ -520,6 +545,23 @@ fn read_doc<T: DeserializeOwned + NamedSpec>(
         locator,
         interpolated,
     })
+}
+
+/// serde_yaml's "duplicate entry" (at the start of the mapping, or of the file) as the
+/// key written again, where it is.
+fn duplicate_key(locator: &Locator, message: &str) -> Option<(Spot, String)> {
+    let dup = locator.duplicate()?;
+    if !message.contains("duplicate entry with key") {
+        return None;
+    }
+    let first = dup
+        .first
+        .map(|s| format!(" (first written at line {})", s.line))
+        .unwrap_or_default();
+    Some((
+        dup.at,
+        format!("duplicate key `{}`{first}: keep one", dup.key),
+    ))
 }
 
 /// How many unknown keys of one file are reported before the reading stops.
@@ -583,6 +625,20 @@ pub(crate) fn yaml_message(error: &serde_yaml::Error) -> String {
 fn unknown_field(message: &str) -> Option<&str> {
     let rest = message.strip_prefix("unknown field `")?;
     Some(&rest[..rest.find('`')?])
+}
+
+/// The value named by serde's "unknown variant `x`, expected …" message.
+fn unknown_variant(message: &str) -> Option<&str> {
+    let rest = message.strip_prefix("unknown variant `")?;
+    Some(&rest[..rest.find('`')?])
+}
+
+/// The names serde lists after "expected" in an unknown-field message.
+fn expected_fields(message: &str) -> impl Iterator<Item = &str> {
+    let list = message
+        .split_once(", expected")
+        .map_or("", |(_, list)| list);
+    list.split('`').skip(1).step_by(2)
 }
 
 /// A serde_path_to_error path as `a.b[1].c` (the locator's form).

@@ -65,8 +65,8 @@ pub(super) fn adaptor(doc: &Doc<AdaptorSpec>, problems: &mut Problems) {
 
 fn field_label(index: usize, to: &[String]) -> String {
     match to.first() {
-        Some(first) => format!("field {} (to: {first})", index + 1),
-        None => format!("field {}", index + 1),
+        Some(first) => format!("fields[{index}] (to: {first})"),
+        None => format!("fields[{index}]"),
     }
 }
 
@@ -353,7 +353,10 @@ pub(super) fn workflow(doc: &Doc<WorkflowSpec>, problems: &mut Problems) {
         {
             problems.error(doc.error_at(
                 &format!("{path}.between"),
-                format!("`between` takes [low, high], got {} values", between.len()),
+                format!(
+                    "`between` takes [low, high], got {}",
+                    super::error::count(between.len(), "value")
+                ),
             ));
         }
     }

@@ -191,9 +191,13 @@ fn next_step(
             }
             None => {
                 if let Some(e) = error.as_mut() {
+                    let retries = match schedule.len() {
+                        1 => "1 retry".to_string(),
+                        n => format!("{n} retries"),
+                    };
                     e.message.push_str(&format!(
-                        "; gave up after {round} attempts (retry.schedule has {} retries)",
-                        schedule.len()
+                        "; gave up after {} (retry.schedule has {retries})",
+                        crate::config::error::count(round, "attempt"),
                     ));
                 }
             }

@@ -61,6 +61,9 @@ pub struct Templates {
     /// Per template, its pieces when it only substitutes plain names (`{{ lead_id }}`):
     /// those are rendered without minijinja.
     simple: Vec<Option<Simple>>,
+    /// Filter and test names already looked up in the environment, and whether it has
+    /// them: a configuration of many templates asks about the same few.
+    known: HashMap<(Kind, String), bool>,
 }
 
 /// A template made only of text and `{{ name }}` / `{{ a.b }}` substitutions.
@@ -265,6 +268,7 @@ impl Templates {
             env,
             names: Vec::new(),
             simple: Vec::new(),
+            known: HashMap::new(),
         }
     }
 
@@ -275,6 +279,10 @@ impl Templates {
         self.env
             .add_template_owned(name.clone(), source.to_string())
             .map_err(|e| describe(&e))?;
+        if let Some(unknown) = self.unknown_name(&name) {
+            self.env.remove_template(&name);
+            return Err(unknown);
+        }
         self.names.push(name);
         // A name the data lacks is minijinja's global of that name if it has one
         // (`{{ range }}` prints a function): such templates are left to minijinja.
@@ -285,6 +293,84 @@ impl Templates {
         });
         self.simple.push(simple);
         Ok(TemplateId(id))
+    }
+
+    /// The first filter, test or function the template `name` uses that the environment
+    /// lacks, as a message: minijinja itself finds them only when rendering, which for a
+    /// webhook is too late (`{{ phone|e165 }}` would fail every delivery).
+    fn unknown_name(&mut self, name: &str) -> Option<String> {
+        use minijinja::machinery::{Instruction, get_compiled_template};
+        let mut used: Vec<(Kind, String, Option<usize>)> = Vec::new();
+        {
+            let template = self.env.get_template(name).ok()?;
+            let compiled = get_compiled_template(&template);
+            let all = std::iter::once(&compiled.instructions).chain(compiled.blocks.values());
+            // Macros and `{% set %}` names are locals a template may call.
+            let mut locals: Vec<&str> =
+                vec!["loop", "caller", "super", "varargs", "kwargs", "self"];
+            let mut calls = Vec::new();
+            for instructions in all {
+                let mut idx = 0;
+                while let Some(instruction) = instructions.get(idx) {
+                    let line = instructions.get_line(idx);
+                    match instruction {
+                        Instruction::StoreLocal(local) => locals.push(local),
+                        Instruction::ApplyFilter(f, ..) => {
+                            used.push((Kind::Filter, f.to_string(), line))
+                        }
+                        Instruction::PerformTest(t, ..) => {
+                            used.push((Kind::Test, t.to_string(), line))
+                        }
+                        Instruction::CallFunction(f, _) => calls.push((*f, line)),
+                        _ => {}
+                    }
+                    idx += 1;
+                }
+            }
+            let globals: Vec<&str> = self.env.globals().map(|(g, _)| g).collect();
+            for (f, line) in calls {
+                if !locals.contains(&f) && !globals.contains(&f) {
+                    let hint = crate::config::suggest::did_you_mean(f, globals.iter().copied());
+                    return Some(format!("unknown function `{f}`{hint}{}", at_line(line)));
+                }
+            }
+        }
+        for (kind, name, line) in used {
+            if self.knows(kind, &name) {
+                continue;
+            }
+            let known: Vec<&str> = kind
+                .candidates()
+                .iter()
+                .copied()
+                .filter(|candidate| self.knows(kind, candidate))
+                .collect();
+            let hint = crate::config::suggest::did_you_mean(&name, known);
+            return Some(format!(
+                "unknown {} `{name}`{hint}{}",
+                kind.noun(),
+                at_line(line)
+            ));
+        }
+        None
+    }
+
+    /// Whether the environment has the filter or test `name`: asked of the environment
+    /// itself (once per name), so that a builtin is never mistaken for a typo.
+    fn knows(&mut self, kind: Kind, name: &str) -> bool {
+        if let Some(&known) = self.known.get(&(kind, name.to_string())) {
+            return known;
+        }
+        let probe = match kind {
+            Kind::Filter => format!("{{{{ none|{name} }}}}"),
+            Kind::Test => format!("{{{{ none is {name} }}}}"),
+        };
+        let known = match self.env.render_str(&probe, ()) {
+            Ok(_) => true,
+            Err(e) => !matches!(e.kind(), ErrorKind::UnknownFilter | ErrorKind::UnknownTest),
+        };
+        self.known.insert((kind, name.to_string()), known);
+        known
     }
 
     /// The names a template reads from its context, nested attribute lookups included
@@ -313,6 +399,125 @@ impl Templates {
             .map_err(|e| describe(&e))?;
         template.render(context()).map_err(|e| describe(&e))
     }
+}
+
+/// What a template applies by name (functions are the environment's globals).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Kind {
+    Filter,
+    Test,
+}
+
+impl Kind {
+    fn noun(self) -> &'static str {
+        match self {
+            Kind::Filter => "filter",
+            Kind::Test => "test",
+        }
+    }
+
+    /// Names to suggest from (each confirmed against the environment before it is).
+    fn candidates(self) -> &'static [&'static str] {
+        match self {
+            Kind::Filter => &[
+                "date",
+                "digits",
+                "e164",
+                "safe",
+                "escape",
+                "e",
+                "lower",
+                "upper",
+                "title",
+                "capitalize",
+                "replace",
+                "length",
+                "count",
+                "dictsort",
+                "items",
+                "reverse",
+                "trim",
+                "join",
+                "split",
+                "lines",
+                "default",
+                "d",
+                "round",
+                "abs",
+                "int",
+                "float",
+                "attr",
+                "first",
+                "last",
+                "min",
+                "max",
+                "sort",
+                "list",
+                "string",
+                "bool",
+                "batch",
+                "slice",
+                "sum",
+                "indent",
+                "select",
+                "reject",
+                "map",
+                "selectattr",
+                "rejectattr",
+                "groupby",
+                "unique",
+                "chain",
+                "zip",
+                "pprint",
+                "format",
+                "tojson",
+                "urlencode",
+            ],
+            Kind::Test => &[
+                "defined",
+                "undefined",
+                "none",
+                "safe",
+                "escaped",
+                "boolean",
+                "odd",
+                "even",
+                "divisibleby",
+                "number",
+                "integer",
+                "float",
+                "string",
+                "sequence",
+                "iterable",
+                "mapping",
+                "startingwith",
+                "endingwith",
+                "lower",
+                "upper",
+                "sameas",
+                "eq",
+                "equalto",
+                "ne",
+                "lt",
+                "lessthan",
+                "le",
+                "gt",
+                "greaterthan",
+                "ge",
+                "in",
+                "true",
+                "false",
+                "filter",
+                "test",
+            ],
+        }
+    }
+}
+
+/// ` (template line N)`, when the line is known.
+fn at_line(line: Option<usize>) -> String {
+    line.map(|l| format!(" (template line {l})"))
+        .unwrap_or_default()
 }
 
 /// A template error as one line: the problem and, when known, the line in the template.

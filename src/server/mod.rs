@@ -167,6 +167,29 @@ pub struct App {
     config_differs: AtomicBool,
 }
 
+/// One line per attempt, at the level its outcome calls for: a delivery that will be
+/// retried is a warning, one that gave up an error, the others information.
+fn log_attempt(entry: &crate::store::LogEntry) {
+    let message = entry
+        .error
+        .as_ref()
+        .map_or("delivered", |error| error.message.as_str());
+    let status = entry.response.as_ref().map(|r| r.status);
+    macro_rules! at {
+        ($level:ident) => {
+            tracing::$level!(
+                endpoint = %entry.endpoint, delivery = %entry.delivery_id, attempt = entry.attempt,
+                outcome = entry.outcome.as_str(), status, "{message}"
+            )
+        };
+    }
+    match entry.outcome {
+        crate::store::Outcome::Retrying => at!(warn),
+        crate::store::Outcome::Failed => at!(error),
+        _ => at!(info),
+    }
+}
+
 impl App {
     /// Loads the configuration and opens the data folder.
     pub async fn open(settings: Settings) -> Result<Arc<App>, ServeError> {
@@ -180,7 +203,10 @@ impl App {
         let listener_stats = stats.clone();
         runtime.listen(Box::new(move |_, entry| {
             listener_stats.record(entry);
-            let took = entry.response.as_ref().map(|r| Duration::from_millis(r.duration_ms));
+            let took = entry
+                .response
+                .as_ref()
+                .map(|r| Duration::from_millis(r.duration_ms));
             listener_metrics.attempt(&entry.endpoint, entry.outcome.as_str(), took);
             for warning in &entry.warnings {
                 tracing::warn!(
@@ -188,16 +214,7 @@ impl App {
                     "{warning}"
                 );
             }
-            match &entry.error {
-                Some(error) => tracing::info!(
-                    endpoint = %entry.endpoint, delivery = %entry.delivery_id, attempt = entry.attempt,
-                    outcome = entry.outcome.as_str(), "{}", error.message
-                ),
-                None => tracing::info!(
-                    endpoint = %entry.endpoint, delivery = %entry.delivery_id, attempt = entry.attempt,
-                    outcome = entry.outcome.as_str(), status = entry.response.as_ref().map(|r| r.status), "delivered"
-                ),
-            }
+            log_attempt(entry);
         }));
         Ok(Arc::new(App {
             settings,

@@ -7,7 +7,7 @@ use serde_json::Value;
 use crate::config::spec::AdaptorSpec;
 use crate::config::{Doc, Problems};
 use crate::engine::adaptor::{Adaptor, DateSpec, Extra, Field, KeyPath, Source};
-use crate::engine::date::{DateFormat, parse_timezone};
+use crate::engine::date::{DateFormat, parse_timezone, php_equivalent, zone_warning};
 use crate::engine::field::FieldRef;
 use crate::engine::request::is_template;
 use crate::engine::template::{Escape, Templates};
@@ -56,14 +56,29 @@ pub(super) fn adaptor(
             (None, None) => Source::From(Vec::new()),
         };
         let date = f.date_format.as_ref().and_then(|format| {
+            let at = format!("{path}.date_format");
+            if let Some(php) = php_equivalent(format) {
+                problems.warn(doc.error_at(
+                    &at,
+                    format!(
+                        "date_format {format:?} looks like a Java/ICU/moment pattern, but date_format takes PHP date() letters: write {php:?}"
+                    ),
+                ));
+            }
             let format = DateFormat::parse(format)
-                .map_err(|e| problems.error(doc.error_at(&format!("{path}.date_format"), e)))
+                .map_err(|e| problems.error(doc.error_at(&at, e)))
                 .ok();
             let zone = |key: &str, name: &Option<String>, problems: &mut Problems| match name {
                 None => Some(chrono_tz::UTC),
-                Some(name) => parse_timezone(name)
-                    .map_err(|e| problems.error(doc.error_at(&format!("{path}.{key}"), e)))
-                    .ok(),
+                Some(name) => {
+                    let at = format!("{path}.{key}");
+                    if let Some(warning) = zone_warning(name) {
+                        problems.warn(doc.error_at(&at, format!("{key}: {warning}")));
+                    }
+                    parse_timezone(name)
+                        .map_err(|e| problems.error(doc.error_at(&at, e)))
+                        .ok()
+                }
             };
             let timezone = zone("timezone", &f.timezone, problems);
             let input_timezone = zone("input_timezone", &f.input_timezone, problems);

@@ -205,14 +205,7 @@ impl Refs<'_> {
 
 /// `unknown endpoint "hubspot" (known: hubspot-contacts, slack)`.
 pub(super) fn unknown<'a>(kind: &str, name: &str, known: impl Iterator<Item = &'a str>) -> String {
-    let mut known: Vec<&str> = known.collect();
-    known.sort_unstable();
-    let list = if known.is_empty() {
-        "none".to_string()
-    } else {
-        known.join(", ")
-    };
-    format!("unknown {kind} {name:?} (known: {list})")
+    crate::config::suggest::unknown(kind, name, known)
 }
 
 pub use endpoint::parse_cidr;

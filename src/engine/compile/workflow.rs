@@ -96,6 +96,18 @@ pub(super) fn workflow(
     }
 }
 
+/// A date such as 2024-05-01 (and a time after it): as text, these sort as their dates do.
+fn is_iso_date(v: &Value) -> bool {
+    let Some(s) = v.as_str() else { return false };
+    let b = s.as_bytes();
+    b.len() >= 10
+        && b[..4].iter().all(u8::is_ascii_digit)
+        && b[4] == b'-'
+        && b[5..7].iter().all(u8::is_ascii_digit)
+        && b[7] == b'-'
+        && b[8..10].iter().all(u8::is_ascii_digit)
+}
+
 fn trigger(
     doc: &Doc<WorkflowSpec>,
     path: &str,
@@ -123,6 +135,40 @@ fn trigger(
         let s = crate::engine::value::text(v).into_owned();
         if ignore_case { s.to_lowercase() } else { s }
     };
+    let numeric = [
+        ("gt", t.gt.as_ref()),
+        ("gte", t.gte.as_ref()),
+        ("lt", t.lt.as_ref()),
+        ("lte", t.lte.as_ref()),
+    ];
+    let mut operands: Vec<(String, &Value)> = numeric
+        .into_iter()
+        .filter_map(|(key, v)| Some((key.to_string(), v?)))
+        .collect();
+    if let Some(bounds) = &t.between {
+        operands.extend(
+            bounds
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (format!("between[{i}]"), v)),
+        );
+    }
+    let mut not_numbers = false;
+    for (key, v) in operands {
+        if crate::engine::value::number(v).is_none() && !is_iso_date(v) {
+            not_numbers = true;
+            problems.error(doc.error_at(
+                &format!("{path}.{key}"),
+                format!(
+                    "the trigger on {name:?} compares numbers: {key} takes a number or an ISO 8601 date, got {}",
+                    crate::engine::value::show(Some(v))
+                ),
+            ));
+        }
+    }
+    if not_numbers {
+        return None;
+    }
     let op = if let Some(v) = &t.equals {
         Op::Equals(v.clone())
     } else if let Some(v) = &t.not_equals {

@@ -9,6 +9,7 @@
 //! `tests/fixtures/php_dates.php`) pins that down. Zone data comes from chrono-tz, whose tzdata
 //! may be newer or older than the one a PHP build uses; differences there are data, not format.
 
+mod foreign;
 mod input;
 mod php;
 #[cfg(test)]
@@ -21,10 +22,11 @@ use chrono::format::{Item, StrftimeItems};
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use chrono_tz::Tz;
 
+pub use foreign::php_equivalent;
 pub use input::parse_input;
 pub use php::PhpPattern;
 use php::{Code, Fields, put};
-pub use zone::parse_timezone;
+pub use zone::{parse_timezone, zone_warning};
 
 /// A compiled `date_format`.
 #[derive(Debug, Clone)]

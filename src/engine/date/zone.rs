@@ -22,6 +22,31 @@ pub fn parse_timezone(name: &str) -> Result<Tz, String> {
     })
 }
 
+/// Names the tz database knows that are rarely what a user means: fixed offsets with no
+/// daylight saving time (`EST` is UTC-5 all year, also in July) and the legacy POSIX
+/// rule zones. Each with the zone to use instead.
+#[rustfmt::skip]
+const FIXED: &[(&str, &str)] = &[
+    ("EST", "America/New_York"), ("MST", "America/Denver"), ("HST", "Pacific/Honolulu"),
+    ("EST5EDT", "America/New_York"), ("CST6CDT", "America/Chicago"),
+    ("MST7MDT", "America/Denver"), ("PST8PDT", "America/Los_Angeles"),
+];
+
+/// When `name` is a valid zone that is probably a mistake (a fixed offset such as `EST`,
+/// or a legacy rule zone), the warning to give, naming the zone to use.
+pub fn zone_warning(name: &str) -> Option<String> {
+    let (written, zone) = FIXED
+        .iter()
+        .find(|(abbr, _)| abbr.eq_ignore_ascii_case(name.trim()))?;
+    Some(if written.len() == 3 {
+        format!(
+            "time zone {name:?} is a fixed offset that ignores daylight saving time: use {zone:?} for local time"
+        )
+    } else {
+        format!("time zone {name:?} is a legacy POSIX zone ({written}): use {zone:?}")
+    })
+}
+
 /// Common abbreviations that are not zone names, mapped to a representative zone.
 #[rustfmt::skip]
 const ABBREVIATIONS: &[(&str, &str)] = &[
