@@ -79,7 +79,7 @@ fn tagged_variants_list_the_valid_types() {
     assert_error(
         "endpoints/x.yaml",
         "url: https://x.example.com\nadaptor: contact\nauth:\n  type: oauth\n  token: abc\n",
-        "endpoints/x.yaml:4:9: auth.type: unknown variant `oauth`, expected one of `bearer`, `basic`, `header`, `query`, `signature`",
+        "endpoints/x.yaml:4:9: auth.type: unknown variant `oauth`, expected one of `bearer`, `basic`, `header`, `query`, `signature`, `oauth2` (did you mean `oauth2`?)",
     );
     assert_error(
         "endpoints/x.yaml",
@@ -506,5 +506,24 @@ fn endpoint_defaults_are_the_specs() {
     assert_eq!(
         hook.methods.iter().map(|m| m.as_str()).collect::<Vec<_>>(),
         vec!["POST"]
+    );
+}
+
+#[test]
+fn oauth2_needs_its_token_url_its_refresh_token_and_an_outbound_endpoint() {
+    assert_error(
+        "endpoints/x.yaml",
+        "url: https://x.example.com\nadaptor: contact\nauth:\n  type: oauth2\n  grant: client_credentials\n  client_id: id\n  client_secret: secret\n",
+        "endpoints/x.yaml:4:3: auth: missing field `token_url`",
+    );
+    assert_error(
+        "endpoints/x.yaml",
+        "url: https://x.example.com\nadaptor: contact\nauth:\n  type: oauth2\n  token_url: https://login.example.com/token\n  grant: refresh_token\n  client_id: id\n  client_secret: secret\n",
+        "endpoints/x.yaml:6:10: auth grant refresh_token needs a refresh_token (e.g. refresh_token: ${REFRESH_TOKEN})",
+    );
+    assert_error(
+        "endpoints/x.yaml",
+        "direction: inbound\npath: /hooks/x\nevent_type: lead\nauth:\n  type: oauth2\n  token_url: https://login.example.com/token\n  grant: client_credentials\n  client_id: id\n  client_secret: secret\n",
+        "endpoints/x.yaml:5:9: auth type oauth2 is for outbound endpoints: an inbound endpoint checks credentials, it does not fetch them (use bearer, basic, header, query or signature)",
     );
 }

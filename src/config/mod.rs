@@ -680,6 +680,16 @@ fn collect_secrets(endpoints: &[Doc<EndpointSpec>], found: &[Substitution]) -> V
             Some(AuthSpec::Header { value, .. }) => secrets.push(value.clone()),
             Some(AuthSpec::Query { params }) => secrets.extend(params.values().cloned()),
             Some(AuthSpec::Signature { secret }) => secrets.push(secret.clone()),
+            Some(AuthSpec::Oauth2 {
+                client_id,
+                client_secret,
+                refresh_token,
+                ..
+            }) => {
+                secrets.push(client_secret.clone());
+                secrets.push(format!("{client_id}:{client_secret}"));
+                secrets.extend(refresh_token.iter().cloned());
+            }
             None => {}
         }
         if let Some(signing) = &doc.spec.signing {

@@ -404,6 +404,51 @@ pub enum AuthSpec {
         /// The signing secret, "whsec_<base64>".
         secret: String,
     },
+    /// Outbound only: an OAuth2 access token, fetched from `token_url` on first use,
+    /// cached per endpoint and renewed before it expires or when the endpoint answers 401.
+    Oauth2 {
+        /// The token endpoint, e.g. https://login.salesforce.com/services/oauth2/token.
+        token_url: String,
+        /// How the token is obtained.
+        grant: OAuth2Grant,
+        /// The client id.
+        client_id: String,
+        /// The client secret.
+        client_secret: String,
+        /// Required for `grant: refresh_token`.
+        #[serde(default)]
+        refresh_token: Option<String>,
+        /// The scope requested, if any.
+        #[serde(default)]
+        scope: Option<String>,
+        /// Extra form parameters of the token request.
+        #[serde(default)]
+        params: Option<IndexMap<String, String>>,
+        /// Where the client credentials go (default `body`).
+        #[serde(default)]
+        client_auth: Option<ClientAuth>,
+    },
+}
+
+/// An OAuth2 grant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OAuth2Grant {
+    /// The client's own credentials.
+    ClientCredentials,
+    /// A long-lived refresh token.
+    RefreshToken,
+}
+
+/// Where the client credentials of a token request go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuth {
+    /// `client_id` and `client_secret` in the form.
+    #[default]
+    Body,
+    /// HTTP Basic.
+    Basic,
 }
 
 /// Standard Webhooks signing of outbound requests.

@@ -246,6 +246,12 @@ fn literal_secrets(doc: &Doc<EndpointSpec>, problems: &mut Problems) {
         Some(AuthSpec::Basic { .. }) => literal.push("auth.password"),
         Some(AuthSpec::Header { .. }) => literal.push("auth.value"),
         Some(AuthSpec::Signature { .. }) => literal.push("auth.secret"),
+        Some(AuthSpec::Oauth2 { refresh_token, .. }) => {
+            literal.push("auth.client_secret");
+            if refresh_token.is_some() {
+                literal.push("auth.refresh_token");
+            }
+        }
         Some(AuthSpec::Query { params }) => {
             for key in params.keys() {
                 let path = format!("auth.params.{key}");

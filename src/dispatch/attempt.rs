@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use super::Dispatcher;
 use super::exchange::{Verdict, exchange, judge};
 use super::pace::jitter;
-use crate::engine::request::{Endpoint, Request};
+use crate::engine::request::{Auth, Endpoint, Request};
 use crate::engine::{Engine, Plan};
 use crate::store::record::{AttemptError, ErrorKind, LoggedRequest};
 use crate::store::{
@@ -46,14 +46,11 @@ pub(super) async fn run(
     let prepared = prepare(&engine, &delivery, event, attempt, at);
     let (mut verdict, request, mut warnings) = match prepared {
         Prepared::Stop(verdict, warnings) => (verdict, None, warnings),
-        Prepared::Send(request, warnings) => {
+        Prepared::Send(mut request, warnings) => {
             let endpoint = engine
                 .endpoint(&delivery.target.endpoint)
                 .expect("a rendered request has an endpoint");
-            let verdict = match exchange(d, &engine, endpoint, &request).await {
-                Ok(exchanged) => judge(&engine, endpoint, &request.url, exchanged),
-                Err(failed) => failed,
-            };
+            let verdict = send(d, &engine, endpoint, &mut request).await;
             (verdict, Some(shown(&engine, endpoint, &request)), warnings)
         }
     };
@@ -93,6 +90,67 @@ pub(super) async fn run(
     delivery.last_entry = Some(id.clone());
     delivery.entries.push(id);
     Ok((delivery, entry))
+}
+
+/// The exchange and its judgement. For an oauth2 endpoint, with its access token; a 401
+/// renews the token at once and sends the request once more, in the same attempt.
+async fn send(
+    d: &Dispatcher,
+    engine: &Engine,
+    endpoint: &Endpoint,
+    request: &mut Request,
+) -> Verdict {
+    let Some(Auth::OAuth2(config)) = &endpoint.auth else {
+        return match exchange(d, engine, endpoint, request).await {
+            Ok(exchanged) => judge(engine, endpoint, &request.url, exchanged),
+            Err(failed) => failed,
+        };
+    };
+    let timeout = endpoint.policy.timeout;
+    let token = |rejected: Option<String>| async move {
+        d.tokens
+            .token(
+                d,
+                engine,
+                &endpoint.name,
+                config,
+                timeout,
+                rejected.as_deref(),
+            )
+            .await
+    };
+    let mut verdict = match token(None).await {
+        Err(failed) => failed,
+        Ok(first) => {
+            bearer(request, &first);
+            match exchange(d, engine, endpoint, request).await {
+                Ok(exchanged) if exchanged.status() == 401 => match token(Some(first)).await {
+                    Err(failed) => failed,
+                    Ok(renewed) => {
+                        bearer(request, &renewed);
+                        match exchange(d, engine, endpoint, request).await {
+                            Ok(exchanged) => judge(engine, endpoint, &request.url, exchanged),
+                            Err(failed) => failed,
+                        }
+                    }
+                },
+                Ok(exchanged) => judge(engine, endpoint, &request.url, exchanged),
+                Err(failed) => failed,
+            }
+        }
+    };
+    d.tokens.redact(&endpoint.name, &mut verdict).await;
+    verdict
+}
+
+/// Sets `Authorization: Bearer <token>` (replacing the one a 401 refused).
+fn bearer(request: &mut Request, token: &str) {
+    request
+        .headers
+        .retain(|(name, _)| !name.eq_ignore_ascii_case("authorization"));
+    request
+        .headers
+        .insert(0, ("Authorization".into(), format!("Bearer {token}")));
 }
 
 /// What preparing an attempt came to: a finished request to send (credentials and

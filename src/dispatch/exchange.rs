@@ -77,6 +77,13 @@ pub(super) struct Exchanged {
     duration_ms: u64,
 }
 
+impl Exchanged {
+    /// The response's status code.
+    pub(super) fn status(&self) -> u16 {
+        self.status.as_u16()
+    }
+}
+
 /// Sends the request (unless it is too large or its destination is not allowed) and reads
 /// the response, within the endpoint's timeout. A transport failure is its verdict.
 pub(super) async fn exchange(

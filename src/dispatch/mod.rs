@@ -17,6 +17,7 @@ mod attempt;
 pub mod clock;
 mod exchange;
 mod health;
+mod oauth;
 pub mod pace;
 pub mod policy;
 pub mod response;
@@ -89,6 +90,8 @@ pub struct Dispatcher {
     node: String,
     /// The last version given to a shared pause (see `version`).
     versions: std::sync::atomic::AtomicI64,
+    /// OAuth2 access tokens, per endpoint, in memory only.
+    tokens: oauth::Tokens,
 }
 
 /// A lease lasts the endpoint's timeout plus this: time to record the attempt.
@@ -158,6 +161,7 @@ impl Dispatcher {
             recovery_tried: Mutex::new(None),
             node,
             versions: std::sync::atomic::AtomicI64::new(0),
+            tokens: oauth::Tokens::default(),
         })
     }
 

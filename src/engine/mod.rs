@@ -364,8 +364,13 @@ impl Engine {
     /// what dry runs show.
     pub fn shown(&self, endpoint: &Endpoint, request: &Request) -> Request {
         let mut request = request.clone();
-        if let Some(auth) = &endpoint.auth {
-            auth.apply(&mut request);
+        match &endpoint.auth {
+            // The token is fetched only to send: shown masked, never fetched for a dry run.
+            Some(request::Auth::OAuth2(_)) => request
+                .headers
+                .push(("Authorization".into(), MASK.to_string())),
+            Some(auth) => auth.apply(&mut request),
+            None => {}
         }
         self.masked(endpoint, &request)
     }

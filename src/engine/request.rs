@@ -1,6 +1,7 @@
 //! Outbound endpoints (docs/configuration.md): how a payload becomes an HTTP request — URL, method, headers,
 //! body — and how credentials are added (at send time, never stored).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -14,7 +15,7 @@ use super::field::FieldRef;
 use super::signing::SigningKey;
 use super::template::TemplateId;
 use super::units::{CodeSet, RateLimit};
-use crate::config::spec::{Format, Method, ResponseFormat};
+use crate::config::spec::{ClientAuth, Format, Method, OAuth2Grant, ResponseFormat};
 
 /// An HTTP request, ready to send (before credentials and send-time headers).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,6 +73,30 @@ pub enum Auth {
     Query(Vec<(String, String)>),
     /// Inbound only: Standard Webhooks verification.
     Signature(SigningKey),
+    /// `Authorization: Bearer <access token>`, the token fetched and cached by the
+    /// dispatcher (`dispatch/oauth.rs`): never part of the engine.
+    OAuth2(Arc<OAuth2>),
+}
+
+/// How an OAuth2 access token is obtained (docs/configuration.md, `type: oauth2`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OAuth2 {
+    /// The token endpoint.
+    pub token_url: String,
+    /// The grant.
+    pub grant: OAuth2Grant,
+    /// The client id.
+    pub client_id: String,
+    /// The client secret.
+    pub client_secret: String,
+    /// The configured refresh token (`grant: refresh_token`).
+    pub refresh_token: Option<String>,
+    /// The scope requested.
+    pub scope: Option<String>,
+    /// Extra form parameters.
+    pub params: Vec<(String, String)>,
+    /// Where the client credentials go.
+    pub client_auth: ClientAuth,
 }
 
 impl Auth {
@@ -94,14 +119,15 @@ impl Auth {
                 .push(("Authorization".into(), value.clone())),
             Auth::Header { name, value } => request.headers.push((name.clone(), value.clone())),
             Auth::Query(params) => request.url = encode::append_query(&request.url, params),
-            Auth::Signature(_) => {}
+            // Added by the dispatcher, which holds the token.
+            Auth::Signature(_) | Auth::OAuth2(_) => {}
         }
     }
 
     /// The header whose whole value is a credential, if any.
     pub fn header_name(&self) -> Option<&str> {
         match self {
-            Auth::Bearer(_) | Auth::Basic(_) => Some("Authorization"),
+            Auth::Bearer(_) | Auth::Basic(_) | Auth::OAuth2(_) => Some("Authorization"),
             Auth::Header { name, .. } => Some(name),
             Auth::Query(_) | Auth::Signature(_) => None,
         }

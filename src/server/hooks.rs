@@ -191,6 +191,8 @@ fn authenticate(
             query.retain(|(k, _)| !params.iter().any(|(name, _)| name == k));
             Ok(())
         }
+        // Refused at load: an inbound endpoint cannot use oauth2. Fail closed all the same.
+        Some(Auth::OAuth2(_)) => Err(denied("oauth2 cannot authenticate inbound calls")),
         Some(Auth::Signature(key)) => {
             let (Some(id), Some(ts), Some(sig)) = (
                 header("webhook-id"),

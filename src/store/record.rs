@@ -202,6 +202,8 @@ pub enum ErrorKind {
     Inactive,
     /// The stored event or delivery cannot be read back.
     Store,
+    /// The OAuth2 token request failed (`auth: {type: oauth2}`).
+    Auth,
 }
 
 /// An error as the log shows it: what kind, and what a person can do about it.

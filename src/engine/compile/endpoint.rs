@@ -4,14 +4,15 @@ use std::time::Duration;
 
 use super::adaptor::output_keys;
 use super::{DEFAULT_SCHEDULE, MAX_RETRIES, RETRY_DELAYS, Refs};
-use crate::config::spec::{AuthSpec, CodeSpec, EndpointSpec, Format, Headers, Method};
+use crate::config::spec::{AuthSpec, CodeSpec, EndpointSpec, Format, Headers, Method, OAuth2Grant};
 use crate::config::{Doc, Problems, hook_path};
 use crate::engine::adaptor::Adaptor;
 use crate::engine::encode::is_xml_name;
 use crate::engine::field::FieldRef;
 use crate::engine::inbound::InboundEndpoint;
 use crate::engine::request::{
-    Auth, Body, Endpoint, Policy, ResponseCheck, Text, header_line, is_header_name, is_template,
+    Auth, Body, Endpoint, OAuth2, Policy, ResponseCheck, Text, check_url, header_line,
+    is_header_name, is_template,
 };
 use crate::engine::signing::SigningKey;
 use crate::engine::template::{Escape, Templates};
@@ -261,6 +262,46 @@ fn auth(doc: &Doc<EndpointSpec>, spec: &AuthSpec, problems: &mut Problems) -> Op
             }
             Auth::Query(params.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
         }
+        AuthSpec::Oauth2 {
+            token_url,
+            grant,
+            client_id,
+            client_secret,
+            refresh_token,
+            scope,
+            params,
+            client_auth,
+        } => {
+            if let Err(e) = check_url(token_url) {
+                problems.error(doc.error_at("auth.token_url", format!("auth token_url: {e}")));
+            }
+            empty("client_id", client_id, problems);
+            empty("client_secret", client_secret, problems);
+            match (grant, refresh_token) {
+                (OAuth2Grant::RefreshToken, None) => problems.error(doc.error_at(
+                    "auth.grant",
+                    "auth grant refresh_token needs a refresh_token (e.g. refresh_token: ${REFRESH_TOKEN})",
+                )),
+                (OAuth2Grant::RefreshToken, Some(token)) => {
+                    empty("refresh_token", token, problems)
+                }
+                (OAuth2Grant::ClientCredentials, _) => {}
+            }
+            Auth::OAuth2(std::sync::Arc::new(OAuth2 {
+                token_url: token_url.clone(),
+                grant: *grant,
+                client_id: client_id.clone(),
+                client_secret: client_secret.clone(),
+                refresh_token: refresh_token.clone(),
+                scope: scope.clone(),
+                params: params
+                    .iter()
+                    .flatten()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+                client_auth: client_auth.unwrap_or_default(),
+            }))
+        }
         AuthSpec::Signature { secret } => match SigningKey::parse(secret) {
             Ok(key) => Auth::Signature(key),
             Err(e) => {
@@ -439,7 +480,16 @@ pub(super) fn inbound_endpoint(
             .adaptor
             .as_ref()
             .and_then(|name| refs.adaptor(doc, "adaptor", name, problems)),
-        auth: spec.auth.as_ref().and_then(|a| auth(doc, a, problems)),
+        auth: spec.auth.as_ref().and_then(|a| match a {
+            AuthSpec::Oauth2 { .. } => {
+                problems.error(doc.error_at(
+                    "auth.type",
+                    "auth type oauth2 is for outbound endpoints: an inbound endpoint checks credentials, it does not fetch them (use bearer, basic, header, query or signature)",
+                ));
+                None
+            }
+            a => auth(doc, a, problems),
+        }),
         allow_from,
         respond: spec.respond.unwrap_or(202),
     }
