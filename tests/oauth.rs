@@ -35,10 +35,13 @@ enum Mode {
     Refuse,
 }
 
+/// One token request: its Authorization header and its form.
+type TokenRequest = (Option<String>, Vec<(String, String)>);
+
 #[derive(Default)]
 struct Issued {
     /// Each token request: its Authorization header and form.
-    requests: Vec<(Option<String>, Vec<(String, String)>)>,
+    requests: Vec<TokenRequest>,
     /// Each access token with when it expires.
     tokens: Vec<(String, Instant)>,
     /// Every refresh token handed out.
@@ -102,7 +105,7 @@ impl TokenServer {
         TokenServer { url, issued }
     }
 
-    fn requests(&self) -> Vec<(Option<String>, Vec<(String, String)>)> {
+    fn requests(&self) -> Vec<TokenRequest> {
         self.issued.lock().unwrap().requests.clone()
     }
 
