@@ -55,7 +55,8 @@ pub const MAX_PAUSE: Duration = Duration::from_secs(60);
 /// it answers.
 struct Lane {
     concurrency: usize,
-    /// The endpoint's timeout: leases last this long plus [`LEASE_MARGIN`].
+    /// The longest an attempt of the endpoint can take (`Endpoint::longest_attempt`):
+    /// leases last this long plus [`LEASE_MARGIN`].
     timeout: Duration,
     /// The rate limit the bucket was made for (a reload that changes it makes a new lane).
     rate: Option<crate::engine::units::RateLimit>,
@@ -94,7 +95,8 @@ pub struct Dispatcher {
     tokens: oauth::Tokens,
 }
 
-/// A lease lasts the endpoint's timeout plus this: time to record the attempt.
+/// A lease lasts the longest attempt (the endpoint's timeout; four times it for oauth2)
+/// plus this: time to record the attempt.
 pub const LEASE_MARGIN: Duration = Duration::from_secs(30);
 
 /// After a probe's timeout, the time for its node to record it and share what it found:
@@ -274,10 +276,11 @@ impl Dispatcher {
 
     fn lane(&self, endpoint: &str) -> Arc<Lane> {
         let engine = self.engine();
-        let policy = engine.endpoint(endpoint).map(|e| &e.policy);
+        let compiled = engine.endpoint(endpoint);
+        let policy = compiled.map(|e| &e.policy);
         let concurrency = policy.map_or(1, |p| p.concurrency.max(1) as usize);
         let rate = policy.and_then(|p| p.rate_limit);
-        let timeout = policy.map_or(Duration::from_secs(30), |p| p.timeout);
+        let timeout = compiled.map_or(Duration::from_secs(30), |e| e.longest_attempt());
         let mut lanes = self.lanes.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(lane) = lanes.get(endpoint)
             && lane.concurrency == concurrency
