@@ -490,3 +490,27 @@ async fn a_token_the_receiver_echoes_is_masked_in_the_log() {
     assert_eq!(seen.lock().unwrap().len(), 1);
     assert_hidden(&tokens.secrets(), data.path(), serve).await;
 }
+
+#[tokio::test]
+async fn the_token_request_obeys_the_network_policy() {
+    let tokens = TokenServer::start(Mode::Refuse).await;
+    let (url, seen) = receiver(&tokens).await;
+    let config = config(
+        &format!("{url}/crm"),
+        "http://169.254.169.254/token",
+        "  grant: client_credentials\n",
+    );
+    let data = tempfile::tempdir().expect("temp dir");
+    let serve = serve(&config, data.path()).await;
+    send(&serve, "e1").await;
+    let log = entries(&serve, 1).await;
+    assert_eq!(log[0]["error"]["kind"], "auth", "{:#}", log[0]);
+    let message = log[0]["error"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("token request to http://169.254.169.254/token failed: ")
+            && message.contains("blocked by the outbound network policy"),
+        "{message}"
+    );
+    assert!(seen.lock().unwrap().is_empty());
+    assert!(tokens.requests().is_empty());
+}
