@@ -106,9 +106,9 @@ impl Tokens {
                     failure.retryable,
                 )
             })?;
-        let renew_at = answer.lifetime().map(|life| {
+        let renew_at = answer.lifetime().and_then(|life| {
             let early = RENEW_EARLY.min(life / RENEW_FRACTION);
-            Instant::now() + life - early
+            Instant::now().checked_add(life - early)
         });
         if let Some(rotated) = answer.refresh_token.filter(|t| !t.is_empty()) {
             slot.remember(rotated.clone());
@@ -191,7 +191,10 @@ impl TokenAnswer {
             serde_json::Value::String(s) => s.trim().parse().ok()?,
             _ => return None,
         };
-        (seconds.is_finite() && seconds > 0.0).then(|| Duration::from_secs_f64(seconds))
+        // A lifetime too large for a Duration is as good as none: renewed after a 401.
+        Duration::try_from_secs_f64(seconds)
+            .ok()
+            .filter(|life| !life.is_zero())
     }
 }
 
@@ -351,6 +354,8 @@ mod tests {
             Some(Duration::from_secs(7200))
         );
         assert_eq!(answer(serde_json::json!(0)).lifetime(), None);
+        assert_eq!(answer(serde_json::json!(-5)).lifetime(), None);
+        assert_eq!(answer(serde_json::json!(1e300)).lifetime(), None);
         assert_eq!(answer(serde_json::json!(null)).lifetime(), None);
     }
 }
