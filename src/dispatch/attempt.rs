@@ -139,7 +139,7 @@ async fn send(
             }
         }
     };
-    d.tokens.redact(&endpoint.name, &mut verdict).await;
+    d.tokens.redact(&endpoint.name, &mut verdict);
     verdict
 }
 

@@ -37,20 +37,26 @@ const REMEMBERED: usize = 4;
 /// The tokens of every oauth2 endpoint, by endpoint name.
 #[derive(Default)]
 pub(super) struct Tokens {
-    slots: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Slot>>>>,
+    slots: Mutex<HashMap<String, Arc<Entry>>>,
 }
 
-/// One endpoint's token state. Its lock is held through a token request, so that
-/// concurrent attempts wait for one request rather than each making their own.
+/// One endpoint's tokens: the state, whose lock is held through a token request (so that
+/// concurrent attempts wait for one request rather than each making their own), and the
+/// masking of its recent tokens, which never waits for a token request.
+struct Entry {
+    slot: tokio::sync::Mutex<Slot>,
+    redactor: Mutex<Redactor>,
+}
+
+/// One endpoint's token state.
 struct Slot {
     /// The configuration the state belongs to: a reload that changes it starts over.
     config: Arc<OAuth2>,
     access: Option<Access>,
     /// The refresh token in use: the configured one, or the last one the server returned.
     refresh: Option<String>,
-    /// The latest tokens, access and refresh, for masking.
+    /// The latest tokens, access and refresh, for masking (kept across a reload).
     seen: Vec<String>,
-    redactor: Redactor,
 }
 
 struct Access {
@@ -82,10 +88,14 @@ impl Tokens {
         timeout: Duration,
         rejected: Option<&str>,
     ) -> Result<String, Verdict> {
-        let slot = self.slot(endpoint, config);
-        let mut slot = slot.lock().await;
+        let entry = self.entry(endpoint, config);
+        let mut slot = entry.slot.lock().await;
         if *slot.config != **config {
-            *slot = Slot::new(config.clone());
+            let seen = std::mem::take(&mut slot.seen);
+            *slot = Slot {
+                seen,
+                ..Slot::new(config.clone())
+            };
         }
         if let Some(access) = &slot.access {
             let fresh = access.renew_at.is_none_or(|at| Instant::now() < at);
@@ -96,10 +106,12 @@ impl Tokens {
         }
         slot.access = None;
         let refresh = slot.refresh.clone();
+        // A lifetime counts from when the server was asked, not from when its answer came.
+        let asked = Instant::now();
         let answer = fetch(d, config, refresh.as_deref(), timeout)
             .await
             .map_err(|failure| {
-                let message = slot.redactor.redact(&failure.message).into_owned();
+                let message = entry.redact(&failure.message);
                 Verdict::failed(
                     ErrorKind::Auth,
                     engine.redact(&message).into_owned(),
@@ -108,13 +120,14 @@ impl Tokens {
             })?;
         let renew_at = answer.lifetime().and_then(|life| {
             let early = RENEW_EARLY.min(life / RENEW_FRACTION);
-            Instant::now().checked_add(life - early)
+            asked.checked_add(life - early)
         });
         if let Some(rotated) = answer.refresh_token.filter(|t| !t.is_empty()) {
             slot.remember(rotated.clone());
             slot.refresh = Some(rotated);
         }
         slot.remember(answer.access_token.clone());
+        *entry.redactor.lock().unwrap_or_else(|p| p.into_inner()) = Redactor::new(&slot.seen);
         slot.access = Some(Access {
             token: answer.access_token.clone(),
             renew_at,
@@ -124,8 +137,8 @@ impl Tokens {
 
     /// Masks the endpoint's recent tokens in the verdict's response and error, as the
     /// engine's redaction does for configured secrets.
-    pub(super) async fn redact(&self, endpoint: &str, verdict: &mut Verdict) {
-        let Some(slot) = self
+    pub(super) fn redact(&self, endpoint: &str, verdict: &mut Verdict) {
+        let Some(entry) = self
             .slots
             .lock()
             .ok()
@@ -133,12 +146,7 @@ impl Tokens {
         else {
             return;
         };
-        let redactor = slot.lock().await.redactor.clone();
-        let redact = |text: &mut String| {
-            if let std::borrow::Cow::Owned(masked) = redactor.redact(text) {
-                *text = masked;
-            }
-        };
+        let redact = |text: &mut String| *text = entry.redact(text);
         if let Some(error) = verdict.error.as_mut() {
             redact(&mut error.message);
         }
@@ -154,12 +162,28 @@ impl Tokens {
         verdict.warnings.iter_mut().for_each(redact);
     }
 
-    fn slot(&self, endpoint: &str, config: &Arc<OAuth2>) -> Arc<tokio::sync::Mutex<Slot>> {
+    fn entry(&self, endpoint: &str, config: &Arc<OAuth2>) -> Arc<Entry> {
         let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
         slots
             .entry(endpoint.to_string())
-            .or_insert_with(|| Arc::new(tokio::sync::Mutex::new(Slot::new(config.clone()))))
+            .or_insert_with(|| {
+                Arc::new(Entry {
+                    slot: tokio::sync::Mutex::new(Slot::new(config.clone())),
+                    redactor: Mutex::new(Redactor::default()),
+                })
+            })
             .clone()
+    }
+}
+
+impl Entry {
+    /// `text` with the endpoint's recent tokens masked.
+    fn redact(&self, text: &str) -> String {
+        self.redactor
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .redact(text)
+            .into_owned()
     }
 }
 
@@ -170,7 +194,6 @@ impl Slot {
             config,
             access: None,
             seen: Vec::new(),
-            redactor: Redactor::default(),
         }
     }
 
@@ -179,7 +202,6 @@ impl Slot {
         if self.seen.len() > REMEMBERED {
             self.seen.remove(0);
         }
-        self.redactor = Redactor::new(&self.seen);
     }
 }
 
