@@ -95,7 +95,7 @@ pub struct Dispatcher {
     tokens: oauth::Tokens,
 }
 
-/// A lease lasts the longest attempt (the endpoint's timeout; four times it for oauth2)
+/// A lease lasts the longest attempt (the endpoint's timeout; six times it for oauth2)
 /// plus this: time to record the attempt.
 pub const LEASE_MARGIN: Duration = Duration::from_secs(30);
 

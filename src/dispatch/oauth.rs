@@ -33,6 +33,8 @@ const RENEW_FRACTION: u32 = 2;
 const READ_LIMIT: usize = 64 * 1024;
 /// Tokens an endpoint issued lately, kept to mask them in what its receiver echoes.
 const REMEMBERED: usize = 4;
+/// A token request's failure is quoted up to this many characters (after masking).
+const MESSAGE_LIMIT: usize = 300;
 
 /// The tokens of every oauth2 endpoint, by endpoint name.
 #[derive(Default)]
@@ -57,6 +59,15 @@ struct Slot {
     refresh: Option<String>,
     /// The latest tokens, access and refresh, for masking (kept across a reload).
     seen: Vec<String>,
+    /// The last token request failed: attempts that were waiting for it fail with it.
+    failed: Option<Failed>,
+}
+
+/// A token request that failed, as its attempt was told.
+struct Failed {
+    at: Instant,
+    message: String,
+    retryable: bool,
 }
 
 struct Access {
@@ -89,7 +100,32 @@ impl Tokens {
         rejected: Option<&str>,
     ) -> Result<String, Verdict> {
         let entry = self.entry(endpoint, config);
-        let mut slot = entry.slot.lock().await;
+        // Another attempt's token request holds the lock: waited for no longer than one
+        // request may take, and its failure is this attempt's too (no queue of requests
+        // to a token server that does not answer).
+        let waiting_since = Instant::now();
+        let mut slot = match tokio::time::timeout(timeout, entry.slot.lock()).await {
+            Ok(slot) => slot,
+            Err(_) => {
+                return Err(Verdict::failed(
+                    ErrorKind::Auth,
+                    format!(
+                        "no access token: another attempt's token request to {} took longer than the endpoint's timeout",
+                        config.token_url
+                    ),
+                    true,
+                ));
+            }
+        };
+        if let Some(failed) = &slot.failed
+            && failed.at >= waiting_since
+        {
+            return Err(Verdict::failed(
+                ErrorKind::Auth,
+                failed.message.clone(),
+                failed.retryable,
+            ));
+        }
         if *slot.config != **config {
             let seen = std::mem::take(&mut slot.seen);
             *slot = Slot {
@@ -108,16 +144,21 @@ impl Tokens {
         let refresh = slot.refresh.clone();
         // A lifetime counts from when the server was asked, not from when its answer came.
         let asked = Instant::now();
-        let answer = fetch(d, config, refresh.as_deref(), timeout)
-            .await
-            .map_err(|failure| {
-                let message = entry.redact(&failure.message);
-                Verdict::failed(
-                    ErrorKind::Auth,
-                    engine.redact(&message).into_owned(),
-                    failure.retryable,
-                )
-            })?;
+        let answer = match fetch(d, config, refresh.as_deref(), timeout).await {
+            Ok(answer) => answer,
+            Err(failure) => {
+                // Masked whole, then shortened: a secret cut in two would not be found.
+                let message = engine.redact(&entry.redact(&failure.message)).into_owned();
+                let message = one_line(&message, MESSAGE_LIMIT);
+                slot.failed = Some(Failed {
+                    at: Instant::now(),
+                    message: message.clone(),
+                    retryable: failure.retryable,
+                });
+                return Err(Verdict::failed(ErrorKind::Auth, message, failure.retryable));
+            }
+        };
+        slot.failed = None;
         let renew_at = answer.lifetime().and_then(|life| {
             let early = RENEW_EARLY.min(life / RENEW_FRACTION);
             asked.checked_add(life - early)
@@ -127,7 +168,9 @@ impl Tokens {
             slot.refresh = Some(rotated);
         }
         slot.remember(answer.access_token.clone());
-        *entry.redactor.lock().unwrap_or_else(|p| p.into_inner()) = Redactor::new(&slot.seen);
+        // The refresh token in use is masked however many tokens came since it did.
+        let masked: Vec<String> = slot.seen.iter().chain(&slot.refresh).cloned().collect();
+        *entry.redactor.lock().unwrap_or_else(|p| p.into_inner()) = Redactor::new(&masked);
         slot.access = Some(Access {
             token: answer.access_token.clone(),
             renew_at,
@@ -194,6 +237,7 @@ impl Slot {
             config,
             access: None,
             seen: Vec::new(),
+            failed: None,
         }
     }
 
@@ -331,7 +375,7 @@ async fn fetch(
             (Some(error), Some(description)) => format!("{error}: {description}"),
             (Some(error), None) => error,
             (None, Some(description)) => description,
-            (None, None) => one_line(&text, 200),
+            (None, None) => text.to_string(),
         };
         let mut message = format!("HTTP {code} {reason}");
         if !said.is_empty() {

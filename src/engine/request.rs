@@ -212,12 +212,13 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    /// The longest one attempt can take: the timeout, or for `oauth2` four times it (a
-    /// token request, the request, and after a 401 one more of each). Leases last this long
-    /// plus a margin, so that no other node takes a delivery still being sent.
+    /// The longest one attempt can take: the timeout, or for `oauth2` six times it (waiting
+    /// for another attempt's token request, a token request, the request, and after a 401
+    /// one more of each). Leases last this long plus a margin, so that no other node takes
+    /// a delivery still being sent.
     pub fn longest_attempt(&self) -> Duration {
         match self.auth {
-            Some(Auth::OAuth2(_)) => self.policy.timeout.saturating_mul(4),
+            Some(Auth::OAuth2(_)) => self.policy.timeout.saturating_mul(6),
             _ => self.policy.timeout,
         }
     }
