@@ -71,16 +71,28 @@ impl std::str::FromStr for MockHeader {
         };
         let name = HeaderName::from_bytes(name.trim().as_bytes())
             .map_err(|_| format!("`{}` is not a header name", name.trim()))?;
+        if name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING {
+            return Err(format!(
+                "{name} is set by the mock from the body it sends; it cannot be given"
+            ));
+        }
         let value = HeaderValue::from_str(value.trim())
             .map_err(|_| format!("the value of {name} has characters a header cannot hold"))?;
         Ok(MockHeader { name, value })
     }
 }
 
-/// `--body`: the text itself, or `@FILE` for a file's contents.
+/// The largest `--body @FILE` read.
+const MAX_BODY: u64 = 16 << 20;
+
+/// `--body`: the text itself, or `@FILE` for a file's contents (at most 16 MiB).
 pub fn read_body(text: &str) -> Result<String, String> {
     match text.strip_prefix('@') {
-        Some(path) => std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}")),
+        Some(path) => match crate::config::read_limited(std::path::Path::new(path), MAX_BODY) {
+            Ok(Some(text)) => Ok(text),
+            Ok(None) => Err(format!("{path} is over {} MiB", MAX_BODY >> 20)),
+            Err(e) => Err(format!("cannot read {path}: {e}")),
+        },
         None => Ok(text.to_string()),
     }
 }
@@ -175,9 +187,12 @@ impl MockSettings {
         };
         let mut response = (status, body).into_response();
         let headers = response.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(kind));
+        if !self.headers.iter().any(|h| h.name == header::CONTENT_TYPE) {
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(kind));
+        }
+        // Repeated names are all sent (two Set-Cookie, say).
         for extra in &self.headers {
-            headers.insert(extra.name.clone(), extra.value.clone());
+            headers.append(extra.name.clone(), extra.value.clone());
         }
         response
     }

@@ -145,7 +145,12 @@ fn request(at: &str, want: &RequestExpect, got: &RequestReport, out: &mut Vec<St
             None => out.push(format!("{at}.body_text: expected {wanted:?}, got no body")),
         }
     }
-    if let Some(wanted) = &want.body {
+    if let Some(Value::Null) = &want.body {
+        // `body: null`: no body is expected.
+        if let Some(actual) = got.body.as_deref().filter(|b| !b.is_empty()) {
+            out.push(format!("{at}.body: expected no body, got {actual:?}"));
+        }
+    } else if let Some(wanted) = &want.body {
         let at = format!("{at}.body");
         match got.body.as_deref().map(serde_json::from_str::<Value>) {
             Some(Ok(actual)) => subset(&at, wanted, &actual, out),
@@ -186,7 +191,7 @@ pub fn subset(at: &str, wanted: &Value, actual: &Value, out: &mut Vec<String>) {
                 subset(&format!("{at}[{i}]"), want, got, out);
             }
         }
-        (Value::Number(w), Value::Number(a)) if w == a || w.as_f64() == a.as_f64() => {}
+        (Value::Number(w), Value::Number(a)) if same_number(w, a) => {}
         (w, a) if w == a => {}
         (w, a) if kind(w) != kind(a) => out.push(format!(
             "{at}: expected {} ({}), got {} ({})",
@@ -222,6 +227,20 @@ fn list(names: &[&str]) -> String {
         "none".into()
     } else {
         format!("[{}]", names.join(", "))
+    }
+}
+
+/// Two JSON numbers are the same: whole numbers exactly (ids past 2^53 differ in their last
+/// digits, which floats would lose), otherwise as floats (`45` is `45.0`).
+fn same_number(w: &serde_json::Number, a: &serde_json::Number) -> bool {
+    let whole = |n: &serde_json::Number| {
+        n.as_i64()
+            .map(i128::from)
+            .or_else(|| n.as_u64().map(i128::from))
+    };
+    match (whole(w), whole(a)) {
+        (Some(w), Some(a)) => w == a,
+        _ => w.as_f64() == a.as_f64(),
     }
 }
 

@@ -37,7 +37,7 @@ struct TestSpec {
     event_file: Option<String>,
     #[serde(default)]
     now: Option<DateTime<Utc>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "given")]
     steps: Option<serde_yaml::Value>,
     expect: Expect,
 }
@@ -77,8 +77,8 @@ pub struct RequestExpect {
     /// `***`, as `render` shows them.
     #[serde(default)]
     pub headers: IndexMap<String, String>,
-    /// A JSON body: every key and item given must match (a subset).
-    #[serde(default)]
+    /// A JSON body: every key and item given must match (a subset); `null`: no body.
+    #[serde(default, deserialize_with = "given")]
     pub body: Option<Value>,
     /// Any body: the exact text.
     #[serde(default)]
@@ -400,6 +400,16 @@ fn distance(a: &str, b: &str) -> usize {
         }
     }
     row[b.len()]
+}
+
+/// A key that is written is `Some`, even as `null` (which serde would read as absent):
+/// `body: null` expects no body, and `steps: null` is not silently ignored.
+fn given<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
 }
 
 #[cfg(test)]
