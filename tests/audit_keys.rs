@@ -131,3 +131,39 @@ fn its_errors_are_located() {
         "{out}"
     );
 }
+
+/// An empty list is allowed but almost certainly a mistake: nothing would be searchable.
+/// `validate` warns (exit 0), and `--strict` fails on it.
+#[test]
+fn an_empty_list_is_a_warning() {
+    let dir = ConfigDir::new(&[
+        ("switchboard.yaml", "audit_keys: []\n"),
+        (
+            "endpoints/crm.yaml",
+            "url: http://127.0.0.1:9/x\nbody_template: '{}'\n",
+        ),
+        (
+            "workflows/sale.yaml",
+            "when:\n  - event: call.disposition\nactions:\n  - endpoint: crm\n",
+        ),
+    ]);
+    let run = |strict: bool| {
+        let mut command = cli();
+        command.args(["validate", "--config"]).arg(dir.path());
+        if strict {
+            command.arg("--strict");
+        }
+        let out = command.output().expect("run switchboard");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = run(false);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        err.contains("warning: switchboard.yaml:1:13: audit_keys is empty"),
+        "{err}"
+    );
+    assert_eq!(run(true).0, Some(1));
+}

@@ -167,6 +167,12 @@ fn audit_keys(config: &Config, problems: &mut Problems) -> Vec<(String, FieldRef
     let Some(keys) = &doc.spec.audit_keys else {
         return default_audit_keys();
     };
+    if keys.is_empty() {
+        problems.warn(doc.error_at(
+            "audit_keys",
+            "audit_keys is empty: no connect log entry will be found by an audit value (a phone, a lead id); remove it to keep the default list",
+        ));
+    }
     let mut compiled = Vec::with_capacity(keys.len());
     for (i, key) in keys.iter().enumerate() {
         match FieldRef::parse(key) {
