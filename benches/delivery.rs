@@ -118,6 +118,8 @@ fn event(i: usize, phones: usize) -> NewEvent {
             action: 0,
             endpoint: "crm".into(),
             delay: None,
+            step: None,
+            after: None,
         }],
         keys: [
             ("phone_number".to_string(), phone),
@@ -140,6 +142,8 @@ fn delivered(d: &Delivery, at: DateTime<Utc>, n: u128) -> (LogEntry, Delivery) {
         event_type: d.event_type.clone(),
         workflow: d.target.workflow.clone(),
         endpoint: d.target.endpoint.clone(),
+        step: None,
+        after: None,
         node: "bench".into(),
         request: Some(LoggedRequest {
             method: "POST".into(),

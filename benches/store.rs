@@ -73,6 +73,8 @@ async fn store_ops(n: usize) -> (f64, f64, f64, f64) {
         action: 0,
         endpoint: "crm".into(),
         delay: None,
+        step: None,
+        after: None,
     };
     let keys = |i: usize| -> IndexMap<String, String> {
         [
@@ -130,6 +132,8 @@ async fn store_ops(n: usize) -> (f64, f64, f64, f64) {
                 event_type: delivery.event_type.clone(),
                 workflow: "sale".into(),
                 endpoint: "crm".into(),
+                step: None,
+                after: None,
                 node: "n".into(),
                 request: Some(LoggedRequest {
                     method: "POST".into(),

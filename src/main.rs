@@ -187,6 +187,12 @@ enum Command {
         /// Evaluate as if it were this time (RFC 3339), for `within`, `age` and received_at.
         #[arg(long, value_name = "TIME")]
         now: Option<chrono::DateTime<chrono::Utc>>,
+        /// A value an earlier step captured, for the steps that run after it:
+        /// STEP.NAME=VALUE (repeatable; `find.contact_id=901`, `find.status=404`). VALUE is
+        /// read as JSON when it parses (numbers, true, null), else as text. Steps without
+        /// one are shown as if they captured nothing.
+        #[arg(long = "capture", value_name = "STEP.NAME=VALUE", value_parser = capture)]
+        captures: Vec<(String, String, serde_json::Value)>,
     },
     /// Run the configuration's tests (`*.test.yaml`): each test's event goes through the dry
     /// run and what it expects is compared with what would be sent. Sends nothing.
@@ -295,6 +301,10 @@ enum Command {
         /// Leave a delivery queued when its next retry is further away than this.
         #[arg(long, default_value = "30s", value_parser = duration, value_name = "DUR")]
         wait: std::time::Duration,
+        /// Also send again the steps that run after these deliveries (down their chains):
+        /// they wait for the new attempts and use what those capture.
+        #[arg(long)]
+        with_followers: bool,
         #[command(flatten)]
         network: NetworkArgs,
     },
@@ -455,6 +465,19 @@ async fn mock(
         Ok(()) => Output::default(),
         Err(e) => failed(format!("error: {e}\n")),
     }
+}
+
+/// `--capture STEP.NAME=VALUE`: the step, the name, and the value (JSON if it parses).
+fn capture(text: &str) -> Result<(String, String, serde_json::Value), String> {
+    let (path, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?} is not STEP.NAME=VALUE (e.g. find.contact_id=901)"))?;
+    let (step, name) = path
+        .split_once('.')
+        .filter(|(s, n)| !s.is_empty() && !n.is_empty())
+        .ok_or_else(|| format!("{path:?} is not STEP.NAME (e.g. find.contact_id)"))?;
+    let value = serde_json::from_str(value).unwrap_or_else(|_| serde_json::Value::from(value));
+    Ok((step.to_string(), name.to_string(), value))
 }
 
 fn duration(text: &str) -> Result<std::time::Duration, String> {
@@ -622,6 +645,7 @@ async fn main() -> ExitCode {
             kind,
             json,
             now,
+            captures,
         } => match read_input(&event) {
             Ok(text) => commands::render::run(&commands::render::Args {
                 config: &config,
@@ -630,6 +654,7 @@ async fn main() -> ExitCode {
                 kind: kind.as_deref(),
                 json,
                 now,
+                steps: commands::render::step_values(captures),
             }),
             Err(message) => Output {
                 stderr: format!("error: {message}\n"),
@@ -728,6 +753,7 @@ async fn main() -> ExitCode {
             endpoint,
             since,
             wait,
+            with_followers,
             network,
         } => {
             let since = match since
@@ -755,6 +781,7 @@ async fn main() -> ExitCode {
                 wait,
                 policy: network.policy(),
                 progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+                with_followers,
             })
             .await
         }

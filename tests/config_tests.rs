@@ -270,7 +270,7 @@ fn unknown_names_and_unsupported_keys_are_errors_at_their_place() {
     assert_eq!(
         stderr(&out),
         format!(
-            r#"{shown}:4:5: steps: captured values of earlier steps are not supported yet
+            r#"{shown}:4:13: steps: unknown step "find" (known: hubspot-contacts)
 {shown}:6:17: unknown workflow "sale-to-hubspt" (did you mean "sale-to-hubspot"?)
 {shown}:7:29: unknown endpoint "hubspot-contact" (did you mean "hubspot-contacts"?)
 {shown}:7:56: give body (a JSON subset) or body_text (the exact text), not both

@@ -411,6 +411,8 @@ fn entry(id: &str, at: DateTime<Utc>, endpoint: &str, outcome: Outcome, phone: &
         event_type: "call.disposition".into(),
         workflow: "w".into(),
         endpoint: endpoint.into(),
+        step: None,
+        after: None,
         node: "n".into(),
         request: Some(LoggedRequest {
             method: "POST".into(),
@@ -473,6 +475,8 @@ async fn after_a_crash_the_journal_restores_every_write_made_since_sled_last_rea
         action: 0,
         endpoint: "crm".into(),
         delay: None,
+        step: None,
+        after: None,
     }];
     let keys: indexmap::IndexMap<String, String> =
         [("phone_number".to_string(), "+15550001111".to_string())]
@@ -592,6 +596,8 @@ async fn a_data_folder_of_layout_1_is_upgraded_in_place_and_keeps_its_log() {
             action: 0,
             endpoint: "crm".into(),
             delay: None,
+            step: None,
+            after: None,
         },
         created_at: now,
         state: DeliveryState::Delivered,
@@ -602,6 +608,8 @@ async fn a_data_folder_of_layout_1_is_upgraded_in_place_and_keeps_its_log() {
         keys: attempt.keys.clone(),
         last_entry: Some(attempt.id.clone()),
         entries: Vec::new(),
+        after: None,
+        followers: Vec::new(),
     };
     let stored = json!({
         "event": event,

@@ -24,6 +24,8 @@ fn crm() -> Match {
         action: 0,
         endpoint: "crm".into(),
         delay: None,
+        step: None,
+        after: None,
     }
 }
 

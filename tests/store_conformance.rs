@@ -27,6 +27,8 @@ fn to(endpoint: &str, workflow: &str, delay: Option<Duration>) -> Match {
         action: 0,
         endpoint: endpoint.into(),
         delay,
+        step: None,
+        after: None,
     }
 }
 
@@ -70,6 +72,8 @@ fn attempt(d: &Delivery, when: DateTime<Utc>, outcome: Outcome) -> (LogEntry, De
         event_type: d.event_type.clone(),
         workflow: d.target.workflow.clone(),
         endpoint: d.target.endpoint.clone(),
+        step: None,
+        after: None,
         node: "node-a".into(),
         request: Some(LoggedRequest {
             method: "POST".into(),

@@ -155,6 +155,8 @@ pub struct ReplayArgs<'a> {
     pub policy: NetworkPolicy,
     /// Show a progress bar.
     pub progress: bool,
+    /// Replay the steps that run after them too (they wait for the new attempts).
+    pub with_followers: bool,
 }
 
 /// Sends deliveries again.
@@ -223,6 +225,12 @@ pub async fn replay(args: ReplayArgs<'_>) -> Output {
         return Output {
             stdout: "nothing to replay\n".into(),
             ..Output::default()
+        };
+    }
+    if args.with_followers {
+        targets = match runtime.with_followers(&targets).await {
+            Ok(all) => all,
+            Err(e) => return fail(e.to_string()),
         };
     }
     if let Err(e) = runtime.replay(&targets).await {
@@ -324,6 +332,9 @@ fn describe(d: &Delivery, entry: Option<&LogEntry>) -> String {
         DeliveryState::Failed => {
             let _ = write!(line, "failed after {attempts}");
         }
+        DeliveryState::Pending if d.is_waiting() => {
+            line.push_str("waiting for the step it runs after (left for `switchboard serve`)");
+        }
         DeliveryState::Pending if d.attempts == 0 => {
             let _ = write!(line, "queued");
             if let Some(due) = d.due_at {
@@ -401,7 +412,7 @@ async fn replay_remote(remote: &super::remote::Remote, args: &ReplayArgs<'_>) ->
         };
     }
     for id in &targets {
-        if let Err(e) = remote.replay(id).await {
+        if let Err(e) = remote.replay(id, args.with_followers).await {
             return fail(e);
         }
     }

@@ -160,12 +160,21 @@ impl Remote {
     }
 
     /// Queues a delivery again.
-    pub async fn replay(&self, id: &DeliveryId) -> Result<Option<Delivery>, String> {
+    pub async fn replay(
+        &self,
+        id: &DeliveryId,
+        with_followers: bool,
+    ) -> Result<Option<Delivery>, String> {
+        let query = if with_followers {
+            vec![("with_followers".to_string(), "true".to_string())]
+        } else {
+            Vec::new()
+        };
         match self
             .call(
                 reqwest::Method::POST,
                 &format!("/api/deliveries/{id}/replay"),
-                &[],
+                &query,
             )
             .await?
         {

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 
 use super::Output;
 use crate::engine::event::parse_events;
-use crate::engine::{DryRun, RequestReport};
+use crate::engine::{DryRun, RequestReport, StepValues};
 
 /// What to render.
 #[derive(Debug)]
@@ -25,6 +25,17 @@ pub struct Args<'a> {
     pub json: bool,
     /// The time to evaluate at (default: now): for `within`, `age` and `received_at`.
     pub now: Option<DateTime<Utc>>,
+    /// Values of earlier steps (`--capture`), for the steps that run after them.
+    pub steps: StepValues,
+}
+
+/// `--capture` values, by step.
+pub fn step_values(captures: Vec<(String, String, serde_json::Value)>) -> StepValues {
+    let mut steps = StepValues::new();
+    for (step, name, value) in captures {
+        steps.entry(step).or_default().insert(name, value);
+    }
+    steps
 }
 
 /// Runs the dry run.
@@ -49,7 +60,7 @@ pub fn run(args: &Args) -> Output {
     };
     let runs: Vec<DryRun> = events
         .iter()
-        .map(|e| loaded.engine.dry_run(e, now))
+        .map(|e| loaded.engine.dry_run_steps(e, now, &args.steps))
         .collect();
     if args.json {
         let value = match runs.as_slice() {
@@ -96,9 +107,20 @@ fn report(run: &DryRun, out: &mut String) {
 }
 
 fn request(n: usize, r: &RequestReport, out: &mut String) {
-    let _ = writeln!(out, "  {n}. {} → {}", r.workflow, r.endpoint);
+    let _ = write!(out, "  {n}. {} → {}", r.workflow, r.endpoint);
+    if r.step != r.endpoint || r.after.is_some() {
+        let _ = write!(out, " (step {}", r.step);
+        if let Some(after) = &r.after {
+            let _ = write!(out, ", after {after}");
+        }
+        out.push(')');
+    }
+    out.push('\n');
     if let Some(why) = &r.skipped {
         let _ = writeln!(out, "     skipped: {why}");
+        for warning in &r.warnings {
+            let _ = writeln!(out, "     warning: {warning}");
+        }
         return;
     }
     if let Some(why) = &r.error {

@@ -97,7 +97,7 @@ pub fn run(args: &Args) -> Output {
     let outcomes: Vec<Outcome> = cases
         .into_iter()
         .map(|case| {
-            let run = engine.dry_run(&case.event, case.now);
+            let run = engine.dry_run_steps(&case.event, case.now, &case.steps);
             // What the user expected may quote a secret too: nothing shown holds one.
             let problems: Vec<String> = compare::problems(&case.expect, &run)
                 .iter()

@@ -614,6 +614,16 @@ pub struct ActionSpec {
     pub adaptor: Option<String>,
     /// Send no earlier than this after the event: 30s, 5m.
     pub delay: Option<ScalarKey>,
+    /// Names this action within its workflow, for `after` and `@steps.STEP.NAME`
+    /// (default: its endpoint's name).
+    pub step: Option<String>,
+    /// Runs only once this earlier step of the same workflow is delivered (if that step
+    /// fails, or `when` does not match, this action is logged once as skipped).
+    pub after: Option<String>,
+    /// Triggers over the event and the earlier steps' values (`@steps.STEP.NAME`), all of
+    /// which must match when the action's turn comes; otherwise it is logged as skipped.
+    #[serde(default)]
+    pub when: Vec<TriggerSpec>,
 }
 
 /// `switchboard.yaml` at the configuration folder's root: settings of the whole

@@ -297,7 +297,19 @@ pub(super) fn workflow(doc: &Doc<WorkflowSpec>, problems: &mut Problems) {
         problems.error(doc.error_at("actions", "`actions` is empty: list at least one endpoint"));
     }
     for (i, trigger) in spec.when.iter().enumerate() {
-        let path = format!("when[{i}]");
+        self::trigger(doc, &format!("when[{i}]"), trigger, problems);
+    }
+    for (a, action) in spec.actions.iter().enumerate() {
+        for (i, trigger) in action.when.iter().enumerate() {
+            self::trigger(doc, &format!("actions[{a}].when[{i}]"), trigger, problems);
+        }
+    }
+}
+
+/// One trigger's shape: one subject, and for a field exactly one operator.
+fn trigger(doc: &Doc<WorkflowSpec>, path: &str, trigger: &TriggerSpec, problems: &mut Problems) {
+    {
+        let path = path.to_string();
         let mut operators = operators(trigger);
         // In the order written, so that "the extra one" is the one the user added last.
         operators.sort_by_key(|op| {

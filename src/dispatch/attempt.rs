@@ -43,7 +43,8 @@ pub(super) async fn run(
     let engine = d.engine();
     let at = d.clock.now();
     let attempt = delivery.attempts + 1;
-    let prepared = prepare(&engine, &delivery, event, attempt, at);
+    let steps = super::steps::values(d.store.as_ref(), &delivery).await?;
+    let prepared = prepare(&engine, &delivery, event, steps, attempt, at);
     let (mut verdict, request, mut warnings) = match prepared {
         Prepared::Stop(verdict, warnings) => (verdict, None, warnings),
         Prepared::Send(mut request, warnings) => {
@@ -74,6 +75,8 @@ pub(super) async fn run(
         event_type: delivery.event_type.clone(),
         workflow: delivery.target.workflow.clone(),
         endpoint: delivery.target.endpoint.clone(),
+        step: delivery.target.step.clone(),
+        after: delivery.target.after.clone(),
         node: d.node.clone(),
         request,
         response: verdict.response,
@@ -162,16 +165,28 @@ enum Prepared {
 }
 
 /// Renders the delivery's event (read with its lease) with the configuration loaded now,
-/// at the event's arrival time (so that every attempt sends the same). An event that is
-/// gone or cannot be read back is a verdict (`render`, `store`): nothing is sent.
+/// at the event's arrival time (so that every attempt sends the same), with the earlier
+/// steps' values for a step that runs after one. An event that is gone or cannot be read
+/// back is a verdict (`render`, `store`), and so is a step whose chain stops (`step`,
+/// skipped) or whose `when` does not match: nothing is sent.
 fn prepare(
     engine: &Engine,
     delivery: &Delivery,
     event: Result<Option<StoredEvent>, String>,
+    steps: Option<Result<serde_json::Value, String>>,
     attempt: u32,
     at: DateTime<Utc>,
 ) -> Prepared {
-    let stored = match event {
+    let skipped = |kind, why: String| Verdict {
+        outcome: Outcome::Skipped,
+        ..Verdict::failed(kind, engine.redact(&why).into_owned(), false)
+    };
+    let steps = match steps {
+        Some(Err(why)) => return Prepared::Stop(skipped(ErrorKind::Step, why), Vec::new()),
+        Some(Ok(values)) => Some(std::sync::Arc::new(values)),
+        None => None,
+    };
+    let mut stored = match event {
         Ok(Some(stored)) => stored,
         Ok(None) => {
             let why = format!("event {} is no longer stored (purged?)", delivery.event_id);
@@ -185,6 +200,7 @@ fn prepare(
             return Prepared::Stop(Verdict::failed(ErrorKind::Store, why, false), Vec::new());
         }
     };
+    stored.event.steps = steps;
     let planned = engine.render(&stored.event, &delivery.target, stored.event.received_at);
     let warnings = planned
         .warnings
@@ -192,13 +208,8 @@ fn prepare(
         .map(|w| engine.redact(w).into_owned())
         .collect();
     match planned.plan {
-        Plan::Skip(why) => Prepared::Stop(
-            Verdict {
-                outcome: Outcome::Skipped,
-                ..Verdict::failed(ErrorKind::Inactive, why, false)
-            },
-            warnings,
-        ),
+        Plan::Skip(why) => Prepared::Stop(skipped(ErrorKind::Inactive, why), warnings),
+        Plan::Unmet(why) => Prepared::Stop(skipped(ErrorKind::Step, why), warnings),
         Plan::Fail(why) => Prepared::Stop(
             Verdict::failed(ErrorKind::Render, engine.redact(&why).into_owned(), false),
             warnings,

@@ -21,6 +21,7 @@ mod oauth;
 pub mod pace;
 pub mod policy;
 pub mod response;
+mod steps;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -504,8 +505,8 @@ impl Dispatcher {
 
     /// Runs the dispatcher until every delivery in `ids` is finished, or pending with its
     /// next attempt more than `wait` away, or waiting for an endpoint that is paused because
-    /// it does not answer (those stay queued for `serve`). Calls `progress`
-    /// with the number settled so far after every recorded attempt.
+    /// it does not answer (those stay queued for `serve`), or a step waiting for one of
+    /// those. Calls `progress` with the number settled so far after every recorded attempt.
     pub async fn settle(
         self: &Arc<Self>,
         ids: &[DeliveryId],
@@ -521,6 +522,7 @@ impl Dispatcher {
             }
             let mut settled = Vec::with_capacity(ids.len());
             let mut open = 0;
+            let mut open_ids = std::collections::HashSet::new();
             let now = self.clock.now();
             let mut read_error = None;
             for id in ids {
@@ -544,8 +546,16 @@ impl Dispatcher {
                     .lock()
                     .map(|s| s.contains(id))
                     .unwrap_or(false);
-                if !(delivery.state.is_final() || ((far || shut) && !in_flight)) {
+                // A step waiting for another is as open as that one (listed before it).
+                let waiting = delivery.is_waiting();
+                let open_now = if waiting {
+                    delivery.after.as_ref().is_some_and(|a| open_ids.contains(a))
+                } else {
+                    !(delivery.state.is_final() || ((far || shut) && !in_flight))
+                };
+                if open_now {
                     open += 1;
+                    open_ids.insert(delivery.id.clone());
                 }
                 settled.push(delivery);
             }

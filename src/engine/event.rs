@@ -51,6 +51,11 @@ pub struct Event {
     /// The payload: always a JSON object. Shared, so that templates can read it without
     /// copying it.
     pub data: std::sync::Arc<Value>,
+    /// What the earlier steps of the action being rendered captured, by step name (with
+    /// each one's HTTP `status`): what `@steps.STEP.NAME` and the templates' `steps` read.
+    /// Set only while an action that runs after a step is rendered; never stored.
+    #[serde(skip)]
+    pub steps: Option<std::sync::Arc<Value>>,
 }
 
 impl Event {
@@ -62,6 +67,7 @@ impl Event {
             source: "api".into(),
             received_at: Utc::now(),
             data: std::sync::Arc::new(data),
+            steps: None,
         }
     }
 

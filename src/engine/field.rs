@@ -26,6 +26,14 @@ pub enum FieldRef {
     JsonPath(Box<JpQuery>),
     /// Event metadata.
     Meta(Meta),
+    /// A value an earlier step captured: `@steps.find.contact_id` (step `find`, then the
+    /// path into its values; `status` is the step's HTTP status).
+    Step {
+        /// The step's name.
+        step: String,
+        /// The path into its values.
+        parts: Vec<String>,
+    },
 }
 
 /// Event metadata a reference can name.
@@ -49,13 +57,24 @@ impl FieldRef {
             return Err("empty field reference".into());
         }
         if let Some(meta) = text.strip_prefix('@') {
+            if let Some(rest) = meta.strip_prefix("steps.").or((meta == "steps").then_some("")) {
+                let mut parts = rest.split('.').map(str::to_string);
+                let step = parts.next().unwrap_or_default();
+                let parts: Vec<String> = parts.collect();
+                if step.is_empty() || parts.is_empty() || parts.iter().any(String::is_empty) {
+                    return Err(format!(
+                        "@{meta} names no value of a step: write @steps.STEP.NAME (a captured name, or status)"
+                    ));
+                }
+                return Ok(FieldRef::Step { step, parts });
+            }
             return match meta {
                 "id" => Ok(FieldRef::Meta(Meta::Id)),
                 "type" => Ok(FieldRef::Meta(Meta::Type)),
                 "source" => Ok(FieldRef::Meta(Meta::Source)),
                 "received_at" => Ok(FieldRef::Meta(Meta::ReceivedAt)),
                 other => Err(format!(
-                    "unknown metadata @{other} (known: @id, @type, @source, @received_at)"
+                    "unknown metadata @{other} (known: @id, @type, @source, @received_at, @steps.STEP.NAME)"
                 )),
             };
         }
@@ -93,7 +112,21 @@ impl FieldRef {
                 Meta::Source => event.source.clone(),
                 Meta::ReceivedAt => event.received_at_text(),
             }))),
+            FieldRef::Step { step, parts } => event
+                .steps
+                .as_deref()
+                .and_then(|steps| steps.get(step))
+                .and_then(|values| walk(values, parts))
+                .map(Cow::Borrowed),
             other => other.resolve_in(&event.data).map(Cow::Borrowed),
+        }
+    }
+
+    /// The step a `@steps.STEP.NAME` reference reads from.
+    pub fn step(&self) -> Option<&str> {
+        match self {
+            FieldRef::Step { step, .. } => Some(step),
+            _ => None,
         }
     }
 
@@ -108,7 +141,7 @@ impl FieldRef {
                 .into_iter()
                 .next()
                 .map(|found| found.val()),
-            FieldRef::Meta(_) => None,
+            FieldRef::Meta(_) | FieldRef::Step { .. } => None,
         }
     }
 }
@@ -195,5 +228,27 @@ mod tests {
                 .starts_with("invalid JSONPath")
         );
         assert!(FieldRef::parse("a..b").unwrap_err().contains("empty part"));
+        assert!(
+            FieldRef::parse("@steps.find")
+                .unwrap_err()
+                .contains("@steps.STEP.NAME")
+        );
+    }
+
+    #[test]
+    fn step_references_read_the_steps_values_only() {
+        let mut event = Event::new("x", json!({"steps": {"find": {"id": "data"}}}));
+        let id = FieldRef::parse("@steps.find.id").unwrap();
+        assert_eq!(id.step(), Some("find"));
+        assert_eq!(id.resolve(&event), None);
+        event.steps = Some(std::sync::Arc::new(
+            json!({"find": {"id": "901", "status": 200, "deal": {"ids": [7]}}}),
+        ));
+        assert_eq!(id.resolve(&event).as_deref(), Some(&json!("901")));
+        let nested = FieldRef::parse("@steps.find.deal.ids.0").unwrap();
+        assert_eq!(nested.resolve(&event).as_deref(), Some(&json!(7)));
+        let status = FieldRef::parse("@steps.find.status").unwrap();
+        assert_eq!(status.resolve(&event).as_deref(), Some(&json!(200)));
+        assert_eq!(FieldRef::parse("@steps.other.id").unwrap().resolve(&event), None);
     }
 }

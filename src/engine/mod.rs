@@ -121,7 +121,7 @@ pub struct Planned {
 }
 
 /// A workflow action triggered by an event: a delivery before it is rendered.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Match {
     /// The workflow that fired.
     pub workflow: String,
@@ -132,6 +132,12 @@ pub struct Match {
     /// Send no earlier than this after the event.
     #[serde(with = "duration_ms", default, skip_serializing_if = "Option::is_none")]
     pub delay: Option<Duration>,
+    /// The action's step name within its workflow (absent in records made before steps).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
+    /// The step it runs after, if any: its delivery waits for that step's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
 }
 
 /// Durations as whole milliseconds in stored records.
@@ -159,6 +165,9 @@ pub enum Plan {
     Send(Request),
     /// Not sent: the endpoint is inactive.
     Skip(String),
+    /// Not sent: the action's `when` does not match (over the event and the earlier
+    /// steps' values).
+    Unmet(String),
     /// Not sendable: a template failed or produced an invalid URL.
     Fail(String),
 }
@@ -177,6 +186,8 @@ impl Engine {
                         action: action_index,
                         endpoint: self.endpoints[action.endpoint].name.clone(),
                         delay: action.delay,
+                        step: Some(action.step.clone()),
+                        after: action.after.map(|j| workflow.actions[j].step.clone()),
                     });
                 }
             }
@@ -204,10 +215,12 @@ impl Engine {
         // The action is found by position, but only if it still sends to the same
         // endpoint: a reloaded configuration may have reordered the actions.
         let same = |a: &&workflow::Action| self.endpoints[a.endpoint].name == matched.endpoint;
+        let by_step = |a: &&workflow::Action| matched.step.as_ref().is_some_and(|s| *s == a.step);
         let action = workflow
             .actions
-            .get(matched.action)
-            .filter(same)
+            .iter()
+            .find(|a| by_step(a) && same(a))
+            .or_else(|| workflow.actions.get(matched.action).filter(same))
             .or_else(|| workflow.actions.iter().find(same));
         let Some(action) = action else {
             return gone(format!(
@@ -243,7 +256,9 @@ impl Engine {
     ) -> Planned {
         let endpoint = &self.endpoints[action.endpoint];
         let mut warnings = Vec::new();
-        let plan = if !endpoint.active {
+        let plan = if let Err(failing) = action.gate(scope.event, now) {
+            Plan::Unmet(format!("`when` does not match: {}", failing.join("; ")))
+        } else if !endpoint.active {
             Plan::Skip(format!(
                 "endpoint {} is inactive (active: false)",
                 endpoint.name
@@ -406,6 +421,18 @@ impl Engine {
     /// A dry run: every workflow's verdict with reasons, and the requests that would be
     /// sent, secrets masked. Sends nothing.
     pub fn dry_run(&self, event: &Event, now: DateTime<Utc>) -> DryRun {
+        self.dry_run_steps(event, now, &StepValues::new())
+    }
+
+    /// A dry run in which the steps named in `captured` are taken to have been delivered
+    /// with those values (`render --capture find.contact_id=901`, a test's `steps:`); the
+    /// others as delivered with values not known (none), which the report says.
+    pub fn dry_run_steps(
+        &self,
+        event: &Event,
+        now: DateTime<Utc>,
+        captured: &StepValues,
+    ) -> DryRun {
         let scope = RenderScope::new(event, &self.templates, now);
         let candidates = self.index.candidates(&event.kind);
         let mut workflows = Vec::with_capacity(self.workflows.len());
@@ -417,10 +444,7 @@ impl Engine {
                 "the type index must not hide a match"
             );
             if matched {
-                for action in &workflow.actions {
-                    let planned = self.plan(&scope, workflow, action, now);
-                    requests.push(self.report(action, planned));
-                }
+                self.dry_run_actions(&scope, workflow, captured, &mut requests);
             }
             workflows.push(WorkflowReport {
                 name: workflow.name.clone(),
@@ -445,11 +469,90 @@ impl Engine {
         }
     }
 
-    fn report(&self, action: &workflow::Action, planned: Planned) -> RequestReport {
+    /// The requests of one matched workflow in a dry run, step by step: an action after a
+    /// step that would not be sent is skipped, as it would be when served; one after a
+    /// sent step sees the values given for the steps of its chain.
+    fn dry_run_actions(
+        &self,
+        scope: &RenderScope,
+        workflow: &Workflow,
+        captured: &StepValues,
+        requests: &mut Vec<RequestReport>,
+    ) {
+        let now = scope.now;
+        // Why each action would not be sent (None: it would be).
+        let mut unsent: Vec<Option<String>> = Vec::with_capacity(workflow.actions.len());
+        for action in &workflow.actions {
+            let Some(after) = action.after else {
+                let planned = self.plan(scope, workflow, action, now);
+                let report = self.report(workflow, action, planned);
+                unsent.push(report.not_sent());
+                requests.push(report);
+                continue;
+            };
+            let leader = &workflow.actions[after].step;
+            if let Some(why) = &unsent[after] {
+                let why = format!("step {leader} would not be delivered ({why})");
+                let mut report = self.report(workflow, action, self.unplanned(workflow, action));
+                report.skipped = Some(why.clone());
+                unsent.push(Some(why));
+                requests.push(report);
+                continue;
+            }
+            let mut values = serde_json::Map::new();
+            let mut unknown = Vec::new();
+            let mut at = Some(after);
+            while let Some(j) = at {
+                let step = &workflow.actions[j].step;
+                match captured.get(step) {
+                    Some(given) => {
+                        values.insert(step.clone(), serde_json::Value::Object(given.clone()));
+                    }
+                    None => {
+                        values.insert(step.clone(), serde_json::json!({}));
+                        unknown.push(step.clone());
+                    }
+                }
+                at = workflow.actions[j].after;
+            }
+            let mut event = scope.event.clone();
+            event.steps = Some(std::sync::Arc::new(serde_json::Value::Object(values)));
+            let stepped = RenderScope::new(&event, &self.templates, now);
+            let planned = self.plan(&stepped, workflow, action, now);
+            let mut report = self.report(workflow, action, planned);
+            for step in unknown.iter().rev() {
+                report.warnings.push(format!(
+                    "the values step {step} captures are not known: shown as if it captured none (render --capture {step}.NAME=VALUE)"
+                ));
+            }
+            unsent.push(report.not_sent());
+            requests.push(report);
+        }
+    }
+
+    /// An action's planned delivery without a request (it will not be rendered).
+    fn unplanned(&self, workflow: &Workflow, action: &workflow::Action) -> Planned {
+        Planned {
+            workflow: workflow.name.clone(),
+            endpoint: self.endpoints[action.endpoint].name.clone(),
+            delay: action.delay,
+            plan: Plan::Skip(String::new()),
+            warnings: Vec::new(),
+        }
+    }
+
+    fn report(
+        &self,
+        workflow: &Workflow,
+        action: &workflow::Action,
+        planned: Planned,
+    ) -> RequestReport {
         let endpoint = &self.endpoints[action.endpoint];
         let mut report = RequestReport {
             workflow: planned.workflow,
             endpoint: planned.endpoint,
+            step: action.step.clone(),
+            after: action.after.map(|j| workflow.actions[j].step.clone()),
             method: endpoint.method.as_str().to_string(),
             url: String::new(),
             headers: IndexMap::new(),
@@ -470,12 +573,18 @@ impl Engine {
                 report.headers = shown.headers.into_iter().collect();
                 report.body = shown.body;
             }
-            Plan::Skip(why) => report.skipped = Some(why),
+            Plan::Skip(why) | Plan::Unmet(why) => {
+                report.skipped = Some(self.redact(&why).into_owned());
+            }
             Plan::Fail(why) => report.error = Some(self.redact(&why).into_owned()),
         }
         report
     }
 }
+
+/// Values of steps, by step name, as a dry run takes them: each step's captured names (and
+/// `status`) with their values.
+pub type StepValues = IndexMap<String, serde_json::Map<String, serde_json::Value>>;
 
 /// What `render --json` prints (docs/cli.md).
 #[derive(Debug, Clone, Serialize)]
@@ -522,6 +631,11 @@ pub struct RequestReport {
     pub workflow: String,
     /// The endpoint it goes to.
     pub endpoint: String,
+    /// The action's step name within its workflow.
+    pub step: String,
+    /// The step it runs after, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
     /// HTTP method.
     pub method: String,
     /// Full URL ("" when it could not be rendered).
@@ -533,7 +647,8 @@ pub struct RequestReport {
     /// Send no earlier than this after the event.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub delay: Option<String>,
-    /// Why it would not be sent (inactive endpoint).
+    /// Why it would not be sent (inactive endpoint, `when` not matching, an earlier step
+    /// not sent).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub skipped: Option<String>,
     /// Why it could not be built.
@@ -542,4 +657,11 @@ pub struct RequestReport {
     /// Problems that did not stop it.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+}
+
+impl RequestReport {
+    /// Why it would not be sent (skipped, or it cannot be built), if so.
+    fn not_sent(&self) -> Option<String> {
+        self.skipped.clone().or_else(|| self.error.clone())
+    }
 }

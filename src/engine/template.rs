@@ -547,13 +547,15 @@ pub fn context(event: &Event, now: DateTime<Utc>) -> Value {
         kind: event.kind.clone(),
         source: event.source.clone(),
         received_at: event.received_at_text(),
+        steps: event.steps.clone(),
         whole: OnceLock::new(),
         meta: OnceLock::new(),
     })
 }
 
 /// Looks names up in the event data, except `data` and `event`, which always mean the
-/// whole payload and the metadata (the metadata wins over a data key of the same name).
+/// whole payload and the metadata (the metadata wins over a data key of the same name),
+/// and `steps`, the earlier steps' values, in an action that runs after a step.
 /// Values are converted for the template only when a template reads them.
 #[derive(Debug)]
 struct EventContext {
@@ -563,6 +565,8 @@ struct EventContext {
     kind: String,
     source: String,
     received_at: String,
+    /// The earlier steps' values, while an action after a step renders.
+    steps: Option<Arc<serde_json::Value>>,
     whole: OnceLock<Value>,
     meta: OnceLock<Value>,
 }
@@ -588,6 +592,7 @@ impl Object for EventContext {
                     .clone(),
             ),
             NOW => Some(Value::from(self.now_ms)),
+            "steps" if self.steps.is_some() => self.steps.as_deref().map(|s| Value::from(Serde(s))),
             other => self.data.get(other).map(|v| Value::from(Serde(v))),
         }
     }

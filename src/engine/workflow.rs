@@ -36,6 +36,28 @@ pub struct Action {
     pub adaptor: Option<usize>,
     /// Send no earlier than this after the event.
     pub delay: Option<Duration>,
+    /// Its name within the workflow (`step:`, or its endpoint's name).
+    pub step: String,
+    /// The earlier action (by position) it runs after, once that one is delivered.
+    pub after: Option<usize>,
+    /// Triggers over the event and the earlier steps' values, tested when its turn comes.
+    pub when: Vec<Trigger>,
+}
+
+impl Action {
+    /// Whether every active `when` trigger matches (the event carries the earlier steps'
+    /// values), with the failing triggers' reasons.
+    pub fn gate(&self, event: &Event, now: DateTime<Utc>) -> Result<(), Vec<String>> {
+        let failing: Vec<String> = self
+            .when
+            .iter()
+            .filter(|t| t.active)
+            .map(|t| t.explain(event, now))
+            .filter(|v| !v.passed)
+            .map(|v| v.reason)
+            .collect();
+        if failing.is_empty() { Ok(()) } else { Err(failing) }
+    }
 }
 
 /// One trigger.

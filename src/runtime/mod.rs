@@ -232,6 +232,25 @@ impl Runtime {
         Ok(replayed)
     }
 
+    /// `ids` and every step that runs after them, directly or down their chains, leaders
+    /// first: what `replay --with-followers` sends again (the followers wait for their
+    /// leaders' new attempts, then run with what those capture).
+    pub async fn with_followers(&self, ids: &[DeliveryId]) -> Result<Vec<DeliveryId>, StoreError> {
+        let mut all: Vec<DeliveryId> = ids.to_vec();
+        let mut i = 0;
+        while i < all.len() {
+            if let Some(d) = self.store.delivery(&all[i]).await? {
+                for f in d.followers {
+                    if !all.contains(&f) {
+                        all.push(f);
+                    }
+                }
+            }
+            i += 1;
+        }
+        Ok(all)
+    }
+
     /// Deletes connect log entries (and finished events) older than the retention period.
     pub async fn purge(&self) -> Result<Purged, StoreError> {
         self.store.purge(self.retention_cutoff()).await

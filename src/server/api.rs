@@ -222,23 +222,41 @@ pub(super) async fn delivery(
     Ok(Json(json!({"delivery": delivery, "attempts": attempts})))
 }
 
-/// `POST /api/deliveries/{id}/replay`: queue it again now; 202 with the delivery.
+/// `POST /api/deliveries/{id}/replay[?with_followers=true]`: queue it again now (with the
+/// steps that run after it); 202 with the delivery (and the followers' ids).
 pub(super) async fn replay(
     State(app): State<Arc<App>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Path(id): Path<String>,
+    Query(params): Params,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     allow(&app, peer, &headers)?;
-    let id = DeliveryId::new(id);
-    let delivery = match app.runtime().replay(std::slice::from_ref(&id)).await {
-        Ok(mut replayed) => replayed.remove(0),
-        Err(crate::store::StoreError::NotFound(_)) => {
-            return Err(ApiError::not_found(format!("no delivery {id}")));
+    let with_followers = match params.get("with_followers").map(String::as_str) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "with_followers is true or false, got {other:?}"
+            )));
         }
-        Err(e) => return Err(e.into()),
     };
-    Ok((StatusCode::ACCEPTED, Json(json!({"delivery": delivery}))))
+    let id = DeliveryId::new(id);
+    let not_found = |e| match e {
+        crate::store::StoreError::NotFound(_) => ApiError::not_found(format!("no delivery {id}")),
+        e => e.into(),
+    };
+    let mut ids = vec![id.clone()];
+    if with_followers {
+        ids = app.runtime().with_followers(&ids).await.map_err(not_found)?;
+    }
+    let mut replayed = app.runtime().replay(&ids).await.map_err(not_found)?;
+    let delivery = replayed.remove(0);
+    let followers: Vec<&DeliveryId> = replayed.iter().map(|d| &d.id).collect();
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"delivery": delivery, "followers": followers})),
+    ))
 }
 
 /// `POST /api/render`: a dry run of an envelope (or a raw payload with `?type=`), as

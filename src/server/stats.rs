@@ -110,6 +110,8 @@ mod tests {
             event_type: "t".into(),
             workflow: "w".into(),
             endpoint: endpoint.into(),
+            step: None,
+            after: None,
             node: "n".into(),
             request: None,
             response: None,

@@ -125,14 +125,16 @@ pub struct NewEvent {
 }
 
 /// What accepting `event` stores, whatever the backend: one pending delivery per match,
-/// due after the match's delay, and the event with references to those deliveries.
+/// due after the match's delay — except a step's that runs after another, which waits
+/// (no due time) until the delivery of that step is finished —, and the event with
+/// references to those deliveries.
 pub(crate) fn acceptance(
     event: &Event,
     matches: &[Match],
     keys: &IndexMap<String, String>,
     now: DateTime<Utc>,
 ) -> (StoredEvent, Vec<Delivery>) {
-    let deliveries: Vec<Delivery> = matches
+    let mut deliveries: Vec<Delivery> = matches
         .iter()
         .map(|m| {
             let delay = chrono::Duration::from_std(m.delay.unwrap_or_default()).unwrap_or_default();
@@ -152,9 +154,27 @@ pub(crate) fn acceptance(
                 keys: keys.clone(),
                 last_entry: None,
                 entries: Vec::new(),
+                after: None,
+                followers: Vec::new(),
             }
         })
         .collect();
+    // A step's delivery waits for the one of the step it runs after, in the same workflow
+    // (matches hold each workflow's actions in order: the leader comes first).
+    for i in 0..deliveries.len() {
+        let Some(after) = matches[i].after.as_deref() else {
+            continue;
+        };
+        let leader = (0..i).rev().find(|&j| {
+            matches[j].workflow == matches[i].workflow && matches[j].step.as_deref() == Some(after)
+        });
+        if let Some(j) = leader {
+            let id = deliveries[i].id.clone();
+            deliveries[i].after = Some(deliveries[j].id.clone());
+            deliveries[i].due_at = None;
+            deliveries[j].followers.push(id);
+        }
+    }
     let refs = deliveries
         .iter()
         .map(|d| DeliveryRef {

@@ -135,6 +135,30 @@ pub struct Delivery {
     /// The ids of its connect log entries, oldest first (kept by the store).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub entries: Vec<String>,
+    /// The delivery of the step it runs after (same event, same workflow). While that one
+    /// is unfinished this one is pending with no due time: it is not queued.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<DeliveryId>,
+    /// The deliveries that run after this one: the record that finishes it queues those
+    /// still waiting.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub followers: Vec<DeliveryId>,
+}
+
+impl Delivery {
+    /// Whether it waits for the delivery it runs after (pending, not queued).
+    pub fn is_waiting(&self) -> bool {
+        self.state == DeliveryState::Pending && self.due_at.is_none() && self.after.is_some()
+    }
+
+    /// When a follower released at `at` is due: then, or later if its action has a delay
+    /// (counted from its creation, the event's acceptance).
+    pub fn released_due(&self, at: DateTime<Utc>) -> DateTime<Utc> {
+        let delay = chrono::Duration::from_std(self.target.delay.unwrap_or_default())
+            .unwrap_or_default();
+        let delayed = self.created_at.checked_add_signed(delay).unwrap_or(at);
+        crate::store::whole_ms(at.max(delayed))
+    }
 }
 
 /// How an attempt (or a decision not to attempt) ended (docs/connect-log.md).
@@ -204,6 +228,9 @@ pub enum ErrorKind {
     Store,
     /// The OAuth2 token request failed (`auth: {type: oauth2}`).
     Auth,
+    /// Not sent (outcome skipped): the step it runs after failed or was skipped, or its
+    /// `when` did not match.
+    Step,
 }
 
 /// An error as the log shows it: what kind, and what a person can do about it.
@@ -260,6 +287,12 @@ pub struct LogEntry {
     pub workflow: String,
     /// The endpoint.
     pub endpoint: String,
+    /// The action's step name within its workflow (absent in entries made before steps).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
+    /// The step it ran after, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
     /// The node that made the attempt (`--node`; entries recorded before nodes had names
     /// read as "").
     #[serde(default)]

@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use crate::config::locate::{Limits, Locator, Refused, Spot};
 use crate::config::{self, ConfigError};
-use crate::engine::Engine;
+use crate::engine::{Engine, StepValues};
 use crate::engine::event::{Event, check_depth, event_from_value, parse_events};
 
 /// A test file as written.
@@ -98,6 +98,8 @@ pub struct Case {
     pub event: Event,
     /// The time it is evaluated at.
     pub now: DateTime<Utc>,
+    /// Values of earlier steps, for the steps that run after them.
+    pub steps: StepValues,
     /// What it expects.
     pub expect: Expect,
 }
@@ -251,11 +253,23 @@ fn case(
             message,
         })
     };
-    if test.steps.is_some() {
-        fail(
-            at("steps"),
-            "steps: captured values of earlier steps are not supported yet".into(),
-        );
+    let steps = match test.steps.as_ref().map(step_values).transpose() {
+        Ok(steps) => steps.unwrap_or_default(),
+        Err(message) => {
+            fail(at("steps"), format!("steps: {message}"));
+            StepValues::new()
+        }
+    };
+    if let Some(engine) = engine {
+        let known: Vec<&str> = engine
+            .workflows()
+            .iter()
+            .flat_map(|w| w.actions.iter().map(|a| a.step.as_str()))
+            .collect();
+        for step in steps.keys().filter(|s| !known.contains(&s.as_str())) {
+            let message = crate::config::suggest::unknown("step", step, known.iter().copied());
+            fail(locator.key(&format!("tests[{i}].steps.{step}")), format!("steps: {message}"));
+        }
     }
     let now = test.now.unwrap_or(default_now);
     let event = match (test.event, test.event_file) {
@@ -301,8 +315,24 @@ fn case(
         name: test.name,
         event,
         now,
+        steps,
         expect: test.expect,
     })
+}
+
+/// `steps:` as a dry run takes it: each step's captured names and values.
+fn step_values(given: &serde_yaml::Value) -> Result<StepValues, String> {
+    let shape = "give each step's captured values, e.g. {find: {contact_id: \"901\"}}";
+    let Ok(Value::Object(steps)) = serde_json::to_value(given) else {
+        return Err(format!("expected a mapping: {shape}"));
+    };
+    steps
+        .into_iter()
+        .map(|(step, values)| match values {
+            Value::Object(values) => Ok((step, values)),
+            _ => Err(format!("{step} is not a mapping: {shape}")),
+        })
+        .collect()
 }
 
 /// The one event of an event file (any form `render --event` reads).

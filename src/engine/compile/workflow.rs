@@ -35,6 +35,8 @@ pub(super) fn workflow(
         .filter_map(|(i, t)| trigger(doc, &format!("when[{i}]"), t, problems))
         .collect();
     let mut actions = Vec::with_capacity(spec.actions.len());
+    // The position in the file of each compiled action.
+    let mut positions = Vec::with_capacity(spec.actions.len());
     for (i, a) in spec.actions.iter().enumerate() {
         let path = format!("actions[{i}]");
         let Some(endpoint) = ctx.outbound.get(a.endpoint.as_str()).copied() else {
@@ -82,17 +84,123 @@ pub(super) fn workflow(
                 .map_err(|e| problems.error(doc.error_at(&format!("{path}.delay"), e)))
                 .ok()
         });
+        let when = a
+            .when
+            .iter()
+            .enumerate()
+            .filter_map(|(j, t)| trigger(doc, &format!("{path}.when[{j}]"), t, problems))
+            .collect();
         actions.push(Action {
             endpoint,
             adaptor,
             delay,
+            step: a.step.clone().unwrap_or_else(|| a.endpoint.clone()),
+            after: None,
+            when,
         });
+        positions.push(i);
     }
+    steps(doc, &mut actions, &positions, problems);
     Workflow {
         name: doc.name.clone(),
         active: spec.active,
         triggers,
         actions,
+    }
+}
+
+/// Names the steps, resolves each `after` to an earlier step of the workflow, and checks
+/// that `@steps.STEP.NAME` in an action's `when` reads a step it runs after (directly or
+/// through its chain): only those are known when its turn comes.
+fn steps(
+    doc: &Doc<WorkflowSpec>,
+    actions: &mut [Action],
+    positions: &[usize],
+    problems: &mut Problems,
+) {
+    let specs = &doc.spec.actions;
+    let mut named: HashMap<&str, usize> = HashMap::new();
+    for (i, action) in actions.iter().enumerate() {
+        let path = format!("actions[{}]", positions[i]);
+        if let Some(first) = named.insert(&action.step, i) {
+            let key = if specs[positions[i]].step.is_some() { "step" } else { "endpoint" };
+            problems.error(doc.error_at(
+                &format!("{path}.{key}"),
+                format!(
+                    "step {:?} is already actions[{}]'s name: give one of them its own `step:`",
+                    action.step, positions[first]
+                ),
+            ));
+            named.insert(&actions[first].step, first);
+        }
+    }
+    // Every step's name in file order, for messages.
+    let all: Vec<String> = specs
+        .iter()
+        .map(|a| a.step.clone().unwrap_or_else(|| a.endpoint.clone()))
+        .collect();
+    let mut afters = vec![None; actions.len()];
+    for i in 0..actions.len() {
+        let path = format!("actions[{}]", positions[i]);
+        let Some(after) = specs[positions[i]].after.as_deref() else {
+            continue;
+        };
+        match named.get(after) {
+            Some(&j) if j < i => afters[i] = Some(j),
+            Some(&j) if j == i => problems.error(doc.error_at(
+                &format!("{path}.after"),
+                format!("step {after:?} cannot run after itself"),
+            )),
+            Some(&j) => problems.error(doc.error_at(
+                &format!("{path}.after"),
+                format!(
+                    "step {after:?} comes later (actions[{}]): `after` names an earlier step of the workflow",
+                    positions[j]
+                ),
+            )),
+            None if all.iter().any(|s| s == after) => {} // its action failed to compile
+            None => {
+                let earlier = all[..positions[i]].iter().map(String::as_str);
+                let message = if positions[i] == 0 {
+                    format!("no step {after:?}: `after` names an earlier step of the workflow, and this is the first action")
+                } else {
+                    unknown("step", after, earlier)
+                };
+                problems.error(doc.error_at(&format!("{path}.after"), message));
+            }
+        }
+    }
+    for (i, after) in afters.iter().enumerate() {
+        actions[i].after = *after;
+    }
+    for (i, action) in actions.iter().enumerate() {
+        let mut chain = Vec::new();
+        let mut at = action.after;
+        while let Some(j) = at {
+            chain.push(actions[j].step.as_str());
+            at = actions[j].after;
+        }
+        for (t, trigger) in action.when.iter().enumerate() {
+            let Test::Field { field, .. } = &trigger.test else {
+                continue;
+            };
+            let Some(step) = field.step() else { continue };
+            if chain.contains(&step) {
+                continue;
+            }
+            let path = format!("actions[{}].when[{t}].field", positions[i]);
+            let message = if chain.is_empty() {
+                format!(
+                    "@steps.{step} is not known here: this action runs after no step (add `after: {step}`)"
+                )
+            } else {
+                format!(
+                    "@steps.{step} is not known here: this action runs after {} only",
+                    chain.join(" ← ")
+                )
+            };
+            problems.error(doc.error_at(&path, message));
+        }
     }
 }
 

@@ -542,6 +542,16 @@ pub(super) async fn record(
     let mut wanted: Vec<&str> = attempts.iter().map(|(_, d)| d.id.as_str()).collect();
     wanted.sort_unstable();
     wanted.dedup();
+    // The steps that wait for a delivery this record finishes are queued in the same
+    // transaction: locked with the rest, in id order.
+    let mut locked: Vec<&str> = attempts
+        .iter()
+        .filter(|(_, d)| d.state.is_final())
+        .flat_map(|(_, d)| d.followers.iter().map(DeliveryId::as_str))
+        .chain(wanted.iter().copied())
+        .collect();
+    locked.sort_unstable();
+    locked.dedup();
     let select = tx
         .prepare_cached(
             "SELECT id, record::text, lease_owner, lease_until FROM switchboard_deliveries \
@@ -550,7 +560,7 @@ pub(super) async fn record(
         .await
         .map_err(db_error)?;
     let mut rows: HashMap<String, Row> = HashMap::new();
-    for row in tx.query(&select, &[&wanted]).await.map_err(db_error)? {
+    for row in tx.query(&select, &[&locked]).await.map_err(db_error)? {
         let id: String = row.get(0);
         let stored = decode(&format!("delivery {id}"), row.get(1))?;
         rows.insert(
@@ -562,13 +572,14 @@ pub(super) async fn record(
             },
         );
     }
-    let was_pending: i64 = rows
-        .values()
-        .filter(|r| {
-            r.stored
-                .as_ref()
-                .is_some_and(|d| d.state == DeliveryState::Pending)
-        })
+    let is_pending_row = |r: &Row| {
+        r.stored
+            .as_ref()
+            .is_some_and(|d| d.state == DeliveryState::Pending)
+    };
+    let was_pending = wanted
+        .iter()
+        .filter(|id| rows.get(**id).is_some_and(is_pending_row))
         .count() as i64;
     let clock = tx
         .prepare_cached("SELECT last FROM switchboard_log_clock FOR UPDATE")
@@ -615,9 +626,27 @@ pub(super) async fn record(
         }
         row.stored = Some(delivery);
     }
+    // Finished deliveries queue their waiting followers (as `record` in the sled store).
+    let mut released: Vec<String> = Vec::new();
+    for (entry, delivery) in attempts {
+        let followers = match rows.get(delivery.id.as_str()).and_then(|r| r.stored.as_ref()) {
+            Some(stored) if stored.state.is_final() => stored.followers.clone(),
+            _ => continue,
+        };
+        for id in followers {
+            if let Some(follower) = rows
+                .get_mut(id.as_str())
+                .and_then(|r| r.stored.as_mut())
+                .filter(|f| f.is_waiting())
+            {
+                follower.due_at = Some(follower.released_due(entry.at));
+                released.push(id.as_str().to_string());
+            }
+        }
+    }
     let mut deliveries = Deliveries::default();
-    for id in &wanted {
-        deliveries.push(&rows[*id]);
+    for id in wanted.iter().copied().chain(released.iter().map(String::as_str)) {
+        deliveries.push(&rows[id]);
     }
     let is_pending = deliveries.pending;
     let clock_params: [&(dyn ToSql + Sync); 1] = [&last];
@@ -627,8 +656,8 @@ pub(super) async fn record(
     // Sent together (tokio-postgres pipelines them on the connection): one round trip.
     futures_util::try_join!(clock, insert, update).map_err(db_error)?;
     tx.commit().await.map_err(db_error)?;
-    store.count_queued(is_pending - was_pending);
-    store.count_writes((attempts.len() + wanted.len() + 1) as u64);
+    store.count_queued(is_pending - was_pending - released.len() as i64);
+    store.count_writes((attempts.len() + wanted.len() + released.len() + 1) as u64);
     Ok(ids)
 }
 
@@ -829,17 +858,20 @@ pub(super) async fn replay(
         let delivery = found
             .get_mut(id.as_str())
             .expect("every id was found above");
+        // A step whose leader is replayed with it waits for that one again.
+        let waits = delivery.after.as_ref().is_some_and(|a| ids.contains(a));
         delivery.state = DeliveryState::Pending;
         delivery.retry_base = delivery.attempts;
         delivery.generation += 1;
-        delivery.due_at = Some(due);
+        delivery.due_at = (!waits).then_some(due);
         replayed.push(delivery.clone());
     }
     let records: Vec<String> = wanted.iter().map(|id| encode(&found[id])).collect();
+    let dues: Vec<Option<DateTime<Utc>>> = wanted.iter().map(|id| found[id].due_at).collect();
     tx.execute(
-        "UPDATE switchboard_deliveries d SET state = 'pending', due_at = $2, record = u.r::json \
-         FROM unnest($1::text[], $3::text[]) AS u(i, r) WHERE d.id = u.i",
-        &[&wanted, &due, &records],
+        "UPDATE switchboard_deliveries d SET state = 'pending', due_at = u.d, record = u.r::json \
+         FROM unnest($1::text[], $2::timestamptz[], $3::text[]) AS u(i, d, r) WHERE d.id = u.i",
+        &[&wanted, &dues, &records],
     )
     .await
     .map_err(db_error)?;

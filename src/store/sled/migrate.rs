@@ -98,7 +98,7 @@ fn from_layout_1(tree: &sled::Tree) -> Result<(), StoreError> {
                 workflow: first.workflow.clone(),
                 action: 0,
                 endpoint: first.endpoint.clone(),
-                delay: None,
+                ..Match::default()
             },
             created_at: first.at,
             state: match last.outcome {
@@ -113,6 +113,8 @@ fn from_layout_1(tree: &sled::Tree) -> Result<(), StoreError> {
             keys: last.keys.clone(),
             last_entry: Some(last.id.clone()),
             entries: found.iter().map(|e| e.id.clone()).collect(),
+            after: None,
+            followers: Vec::new(),
         };
         for form in keys::audit_forms(stub.keys.values(), &stub.event_id) {
             tree.insert(keys::audit(&form, &id), encode(&[&id]))?;

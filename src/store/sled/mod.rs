@@ -206,7 +206,7 @@ impl crate::store::Store for SledStore {
         let replayed = self
             .run(move |inner| {
                 ids.iter()
-                    .map(|id| inner.replay(id, now))
+                    .map(|id| inner.replay(id, now, &ids))
                     .collect::<Result<Vec<_>, _>>()
             })
             .await?;

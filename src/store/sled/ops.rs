@@ -74,15 +74,20 @@ impl Inner {
                 Vec::new(),
             )),
         }
+        let mut queued = 0;
         for d in &deliveries {
             ops.push(Op::Insert(keys::delivery(&d.id), encode(d)));
-            ops.push(Op::Insert(
-                keys::queue(&d.target.endpoint, d.due_at.unwrap_or(now), &d.id),
-                Vec::new(),
-            ));
+            // A step waiting for the one it runs after is queued when that one finishes.
+            if let Some(due) = d.due_at {
+                ops.push(Op::Insert(
+                    keys::queue(&d.target.endpoint, due, &d.id),
+                    Vec::new(),
+                ));
+                queued += 1;
+            }
         }
         self.write(ops)?;
-        self.count_queued(deliveries.len(), 0);
+        self.count_queued(queued, 0);
         Ok(Accepted {
             event_id: event.id.clone(),
             deliveries: refs,
@@ -244,9 +249,10 @@ impl Inner {
     }
 
     /// Records an attempt: the entry and its facet key, the delivery's new state (with the
-    /// entry in its list), and the queue entry it was taken from moved (retrying) or
-    /// removed (finished), in one journal record; ends the delivery's lease. If the
-    /// delivery was replayed while the attempt was in flight, the replay stands.
+    /// entry in its list), the queue entry it was taken from moved (retrying) or removed
+    /// (finished), and — when it finished — its waiting followers queued, in one journal
+    /// record; ends the delivery's lease. If the delivery was replayed while the attempt
+    /// was in flight, the replay stands.
     pub(super) fn record(
         &self,
         entry: &LogEntry,
@@ -301,6 +307,25 @@ impl Inner {
             ops.push(Op::Insert(new, Vec::new()));
             added = 1;
         }
+        // Finished: the steps that wait for it are queued, in the same journal record.
+        if delivery.state.is_final() {
+            for id in &delivery.followers {
+                let Some(mut follower) = self.delivery(id)? else {
+                    continue;
+                };
+                if !follower.is_waiting() {
+                    continue;
+                }
+                let due = follower.released_due(entry.at);
+                follower.due_at = Some(due);
+                ops.push(Op::Insert(keys::delivery(id), encode(&follower)));
+                ops.push(Op::Insert(
+                    keys::queue(&follower.target.endpoint, due, id),
+                    Vec::new(),
+                ));
+                added += 1;
+            }
+        }
         self.write(ops)?;
         self.count_queued(added, removed);
         drop(writer);
@@ -334,12 +359,14 @@ impl Inner {
     }
 
     /// Queues a delivery to be sent again now, whatever its state; its retry schedule
-    /// starts over. An attempt of it in flight is logged when it ends, but does not undo
+    /// starts over. A step whose leader is replayed with it (`with`) waits for that one
+    /// again instead. An attempt of it in flight is logged when it ends, but does not undo
     /// the replay.
     pub(super) fn replay(
         &self,
         id: &DeliveryId,
         now: DateTime<Utc>,
+        with: &[DeliveryId],
     ) -> Result<Delivery, StoreError> {
         self.health.check()?;
         let _writer = self.lock_writer();
@@ -352,23 +379,29 @@ impl Inner {
             }
             _ => None,
         };
+        let waits = delivery.after.as_ref().is_some_and(|a| with.contains(a));
         delivery.state = DeliveryState::Pending;
         delivery.retry_base = delivery.attempts;
         delivery.generation += 1;
-        delivery.due_at = Some(whole_ms(now));
-        let new = keys::queue(&delivery.target.endpoint, whole_ms(now), id);
+        delivery.due_at = (!waits).then(|| whole_ms(now));
+        let new = delivery
+            .due_at
+            .map(|due| keys::queue(&delivery.target.endpoint, due, id));
         let tree = self.tree()?;
         let mut ops = Vec::with_capacity(3);
         let mut removed = 0;
         if let Some(old) = old
-            && old != new
+            && Some(&old) != new.as_ref()
             && tree.contains_key(&old)?
         {
             ops.push(Op::Remove(old));
             removed = 1;
         }
-        let added = usize::from(!tree.contains_key(&new)?);
-        ops.push(Op::Insert(new, Vec::new()));
+        let mut added = 0;
+        if let Some(new) = new {
+            added = usize::from(!tree.contains_key(&new)?);
+            ops.push(Op::Insert(new, Vec::new()));
+        }
         ops.push(Op::Insert(keys::delivery(id), encode(&delivery)));
         self.write(ops)?;
         self.count_queued(added, removed);
