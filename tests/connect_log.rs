@@ -608,7 +608,7 @@ async fn a_data_folder_of_layout_1_is_upgraded_in_place_and_keeps_its_log() {
         keys: attempt.keys.clone(),
         last_entry: Some(attempt.id.clone()),
         entries: Vec::new(),
-        after: None,
+        leader: None,
         followers: Vec::new(),
     };
     let stored = json!({

@@ -549,7 +549,10 @@ impl Dispatcher {
                 // A step waiting for another is as open as that one (listed before it).
                 let waiting = delivery.is_waiting();
                 let open_now = if waiting {
-                    delivery.after.as_ref().is_some_and(|a| open_ids.contains(a))
+                    delivery
+                        .leader
+                        .as_ref()
+                        .is_some_and(|a| open_ids.contains(a))
                 } else {
                     !(delivery.state.is_final() || ((far || shut) && !in_flight))
                 };

@@ -18,7 +18,7 @@ pub(super) async fn values(
     delivery: &Delivery,
 ) -> Result<Option<Result<Value, String>>, StoreError> {
     let mut steps = Map::new();
-    let mut next = delivery.after.clone();
+    let mut next = delivery.leader.clone();
     let mut direct = true;
     while let Some(id) = next {
         let Some(leader) = store.delivery(&id).await? else {
@@ -32,7 +32,11 @@ pub(super) async fn values(
                 Some(LogEntry { error: Some(e), .. }) => format!(": {}", e.message),
                 _ => String::new(),
             };
-            let verb = if leader.state == DeliveryState::Failed { "failed" } else { "was skipped" };
+            let verb = if leader.state == DeliveryState::Failed {
+                "failed"
+            } else {
+                "was skipped"
+            };
             return Ok(Some(Err(format!("step {name} {verb}{why}"))));
         }
         let Some(entry) = delivered(store, &leader).await? else {
@@ -44,7 +48,7 @@ pub(super) async fn values(
         }
         steps.entry(name).or_insert(Value::Object(values));
         direct = false;
-        next = leader.after.clone();
+        next = leader.leader.clone();
     }
     Ok((!steps.is_empty()).then_some(Ok(Value::Object(steps))))
 }

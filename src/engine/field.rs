@@ -57,7 +57,10 @@ impl FieldRef {
             return Err("empty field reference".into());
         }
         if let Some(meta) = text.strip_prefix('@') {
-            if let Some(rest) = meta.strip_prefix("steps.").or((meta == "steps").then_some("")) {
+            if let Some(rest) = meta
+                .strip_prefix("steps.")
+                .or((meta == "steps").then_some(""))
+            {
                 let mut parts = rest.split('.').map(str::to_string);
                 let step = parts.next().unwrap_or_default();
                 let parts: Vec<String> = parts.collect();
@@ -249,6 +252,9 @@ mod tests {
         assert_eq!(nested.resolve(&event).as_deref(), Some(&json!(7)));
         let status = FieldRef::parse("@steps.find.status").unwrap();
         assert_eq!(status.resolve(&event).as_deref(), Some(&json!(200)));
-        assert_eq!(FieldRef::parse("@steps.other.id").unwrap().resolve(&event), None);
+        assert_eq!(
+            FieldRef::parse("@steps.other.id").unwrap().resolve(&event),
+            None
+        );
     }
 }

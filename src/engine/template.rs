@@ -177,7 +177,8 @@ enum Looked<'a> {
     Json(&'a serde_json::Value),
 }
 
-/// A name as the template context resolves it: `event.*`, `data.*`, or a data key.
+/// A name as the template context resolves it: `event.*`, `data.*`, `steps.*` (while
+/// a step after another renders), or a data key.
 fn lookup<'a>(event: &'a Event, path: &[String]) -> Option<Looked<'a>> {
     let (first, rest) = path.split_first()?;
     let mut node: &serde_json::Value = match first.as_str() {
@@ -192,6 +193,7 @@ fn lookup<'a>(event: &'a Event, path: &[String]) -> Option<Looked<'a>> {
             });
         }
         "data" => &event.data,
+        "steps" if event.steps.is_some() => event.steps.as_deref()?,
         key => match event.data.get(key) {
             Some(v) if rest.is_empty() => return Some(Looked::Json(v)),
             Some(v) => v,

@@ -56,7 +56,11 @@ impl Action {
             .filter(|v| !v.passed)
             .map(|v| v.reason)
             .collect();
-        if failing.is_empty() { Ok(()) } else { Err(failing) }
+        if failing.is_empty() {
+            Ok(())
+        } else {
+            Err(failing)
+        }
     }
 }
 

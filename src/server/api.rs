@@ -248,7 +248,11 @@ pub(super) async fn replay(
     };
     let mut ids = vec![id.clone()];
     if with_followers {
-        ids = app.runtime().with_followers(&ids).await.map_err(not_found)?;
+        ids = app
+            .runtime()
+            .with_followers(&ids)
+            .await
+            .map_err(not_found)?;
     }
     let mut replayed = app.runtime().replay(&ids).await.map_err(not_found)?;
     let delivery = replayed.remove(0);

@@ -154,7 +154,7 @@ pub(crate) fn acceptance(
                 keys: keys.clone(),
                 last_entry: None,
                 entries: Vec::new(),
-                after: None,
+                leader: None,
                 followers: Vec::new(),
             }
         })
@@ -170,7 +170,7 @@ pub(crate) fn acceptance(
         });
         if let Some(j) = leader {
             let id = deliveries[i].id.clone();
-            deliveries[i].after = Some(deliveries[j].id.clone());
+            deliveries[i].leader = Some(deliveries[j].id.clone());
             deliveries[i].due_at = None;
             deliveries[j].followers.push(id);
         }

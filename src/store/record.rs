@@ -138,7 +138,7 @@ pub struct Delivery {
     /// The delivery of the step it runs after (same event, same workflow). While that one
     /// is unfinished this one is pending with no due time: it is not queued.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub after: Option<DeliveryId>,
+    pub leader: Option<DeliveryId>,
     /// The deliveries that run after this one: the record that finishes it queues those
     /// still waiting.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -148,14 +148,14 @@ pub struct Delivery {
 impl Delivery {
     /// Whether it waits for the delivery it runs after (pending, not queued).
     pub fn is_waiting(&self) -> bool {
-        self.state == DeliveryState::Pending && self.due_at.is_none() && self.after.is_some()
+        self.state == DeliveryState::Pending && self.due_at.is_none() && self.leader.is_some()
     }
 
     /// When a follower released at `at` is due: then, or later if its action has a delay
     /// (counted from its creation, the event's acceptance).
     pub fn released_due(&self, at: DateTime<Utc>) -> DateTime<Utc> {
-        let delay = chrono::Duration::from_std(self.target.delay.unwrap_or_default())
-            .unwrap_or_default();
+        let delay =
+            chrono::Duration::from_std(self.target.delay.unwrap_or_default()).unwrap_or_default();
         let delayed = self.created_at.checked_add_signed(delay).unwrap_or(at);
         crate::store::whole_ms(at.max(delayed))
     }

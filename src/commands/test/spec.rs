@@ -13,8 +13,8 @@ use serde_json::Value;
 
 use crate::config::locate::{Limits, Locator, Refused, Spot};
 use crate::config::{self, ConfigError};
-use crate::engine::{Engine, StepValues};
 use crate::engine::event::{Event, check_depth, event_from_value, parse_events};
+use crate::engine::{Engine, StepValues};
 
 /// A test file as written.
 #[derive(Debug, Deserialize)]
@@ -268,7 +268,10 @@ fn case(
             .collect();
         for step in steps.keys().filter(|s| !known.contains(&s.as_str())) {
             let message = crate::config::suggest::unknown("step", step, known.iter().copied());
-            fail(locator.key(&format!("tests[{i}].steps.{step}")), format!("steps: {message}"));
+            fail(
+                locator.key(&format!("tests[{i}].steps.{step}")),
+                format!("steps: {message}"),
+            );
         }
     }
     let now = test.now.unwrap_or(default_now);

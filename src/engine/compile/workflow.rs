@@ -123,7 +123,11 @@ fn steps(
     for (i, action) in actions.iter().enumerate() {
         let path = format!("actions[{}]", positions[i]);
         if let Some(first) = named.insert(&action.step, i) {
-            let key = if specs[positions[i]].step.is_some() { "step" } else { "endpoint" };
+            let key = if specs[positions[i]].step.is_some() {
+                "step"
+            } else {
+                "endpoint"
+            };
             problems.error(doc.error_at(
                 &format!("{path}.{key}"),
                 format!(

@@ -629,7 +629,10 @@ pub(super) async fn record(
     // Finished deliveries queue their waiting followers (as `record` in the sled store).
     let mut released: Vec<String> = Vec::new();
     for (entry, delivery) in attempts {
-        let followers = match rows.get(delivery.id.as_str()).and_then(|r| r.stored.as_ref()) {
+        let followers = match rows
+            .get(delivery.id.as_str())
+            .and_then(|r| r.stored.as_ref())
+        {
             Some(stored) if stored.state.is_final() => stored.followers.clone(),
             _ => continue,
         };
@@ -645,7 +648,11 @@ pub(super) async fn record(
         }
     }
     let mut deliveries = Deliveries::default();
-    for id in wanted.iter().copied().chain(released.iter().map(String::as_str)) {
+    for id in wanted
+        .iter()
+        .copied()
+        .chain(released.iter().map(String::as_str))
+    {
         deliveries.push(&rows[id]);
     }
     let is_pending = deliveries.pending;
@@ -859,7 +866,7 @@ pub(super) async fn replay(
             .get_mut(id.as_str())
             .expect("every id was found above");
         // A step whose leader is replayed with it waits for that one again.
-        let waits = delivery.after.as_ref().is_some_and(|a| ids.contains(a));
+        let waits = delivery.leader.as_ref().is_some_and(|a| ids.contains(a));
         delivery.state = DeliveryState::Pending;
         delivery.retry_base = delivery.attempts;
         delivery.generation += 1;

@@ -113,7 +113,7 @@ fn from_layout_1(tree: &sled::Tree) -> Result<(), StoreError> {
             keys: last.keys.clone(),
             last_entry: Some(last.id.clone()),
             entries: found.iter().map(|e| e.id.clone()).collect(),
-            after: None,
+            leader: None,
             followers: Vec::new(),
         };
         for form in keys::audit_forms(stub.keys.values(), &stub.event_id) {

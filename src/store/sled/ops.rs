@@ -379,7 +379,7 @@ impl Inner {
             }
             _ => None,
         };
-        let waits = delivery.after.as_ref().is_some_and(|a| with.contains(a));
+        let waits = delivery.leader.as_ref().is_some_and(|a| with.contains(a));
         delivery.state = DeliveryState::Pending;
         delivery.retry_base = delivery.attempts;
         delivery.generation += 1;
