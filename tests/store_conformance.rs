@@ -614,6 +614,78 @@ pub async fn entry_ids_follow_the_order_of_records(store: Arc<dyn Store>) {
     assert_eq!(recorded.last_entry.as_deref(), Some(second.as_str()));
 }
 
+/// A step that runs after another waits unqueued until the record that finishes its
+/// leader queues it (delayed by its own action's delay); a failed leader releases it too
+/// (to be skipped); replaying a leader with its followers makes them wait again, and
+/// replaying the leader alone leaves them as they are.
+pub async fn followers_wait_for_the_record_that_finishes_their_leader(store: Arc<dyn Store>) {
+    let step = |endpoint: &str, step: &str, after: Option<&str>, delay: Option<Duration>| Match {
+        step: Some(step.into()),
+        after: after.map(str::to_string),
+        ..to(endpoint, "w", delay)
+    };
+    let matches = vec![
+        step("search", "find", None, None),
+        step("update", "update", Some("find"), Some(Duration::from_secs(120))),
+        step("note", "note", Some("update"), None),
+    ];
+    let accepted = store
+        .accept(vec![new_event("chain", "1", matches)], at(0))
+        .await
+        .unwrap()
+        .remove(0);
+    let ids: Vec<DeliveryId> = accepted.deliveries.iter().map(|d| d.id.clone()).collect();
+    let read = |i: usize| {
+        let (store, id) = (store.clone(), ids[i].clone());
+        async move { store.delivery(&id).await.unwrap().unwrap() }
+    };
+    let (find, update, note) = (read(0).await, read(1).await, read(2).await);
+    assert_eq!(find.followers, [ids[1].clone()]);
+    assert_eq!(update.leader.as_ref(), Some(&ids[0]));
+    assert_eq!(update.followers, [ids[2].clone()]);
+    assert!(update.is_waiting() && note.is_waiting());
+    assert_eq!(update.due_at, None);
+    // Nothing of the followers is taken, however late.
+    for endpoint in ["update", "note"] {
+        let taken = store.take(endpoint, at(600), 10, at(601)).await.unwrap();
+        assert!(taken.leases.is_empty() && taken.next.is_none(), "{endpoint}");
+    }
+    // The lookup delivered at minute 1: the update is due at minute 2 (its delay counts
+    // from the event), the note still waits.
+    attempt_all(store.as_ref(), "search", at(1), Outcome::Delivered).await;
+    let update = read(1).await;
+    assert_eq!(update.due_at, Some(at(2)));
+    assert!(!update.is_waiting());
+    assert!(read(2).await.is_waiting());
+    let early = store.take("update", at(1), 10, at(3)).await.unwrap();
+    assert!(early.leases.is_empty());
+    assert_eq!(early.next, Some(at(2)));
+    // The update is retried, then fails: a retry releases nothing, the failure does.
+    attempt_all(store.as_ref(), "update", at(2), Outcome::Retrying).await;
+    assert!(read(2).await.is_waiting());
+    attempt_all(store.as_ref(), "update", at(8), Outcome::Failed).await;
+    let note = read(2).await;
+    assert_eq!(note.due_at, Some(at(8)));
+    attempt_all(store.as_ref(), "note", at(9), Outcome::Skipped).await;
+    assert_eq!(read(2).await.state, DeliveryState::Skipped);
+
+    // Replaying the lookup alone: the followers stay as they are.
+    store.replay(&ids[..1], at(10)).await.unwrap();
+    assert_eq!(read(1).await.state, DeliveryState::Failed);
+    attempt_all(store.as_ref(), "search", at(10), Outcome::Delivered).await;
+    assert_eq!(read(1).await.state, DeliveryState::Failed);
+    // With its followers: they wait again for their leaders' new attempts.
+    store.replay(&ids, at(11)).await.unwrap();
+    let (update, note) = (read(1).await, read(2).await);
+    assert!(update.is_waiting() && note.is_waiting(), "{update:?} {note:?}");
+    let taken = store.take("update", at(20), 10, at(21)).await.unwrap();
+    assert!(taken.leases.is_empty());
+    attempt_all(store.as_ref(), "search", at(12), Outcome::Delivered).await;
+    assert_eq!(read(1).await.due_at, Some(at(12)));
+    attempt_all(store.as_ref(), "update", at(13), Outcome::Delivered).await;
+    assert_eq!(read(2).await.due_at, Some(at(13)));
+}
+
 /// Runs every conformance test against a backend, each on a fresh store from `$open`.
 macro_rules! conformance {
     ($backend:ident, $open:expr) => {
@@ -674,6 +746,14 @@ macro_rules! conformance {
                     return;
                 };
                 super::replay_requeues_and_outlasts_an_attempt_in_flight(store).await;
+            }
+
+            #[tokio::test]
+            async fn followers_wait_for_the_record_that_finishes_their_leader() {
+                let Some((store, _guard)) = $open.await else {
+                    return;
+                };
+                super::followers_wait_for_the_record_that_finishes_their_leader(store).await;
             }
         }
     };
