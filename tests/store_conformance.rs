@@ -626,7 +626,12 @@ pub async fn followers_wait_for_the_record_that_finishes_their_leader(store: Arc
     };
     let matches = vec![
         step("search", "find", None, None),
-        step("update", "update", Some("find"), Some(Duration::from_secs(120))),
+        step(
+            "update",
+            "update",
+            Some("find"),
+            Some(Duration::from_secs(120)),
+        ),
         step("note", "note", Some("update"), None),
     ];
     let accepted = store
@@ -648,7 +653,10 @@ pub async fn followers_wait_for_the_record_that_finishes_their_leader(store: Arc
     // Nothing of the followers is taken, however late.
     for endpoint in ["update", "note"] {
         let taken = store.take(endpoint, at(600), 10, at(601)).await.unwrap();
-        assert!(taken.leases.is_empty() && taken.next.is_none(), "{endpoint}");
+        assert!(
+            taken.leases.is_empty() && taken.next.is_none(),
+            "{endpoint}"
+        );
     }
     // The lookup delivered at minute 1: the update is due at minute 2 (its delay counts
     // from the event), the note still waits.
@@ -677,7 +685,10 @@ pub async fn followers_wait_for_the_record_that_finishes_their_leader(store: Arc
     // With its followers: they wait again for their leaders' new attempts.
     store.replay(&ids, at(11)).await.unwrap();
     let (update, note) = (read(1).await, read(2).await);
-    assert!(update.is_waiting() && note.is_waiting(), "{update:?} {note:?}");
+    assert!(
+        update.is_waiting() && note.is_waiting(),
+        "{update:?} {note:?}"
+    );
     let taken = store.take("update", at(20), 10, at(21)).await.unwrap();
     assert!(taken.leases.is_empty());
     attempt_all(store.as_ref(), "search", at(12), Outcome::Delivered).await;
