@@ -3,6 +3,8 @@
 //! - deliveries/s: events accepted into a fresh data folder and delivered to a fast local
 //!   receiver with the connect log on, beside a bare reqwest client posting the same bodies
 //!   to the same receiver at the same concurrency (the HTTP limit of this machine);
+//! - a two-step chain per event (the second request after the first, with the id it
+//!   captured), beside one delivery per event;
 //! - search: a connect-log search by phone among LOG entries (default 1,000,000), beside a
 //!   point lookup of one entry by id.
 //!
@@ -34,7 +36,11 @@ const BODY: &str = r#"{"external_id":"812","contact":{"first_name":"John","last_
 async fn receiver() -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let app = Router::new().route("/contacts", post(|| async { "ok" }));
+    // Answers as a CRM that created a record: its id, for a step to capture.
+    let app = Router::new().route(
+        "/contacts",
+        post(|| async { ([("content-type", "application/json")], r#"{"id":"5011"}"#) }),
+    );
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     format!("http://{addr}/contacts")
 }
@@ -65,14 +71,27 @@ async fn bare(url: &str, n: usize) -> f64 {
     n as f64 / started.elapsed().as_secs_f64()
 }
 
-async fn switchboard_rate(url: &str, n: usize) -> f64 {
+/// What each event sends: one delivery, or a two-step chain (the second step after the
+/// first, with the id the first captured in its body).
+#[derive(Clone, Copy, PartialEq)]
+enum Shape {
+    Single,
+    Chain,
+}
+
+async fn switchboard_rate(url: &str, n: usize, shape: Shape) -> f64 {
     let config = tempfile::tempdir().unwrap();
     for sub in ["adaptors", "endpoints", "workflows"] {
         std::fs::create_dir_all(config.path().join(sub)).unwrap();
     }
     std::fs::write(config.path().join("adaptors/contact.yaml"), "fields:\n  - {from: lead_id, to: external_id}\n  - {from: first_name, to: contact.first_name}\n  - {from: last_name, to: contact.last_name}\n  - {to: contact.phone, template: \"{{ phone_number|e164 }}\"}\n  - {from: email, to: contact.email}\n  - {from: status, to: disposition, values: {SALE: won}}\n  - {from: length_in_sec, to: talk_seconds, type: integer}\nextra_fields:\n  source: switchboard\n").unwrap();
-    std::fs::write(config.path().join("endpoints/crm.yaml"), format!("url: {url}\nadaptor: contact\nconcurrency: {CONCURRENCY}\nauth:\n  type: bearer\n  token: bench\n")).unwrap();
-    std::fs::write(config.path().join("workflows/sale.yaml"), "when:\n  - event: call.disposition\n  - field: status\n    equals: SALE\nactions:\n  - endpoint: crm\n").unwrap();
+    std::fs::write(config.path().join("endpoints/crm.yaml"), format!("url: {url}\nadaptor: contact\nconcurrency: {CONCURRENCY}\nauth:\n  type: bearer\n  token: bench\nresponse:\n  format: json\n  capture:\n    crm_id: $.id\n")).unwrap();
+    std::fs::write(config.path().join("endpoints/note.yaml"), format!("url: {url}\nbody_template: '{{\"who\": \"{{{{ steps.crm.crm_id }}}}\", \"subject\": \"call {{{{ lead_id }}}}\"}}'\nconcurrency: {CONCURRENCY}\n")).unwrap();
+    let actions = match shape {
+        Shape::Single => "  - endpoint: crm\n",
+        Shape::Chain => "  - endpoint: crm\n  - endpoint: note\n    after: crm\n",
+    };
+    std::fs::write(config.path().join("workflows/sale.yaml"), format!("when:\n  - event: call.disposition\n  - field: status\n    equals: SALE\nactions:\n{actions}")).unwrap();
     let engine = switchboard::load(config.path()).unwrap().engine;
     let data = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = Arc::new(SledStore::open(data.path()).unwrap());
@@ -238,17 +257,29 @@ async fn main() {
     let size = env("LOG", 1_000_000);
     let rounds = env("ROUNDS", 3);
     let url = receiver().await;
-    let (mut bare_rates, mut sb_rates) = (Vec::new(), Vec::new());
+    let (mut bare_rates, mut sb_rates, mut chain_rates) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..rounds {
         bare_rates.push(bare(&url, n).await);
-        sb_rates.push(switchboard_rate(&url, n).await);
+        sb_rates.push(switchboard_rate(&url, n, Shape::Single).await);
+        chain_rates.push(switchboard_rate(&url, n, Shape::Chain).await);
     }
-    let (b, s) = (median(bare_rates), median(sb_rates));
+    let (b, s, c) = (median(bare_rates), median(sb_rates), median(chain_rates));
     println!("| measure | value | baseline | ratio |");
     println!("|---|---:|---:|---:|");
     println!(
         "| deliveries/s to a local receiver, connect log on ({n} per round, median of {rounds}) | {s:.0} | {b:.0} req/s bare reqwest | {:.2} |",
         s / b
+    );
+    println!(
+        "| events/s with a two-step chain (2 requests each; the second after the first, with its captured id) | {c:.0} ({:.0} req/s) | {s:.0} events/s with one delivery | {:.2} |",
+        2.0 * c,
+        c / s
+    );
+    println!(
+        "| time per event: chain / one delivery | {:.3} ms | {:.3} ms | {:.2} |",
+        1000.0 / c,
+        1000.0 / s,
+        s / c
     );
     let (phone_ms, id_ms, fill, found) = search(size).await;
     println!(

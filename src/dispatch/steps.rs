@@ -12,8 +12,21 @@ use crate::store::{Delivery, DeliveryState, LogEntry, Outcome, Store, StoreError
 const LOOK_BACK: usize = 16;
 
 /// The steps' values for an attempt of `delivery` (`None`: it runs after no step), or
-/// why it is skipped.
+/// why it is skipped. Only the storage failing is an error (the attempt waits); a record
+/// that cannot be read back skips the step, once, rather than holding it forever.
 pub(super) async fn values(
+    store: &dyn Store,
+    delivery: &Delivery,
+) -> Result<Option<Result<Value, String>>, StoreError> {
+    match chain(store, delivery).await {
+        Err(e) if !e.is_unavailable() => Ok(Some(Err(format!(
+            "the earlier steps' records cannot be read back: {e}"
+        )))),
+        other => other,
+    }
+}
+
+async fn chain(
     store: &dyn Store,
     delivery: &Delivery,
 ) -> Result<Option<Result<Value, String>>, StoreError> {

@@ -232,7 +232,9 @@ impl Engine {
         self.plan(&scope, workflow, action, now)
     }
 
-    /// Every delivery the event asks for, rendered, in workflow then action order.
+    /// Every delivery the event asks for, rendered, in workflow then action order (a step
+    /// that runs after another as if the steps before it captured nothing: a dry run with
+    /// their values is [`Engine::dry_run_steps`]).
     pub fn process(&self, event: &Event, now: DateTime<Utc>) -> Vec<Planned> {
         let scope = RenderScope::new(event, &self.templates, now);
         let mut planned = Vec::new();
