@@ -42,6 +42,7 @@ fn new_event(id: &str, phone: &str, matches: Vec<Match>) -> NewEvent {
         ]
         .into_iter()
         .collect(),
+        limits: Vec::new(),
     }
 }
 

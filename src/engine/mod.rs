@@ -13,9 +13,11 @@ pub mod encode;
 pub mod event;
 pub mod field;
 pub mod inbound;
+pub mod limit;
 pub mod payload;
 pub mod phone;
 pub mod request;
+pub mod sample;
 pub mod secrets;
 pub mod signing;
 pub mod template;
@@ -182,6 +184,22 @@ impl Engine {
             }
         }
         found
+    }
+
+    /// What accepting `event` on `node` must count for the workflows of `matches` that
+    /// have a `limit`: one check per such workflow, in workflow order.
+    pub fn limits(&self, event: &Event, matches: &[Match], node: &str) -> Vec<limit::LimitCheck> {
+        let mut checks: Vec<limit::LimitCheck> = Vec::new();
+        for m in matches {
+            if checks.last().is_some_and(|c| c.workflow == m.workflow) {
+                continue;
+            }
+            let workflow = self.workflows.iter().find(|w| w.name == m.workflow);
+            if let Some(limit) = workflow.and_then(|w| w.limit.as_ref()) {
+                checks.push(limit.check(&m.workflow, event, node));
+            }
+        }
+        checks
     }
 
     /// Renders one matched action, by the names stored when the event was accepted, with

@@ -87,7 +87,7 @@ pub enum DeliveryState {
     Delivered,
     /// It will not be tried again (non-retryable error, or retries exhausted).
     Failed,
-    /// Not sent: its endpoint is inactive.
+    /// Not sent: its endpoint is inactive, or its workflow's `limit` stopped it.
     Skipped,
 }
 
@@ -147,7 +147,7 @@ pub enum Outcome {
     Retrying,
     /// It failed and will not be tried again.
     Failed,
-    /// Not sent (inactive endpoint).
+    /// Not sent (inactive endpoint, a workflow's `limit`).
     Skipped,
 }
 
@@ -204,6 +204,9 @@ pub enum ErrorKind {
     Store,
     /// The OAuth2 token request failed (`auth: {type: oauth2}`).
     Auth,
+    /// The workflow's `limit` stopped the event: it fired `max` times for the same value
+    /// within the period.
+    Limit,
 }
 
 /// An error as the log shows it: what kind, and what a person can do about it.

@@ -404,6 +404,10 @@ impl crate::store::Store for PostgresStore {
         self.noted(result)
     }
 
+    async fn forget_firings(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        self.bounded(write::forget_firings(self, now)).await
+    }
+
     fn health(&self) -> Result<(), StoreError> {
         match &*self.failing.lock().unwrap_or_else(|p| p.into_inner()) {
             Some(reason) => Err(StoreError::Unavailable(reason.clone())),

@@ -110,15 +110,15 @@ pub(super) async fn accept(
         .collect();
     // The others were accepted before: duplicates, unless the window is over and their
     // deliveries are finished; then this acceptance takes the record's place.
-    let mut stored_now: Vec<&Fresh> = Vec::new();
-    let mut replaced = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for (i, x) in &fresh_ones {
+    let mut stored_now: Vec<usize> = Vec::new();
+    let mut rewrite: Vec<usize> = Vec::new();
+    for (k, (i, x)) in fresh_ones.iter().enumerate() {
         let key = (
             x.stored.event.source.clone(),
             x.stored.event.id.as_str().to_string(),
         );
         if inserted.contains(&key) {
-            stored_now.push(x);
+            stored_now.push(k);
             answers[*i] = Some(accepted(x, false));
             continue;
         }
@@ -139,7 +139,7 @@ pub(super) async fn accept(
             )
             .await
             .map_err(db_error)?;
-            stored_now.push(x);
+            stored_now.push(k);
             answers[*i] = Some(accepted(x, false));
             continue;
         };
@@ -156,24 +156,46 @@ pub(super) async fn accept(
             });
             continue;
         }
-        replaced.0.push(key.0);
-        replaced.1.push(key.1);
-        replaced.2.push(encode(&x.stored));
-        replaced.3.push(x.now);
-        stored_now.push(x);
+        rewrite.push(k);
+        stored_now.push(k);
+    }
+    // The limits of what is stored now: counted, or the workflow stopped (its event's
+    // record rewritten without the deliveries it no longer has).
+    let skips = count_firings(store, &tx, &mut fresh_ones, &stored_now, &events).await?;
+    for (k, _) in &skips {
+        if !rewrite.contains(k) {
+            rewrite.push(k.to_owned());
+        }
+    }
+    for k in &stored_now {
+        let (i, x) = &fresh_ones[*k];
         answers[*i] = Some(accepted(x, false));
     }
-    if !replaced.0.is_empty() {
+    if !rewrite.is_empty() {
+        let column = |f: &dyn Fn(&Fresh) -> String| -> Vec<String> {
+            rewrite.iter().map(|k| f(&fresh_ones[*k].1)).collect()
+        };
+        let times: Vec<DateTime<Utc>> = rewrite.iter().map(|k| fresh_ones[*k].1.now).collect();
         tx.execute(
             "UPDATE switchboard_events e SET accepted_at = u.a, record = u.r::json \
              FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[]) AS u(s, i, r, a) \
              WHERE e.source = u.s AND e.id = u.i",
-            &[&replaced.0, &replaced.1, &replaced.2, &replaced.3],
+            &[
+                &column(&|x| x.stored.event.source.clone()),
+                &column(&|x| x.stored.event.id.as_str().to_string()),
+                &column(&|x| encode(&x.stored)),
+                &times,
+            ],
         )
         .await
         .map_err(db_error)?;
     }
-    let deliveries: Vec<&Delivery> = stored_now.iter().flat_map(|x| &x.deliveries).collect();
+    let stored_now: Vec<&Fresh> = stored_now.iter().map(|k| &fresh_ones[*k].1).collect();
+    let deliveries: Vec<&Delivery> = stored_now
+        .iter()
+        .flat_map(|x| &x.deliveries)
+        .filter(|d| d.state == DeliveryState::Pending)
+        .collect();
     if !deliveries.is_empty() {
         let insert = tx
             .prepare_cached(
@@ -205,9 +227,12 @@ pub(super) async fn accept(
         .await
         .map_err(db_error)?;
     }
+    if !skips.is_empty() {
+        write_skips(&tx, &fresh_ones, &skips).await?;
+    }
     tx.commit().await.map_err(db_error)?;
     store.count_queued(i64::try_from(deliveries.len()).unwrap_or(0));
-    store.count_writes((stored_now.len() + deliveries.len()) as u64);
+    store.count_writes((stored_now.len() + deliveries.len() + 2 * skips.len()) as u64);
     for (i, j) in repeats {
         answers[i] = answers[j].clone().map(|a| Accepted {
             duplicate: true,
@@ -221,6 +246,161 @@ pub(super) async fn accept(
         .iter()
         .map(|call| answers.by_ref().take(call.events.len()).collect())
         .collect())
+}
+
+/// Counts the firings of the limits of the events stored now (`stored`: indexes into
+/// `fresh`), in the order they were accepted, under each (workflow, key) row's lock —
+/// taken in key order, so that two nodes never wait for each other in a cycle, and held
+/// to the commit, so that two nodes cannot both pass a limit. An event over a limit has
+/// its workflow stopped ([`crate::store::stop`]); returns those log entries with the
+/// event each belongs to, ids not yet given.
+async fn count_firings(
+    store: &Db,
+    tx: &deadpool_postgres::Transaction<'_>,
+    fresh: &mut [(usize, Fresh)],
+    stored: &[usize],
+    events: &[(&NewEvent, DateTime<Utc>)],
+) -> Result<Vec<(usize, LogEntry)>, StoreError> {
+    let mut wanted: Vec<(String, String)> = stored
+        .iter()
+        .flat_map(|k| &events[fresh[*k].0].0.limits)
+        .map(|c| (c.workflow.clone(), c.key.clone()))
+        .collect();
+    if wanted.is_empty() {
+        return Ok(Vec::new());
+    }
+    wanted.sort();
+    wanted.dedup();
+    let (workflows, keys): (Vec<String>, Vec<String>) = wanted.into_iter().unzip();
+    tx.execute(
+        "INSERT INTO switchboard_firings (workflow, key, expires_at, record) \
+         SELECT w, k, '-infinity', '{}' FROM unnest($1::text[], $2::text[]) AS u(w, k) \
+         ORDER BY w, k ON CONFLICT DO NOTHING",
+        &[&workflows, &keys],
+    )
+    .await
+    .map_err(db_error)?;
+    let rows = tx
+        .query(
+            "SELECT f.workflow, f.key, f.record::text FROM switchboard_firings f \
+             JOIN unnest($1::text[], $2::text[]) AS u(w, k) ON f.workflow = u.w AND f.key = u.k \
+             ORDER BY f.workflow, f.key FOR UPDATE OF f",
+            &[&workflows, &keys],
+        )
+        .await
+        .map_err(db_error)?;
+    let mut counts: HashMap<(String, String), crate::store::Firings> = HashMap::new();
+    for row in rows {
+        let (workflow, key): (String, String) = (row.get(0), row.get(1));
+        let firings = decode(&format!("limit count {workflow}/{key}"), row.get(2))?;
+        counts.insert((workflow, key), firings);
+    }
+    let mut order: Vec<usize> = stored.to_vec();
+    order.sort_by_key(|k| fresh[*k].0);
+    let mut skips = Vec::new();
+    for k in order {
+        let (i, x) = &mut fresh[k];
+        let now = x.now;
+        for check in &events[*i].0.limits {
+            let firings = counts
+                .entry((check.workflow.clone(), check.key.clone()))
+                .or_default();
+            if let Err(fired) = firings.fire(check, now) {
+                let stopped = crate::store::stop(
+                    &mut x.stored,
+                    &mut x.deliveries,
+                    check,
+                    fired,
+                    String::new(),
+                );
+                skips.extend(stopped.map(|entry| (k, entry)));
+            }
+        }
+    }
+    let mut columns = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for ((workflow, key), firings) in &counts {
+        columns.0.push(workflow.clone());
+        columns.1.push(key.clone());
+        columns.2.push(firings.expires());
+        columns.3.push(encode(firings));
+    }
+    tx.execute(
+        // An upsert: a purge may have deleted a row between the insert and the lock.
+        "INSERT INTO switchboard_firings (workflow, key, expires_at, record) \
+         SELECT w, k, e, r::json FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[]) AS u(w, k, e, r) \
+         ON CONFLICT (workflow, key) DO UPDATE SET expires_at = EXCLUDED.expires_at, record = EXCLUDED.record",
+        &[&columns.0, &columns.1, &columns.2, &columns.3],
+    )
+    .await
+    .map_err(db_error)?;
+    store.count_writes(counts.len() as u64);
+    Ok(skips)
+}
+
+/// Writes the log entries and finished deliveries of the workflows limits stopped, their
+/// entry ids taken from the log clock (its lock held to the commit, as a record holds it).
+async fn write_skips(
+    tx: &deadpool_postgres::Transaction<'_>,
+    fresh: &[(usize, Fresh)],
+    skips: &[(usize, LogEntry)],
+) -> Result<(), StoreError> {
+    let mut last: String = tx
+        .query_one("SELECT last FROM switchboard_log_clock FOR UPDATE", &[])
+        .await
+        .map_err(db_error)?
+        .get(0);
+    let mut entries = Entries::default();
+    let mut deliveries = Deliveries::default();
+    for (k, entry) in skips {
+        let mut entry = entry.clone();
+        entry.id = next_entry_id(&last, entry.at);
+        last = entry.id.clone();
+        let Some(delivery) = fresh[*k]
+            .1
+            .deliveries
+            .iter()
+            .find(|d| d.id == entry.delivery_id)
+        else {
+            continue;
+        };
+        let mut delivery = delivery.clone();
+        delivery.last_entry = Some(entry.id.clone());
+        delivery.entries = vec![entry.id.clone()];
+        entries.push(&entry);
+        deliveries.push(&Row {
+            stored: Some(delivery),
+            owner: None,
+            until: None,
+        });
+    }
+    let clock_params: [&(dyn ToSql + Sync); 1] = [&last];
+    tx.execute("UPDATE switchboard_log_clock SET last = $1", &clock_params)
+        .await
+        .map_err(db_error)?;
+    entries.insert(tx).await.map_err(db_error)?;
+    deliveries.upsert(tx).await.map_err(db_error)?;
+    Ok(())
+}
+
+/// Forgets the limit counts with no firing left within their period at `now`, in batches.
+pub(super) async fn forget_firings(store: &Db, now: DateTime<Utc>) -> Result<usize, StoreError> {
+    let client = store.client().await?;
+    let mut forgotten = 0;
+    loop {
+        let n = client
+            .execute(
+                "DELETE FROM switchboard_firings WHERE (workflow, key) IN ( \
+                   SELECT workflow, key FROM switchboard_firings WHERE expires_at <= $1 \
+                   LIMIT $2 FOR UPDATE SKIP LOCKED)",
+                &[&now, &PURGE_BATCH],
+            )
+            .await
+            .map_err(db_error)?;
+        forgotten += usize::try_from(n).unwrap_or(usize::MAX);
+        if n < u64::try_from(PURGE_BATCH).unwrap_or(u64::MAX) {
+            return Ok(forgotten);
+        }
+    }
 }
 
 fn accepted(x: &Fresh, duplicate: bool) -> Accepted {
