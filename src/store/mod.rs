@@ -132,6 +132,7 @@ pub struct NewEvent {
 /// The firings a `limit` counted for one (workflow, key): their times, oldest first, and
 /// the period they were counted for (which says when the record may be forgotten).
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub(crate) struct Firings {
     /// The `within` in force at the last firing, in milliseconds.
     pub(crate) within_ms: i64,
