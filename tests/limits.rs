@@ -459,3 +459,45 @@ async fn a_limit_stops_a_receiver_that_posts_back_on_every_delivery() {
     assert_eq!(entries(&serve.url, "outcome=delivered").await.len(), 5);
     serve.stop();
 }
+
+/// `switchboard test` with `fired:`: at `max` firings the workflow is stopped, below it it
+/// fires; `fired:` for a workflow without a limit is a located error.
+#[test]
+fn a_test_says_how_many_firings_were_counted_with_fired() {
+    let files = limited_files("https://crm.example.com/leads");
+    let config = config_of(&files);
+    let test_file = config.path().join("workflows/touch.test.yaml");
+    std::fs::write(
+        &test_file,
+        "tests:\n  - name: the tenth is skipped\n    event: {type: lead.touched, data: {lead_id: \"812\"}}\n    fired: {touch: 9}\n    expect: {matched: [], no_requests_to: [crm]}\n  - name: the ninth fires\n    event: {type: lead.touched, data: {lead_id: \"812\"}}\n    fired: {touch: 8}\n    expect: {matched: [touch], requests: [{endpoint: crm}]}\n  - name: a wrong expectation shows the reason\n    event: {type: lead.touched, data: {lead_id: \"812\"}}\n    fired: {touch: 12}\n    expect: {matched: [touch]}\n",
+    )
+    .unwrap();
+    let out = cli()
+        .args(["test", "--config"])
+        .arg(config.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("3 tests: 2 passed, 1 failed"), "{text}");
+    assert!(
+        text.contains("touch did not match: stopped: limit: 12 firings for lead_id 812 in the last 3m (fired: 12 given by the test)"),
+        "{text}"
+    );
+    std::fs::write(
+        &test_file,
+        "tests:\n  - name: no such workflow\n    event: {type: lead.touched, data: {lead_id: \"812\"}}\n    fired: {tuch: 9}\n    expect: {matched: []}\n",
+    )
+    .unwrap();
+    let out = cli()
+        .args(["test", "--config"])
+        .arg(config.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains("workflows/touch.test.yaml:4:") && text.contains("unknown workflow \"tuch\""),
+        "{text}"
+    );
+}

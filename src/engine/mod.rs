@@ -463,6 +463,44 @@ impl Engine {
         }
     }
 
+    /// A dry run as if `workflow`'s `limit` had counted `fired` firings for the event's
+    /// value (a test's `fired:`): at `max` or more the workflow is stopped — not matched,
+    /// its requests gone, the reason the one the connect log would show.
+    pub fn count_fired(&self, run: &mut DryRun, event: &Event, workflow: &str, fired: u32) {
+        let Some(limit) = self
+            .workflows
+            .iter()
+            .find(|w| w.name == workflow)
+            .and_then(|w| w.limit.as_ref())
+        else {
+            return;
+        };
+        let Some(report) = run
+            .workflows
+            .iter_mut()
+            .find(|w| w.name == workflow && w.matched)
+        else {
+            return;
+        };
+        let check = limit.check(workflow, event, "");
+        if fired >= limit.max {
+            report.matched = false;
+            report.reasons = vec![format!(
+                "stopped: {} (fired: {fired} given by the test)",
+                check.message(fired as usize)
+            )];
+            run.requests.retain(|r| r.workflow != workflow);
+        } else {
+            report.reasons.push(format!(
+                "fires: {fired} of {} firings counted (fired: given by the test)",
+                limit.max
+            ));
+        }
+        for reason in &mut report.reasons {
+            *reason = self.redact(reason).into_owned();
+        }
+    }
+
     fn report(&self, action: &workflow::Action, planned: Planned) -> RequestReport {
         let endpoint = &self.endpoints[action.endpoint];
         let mut report = RequestReport {
