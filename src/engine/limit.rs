@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::event::Event;
 use super::field::FieldRef;
+use super::sample::{shortened, stable_hash};
 use super::units::show_duration;
 use super::value::{is_empty, text};
 
@@ -32,7 +33,8 @@ pub struct Limit {
 pub struct LimitCheck {
     /// The workflow.
     pub workflow: String,
-    /// The value of `per` as text ("" when the event has none, or when there is no `per`).
+    /// The value of `per` as text ("" when the event has none, or when there is no `per`;
+    /// a value over 200 bytes as its start and a hash of the whole).
     pub key: String,
     /// How the count is named in messages: `lead_id 812`, `lead_id (empty)`, or "" for a
     /// workflow-wide count.
@@ -65,6 +67,23 @@ impl LimitCheck {
     }
 }
 
+/// Longer values are counted by their first characters and a hash of the whole, so that
+/// a key fits any store's index.
+const MAX_KEY: usize = 200;
+
+/// A value as a count's key: itself, or when longer than [`MAX_KEY`] bytes its first
+/// characters and the [`stable_hash`] of the whole.
+fn bounded(value: &str) -> String {
+    if value.len() <= MAX_KEY {
+        return value.to_string();
+    }
+    let mut cut = MAX_KEY - 17;
+    while !value.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}#{:016x}", &value[..cut], stable_hash(value.bytes()))
+}
+
 impl Limit {
     /// The count an event falls in: its key, and how it is named.
     fn key(&self, event: &Event) -> (String, String) {
@@ -73,9 +92,9 @@ impl Limit {
         };
         match field.resolve(event) {
             Some(v) if !is_empty(Some(&v)) => {
-                let key = text(&v).into_owned();
-                let shown = format!("{name} {key}");
-                (key, shown)
+                let value = text(&v);
+                let shown = format!("{name} {}", shortened(&value));
+                (bounded(&value), shown)
             }
             _ => (String::new(), format!("{name} (empty)")),
         }
@@ -109,5 +128,20 @@ impl Limit {
             self.max,
             show_duration(self.within)
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_values_are_counted_by_a_bounded_key() {
+        assert_eq!(bounded("812"), "812");
+        let long = "é".repeat(300);
+        let key = bounded(&long);
+        assert!(key.len() <= MAX_KEY, "{}", key.len());
+        assert_ne!(key, bounded(&format!("{long}x")));
+        assert_eq!(key, bounded(&long));
     }
 }

@@ -63,21 +63,34 @@ pub fn show_share(buckets: u32) -> String {
 
 /// The bucket (0 to 9 999) of `value` for `workflow`. See the module's documentation.
 pub fn bucket(workflow: &str, value: &str) -> u32 {
+    let hash = stable_hash(workflow.bytes().chain([0]).chain(value.bytes()));
+    // Multiply-shift: the top bits decide, evenly.
+    u32::try_from((u128::from(hash) * u128::from(BUCKETS)) >> 64).expect("below BUCKETS")
+}
+
+/// 64-bit FNV-1a, then MurmurHash3's fmix64: the same for the same bytes, forever.
+pub fn stable_hash(bytes: impl Iterator<Item = u8>) -> u64 {
     const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
     const PRIME: u64 = 0x0000_0100_0000_01b3;
     let mut hash = OFFSET;
-    for byte in workflow.bytes().chain([0]).chain(value.bytes()) {
+    for byte in bytes {
         hash ^= u64::from(byte);
         hash = hash.wrapping_mul(PRIME);
     }
-    // MurmurHash3 fmix64.
     hash ^= hash >> 33;
     hash = hash.wrapping_mul(0xff51_afd7_ed55_8ccd);
     hash ^= hash >> 33;
     hash = hash.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
     hash ^= hash >> 33;
-    // Multiply-shift: the top bits decide, evenly.
-    u32::try_from((u128::from(hash) * u128::from(BUCKETS)) >> 64).expect("below BUCKETS")
+    hash
+}
+
+/// A value as explanations show it: cut after 80 characters.
+pub fn shortened(value: &str) -> Cow<'_, str> {
+    if value.chars().count() <= 80 {
+        return Cow::Borrowed(value);
+    }
+    Cow::Owned(value.chars().take(77).collect::<String>() + "...")
 }
 
 impl Sample {
@@ -113,6 +126,7 @@ impl Sample {
         } else {
             ("not sampled", "≥")
         };
+        let value = shortened(&value);
         let reason = format!(
             "{verdict} ({by} {value} → {} {sign} {}%)",
             show_share(bucket),

@@ -148,6 +148,9 @@ impl Firings {
         let now = now.timestamp_millis();
         let oldest = now.saturating_sub(within);
         self.times.retain(|t| *t > oldest);
+        // The period in force now says when the record may be forgotten (a reload may
+        // have changed it): the caller writes the record back either way.
+        self.within_ms = within;
         let max = usize::try_from(check.max).unwrap_or(usize::MAX);
         if self.times.len() >= max {
             return Err(self.times.len());
@@ -155,7 +158,6 @@ impl Firings {
         // The clock may step back: times stay sorted.
         let at = self.times.last().map_or(now, |last| now.max(*last));
         self.times.push(at);
-        self.within_ms = within;
         Ok(())
     }
 

@@ -59,13 +59,12 @@ impl Inner {
         for check in &new.limits {
             let key = keys::firings(&check.workflow, &check.key);
             let mut firings: Firings = self.read(&key)?.unwrap_or_default();
-            match firings.fire(check, now) {
-                Ok(()) => ops.push(Op::Insert(key, encode(&firings))),
-                Err(fired) => {
-                    let id = self.next_entry_id_at(now);
-                    if let Some(entry) = stop(&mut stored, &mut deliveries, check, fired, id) {
-                        skips.push(entry);
-                    }
+            let fired = firings.fire(check, now);
+            ops.push(Op::Insert(key, encode(&firings)));
+            if let Err(fired) = fired {
+                let id = self.next_entry_id_at(now);
+                if let Some(entry) = stop(&mut stored, &mut deliveries, check, fired, id) {
+                    skips.push(entry);
                 }
             }
         }
