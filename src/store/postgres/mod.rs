@@ -19,6 +19,7 @@
 //! CA certificates of `sslrootcert=FILE` (PEM) or else the system's roots.
 //! `sslmode=disable`, and the default `prefer`, talk plain (on a trusted network).
 
+mod firings;
 mod group;
 mod nodes;
 mod read;
@@ -405,7 +406,7 @@ impl crate::store::Store for PostgresStore {
     }
 
     async fn forget_firings(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
-        self.bounded(write::forget_firings(self, now)).await
+        self.bounded(firings::forget(self, now)).await
     }
 
     fn health(&self) -> Result<(), StoreError> {

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use tokio_postgres::types::ToSql;
 
-use super::{Db, db_error, decode, encode};
+use super::{Db, db_error, decode, encode, firings};
 use crate::store::query::search_form;
 use crate::store::{
     Accepted, Delivery, DeliveryId, DeliveryState, Lease, LogEntry, NewEvent, Pace, Purged,
@@ -16,7 +16,7 @@ use crate::store::{
 
 /// Rows a purge deletes per statement, so that no transaction holds many locks or grows
 /// the WAL in one go.
-const PURGE_BATCH: i64 = 1000;
+pub(super) const PURGE_BATCH: i64 = 1000;
 
 /// A state as the `state` column holds it.
 fn state_name(state: DeliveryState) -> &'static str {
@@ -36,10 +36,10 @@ pub(super) struct Accepting {
 
 /// An acceptance being prepared: the event as it would be stored, its deliveries, and
 /// when it was accepted.
-struct Fresh {
-    stored: StoredEvent,
-    deliveries: Vec<Delivery>,
-    now: DateTime<Utc>,
+pub(super) struct Fresh {
+    pub(super) stored: StoredEvent,
+    pub(super) deliveries: Vec<Delivery>,
+    pub(super) now: DateTime<Utc>,
 }
 
 fn fresh(new: &NewEvent, now: DateTime<Utc>) -> Fresh {
@@ -161,7 +161,7 @@ pub(super) async fn accept(
     }
     // The limits of what is stored now: counted, or the workflow stopped (its event's
     // record rewritten without the deliveries it no longer has).
-    let skips = count_firings(store, &tx, &mut fresh_ones, &stored_now, &events).await?;
+    let skips = firings::count(store, &tx, &mut fresh_ones, &stored_now, &events).await?;
     for (k, _) in &skips {
         if !rewrite.contains(k) {
             rewrite.push(k.to_owned());
@@ -228,7 +228,7 @@ pub(super) async fn accept(
         .map_err(db_error)?;
     }
     if !skips.is_empty() {
-        write_skips(&tx, &fresh_ones, &skips).await?;
+        firings::write_skips(&tx, &fresh_ones, &skips).await?;
     }
     tx.commit().await.map_err(db_error)?;
     store.count_queued(i64::try_from(deliveries.len()).unwrap_or(0));
@@ -246,161 +246,6 @@ pub(super) async fn accept(
         .iter()
         .map(|call| answers.by_ref().take(call.events.len()).collect())
         .collect())
-}
-
-/// Counts the firings of the limits of the events stored now (`stored`: indexes into
-/// `fresh`), in the order they were accepted, under each (workflow, key) row's lock —
-/// taken in key order, so that two nodes never wait for each other in a cycle, and held
-/// to the commit, so that two nodes cannot both pass a limit. An event over a limit has
-/// its workflow stopped ([`crate::store::stop`]); returns those log entries with the
-/// event each belongs to, ids not yet given.
-async fn count_firings(
-    store: &Db,
-    tx: &deadpool_postgres::Transaction<'_>,
-    fresh: &mut [(usize, Fresh)],
-    stored: &[usize],
-    events: &[(&NewEvent, DateTime<Utc>)],
-) -> Result<Vec<(usize, LogEntry)>, StoreError> {
-    let mut wanted: Vec<(String, String)> = stored
-        .iter()
-        .flat_map(|k| &events[fresh[*k].0].0.limits)
-        .map(|c| (c.workflow.clone(), c.key.clone()))
-        .collect();
-    if wanted.is_empty() {
-        return Ok(Vec::new());
-    }
-    wanted.sort();
-    wanted.dedup();
-    let (workflows, keys): (Vec<String>, Vec<String>) = wanted.into_iter().unzip();
-    tx.execute(
-        "INSERT INTO switchboard_firings (workflow, key, expires_at, record) \
-         SELECT w, k, '-infinity', '{}' FROM unnest($1::text[], $2::text[]) AS u(w, k) \
-         ORDER BY w, k ON CONFLICT DO NOTHING",
-        &[&workflows, &keys],
-    )
-    .await
-    .map_err(db_error)?;
-    let rows = tx
-        .query(
-            "SELECT f.workflow, f.key, f.record::text FROM switchboard_firings f \
-             JOIN unnest($1::text[], $2::text[]) AS u(w, k) ON f.workflow = u.w AND f.key = u.k \
-             ORDER BY f.workflow, f.key FOR UPDATE OF f",
-            &[&workflows, &keys],
-        )
-        .await
-        .map_err(db_error)?;
-    let mut counts: HashMap<(String, String), crate::store::Firings> = HashMap::new();
-    for row in rows {
-        let (workflow, key): (String, String) = (row.get(0), row.get(1));
-        let firings = decode(&format!("limit count {workflow}/{key}"), row.get(2))?;
-        counts.insert((workflow, key), firings);
-    }
-    let mut order: Vec<usize> = stored.to_vec();
-    order.sort_by_key(|k| fresh[*k].0);
-    let mut skips = Vec::new();
-    for k in order {
-        let (i, x) = &mut fresh[k];
-        let now = x.now;
-        for check in &events[*i].0.limits {
-            let firings = counts
-                .entry((check.workflow.clone(), check.key.clone()))
-                .or_default();
-            if let Err(fired) = firings.fire(check, now) {
-                let stopped = crate::store::stop(
-                    &mut x.stored,
-                    &mut x.deliveries,
-                    check,
-                    fired,
-                    String::new(),
-                );
-                skips.extend(stopped.map(|entry| (k, entry)));
-            }
-        }
-    }
-    let mut columns = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for ((workflow, key), firings) in &counts {
-        columns.0.push(workflow.clone());
-        columns.1.push(key.clone());
-        columns.2.push(firings.expires());
-        columns.3.push(encode(firings));
-    }
-    tx.execute(
-        // An upsert: a purge may have deleted a row between the insert and the lock.
-        "INSERT INTO switchboard_firings (workflow, key, expires_at, record) \
-         SELECT w, k, e, r::json FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[]) AS u(w, k, e, r) \
-         ON CONFLICT (workflow, key) DO UPDATE SET expires_at = EXCLUDED.expires_at, record = EXCLUDED.record",
-        &[&columns.0, &columns.1, &columns.2, &columns.3],
-    )
-    .await
-    .map_err(db_error)?;
-    store.count_writes(counts.len() as u64);
-    Ok(skips)
-}
-
-/// Writes the log entries and finished deliveries of the workflows limits stopped, their
-/// entry ids taken from the log clock (its lock held to the commit, as a record holds it).
-async fn write_skips(
-    tx: &deadpool_postgres::Transaction<'_>,
-    fresh: &[(usize, Fresh)],
-    skips: &[(usize, LogEntry)],
-) -> Result<(), StoreError> {
-    let mut last: String = tx
-        .query_one("SELECT last FROM switchboard_log_clock FOR UPDATE", &[])
-        .await
-        .map_err(db_error)?
-        .get(0);
-    let mut entries = Entries::default();
-    let mut deliveries = Deliveries::default();
-    for (k, entry) in skips {
-        let mut entry = entry.clone();
-        entry.id = next_entry_id(&last, entry.at);
-        last = entry.id.clone();
-        let Some(delivery) = fresh[*k]
-            .1
-            .deliveries
-            .iter()
-            .find(|d| d.id == entry.delivery_id)
-        else {
-            continue;
-        };
-        let mut delivery = delivery.clone();
-        delivery.last_entry = Some(entry.id.clone());
-        delivery.entries = vec![entry.id.clone()];
-        entries.push(&entry);
-        deliveries.push(&Row {
-            stored: Some(delivery),
-            owner: None,
-            until: None,
-        });
-    }
-    let clock_params: [&(dyn ToSql + Sync); 1] = [&last];
-    tx.execute("UPDATE switchboard_log_clock SET last = $1", &clock_params)
-        .await
-        .map_err(db_error)?;
-    entries.insert(tx).await.map_err(db_error)?;
-    deliveries.upsert(tx).await.map_err(db_error)?;
-    Ok(())
-}
-
-/// Forgets the limit counts with no firing left within their period at `now`, in batches.
-pub(super) async fn forget_firings(store: &Db, now: DateTime<Utc>) -> Result<usize, StoreError> {
-    let client = store.client().await?;
-    let mut forgotten = 0;
-    loop {
-        let n = client
-            .execute(
-                "DELETE FROM switchboard_firings WHERE (workflow, key) IN ( \
-                   SELECT workflow, key FROM switchboard_firings WHERE expires_at <= $1 \
-                   LIMIT $2 FOR UPDATE SKIP LOCKED)",
-                &[&now, &PURGE_BATCH],
-            )
-            .await
-            .map_err(db_error)?;
-        forgotten += usize::try_from(n).unwrap_or(usize::MAX);
-        if n < u64::try_from(PURGE_BATCH).unwrap_or(u64::MAX) {
-            return Ok(forgotten);
-        }
-    }
 }
 
 fn accepted(x: &Fresh, duplicate: bool) -> Accepted {
@@ -702,10 +547,10 @@ pub(super) async fn hold(
 
 /// A delivery's row as a record finds it (under its lock): the stored delivery, and the
 /// lease on it (owner, until).
-struct Row {
-    stored: Option<Delivery>,
-    owner: Option<String>,
-    until: Option<DateTime<Utc>>,
+pub(super) struct Row {
+    pub(super) stored: Option<Delivery>,
+    pub(super) owner: Option<String>,
+    pub(super) until: Option<DateTime<Utc>>,
 }
 
 /// Records attempts in one transaction: the deliveries' rows locked first (a replay in
@@ -814,7 +659,7 @@ pub(super) async fn record(
 
 /// Connect log entries as the columns of one multi-row insert.
 #[derive(Default)]
-struct Entries {
+pub(super) struct Entries {
     id: Vec<String>,
     at: Vec<DateTime<Utc>>,
     delivery: Vec<String>,
@@ -829,7 +674,7 @@ struct Entries {
 }
 
 impl Entries {
-    fn push(&mut self, entry: &LogEntry) {
+    pub(super) fn push(&mut self, entry: &LogEntry) {
         let mut forms: Vec<String> = entry
             .keys
             .values()
@@ -851,7 +696,7 @@ impl Entries {
         self.record.push(encode(entry));
     }
 
-    async fn insert(
+    pub(super) async fn insert(
         &self,
         tx: &deadpool_postgres::Transaction<'_>,
     ) -> Result<u64, tokio_postgres::Error> {
@@ -885,7 +730,7 @@ impl Entries {
 /// Deliveries as they stand after the recorded attempts, as the columns of one multi-row
 /// upsert; the lease each keeps (a takeover's), or none.
 #[derive(Default)]
-struct Deliveries {
+pub(super) struct Deliveries {
     id: Vec<String>,
     source: Vec<String>,
     event: Vec<String>,
@@ -902,7 +747,7 @@ struct Deliveries {
 }
 
 impl Deliveries {
-    fn push(&mut self, row: &Row) {
+    pub(super) fn push(&mut self, row: &Row) {
         let delivery = row
             .stored
             .as_ref()
@@ -922,7 +767,7 @@ impl Deliveries {
         self.pending += i64::from(pending);
     }
 
-    async fn upsert(
+    pub(super) async fn upsert(
         &self,
         tx: &deadpool_postgres::Transaction<'_>,
     ) -> Result<u64, tokio_postgres::Error> {
@@ -959,7 +804,7 @@ impl Deliveries {
 
 /// The id for an entry recorded at `at` after `last`: a ULID of `at` when that sorts
 /// after `last`, otherwise one more than `last`.
-fn next_entry_id(last: &str, at: DateTime<Utc>) -> String {
+pub(super) fn next_entry_id(last: &str, at: DateTime<Utc>) -> String {
     let ms = u64::try_from(at.timestamp_millis()).unwrap_or(0);
     let fresh = ulid::Ulid::from_parts(ms, fastrand::u128(..) >> 48);
     match ulid::Ulid::from_string(last) {
