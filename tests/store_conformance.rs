@@ -1559,3 +1559,44 @@ async fn postgres_one_waiting_accept_does_not_hold_up_the_others() {
         "accepts unrelated to the waiting one: {answers:?}"
     );
 }
+
+/// Schema versions need not be consecutive: a database at version 5 (before limits)
+/// gets version 7's table when a node connects, and a connect to a current database
+/// changes nothing.
+#[tokio::test]
+async fn postgres_a_database_at_version_5_migrates_to_7() {
+    use switchboard::store::PostgresStore;
+    let Some(server) = postgres_server::Postgres::start() else {
+        return;
+    };
+    drop(PostgresStore::connect(&server.url, "node-a").await.unwrap());
+    let raw = raw_client(&server.url).await;
+    assert_eq!(schema_versions(&raw).await, [1, 2, 3, 4, 5, 7]);
+    // As an earlier switchboard left it.
+    raw.batch_execute(
+        "DROP TABLE switchboard_firings; DELETE FROM switchboard_schema WHERE version = 7",
+    )
+    .await
+    .unwrap();
+    let store: Arc<dyn Store> =
+        Arc::new(PostgresStore::connect(&server.url, "node-a").await.unwrap());
+    assert_eq!(schema_versions(&raw).await, [1, 2, 3, 4, 5, 7]);
+    let accepted = store
+        .accept(vec![limited_event("m1", "812")], at(0))
+        .await
+        .unwrap();
+    assert_eq!(accepted[0].deliveries.len(), 3);
+    drop(PostgresStore::connect(&server.url, "node-b").await.unwrap());
+    assert_eq!(schema_versions(&raw).await, [1, 2, 3, 4, 5, 7]);
+}
+
+async fn schema_versions(client: &tokio_postgres::Client) -> Vec<i32> {
+    let rows = client
+        .query(
+            "SELECT version FROM switchboard_schema ORDER BY version",
+            &[],
+        )
+        .await
+        .unwrap();
+    rows.iter().map(|r| r.get(0)).collect()
+}
