@@ -146,6 +146,7 @@ fn event(i: usize, phones: usize) -> NewEvent {
         ]
         .into_iter()
         .collect(),
+        limits: Vec::new(),
     }
 }
 

@@ -98,6 +98,7 @@ async fn store_ops(n: usize) -> (f64, f64, f64, f64) {
             event,
             matches: vec![target.clone()],
             keys: keys(i),
+            limits: Vec::new(),
         });
         if batch.len() == 64 || i + 1 == n {
             store

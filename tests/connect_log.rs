@@ -486,6 +486,7 @@ async fn after_a_crash_the_journal_restores_every_write_made_since_sled_last_rea
         event: Event::new("sale", json!({ "n": n })),
         matches: to_crm.to_vec(),
         keys: keys.clone(),
+        limits: Vec::new(),
     };
     let first = store.accept(vec![new(1)], now).await.unwrap().remove(0);
     sled.commit_blocking().unwrap();

@@ -74,6 +74,7 @@ impl Setup {
             matches: engine.matches(&ev, now),
             keys: engine.audit_keys(&ev),
             event: ev,
+            limits: Vec::new(),
         };
         self.dispatcher
             .store()

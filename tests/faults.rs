@@ -177,6 +177,7 @@ async fn a_stored_event_that_cannot_be_read_fails_once_with_kind_store() {
             event,
             matches: vec![crm()],
             keys: Default::default(),
+            limits: Vec::new(),
         };
         store.accept(vec![new], chrono::Utc::now()).await.unwrap();
     }
@@ -401,6 +402,7 @@ async fn sled_failing_on_a_full_disk_is_reopened_and_keeps_what_the_journal_ackn
             event,
             matches: vec![crm()],
             keys: Default::default(),
+            limits: Vec::new(),
         };
         store.accept(vec![new], chrono::Utc::now()).await
     };
@@ -449,6 +451,7 @@ async fn an_unfinished_sled_snapshot_does_not_keep_the_folder_closed() {
             event: switchboard::Event::new("call.disposition", json!({"n": 1})),
             matches: vec![crm()],
             keys: Default::default(),
+            limits: Vec::new(),
         };
         store.accept(vec![new], chrono::Utc::now()).await.unwrap();
     }

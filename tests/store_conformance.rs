@@ -12,9 +12,10 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 use switchboard::engine::Match;
 use switchboard::engine::event::{Event, EventId};
-use switchboard::store::record::LoggedRequest;
+use switchboard::store::record::{ErrorKind, LoggedRequest};
 use switchboard::store::{
-    Delivery, DeliveryId, DeliveryState, LogEntry, LogQuery, NewEvent, Outcome, Store, StoreError,
+    Delivery, DeliveryId, DeliveryState, LimitCheck, LogEntry, LogQuery, NewEvent, Outcome, Store,
+    StoreError,
 };
 
 fn at(minutes: i64) -> DateTime<Utc> {
@@ -44,6 +45,7 @@ fn new_event(id: &str, phone: &str, matches: Vec<Match>) -> NewEvent {
         ]
         .into_iter()
         .collect(),
+        limits: Vec::new(),
     }
 }
 
@@ -697,6 +699,152 @@ pub async fn followers_wait_for_the_record_that_finishes_their_leader(store: Arc
     assert_eq!(read(2).await.due_at, Some(at(13)));
 }
 
+/// An event for lead `lead` that matched workflow `limited` (two actions, with a limit of
+/// 9 firings per lead_id in 3 minutes) and workflow `free` (no limit).
+fn limited_event(id: &str, lead: &str) -> NewEvent {
+    let mut new = new_event(
+        id,
+        "1",
+        vec![
+            to("crm", "limited", None),
+            Match {
+                action: 1,
+                ..to("slack", "limited", None)
+            },
+            to("crm", "free", None),
+        ],
+    );
+    new.keys.insert("lead_id".into(), lead.into());
+    new.limits = vec![LimitCheck {
+        workflow: "limited".into(),
+        key: lead.into(),
+        shown: format!("lead_id {lead}"),
+        max: 9,
+        within: Duration::from_secs(180),
+        node: "node-a".into(),
+    }];
+    new
+}
+
+pub async fn a_limit_stops_the_tenth_firing_per_value_once_and_counts_only_firings(
+    store: Arc<dyn Store>,
+) {
+    let seconds = |s: i64| at(0) + chrono::Duration::seconds(s);
+    // Nine events of lead 812 within 3 minutes fire (one a call, the rest together).
+    store
+        .accept(vec![limited_event("a0", "812")], seconds(0))
+        .await
+        .unwrap();
+    let batch = (1..9)
+        .map(|i| limited_event(&format!("a{i}"), "812"))
+        .collect();
+    for accepted in store.accept(batch, seconds(10)).await.unwrap() {
+        assert_eq!(accepted.deliveries.len(), 3);
+    }
+    assert_eq!(store.queue_depth(), 27);
+    // A repeat of an id is a duplicate: it does not count.
+    assert!(
+        store
+            .accept(vec![limited_event("a3", "812")], seconds(20))
+            .await
+            .unwrap()[0]
+            .duplicate
+    );
+    // The tenth is stopped: one finished delivery of the limited workflow, skipped, with
+    // one entry that says why; the workflow without a limit still fires.
+    let tenth = store
+        .accept(vec![limited_event("a9", "812")], seconds(30))
+        .await
+        .unwrap()
+        .remove(0);
+    assert!(!tenth.duplicate);
+    let workflows: Vec<&str> = tenth
+        .deliveries
+        .iter()
+        .map(|d| d.workflow.as_str())
+        .collect();
+    assert_eq!(workflows, ["limited", "free"]);
+    assert_eq!(
+        store.queue_depth(),
+        28,
+        "only the free workflow's delivery is queued"
+    );
+    let skipped = store
+        .delivery(&tenth.deliveries[0].id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(skipped.state, DeliveryState::Skipped);
+    assert_eq!(skipped.due_at, None);
+    assert_eq!(skipped.entries.len(), 1);
+    let stored = store.event("api", &tenth.event_id).await.unwrap().unwrap();
+    assert_eq!(stored.deliveries, tenth.deliveries);
+    let entries = store
+        .search(&LogQuery {
+            outcome: Some(Outcome::Skipped),
+            ..LogQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(entries.len(), 1, "logged once: {entries:?}");
+    let entry = &entries[0];
+    assert_eq!(Some(&entry.id), skipped.last_entry.as_ref());
+    assert_eq!(entry.delivery_id, skipped.id);
+    assert_eq!(entry.workflow, "limited");
+    assert_eq!(entry.endpoint, "crm");
+    assert_eq!(entry.node, "node-a");
+    assert_eq!(entry.at, seconds(30));
+    let error = entry.error.as_ref().expect("an error says why");
+    assert_eq!(error.kind, ErrorKind::Limit);
+    assert_eq!(
+        error.message,
+        "limit: 9 firings for lead_id 812 in the last 3m"
+    );
+    // Found by the lead's audit value like any delivery of the event.
+    let by_lead = store
+        .search(&LogQuery {
+            search: Some("812".into()),
+            ..LogQuery::default()
+        })
+        .await
+        .unwrap();
+    assert!(by_lead.iter().any(|e| e.id == entry.id));
+    // Another lead has its own count.
+    let other = store
+        .accept(vec![limited_event("b0", "813")], seconds(40))
+        .await
+        .unwrap()
+        .remove(0);
+    let other = store
+        .delivery(&other.deliveries[0].id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(other.state, DeliveryState::Pending);
+    // A stopped event did not count: once the first firing (at 0 s) is 3 minutes old, one
+    // more fires; the next is stopped again (the eight of 10 s are still within).
+    let fires = |accepted: &switchboard::store::Accepted| accepted.deliveries.len() == 3;
+    let again = store
+        .accept(vec![limited_event("a10", "812")], seconds(181))
+        .await
+        .unwrap();
+    assert!(fires(&again[0]), "{again:?}");
+    let stopped = store
+        .accept(vec![limited_event("a11", "812")], seconds(182))
+        .await
+        .unwrap();
+    assert!(!fires(&stopped[0]), "{stopped:?}");
+    // Counts whose firings are all older than their period are forgotten; the others stay.
+    assert_eq!(store.forget_firings(seconds(200)).await.unwrap(), 0);
+    assert_eq!(store.forget_firings(seconds(40 + 181)).await.unwrap(), 1);
+    assert_eq!(store.forget_firings(seconds(181 + 181)).await.unwrap(), 1);
+    let fresh = store
+        .accept(vec![limited_event("a12", "812")], seconds(400))
+        .await
+        .unwrap();
+    assert!(fires(&fresh[0]));
+}
+
 /// Runs every conformance test against a backend, each on a fresh store from `$open`.
 macro_rules! conformance {
     ($backend:ident, $open:expr) => {
@@ -749,6 +897,15 @@ macro_rules! conformance {
                     return;
                 };
                 super::entry_ids_follow_the_order_of_records(store).await;
+            }
+
+            #[tokio::test]
+            async fn a_limit_stops_the_tenth_firing_per_value_once_and_counts_only_firings() {
+                let Some((store, _guard)) = $open.await else {
+                    return;
+                };
+                super::a_limit_stops_the_tenth_firing_per_value_once_and_counts_only_firings(store)
+                    .await;
             }
 
             #[tokio::test]
@@ -860,6 +1017,44 @@ async fn postgres_nodes_share_dedupe_leases_and_the_order_of_entries() {
     assert_eq!(seen_by_a.len(), 20);
     assert!(seen_by_a.iter().any(|e| e.node == "node-b"));
     assert_eq!(b.queue_depth(), 0);
+}
+
+/// Two nodes accepting events of one lead at once cannot both pass its limit: the count's
+/// row is locked from the count to the commit.
+#[tokio::test]
+async fn postgres_nodes_accepting_at_once_share_a_limit() {
+    use switchboard::store::PostgresStore;
+    let Some(server) = postgres_server::Postgres::start() else {
+        return;
+    };
+    let (a, b) = tokio::join!(
+        PostgresStore::connect(&server.url, "node-a"),
+        PostgresStore::connect(&server.url, "node-b")
+    );
+    let (a, b): (Arc<dyn Store>, Arc<dyn Store>) = (Arc::new(a.unwrap()), Arc::new(b.unwrap()));
+    let mut calls = Vec::new();
+    for i in 0..30 {
+        let node = if i % 2 == 0 { a.clone() } else { b.clone() };
+        calls.push(tokio::spawn(async move {
+            node.accept(vec![limited_event(&format!("r{i}"), "812")], at(0))
+                .await
+                .unwrap()
+                .remove(0)
+        }));
+    }
+    let mut fired = 0;
+    for call in calls {
+        fired += usize::from(call.await.unwrap().deliveries.len() == 3);
+    }
+    assert_eq!(fired, 9, "exactly max firings across both nodes");
+    let skipped = a
+        .search(&LogQuery {
+            outcome: Some(Outcome::Skipped),
+            ..LogQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(skipped.len(), 21);
 }
 
 /// `sslmode=require` of a server that does not speak TLS fails, saying why, without the
@@ -1458,4 +1653,45 @@ async fn postgres_one_waiting_accept_does_not_hold_up_the_others() {
             .all(|(result, took)| result.is_ok() && *took < Duration::from_secs(2)),
         "accepts unrelated to the waiting one: {answers:?}"
     );
+}
+
+/// Schema versions need not be consecutive: a database at version 5 (before limits)
+/// gets version 7's table when a node connects, and a connect to a current database
+/// changes nothing.
+#[tokio::test]
+async fn postgres_a_database_at_version_5_migrates_to_7() {
+    use switchboard::store::PostgresStore;
+    let Some(server) = postgres_server::Postgres::start() else {
+        return;
+    };
+    drop(PostgresStore::connect(&server.url, "node-a").await.unwrap());
+    let raw = raw_client(&server.url).await;
+    assert_eq!(schema_versions(&raw).await, [1, 2, 3, 4, 5, 7]);
+    // As an earlier switchboard left it.
+    raw.batch_execute(
+        "DROP TABLE switchboard_firings; DELETE FROM switchboard_schema WHERE version = 7",
+    )
+    .await
+    .unwrap();
+    let store: Arc<dyn Store> =
+        Arc::new(PostgresStore::connect(&server.url, "node-a").await.unwrap());
+    assert_eq!(schema_versions(&raw).await, [1, 2, 3, 4, 5, 7]);
+    let accepted = store
+        .accept(vec![limited_event("m1", "812")], at(0))
+        .await
+        .unwrap();
+    assert_eq!(accepted[0].deliveries.len(), 3);
+    drop(PostgresStore::connect(&server.url, "node-b").await.unwrap());
+    assert_eq!(schema_versions(&raw).await, [1, 2, 3, 4, 5, 7]);
+}
+
+async fn schema_versions(client: &tokio_postgres::Client) -> Vec<i32> {
+    let rows = client
+        .query(
+            "SELECT version FROM switchboard_schema ORDER BY version",
+            &[],
+        )
+        .await
+        .unwrap();
+    rows.iter().map(|r| r.get(0)).collect()
 }

@@ -97,7 +97,10 @@ pub fn run(args: &Args) -> Output {
     let outcomes: Vec<Outcome> = cases
         .into_iter()
         .map(|case| {
-            let run = engine.dry_run_steps(&case.event, case.now, &case.steps);
+            let mut run = engine.dry_run_steps(&case.event, case.now, &case.steps);
+            for (workflow, fired) in &case.fired {
+                engine.count_fired(&mut run, &case.event, workflow, *fired);
+            }
             // What the user expected may quote a secret too: nothing shown holds one.
             let problems: Vec<String> = compare::problems(&case.expect, &run)
                 .iter()

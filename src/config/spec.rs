@@ -91,6 +91,11 @@ pub mod lenient {
             .ok_or_else(|| serde::de::Error::custom(format!("expected {what}, got {value}")))
     }
 
+    /// A count (`limit.max`).
+    pub fn u32<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+        number(d, "a whole number")
+    }
+
     /// An optional count (`concurrency`).
     pub fn opt_u32<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
         number(d, "a whole number").map(Some)
@@ -540,6 +545,33 @@ pub struct WorkflowSpec {
     pub when: Vec<TriggerSpec>,
     /// What to do when the workflow fires.
     pub actions: Vec<ActionSpec>,
+    /// Fire for this share of the matching events only: a percentage from 0% to 100%
+    /// with at most two decimals (`25%`, `12.5%`). Which events are chosen depends only on
+    /// the workflow's name and the value of `sample_by`, so it is the same on every run.
+    pub sample: Option<ScalarKey>,
+    /// The field reference whose value chooses the sampled events (default `@id`, the
+    /// event id): events with the same value are all sampled or all not. An event without
+    /// it is chosen by its id.
+    pub sample_by: Option<String>,
+    /// At most `max` firings per value of `per` within any `within`; a further event is
+    /// not delivered and is logged once as skipped (error kind `limit`). Counted durably
+    /// by the store, across restarts and nodes.
+    pub limit: Option<LimitSpec>,
+}
+
+/// `limit: {max: 9, per: lead_id, within: 3m}` on a workflow.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LimitSpec {
+    /// Firings allowed within the period, 1 to 1000.
+    #[serde(deserialize_with = "lenient::u32")]
+    #[schemars(with = "u32")]
+    pub max: u32,
+    /// The field reference counted by: each value has its own count (default: one count
+    /// for the whole workflow). Events without it share the count of the empty value.
+    pub per: Option<String>,
+    /// The sliding period: 30s, 3m, 1h, 1d (1 second to 31 days).
+    pub within: ScalarKey,
 }
 
 /// One trigger: `event:` (type match) or `field:` with exactly one operator.

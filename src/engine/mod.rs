@@ -13,9 +13,11 @@ pub mod encode;
 pub mod event;
 pub mod field;
 pub mod inbound;
+pub mod limit;
 pub mod payload;
 pub mod phone;
 pub mod request;
+pub mod sample;
 pub mod secrets;
 pub mod signing;
 pub mod template;
@@ -193,6 +195,22 @@ impl Engine {
             }
         }
         found
+    }
+
+    /// What accepting `event` on `node` must count for the workflows of `matches` that
+    /// have a `limit`: one check per such workflow, in workflow order.
+    pub fn limits(&self, event: &Event, matches: &[Match], node: &str) -> Vec<limit::LimitCheck> {
+        let mut checks: Vec<limit::LimitCheck> = Vec::new();
+        for m in matches {
+            if checks.last().is_some_and(|c| c.workflow == m.workflow) {
+                continue;
+            }
+            let workflow = self.workflows.iter().find(|w| w.name == m.workflow);
+            if let Some(limit) = workflow.and_then(|w| w.limit.as_ref()) {
+                checks.push(limit.check(&m.workflow, event, node));
+            }
+        }
+        checks
     }
 
     /// Renders one matched action, by the names stored when the event was accepted, with
@@ -540,6 +558,44 @@ impl Engine {
             delay: action.delay,
             plan: Plan::Skip(String::new()),
             warnings: Vec::new(),
+        }
+    }
+
+    /// A dry run as if `workflow`'s `limit` had counted `fired` firings for the event's
+    /// value (a test's `fired:`): at `max` or more the workflow is stopped — not matched,
+    /// its requests gone, the reason the one the connect log would show.
+    pub fn count_fired(&self, run: &mut DryRun, event: &Event, workflow: &str, fired: u32) {
+        let Some(limit) = self
+            .workflows
+            .iter()
+            .find(|w| w.name == workflow)
+            .and_then(|w| w.limit.as_ref())
+        else {
+            return;
+        };
+        let Some(report) = run
+            .workflows
+            .iter_mut()
+            .find(|w| w.name == workflow && w.matched)
+        else {
+            return;
+        };
+        let check = limit.check(workflow, event, "");
+        if fired >= limit.max {
+            report.matched = false;
+            report.reasons = vec![format!(
+                "stopped: {} (fired: {fired} given by the test)",
+                check.message(fired as usize)
+            )];
+            run.requests.retain(|r| r.workflow != workflow);
+        } else {
+            report.reasons.push(format!(
+                "fires: {fired} of {} firings counted (fired: given by the test)",
+                limit.max
+            ));
+        }
+        for reason in &mut report.reasons {
+            *reason = self.redact(reason).into_owned();
         }
     }
 

@@ -11,6 +11,8 @@ use serde_json::Value;
 use super::date::parse_input;
 use super::event::Event;
 use super::field::FieldRef;
+use super::limit::Limit;
+use super::sample::Sample;
 use super::units::show_duration;
 use super::value::{compare, is_empty, loose_eq, number, show, text};
 
@@ -25,6 +27,10 @@ pub struct Workflow {
     pub triggers: Vec<Trigger>,
     /// What to do when it fires.
     pub actions: Vec<Action>,
+    /// `sample`: it fires only for this share of the events its triggers match.
+    pub sample: Option<Sample>,
+    /// `limit`: counted by the store when an event is accepted.
+    pub limit: Option<Limit>,
 }
 
 /// A compiled action.
@@ -329,7 +335,8 @@ fn contains(value: Option<&Value>, operand: &Value, ignore_case: bool) -> bool {
 }
 
 impl Workflow {
-    /// Whether every active trigger matches (stops at the first that does not).
+    /// Whether every active trigger matches (stops at the first that does not), and the
+    /// event is in the workflow's `sample`. A `limit` is the store's to count.
     pub fn matches(&self, event: &Event, now: DateTime<Utc>) -> bool {
         self.active
             && self
@@ -337,9 +344,15 @@ impl Workflow {
                 .iter()
                 .filter(|t| t.active)
                 .all(|t| t.matches(event, now))
+            && self
+                .sample
+                .as_ref()
+                .is_none_or(|s| s.chooses(&self.name, event))
     }
 
     /// Every active trigger's verdict; for an unmatched workflow only the failing ones.
+    /// When the triggers match, the `sample` verdict and what the `limit` would count
+    /// follow them.
     pub fn explain(&self, event: &Event, now: DateTime<Utc>) -> (bool, Vec<String>) {
         if !self.active {
             return (false, vec!["workflow is inactive (active: false)".into()]);
@@ -350,12 +363,23 @@ impl Workflow {
             .filter(|t| t.active)
             .map(|t| t.explain(event, now))
             .collect();
-        let matched = verdicts.iter().all(|v| v.passed);
-        let reasons = verdicts
+        let mut matched = verdicts.iter().all(|v| v.passed);
+        let mut reasons: Vec<String> = verdicts
             .into_iter()
             .filter(|v| matched || !v.passed)
             .map(|v| v.reason)
             .collect();
+        if matched && let Some(sample) = &self.sample {
+            let (chosen, reason) = sample.explain(&self.name, event);
+            matched = chosen;
+            if !chosen {
+                reasons.clear();
+            }
+            reasons.push(reason);
+        }
+        if matched && let Some(limit) = &self.limit {
+            reasons.push(limit.explain(event));
+        }
         (matched, reasons)
     }
 

@@ -214,10 +214,14 @@ impl Runtime {
         let now = self.clock.now();
         let batch = events
             .into_iter()
-            .map(|event| NewEvent {
-                matches: engine.matches(&event, now),
-                keys: engine.audit_keys(&event),
-                event,
+            .map(|event| {
+                let matches = engine.matches(&event, now);
+                NewEvent {
+                    limits: engine.limits(&event, &matches, &self.options.node),
+                    matches,
+                    keys: engine.audit_keys(&event),
+                    event,
+                }
             })
             .collect();
         let accepted = self.store.accept(batch, now).await?;
@@ -251,9 +255,12 @@ impl Runtime {
         Ok(all)
     }
 
-    /// Deletes connect log entries (and finished events) older than the retention period.
+    /// Deletes connect log entries (and finished events) older than the retention period,
+    /// and the `limit` counts that no longer count anything.
     pub async fn purge(&self) -> Result<Purged, StoreError> {
-        self.store.purge(self.retention_cutoff()).await
+        let purged = self.store.purge(self.retention_cutoff()).await?;
+        self.store.forget_firings(self.clock.now()).await?;
+        Ok(purged)
     }
 
     fn retention_cutoff(&self) -> DateTime<Utc> {

@@ -27,6 +27,7 @@ use indexmap::IndexMap;
 
 use crate::engine::Match;
 use crate::engine::event::{Event, EventId};
+pub use crate::engine::limit::LimitCheck;
 pub use location::Location;
 pub use postgres::PostgresStore;
 pub use query::LogQuery;
@@ -122,6 +123,107 @@ pub struct NewEvent {
     pub matches: Vec<Match>,
     /// Audit keys (phone, lead id …), indexed for search.
     pub keys: IndexMap<String, String>,
+    /// The `limit` of each matched workflow that has one: counted atomically with the
+    /// acceptance; a workflow over its limit gets one finished `skipped` delivery instead
+    /// of its actions (see [`stop`]).
+    pub limits: Vec<LimitCheck>,
+}
+
+/// The firings a `limit` counted for one (workflow, key): their times, oldest first, and
+/// the period they were counted for (which says when the record may be forgotten).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub(crate) struct Firings {
+    /// The `within` in force at the last firing, in milliseconds.
+    pub(crate) within_ms: i64,
+    /// Unix milliseconds of each firing still within the period, oldest first.
+    pub(crate) times: Vec<i64>,
+}
+
+impl Firings {
+    /// Counts a firing at `now` unless `check.max` were counted within `check.within`
+    /// before it; then returns how many were (the event is stopped and is not counted).
+    pub(crate) fn fire(&mut self, check: &LimitCheck, now: DateTime<Utc>) -> Result<(), usize> {
+        let within = i64::try_from(check.within.as_millis()).unwrap_or(i64::MAX);
+        let now = now.timestamp_millis();
+        let oldest = now.saturating_sub(within);
+        self.times.retain(|t| *t > oldest);
+        // The period in force now says when the record may be forgotten (a reload may
+        // have changed it): the caller writes the record back either way.
+        self.within_ms = within;
+        let max = usize::try_from(check.max).unwrap_or(usize::MAX);
+        if self.times.len() >= max {
+            return Err(self.times.len());
+        }
+        // The clock may step back: times stay sorted.
+        let at = self.times.last().map_or(now, |last| now.max(*last));
+        self.times.push(at);
+        Ok(())
+    }
+
+    /// When nothing counted here is within its period any more: the record can go.
+    pub(crate) fn expires(&self) -> DateTime<Utc> {
+        let last = self.times.last().copied().unwrap_or(i64::MIN);
+        Utc.timestamp_millis_opt(last.saturating_add(self.within_ms))
+            .single()
+            .unwrap_or(DateTime::<Utc>::MIN_UTC)
+    }
+}
+
+/// What an acceptance stores for a workflow its `limit` stopped after `fired` firings in
+/// the period: the workflow's deliveries are replaced by one, finished `skipped` (the
+/// first's id and action, so that it is found by the event's audit keys like any other),
+/// with one log entry, recorded under `entry_id`, that says why (error kind `limit`).
+pub(crate) fn stop(
+    stored: &mut StoredEvent,
+    deliveries: &mut Vec<Delivery>,
+    check: &LimitCheck,
+    fired: usize,
+    entry_id: String,
+) -> Option<LogEntry> {
+    let first = deliveries
+        .iter()
+        .position(|d| d.target.workflow == check.workflow)?;
+    let mut skipped = deliveries[first].clone();
+    deliveries.retain(|d| d.target.workflow != check.workflow || d.id == skipped.id);
+    stored
+        .deliveries
+        .retain(|d| d.workflow != check.workflow || d.id == skipped.id);
+    let entry = LogEntry {
+        id: entry_id,
+        delivery_id: skipped.id.clone(),
+        attempt: 0,
+        at: skipped.created_at,
+        event_id: skipped.event_id.clone(),
+        event_type: skipped.event_type.clone(),
+        workflow: check.workflow.clone(),
+        endpoint: skipped.target.endpoint.clone(),
+        step: skipped.target.step.clone(),
+        after: None,
+        node: check.node.clone(),
+        request: None,
+        response: None,
+        outcome: Outcome::Skipped,
+        error: Some(record::AttemptError {
+            kind: record::ErrorKind::Limit,
+            message: check.message(fired),
+        }),
+        next_attempt_at: None,
+        captured: IndexMap::new(),
+        warnings: Vec::new(),
+        keys: skipped.keys.clone(),
+    };
+    skipped.state = DeliveryState::Skipped;
+    skipped.due_at = None;
+    // The workflow's other deliveries are not stored: no step waits for this one.
+    skipped.followers.clear();
+    skipped.leader = None;
+    skipped.last_entry = Some(entry.id.clone());
+    skipped.entries = vec![entry.id.clone()];
+    if let Some(d) = deliveries.iter_mut().find(|d| d.id == skipped.id) {
+        *d = skipped;
+    }
+    Some(entry)
 }
 
 /// What accepting `event` stores, whatever the backend: one pending delivery per match,
@@ -349,6 +451,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Deletes log entries older than `cutoff`, and events accepted before it whose
     /// deliveries are all finished.
     async fn purge(&self, cutoff: DateTime<Utc>) -> Result<Purged, StoreError>;
+
+    /// Forgets the `limit` counts whose every firing is older than its period at `now`
+    /// (the hourly purge); returns how many (workflow, key) counts went.
+    async fn forget_firings(&self, now: DateTime<Utc>) -> Result<usize, StoreError>;
 
     /// Whether the storage works: `Unavailable` with the reason while it fails.
     fn health(&self) -> Result<(), StoreError>;

@@ -87,7 +87,7 @@ pub enum DeliveryState {
     Delivered,
     /// It will not be tried again (non-retryable error, or retries exhausted).
     Failed,
-    /// Not sent: its endpoint is inactive.
+    /// Not sent: its endpoint is inactive, or its workflow's `limit` stopped it.
     Skipped,
 }
 
@@ -171,7 +171,7 @@ pub enum Outcome {
     Retrying,
     /// It failed and will not be tried again.
     Failed,
-    /// Not sent (inactive endpoint).
+    /// Not sent (inactive endpoint, a workflow's `limit`).
     Skipped,
 }
 
@@ -231,6 +231,9 @@ pub enum ErrorKind {
     /// Not sent (outcome skipped): the step it runs after failed or was skipped, or its
     /// `when` did not match.
     Step,
+    /// The workflow's `limit` stopped the event: it fired `max` times for the same value
+    /// within the period.
+    Limit,
 }
 
 /// An error as the log shows it: what kind, and what a person can do about it.

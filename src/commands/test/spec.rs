@@ -39,6 +39,9 @@ struct TestSpec {
     now: Option<DateTime<Utc>>,
     #[serde(default, deserialize_with = "given")]
     steps: Option<serde_yaml::Value>,
+    /// Firings a workflow's `limit` has counted for this event's value, as if served.
+    #[serde(default)]
+    fired: IndexMap<String, u32>,
     expect: Expect,
 }
 
@@ -100,6 +103,8 @@ pub struct Case {
     pub now: DateTime<Utc>,
     /// Values of earlier steps, for the steps that run after them.
     pub steps: StepValues,
+    /// Firings each named workflow's `limit` is taken to have counted (`fired:`).
+    pub fired: IndexMap<String, u32>,
     /// What it expects.
     pub expect: Expect,
 }
@@ -292,6 +297,21 @@ fn case(
     };
     if let Some(engine) = engine {
         check_names(engine, &test.expect, &value_at, &mut fail);
+        for name in test.fired.keys() {
+            let path = format!("fired.{name}");
+            match engine.workflows().iter().find(|w| &w.name == name) {
+                None => {
+                    let known: Vec<&str> =
+                        engine.workflows().iter().map(|w| w.name.as_str()).collect();
+                    fail(at(&path), unknown("workflow", name, &known));
+                }
+                Some(w) if w.limit.is_none() => fail(
+                    at(&path),
+                    format!("fired: workflow {name} has no limit to count against"),
+                ),
+                Some(_) => {}
+            }
+        }
     }
     for (n, request) in test.expect.requests.iter().flatten().enumerate() {
         if request.body.is_some() && request.body_text.is_some() {
@@ -319,6 +339,7 @@ fn case(
         event,
         now,
         steps,
+        fired: test.fired,
         expect: test.expect,
     })
 }

@@ -1,6 +1,7 @@
 //! Workflow specs → compiled workflows.
 
 use std::collections::{HashMap, HashSet};
+use std::time::Duration;
 
 use regex::RegexBuilder;
 use serde_json::Value;
@@ -9,8 +10,10 @@ use super::{Refs, unknown};
 use crate::config::spec::{EndpointSpec, Format, TriggerSpec, WorkflowSpec};
 use crate::config::{Doc, Problems};
 use crate::engine::field::FieldRef;
+use crate::engine::limit::{Limit, MAX_FIRINGS, MAX_WITHIN};
 use crate::engine::request::{Body, Endpoint};
-use crate::engine::units::parse_duration;
+use crate::engine::sample::{Sample, parse_share};
+use crate::engine::units::{parse_duration, show_duration};
 use crate::engine::workflow::{Action, Op, Test, Trigger, TypePattern, Workflow};
 
 pub(super) struct WorkflowRefs<'a> {
@@ -106,6 +109,8 @@ pub(super) fn workflow(
         active: spec.active,
         triggers,
         actions,
+        sample: sample(doc, problems),
+        limit: limit(doc, problems),
     }
 }
 
@@ -206,6 +211,84 @@ fn steps(
             problems.error(doc.error_at(&path, message));
         }
     }
+}
+
+/// `sample` and `sample_by`; `sample_by` alone is an error (it would do nothing).
+fn sample(doc: &Doc<WorkflowSpec>, problems: &mut Problems) -> Option<Sample> {
+    let spec = &doc.spec;
+    let Some(written) = &spec.sample else {
+        if spec.sample_by.is_some() {
+            problems.error(doc.error_at_key(
+                "sample_by",
+                "sample_by chooses which events a sample takes, but this workflow has no sample: add one (sample: 25%) or remove sample_by",
+            ));
+        }
+        return None;
+    };
+    let share = parse_share(written)
+        .map_err(|e| problems.error(doc.error_at("sample", e)))
+        .ok();
+    let by_name = spec.sample_by.clone().unwrap_or_else(|| "@id".into());
+    let by = FieldRef::parse(&by_name)
+        .map_err(|e| problems.error(doc.error_at("sample_by", e)))
+        .ok();
+    if share == Some(0) {
+        problems.warn(doc.error_at(
+            "sample",
+            format!(
+                "sample: {} never fires: the workflow sends nothing",
+                &**written
+            ),
+        ));
+    }
+    Some(Sample {
+        share: share?,
+        by_name,
+        by: by?,
+    })
+}
+
+/// `limit: {max, per, within}`.
+fn limit(doc: &Doc<WorkflowSpec>, problems: &mut Problems) -> Option<Limit> {
+    let spec = doc.spec.limit.as_ref()?;
+    let max = if (1..=MAX_FIRINGS).contains(&spec.max) {
+        Some(spec.max)
+    } else {
+        problems.error(doc.error_at(
+            "limit.max",
+            format!(
+                "limit.max must be from 1 to {MAX_FIRINGS} (firings within the period), got {}",
+                spec.max
+            ),
+        ));
+        None
+    };
+    let per = match &spec.per {
+        None => Some(None),
+        Some(name) => FieldRef::parse(name)
+            .map(|field| Some((name.clone(), field)))
+            .map_err(|e| problems.error(doc.error_at("limit.per", e)))
+            .ok(),
+    };
+    let within = parse_duration(&spec.within)
+        .and_then(|d| {
+            if d < Duration::from_secs(1) || d > MAX_WITHIN {
+                Err(format!(
+                    "limit.within must be from 1s to {}, got {}",
+                    show_duration(MAX_WITHIN),
+                    &*spec.within
+                ))
+            } else {
+                Ok(d)
+            }
+        })
+        .map_err(|e| problems.error(doc.error_at("limit.within", e)))
+        .ok();
+    Some(Limit {
+        max: max?,
+        per: per?,
+        within: within?,
+    })
 }
 
 /// A date such as 2024-05-01 (and a time after it): as text, these sort as their dates do.

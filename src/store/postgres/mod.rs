@@ -19,6 +19,7 @@
 //! CA certificates of `sslrootcert=FILE` (PEM) or else the system's roots.
 //! `sslmode=disable`, and the default `prefer`, talk plain (on a trusted network).
 
+mod firings;
 mod group;
 mod nodes;
 mod read;
@@ -402,6 +403,10 @@ impl crate::store::Store for PostgresStore {
         // Bounded batch by batch: a long purge is not a database that hangs.
         let result = write::purge(self, cutoff).await;
         self.noted(result)
+    }
+
+    async fn forget_firings(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        self.bounded(firings::forget(self, now)).await
     }
 
     fn health(&self) -> Result<(), StoreError> {

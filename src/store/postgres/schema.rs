@@ -11,6 +11,7 @@
 //! - `log_clock`: one row holding the last entry id handed out (see `write.rs`).
 //! - `nodes`: each node as it last announced itself (see `nodes.rs`).
 //! - `buckets`: each endpoint's `rate_limit` tokens, shared by the nodes (see `write.rs`).
+//! - `firings`: the firings each workflow's `limit` counted, per value (see `write.rs`).
 //! - `pauses`: each endpoint a node's breaker paused, until when (null: resumed), by which
 //!   node, and the version of that node's change (a later change wins, whatever order the
 //!   writes arrive in).
@@ -24,7 +25,7 @@ use super::db_error;
 use crate::store::StoreError;
 
 /// The schema this code reads and writes.
-pub const VERSION: i32 = 5;
+pub const VERSION: i32 = 7;
 
 /// Any constant shared by every node: the key of the advisory lock that migrations take.
 const MIGRATION_LOCK: i64 = 0x5357_4254_4348_0001;
@@ -86,6 +87,21 @@ CREATE TABLE switchboard_log_clock (
 INSERT INTO switchboard_log_clock (last) VALUES ('');
 "#;
 
+/// Version 7: the firings each workflow's `limit` counted, by (workflow, key value); the
+/// row is locked while an acceptance counts (see `write.rs`), and purged once
+/// `expires_at` (the last firing + the period) has passed. (Version 6 is not used by
+/// this code; a database without it migrates all the same.)
+const V7: &str = r#"
+CREATE TABLE switchboard_firings (
+    workflow text COLLATE "C" NOT NULL,
+    key text COLLATE "C" NOT NULL,
+    expires_at timestamptz NOT NULL,
+    record json NOT NULL,
+    PRIMARY KEY (workflow, key)
+);
+CREATE INDEX switchboard_firings_expiry ON switchboard_firings (expires_at);
+"#;
+
 /// Version 5: each endpoint's pause (the breaker), shared by the nodes (see `write.rs`).
 const V5: &str = r#"
 CREATE TABLE switchboard_pauses (
@@ -131,12 +147,14 @@ pub(super) async fn migrate(client: &mut Client) -> Result<(), StoreError> {
     tx.batch_execute("CREATE TABLE IF NOT EXISTS switchboard_schema (version integer NOT NULL)")
         .await
         .map_err(db_error)?;
-    let found: Option<i32> = tx
-        .query_one("SELECT max(version) FROM switchboard_schema", &[])
+    let applied: Vec<i32> = tx
+        .query("SELECT version FROM switchboard_schema", &[])
         .await
         .map_err(db_error)?
-        .get(0);
-    let found = found.unwrap_or(0);
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let found = applied.iter().copied().max().unwrap_or(0);
     if found > VERSION {
         return Err(StoreError::Corrupt {
             key: "switchboard_schema".into(),
@@ -145,9 +163,10 @@ pub(super) async fn migrate(client: &mut Client) -> Result<(), StoreError> {
             ),
         });
     }
-    let migrations = [V1, V2, V3, V4, V5];
-    for (version, sql) in (1..).zip(migrations) {
-        if version <= found {
+    // Each migration that has not run, in order: the versions need not be consecutive.
+    let migrations = [(1, V1), (2, V2), (3, V3), (4, V4), (5, V5), (7, V7)];
+    for (version, sql) in migrations {
+        if applied.contains(&version) {
             continue;
         }
         tracing::info!("creating the PostgreSQL schema, version {version}");

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use tokio_postgres::types::ToSql;
 
-use super::{Db, db_error, decode, encode};
+use super::{Db, db_error, decode, encode, firings};
 use crate::store::query::search_form;
 use crate::store::{
     Accepted, Delivery, DeliveryId, DeliveryState, Lease, LogEntry, NewEvent, Pace, Purged,
@@ -16,7 +16,7 @@ use crate::store::{
 
 /// Rows a purge deletes per statement, so that no transaction holds many locks or grows
 /// the WAL in one go.
-const PURGE_BATCH: i64 = 1000;
+pub(super) const PURGE_BATCH: i64 = 1000;
 
 /// A state as the `state` column holds it.
 fn state_name(state: DeliveryState) -> &'static str {
@@ -36,10 +36,10 @@ pub(super) struct Accepting {
 
 /// An acceptance being prepared: the event as it would be stored, its deliveries, and
 /// when it was accepted.
-struct Fresh {
-    stored: StoredEvent,
-    deliveries: Vec<Delivery>,
-    now: DateTime<Utc>,
+pub(super) struct Fresh {
+    pub(super) stored: StoredEvent,
+    pub(super) deliveries: Vec<Delivery>,
+    pub(super) now: DateTime<Utc>,
 }
 
 fn fresh(new: &NewEvent, now: DateTime<Utc>) -> Fresh {
@@ -110,15 +110,15 @@ pub(super) async fn accept(
         .collect();
     // The others were accepted before: duplicates, unless the window is over and their
     // deliveries are finished; then this acceptance takes the record's place.
-    let mut stored_now: Vec<&Fresh> = Vec::new();
-    let mut replaced = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for (i, x) in &fresh_ones {
+    let mut stored_now: Vec<usize> = Vec::new();
+    let mut rewrite: Vec<usize> = Vec::new();
+    for (k, (i, x)) in fresh_ones.iter().enumerate() {
         let key = (
             x.stored.event.source.clone(),
             x.stored.event.id.as_str().to_string(),
         );
         if inserted.contains(&key) {
-            stored_now.push(x);
+            stored_now.push(k);
             answers[*i] = Some(accepted(x, false));
             continue;
         }
@@ -139,7 +139,7 @@ pub(super) async fn accept(
             )
             .await
             .map_err(db_error)?;
-            stored_now.push(x);
+            stored_now.push(k);
             answers[*i] = Some(accepted(x, false));
             continue;
         };
@@ -156,24 +156,46 @@ pub(super) async fn accept(
             });
             continue;
         }
-        replaced.0.push(key.0);
-        replaced.1.push(key.1);
-        replaced.2.push(encode(&x.stored));
-        replaced.3.push(x.now);
-        stored_now.push(x);
+        rewrite.push(k);
+        stored_now.push(k);
+    }
+    // The limits of what is stored now: counted, or the workflow stopped (its event's
+    // record rewritten without the deliveries it no longer has).
+    let skips = firings::count(store, &tx, &mut fresh_ones, &stored_now, &events).await?;
+    for (k, _) in &skips {
+        if !rewrite.contains(k) {
+            rewrite.push(k.to_owned());
+        }
+    }
+    for k in &stored_now {
+        let (i, x) = &fresh_ones[*k];
         answers[*i] = Some(accepted(x, false));
     }
-    if !replaced.0.is_empty() {
+    if !rewrite.is_empty() {
+        let column = |f: &dyn Fn(&Fresh) -> String| -> Vec<String> {
+            rewrite.iter().map(|k| f(&fresh_ones[*k].1)).collect()
+        };
+        let times: Vec<DateTime<Utc>> = rewrite.iter().map(|k| fresh_ones[*k].1.now).collect();
         tx.execute(
             "UPDATE switchboard_events e SET accepted_at = u.a, record = u.r::json \
              FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[]) AS u(s, i, r, a) \
              WHERE e.source = u.s AND e.id = u.i",
-            &[&replaced.0, &replaced.1, &replaced.2, &replaced.3],
+            &[
+                &column(&|x| x.stored.event.source.clone()),
+                &column(&|x| x.stored.event.id.as_str().to_string()),
+                &column(&|x| encode(&x.stored)),
+                &times,
+            ],
         )
         .await
         .map_err(db_error)?;
     }
-    let deliveries: Vec<&Delivery> = stored_now.iter().flat_map(|x| &x.deliveries).collect();
+    let stored_now: Vec<&Fresh> = stored_now.iter().map(|k| &fresh_ones[*k].1).collect();
+    let deliveries: Vec<&Delivery> = stored_now
+        .iter()
+        .flat_map(|x| &x.deliveries)
+        .filter(|d| d.state == DeliveryState::Pending)
+        .collect();
     if !deliveries.is_empty() {
         let insert = tx
             .prepare_cached(
@@ -205,9 +227,12 @@ pub(super) async fn accept(
         .await
         .map_err(db_error)?;
     }
+    if !skips.is_empty() {
+        firings::write_skips(&tx, &fresh_ones, &skips).await?;
+    }
     tx.commit().await.map_err(db_error)?;
     store.count_queued(i64::try_from(deliveries.len()).unwrap_or(0));
-    store.count_writes((stored_now.len() + deliveries.len()) as u64);
+    store.count_writes((stored_now.len() + deliveries.len() + 2 * skips.len()) as u64);
     for (i, j) in repeats {
         answers[i] = answers[j].clone().map(|a| Accepted {
             duplicate: true,
@@ -522,10 +547,10 @@ pub(super) async fn hold(
 
 /// A delivery's row as a record finds it (under its lock): the stored delivery, and the
 /// lease on it (owner, until).
-struct Row {
-    stored: Option<Delivery>,
-    owner: Option<String>,
-    until: Option<DateTime<Utc>>,
+pub(super) struct Row {
+    pub(super) stored: Option<Delivery>,
+    pub(super) owner: Option<String>,
+    pub(super) until: Option<DateTime<Utc>>,
 }
 
 /// Records attempts in one transaction: the deliveries' rows locked first (a replay in
@@ -670,7 +695,7 @@ pub(super) async fn record(
 
 /// Connect log entries as the columns of one multi-row insert.
 #[derive(Default)]
-struct Entries {
+pub(super) struct Entries {
     id: Vec<String>,
     at: Vec<DateTime<Utc>>,
     delivery: Vec<String>,
@@ -685,7 +710,7 @@ struct Entries {
 }
 
 impl Entries {
-    fn push(&mut self, entry: &LogEntry) {
+    pub(super) fn push(&mut self, entry: &LogEntry) {
         let mut forms: Vec<String> = entry
             .keys
             .values()
@@ -707,7 +732,7 @@ impl Entries {
         self.record.push(encode(entry));
     }
 
-    async fn insert(
+    pub(super) async fn insert(
         &self,
         tx: &deadpool_postgres::Transaction<'_>,
     ) -> Result<u64, tokio_postgres::Error> {
@@ -741,7 +766,7 @@ impl Entries {
 /// Deliveries as they stand after the recorded attempts, as the columns of one multi-row
 /// upsert; the lease each keeps (a takeover's), or none.
 #[derive(Default)]
-struct Deliveries {
+pub(super) struct Deliveries {
     id: Vec<String>,
     source: Vec<String>,
     event: Vec<String>,
@@ -758,7 +783,7 @@ struct Deliveries {
 }
 
 impl Deliveries {
-    fn push(&mut self, row: &Row) {
+    pub(super) fn push(&mut self, row: &Row) {
         let delivery = row
             .stored
             .as_ref()
@@ -778,7 +803,7 @@ impl Deliveries {
         self.pending += i64::from(pending);
     }
 
-    async fn upsert(
+    pub(super) async fn upsert(
         &self,
         tx: &deadpool_postgres::Transaction<'_>,
     ) -> Result<u64, tokio_postgres::Error> {
@@ -815,7 +840,7 @@ impl Deliveries {
 
 /// The id for an entry recorded at `at` after `last`: a ULID of `at` when that sorts
 /// after `last`, otherwise one more than `last`.
-fn next_entry_id(last: &str, at: DateTime<Utc>) -> String {
+pub(super) fn next_entry_id(last: &str, at: DateTime<Utc>) -> String {
     let ms = u64::try_from(at.timestamp_millis()).unwrap_or(0);
     let fresh = ulid::Ulid::from_parts(ms, fastrand::u128(..) >> 48);
     match ulid::Ulid::from_string(last) {

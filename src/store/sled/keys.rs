@@ -46,6 +46,16 @@ pub mod space {
     pub const FACET: u8 = b'F';
     /// Acceptances by audit value (search form), valued with their delivery ids.
     pub const AUDIT: u8 = b'K';
+    /// The firings a workflow's `limit` counted, by workflow and key value.
+    pub const FIRINGS: u8 = b'R';
+}
+
+/// `R workflow \0 key`: the firings a `limit` counted for one value.
+pub fn firings(workflow: &str, key: &str) -> Vec<u8> {
+    let mut key_bytes = spaced(space::FIRINGS, clean(workflow).as_bytes());
+    key_bytes.push(SEP);
+    key_bytes.extend_from_slice(clean(key).as_bytes());
+    key_bytes
 }
 
 fn spaced(space: u8, rest: &[u8]) -> Vec<u8> {

@@ -153,7 +153,7 @@ impl crate::store::Store for SledStore {
             .run(move |inner| {
                 events
                     .iter()
-                    .map(|e| inner.accept(&e.event, &e.matches, &e.keys, now))
+                    .map(|e| inner.accept(e, now))
                     .collect::<Result<Vec<_>, _>>()
             })
             .await?;
@@ -248,6 +248,10 @@ impl crate::store::Store for SledStore {
 
     async fn purge(&self, cutoff: DateTime<Utc>) -> Result<Purged, StoreError> {
         self.blocking(move |inner| inner.purge(cutoff)).await
+    }
+
+    async fn forget_firings(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        self.blocking(move |inner| inner.forget_firings(now)).await
     }
 
     fn health(&self) -> Result<(), StoreError> {

@@ -3,18 +3,16 @@
 //! write is one journal record through `Inner::write`, under the writer lock.
 
 use chrono::{DateTime, Utc};
-use indexmap::IndexMap;
 
 use super::durable::Inner;
 use super::heads::Look;
 use super::journal::Op;
 use super::keys;
 use super::{decode, encode};
-use crate::engine::Match;
-use crate::engine::event::{Event, EventId};
+use crate::engine::event::EventId;
 use crate::store::{
-    Accepted, Delivery, DeliveryId, DeliveryState, Lease, LogEntry, Purged, StoreError,
-    StoredEvent, Taken, whole_ms,
+    Accepted, Delivery, DeliveryId, DeliveryState, Firings, Lease, LogEntry, NewEvent, Purged,
+    StoreError, StoredEvent, Taken, stop, whole_ms,
 };
 
 /// Due deliveries of an endpoint (with the due time of each one's queue entry), and when
@@ -30,11 +28,10 @@ impl Inner {
     /// `Store::accept`). Durable only after `commit`.
     pub(super) fn accept(
         &self,
-        event: &Event,
-        matches: &[Match],
-        audit: &IndexMap<String, String>,
+        new: &NewEvent,
         now: DateTime<Utc>,
     ) -> Result<Accepted, StoreError> {
+        let (event, matches, audit) = (&new.event, &new.matches, &new.keys);
         self.health.check()?;
         let _writer = self.lock_writer();
         if let Some(stored) = self.event(&event.source, &event.id)? {
@@ -53,9 +50,29 @@ impl Inner {
                 });
             }
         }
-        let (stored, deliveries) = crate::store::acceptance(event, matches, audit, now);
-        let refs = stored.deliveries.clone();
+        let (mut stored, mut deliveries) = crate::store::acceptance(event, matches, audit, now);
         let mut ops = Vec::with_capacity(2 + 2 * deliveries.len() + audit.len());
+        // Each limit counts the firing, or stops its workflow: counted in the same journal
+        // record as the acceptance, under the writer lock, so a count and its event are
+        // durable together.
+        let mut skips = Vec::new();
+        for check in &new.limits {
+            let key = keys::firings(&check.workflow, &check.key);
+            let mut firings: Firings = self.read(&key)?.unwrap_or_default();
+            let fired = firings.fire(check, now);
+            ops.push(Op::Insert(key, encode(&firings)));
+            if let Err(fired) = fired {
+                let id = self.next_entry_id_at(now);
+                if let Some(entry) = stop(&mut stored, &mut deliveries, check, fired, id) {
+                    skips.push(entry);
+                }
+            }
+        }
+        for entry in &skips {
+            ops.push(Op::Insert(keys::entry(&entry.id), encode(entry)));
+            ops.push(Op::Insert(keys::facet(entry), Vec::new()));
+        }
+        let refs = stored.deliveries.clone();
         ops.push(Op::Insert(
             keys::event(&event.source, &event.id),
             encode(&stored),
@@ -78,7 +95,9 @@ impl Inner {
         for d in &deliveries {
             ops.push(Op::Insert(keys::delivery(&d.id), encode(d)));
             // A step waiting for the one it runs after is queued when that one finishes.
-            if let Some(due) = d.due_at {
+            if d.state == DeliveryState::Pending
+                && let Some(due) = d.due_at
+            {
                 ops.push(Op::Insert(
                     keys::queue(&d.target.endpoint, due, &d.id),
                     Vec::new(),
@@ -88,6 +107,16 @@ impl Inner {
         }
         self.write(ops)?;
         self.count_queued(queued, 0);
+        if !skips.is_empty() {
+            let mut facets = self.facets.lock().unwrap_or_else(|p| p.into_inner());
+            for entry in &skips {
+                facets.insert((
+                    entry.endpoint.clone(),
+                    entry.workflow.clone(),
+                    entry.outcome.as_str().to_string(),
+                ));
+            }
+        }
         Ok(Accepted {
             event_id: event.id.clone(),
             deliveries: refs,
@@ -347,8 +376,13 @@ impl Inner {
     /// The id to record `entry` under: at the attempt's time, and after every id recorded
     /// before it (the caller holds the writer lock, so ids follow the order of records).
     fn next_entry_id(&self, entry: &LogEntry) -> String {
+        self.next_entry_id_at(entry.at)
+    }
+
+    /// The id of an entry of time `at` (see `next_entry_id`).
+    fn next_entry_id_at(&self, at: DateTime<Utc>) -> String {
         let mut last = self.last_entry.lock().unwrap_or_else(|p| p.into_inner());
-        let ms = u64::try_from(entry.at.timestamp_millis()).unwrap_or(0);
+        let ms = u64::try_from(at.timestamp_millis()).unwrap_or(0);
         let fresh = ulid::Ulid::from_parts(ms, fastrand::u128(..) >> 48);
         let id = match *last {
             Some(before) if fresh <= before => before.increment().unwrap_or(fresh),
@@ -406,6 +440,35 @@ impl Inner {
         self.write(ops)?;
         self.count_queued(added, removed);
         Ok(delivery)
+    }
+
+    /// Forgets the `limit` counts with no firing left within their period at `now`.
+    pub(super) fn forget_firings(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        self.health.check()?;
+        let tree = self.tree()?;
+        let mut forgotten = 0;
+        for item in tree.scan_prefix([keys::space::FIRINGS]) {
+            let (key, value) = item?;
+            let firings: Firings = match decode(&key, &value) {
+                Ok(firings) => firings,
+                Err(e) => {
+                    tracing::warn!("the purge passes over a limit count it cannot read: {e}");
+                    continue;
+                }
+            };
+            if firings.expires() > now {
+                continue;
+            }
+            let _writer = self.lock_writer();
+            // Counted again since it was read: it stays.
+            let again: Option<Firings> = self.read(&key)?;
+            if again.is_some_and(|f| f.expires() > now) {
+                continue;
+            }
+            self.write(vec![Op::Remove(key.to_vec())])?;
+            forgotten += 1;
+        }
+        Ok(forgotten)
     }
 
     /// Up to `limit` entries recorded from `since` to before `until`, after `after`,
