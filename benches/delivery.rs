@@ -139,6 +139,7 @@ fn event(i: usize, phones: usize) -> NewEvent {
             delay: None,
             step: None,
             after: None,
+            order: None,
         }],
         keys: [
             ("phone_number".to_string(), phone),

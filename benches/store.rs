@@ -75,6 +75,7 @@ async fn store_ops(n: usize) -> (f64, f64, f64, f64) {
         delay: None,
         step: None,
         after: None,
+        order: None,
     };
     let keys = |i: usize| -> IndexMap<String, String> {
         [

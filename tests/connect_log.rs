@@ -477,6 +477,7 @@ async fn after_a_crash_the_journal_restores_every_write_made_since_sled_last_rea
         delay: None,
         step: None,
         after: None,
+        order: None,
     }];
     let keys: indexmap::IndexMap<String, String> =
         [("phone_number".to_string(), "+15550001111".to_string())]
@@ -599,6 +600,7 @@ async fn a_data_folder_of_layout_1_is_upgraded_in_place_and_keeps_its_log() {
             delay: None,
             step: None,
             after: None,
+            order: None,
         },
         created_at: now,
         state: DeliveryState::Delivered,
@@ -610,6 +612,7 @@ async fn a_data_folder_of_layout_1_is_upgraded_in_place_and_keeps_its_log() {
         last_entry: Some(attempt.id.clone()),
         entries: Vec::new(),
         leader: None,
+        behind: None,
         followers: Vec::new(),
     };
     let stored = json!({

@@ -26,6 +26,7 @@ fn crm() -> Match {
         delay: None,
         step: None,
         after: None,
+        order: None,
     }
 }
 

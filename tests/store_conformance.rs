@@ -30,6 +30,7 @@ fn to(endpoint: &str, workflow: &str, delay: Option<Duration>) -> Match {
         delay,
         step: None,
         after: None,
+        order: None,
     }
 }
 
@@ -845,6 +846,101 @@ pub async fn a_limit_stops_the_tenth_firing_per_value_once_and_counts_only_firin
     assert!(fires(&fresh[0]));
 }
 
+/// `order_by` lines: a delivery waits behind the last unfinished one with its endpoint and
+/// value — taken and in flight or queued, accepted earlier or in the same call —, is queued
+/// by the record that finishes that one (whatever its outcome, and although the attempt
+/// was taken before the follower existed), and goes at once when its line is empty.
+pub async fn order_lines_let_one_delivery_per_value_go_at_a_time(store: Arc<dyn Store>) {
+    let ordered = |value: &str| Match {
+        order: Some(value.into()),
+        ..to("crm", "w", None)
+    };
+    let accept = |id: &'static str, value: &'static str, when: i64| {
+        let store = store.clone();
+        async move {
+            store
+                .accept(vec![new_event(id, "1", vec![ordered(value)])], at(when))
+                .await
+                .unwrap()
+                .remove(0)
+                .deliveries[0]
+                .id
+                .clone()
+        }
+    };
+    let read = |id: &DeliveryId| {
+        let (store, id) = (store.clone(), id.clone());
+        async move { store.delivery(&id).await.unwrap().unwrap() }
+    };
+    let e1 = accept("o1", "A", 0).await;
+    let e2 = accept("o2", "B", 0).await;
+    let taken = store.take("crm", at(0), 10, at(100)).await.unwrap();
+    assert_eq!(taken.leases.len(), 2, "two values: both go");
+    let first = taken
+        .leases
+        .into_iter()
+        .find(|l| l.delivery.id == e1)
+        .unwrap();
+    // Accepted while e1 is in flight: behind it; and one more behind that.
+    let e3 = accept("o3", "A", 0).await;
+    let e4 = accept("o4", "A", 0).await;
+    assert_eq!(read(&e3).await.behind.as_ref(), Some(&e1));
+    assert_eq!(read(&e4).await.behind.as_ref(), Some(&e3));
+    assert!(read(&e3).await.is_waiting() && read(&e4).await.is_waiting());
+    assert_eq!(read(&e1).await.followers, [e3.clone()]);
+    // e1's attempt was taken before e3 existed: its record still queues e3, after the retry.
+    let (entry, delivery) = attempt(&first.delivery, at(0), Outcome::Retrying);
+    assert!(delivery.followers.is_empty());
+    store
+        .record(&entry, &delivery, Some(first.dequeued))
+        .await
+        .unwrap();
+    assert!(read(&e3).await.is_waiting(), "a retry keeps the line");
+    let taken = store.take("crm", at(6), 10, at(7)).await.unwrap();
+    let ids: Vec<&DeliveryId> = taken.leases.iter().map(|l| &l.delivery.id).collect();
+    assert_eq!(ids, [&e1], "only e1 of line A; e2 still leased");
+    // e2's lease runs out at minute 100; its record would come with it.
+    let lease = taken.leases.into_iter().next().unwrap();
+    let (entry, mut delivery) = attempt(&lease.delivery, at(6), Outcome::Delivered);
+    delivery.followers.clear();
+    store
+        .record(&entry, &delivery, Some(lease.dequeued))
+        .await
+        .unwrap();
+    assert_eq!(read(&e3).await.due_at, Some(at(6)));
+    assert!(read(&e4).await.is_waiting());
+    // A failure does not stop the line: the next one goes.
+    attempt_all(store.as_ref(), "crm", at(7), Outcome::Failed).await;
+    assert_eq!(read(&e3).await.state, DeliveryState::Failed);
+    assert_eq!(read(&e4).await.due_at, Some(at(7)));
+    // Behind a queued (not taken) delivery too.
+    let e5 = accept("o5", "A", 8).await;
+    assert_eq!(read(&e5).await.behind.as_ref(), Some(&e4));
+    attempt_all(store.as_ref(), "crm", at(9), Outcome::Delivered).await;
+    assert_eq!(read(&e4).await.state, DeliveryState::Delivered);
+    assert_eq!(read(&e5).await.due_at, Some(at(9)));
+    attempt_all(store.as_ref(), "crm", at(10), Outcome::Delivered).await;
+    // The line is empty: the next one goes at once.
+    let e6 = accept("o6", "A", 11).await;
+    let e6 = read(&e6).await;
+    assert!(e6.behind.is_none() && e6.due_at.is_some(), "{e6:?}");
+    // Two of one line in one call: the second behind the first.
+    let accepted = store
+        .accept(
+            vec![
+                new_event("o7", "1", vec![ordered("C")]),
+                new_event("o8", "1", vec![ordered("C")]),
+            ],
+            at(12),
+        )
+        .await
+        .unwrap();
+    let (e7, e8) = (&accepted[0].deliveries[0].id, &accepted[1].deliveries[0].id);
+    assert_eq!(read(e8).await.behind.as_ref(), Some(e7));
+    assert!(read(e7).await.behind.is_none());
+    let _ = e2;
+}
+
 /// Runs every conformance test against a backend, each on a fresh store from `$open`.
 macro_rules! conformance {
     ($backend:ident, $open:expr) => {
@@ -914,6 +1010,14 @@ macro_rules! conformance {
                     return;
                 };
                 super::replay_requeues_and_outlasts_an_attempt_in_flight(store).await;
+            }
+
+            #[tokio::test]
+            async fn order_lines_let_one_delivery_per_value_go_at_a_time() {
+                let Some((store, _guard)) = $open.await else {
+                    return;
+                };
+                super::order_lines_let_one_delivery_per_value_go_at_a_time(store).await;
             }
 
             #[tokio::test]
@@ -1656,33 +1760,34 @@ async fn postgres_one_waiting_accept_does_not_hold_up_the_others() {
 }
 
 /// Schema versions need not be consecutive: a database at version 5 (before limits)
-/// gets version 7's table when a node connects, and a connect to a current database
-/// changes nothing.
+/// gets versions 7's and 8's tables when a node connects, and a connect to a current
+/// database changes nothing.
 #[tokio::test]
-async fn postgres_a_database_at_version_5_migrates_to_7() {
+async fn postgres_a_database_at_version_5_migrates_to_8() {
     use switchboard::store::PostgresStore;
     let Some(server) = postgres_server::Postgres::start() else {
         return;
     };
     drop(PostgresStore::connect(&server.url, "node-a").await.unwrap());
     let raw = raw_client(&server.url).await;
-    assert_eq!(schema_versions(&raw).await, [1, 2, 3, 4, 5, 7]);
+    assert_eq!(schema_versions(&raw).await, [1, 2, 3, 4, 5, 7, 8]);
     // As an earlier switchboard left it.
     raw.batch_execute(
-        "DROP TABLE switchboard_firings; DELETE FROM switchboard_schema WHERE version = 7",
+        "DROP TABLE switchboard_firings; DROP TABLE switchboard_order_lines; \
+         DELETE FROM switchboard_schema WHERE version >= 7",
     )
     .await
     .unwrap();
     let store: Arc<dyn Store> =
         Arc::new(PostgresStore::connect(&server.url, "node-a").await.unwrap());
-    assert_eq!(schema_versions(&raw).await, [1, 2, 3, 4, 5, 7]);
+    assert_eq!(schema_versions(&raw).await, [1, 2, 3, 4, 5, 7, 8]);
     let accepted = store
         .accept(vec![limited_event("m1", "812")], at(0))
         .await
         .unwrap();
     assert_eq!(accepted[0].deliveries.len(), 3);
     drop(PostgresStore::connect(&server.url, "node-b").await.unwrap());
-    assert_eq!(schema_versions(&raw).await, [1, 2, 3, 4, 5, 7]);
+    assert_eq!(schema_versions(&raw).await, [1, 2, 3, 4, 5, 7, 8]);
 }
 
 async fn schema_versions(client: &tokio_postgres::Client) -> Vec<i32> {

@@ -332,9 +332,18 @@ fn describe(d: &Delivery, entry: Option<&LogEntry>) -> String {
         DeliveryState::Failed => {
             let _ = write!(line, "failed after {attempts}");
         }
-        DeliveryState::Pending if d.is_waiting() => {
-            line.push_str("waiting for the step it runs after (left for `switchboard serve`)");
-        }
+        DeliveryState::Pending if d.is_waiting() => match &d.behind {
+            Some(ahead) => {
+                let _ = write!(
+                    line,
+                    "waiting behind delivery {ahead} (order_by {}) (left for `switchboard serve`)",
+                    d.target.order.as_deref().unwrap_or_default()
+                );
+            }
+            None => {
+                line.push_str("waiting for the step it runs after (left for `switchboard serve`)");
+            }
+        },
         DeliveryState::Pending if d.attempts == 0 => {
             let _ = write!(line, "queued");
             if let Some(due) = d.due_at {

@@ -130,6 +130,9 @@ fn request(n: usize, r: &RequestReport, out: &mut String) {
     if let Some(delay) = &r.delay {
         let _ = writeln!(out, "     (sent {delay} after the event)");
     }
+    if let Some(order) = &r.order {
+        let _ = writeln!(out, "     ({order})");
+    }
     let _ = writeln!(out, "     {} {}", r.method, r.url);
     for (name, value) in &r.headers {
         let _ = writeln!(out, "     {name}: {value}");

@@ -261,6 +261,10 @@ pub struct EndpointSpec {
     pub concurrency: Option<u32>,
     /// Outbound: at most N requests per second, minute or hour: "20/s", "100/m", "1000/h".
     pub rate_limit: Option<ScalarKey>,
+    /// Outbound: deliveries with the same value of this field reference (or template) are
+    /// sent one at a time, in acceptance order, retries included; other values go in
+    /// parallel. E.g. `lead_id`.
+    pub order_by: Option<String>,
 
     /// Inbound: the path on switchboard's server; must start with /hooks/, without `.` or
     /// `..` parts; repeated and trailing slashes are dropped.

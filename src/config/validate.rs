@@ -93,6 +93,7 @@ fn outbound_only(spec: &EndpointSpec) -> Vec<&'static str> {
     check(spec.retry.is_some(), "retry");
     check(spec.concurrency.is_some(), "concurrency");
     check(spec.rate_limit.is_some(), "rate_limit");
+    check(spec.order_by.is_some(), "order_by");
     keys
 }
 

@@ -546,12 +546,12 @@ impl Dispatcher {
                     .lock()
                     .map(|s| s.contains(id))
                     .unwrap_or(false);
-                // A step waiting for another is as open as that one (listed before it).
+                // A delivery waiting for another (the step it runs after, the one ahead in
+                // its order_by line) is as open as that one, if it is listed (before it).
                 let waiting = delivery.is_waiting();
                 let open_now = if waiting {
-                    delivery
-                        .leader
-                        .as_ref()
+                    (delivery.leader.as_ref())
+                        .or(delivery.behind.as_ref())
                         .is_some_and(|a| open_ids.contains(a))
                 } else {
                     !(delivery.state.is_final() || ((far || shut) && !in_flight))

@@ -140,6 +140,10 @@ pub struct Match {
     /// The step it runs after, if any: its delivery waits for that step's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after: Option<String>,
+    /// Its endpoint's `order_by` value for the event: deliveries to the endpoint with the
+    /// same value go one at a time, in acceptance order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order: Option<String>,
 }
 
 /// Durations as whole milliseconds in stored records.
@@ -175,21 +179,30 @@ pub enum Plan {
 }
 
 impl Engine {
-    /// The actions an event triggers (which workflows fired, and where each action sends),
-    /// without rendering anything: what accepting an event stores.
+    /// The actions an event triggers (which workflows fired, and where each action sends,
+    /// with its endpoint's `order_by` value), rendering nothing else: what accepting an
+    /// event stores.
     pub fn matches(&self, event: &Event, now: DateTime<Utc>) -> Vec<Match> {
         let mut found = Vec::new();
+        let scope = RenderScope::new(event, &self.templates, now);
         for i in self.index.candidates(&event.kind) {
             let workflow = &self.workflows[i];
             if workflow.matches(event, now) {
                 for (action_index, action) in workflow.actions.iter().enumerate() {
+                    let endpoint = &self.endpoints[action.endpoint];
                     found.push(Match {
                         workflow: workflow.name.clone(),
                         action: action_index,
-                        endpoint: self.endpoints[action.endpoint].name.clone(),
+                        endpoint: endpoint.name.clone(),
                         delay: action.delay,
                         step: Some(action.step.clone()),
                         after: action.after.map(|j| workflow.actions[j].step.clone()),
+                        // A step after another waits for its leader, not in its key's line.
+                        order: endpoint
+                            .order_by
+                            .as_ref()
+                            .filter(|_| action.after.is_none())
+                            .and_then(|o| o.key(&scope)),
                     });
                 }
             }
@@ -505,7 +518,20 @@ impl Engine {
         for action in &workflow.actions {
             let Some(after) = action.after else {
                 let planned = self.plan(scope, workflow, action, now);
-                let report = self.report(workflow, action, planned);
+                let mut report = self.report(workflow, action, planned);
+                let endpoint = &self.endpoints[action.endpoint];
+                if let Some(order) = &endpoint.order_by
+                    && report.not_sent().is_none()
+                {
+                    report.order = Some(match order.key(scope) {
+                        Some(value) => format!(
+                            "order_by {} = {value:?}: sent after every earlier delivery to {} with that value is finished, one at a time",
+                            order.show(),
+                            endpoint.name
+                        ),
+                        None => format!("order_by {} is empty: not held in any line", order.show()),
+                    });
+                }
                 unsent.push(report.not_sent());
                 requests.push(report);
                 continue;
@@ -611,6 +637,7 @@ impl Engine {
             endpoint: planned.endpoint,
             step: action.step.clone(),
             after: action.after.map(|j| workflow.actions[j].step.clone()),
+            order: None,
             method: endpoint.method.as_str().to_string(),
             url: String::new(),
             headers: IndexMap::new(),
@@ -694,6 +721,9 @@ pub struct RequestReport {
     /// The step it runs after, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub after: Option<String>,
+    /// How its endpoint's `order_by` lines it up, if it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub order: Option<String>,
     /// HTTP method.
     pub method: String,
     /// Full URL ("" when it could not be rendered).

@@ -209,6 +209,49 @@ pub struct Endpoint {
     pub signing: Option<SigningKey>,
     /// Outcome, retry and pacing rules.
     pub policy: Policy,
+    /// `order_by`: what keys its deliveries' order (one at a time per value).
+    pub order_by: Option<OrderBy>,
+}
+
+/// An endpoint's `order_by`: a field reference, or a template over the event.
+#[derive(Debug, Clone)]
+pub enum OrderBy {
+    /// A field reference, as written.
+    Field(String, crate::engine::field::FieldRef),
+    /// A template.
+    Template(TemplateId),
+}
+
+impl OrderBy {
+    /// Its value for the event in `scope`, as the store keys the order by (at most 200
+    /// characters, no NUL); `None` when it is empty: such deliveries are not ordered.
+    pub fn key(&self, scope: &crate::engine::RenderScope) -> Option<String> {
+        let text = match self {
+            OrderBy::Field(_, field) => {
+                let value = field.resolve(scope.event)?;
+                if value.is_object() || value.is_array() {
+                    return None;
+                }
+                crate::engine::value::text(&value).into_owned()
+            }
+            OrderBy::Template(id) => scope.render(*id).ok()?,
+        };
+        let text = text.trim();
+        (!text.is_empty()).then(|| {
+            text.chars()
+                .take(200)
+                .map(|c| if c == '\0' { '\u{fffd}' } else { c })
+                .collect()
+        })
+    }
+
+    /// How it reads in explanations: `lead_id`, or the template.
+    pub fn show(&self) -> &str {
+        match self {
+            OrderBy::Field(name, _) => name,
+            OrderBy::Template(_) => "order_by",
+        }
+    }
 }
 
 impl Endpoint {

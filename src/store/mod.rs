@@ -257,6 +257,7 @@ pub(crate) fn acceptance(
                 last_entry: None,
                 entries: Vec::new(),
                 leader: None,
+                behind: None,
                 followers: Vec::new(),
             }
         })

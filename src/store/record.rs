@@ -139,16 +139,24 @@ pub struct Delivery {
     /// is unfinished this one is pending with no due time: it is not queued.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub leader: Option<DeliveryId>,
-    /// The deliveries that run after this one: the record that finishes it queues those
-    /// still waiting.
+    /// The delivery with the same `order_by` value, to the same endpoint, accepted just
+    /// before this one: while that one is unfinished this one waits (pending, no due time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub behind: Option<DeliveryId>,
+    /// The deliveries that wait for this one (steps that run after it, and the next
+    /// delivery in its `order_by` line): the record that finishes it queues those still
+    /// waiting. Kept by the store (appended to at acceptances while it is in flight).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub followers: Vec<DeliveryId>,
 }
 
 impl Delivery {
-    /// Whether it waits for the delivery it runs after (pending, not queued).
+    /// Whether it waits for the delivery of the step it runs after, or for the one ahead
+    /// of it in its `order_by` line (pending, not queued).
     pub fn is_waiting(&self) -> bool {
-        self.state == DeliveryState::Pending && self.due_at.is_none() && self.leader.is_some()
+        self.state == DeliveryState::Pending
+            && self.due_at.is_none()
+            && (self.leader.is_some() || self.behind.is_some())
     }
 
     /// When a follower released at `at` is due: then, or later if its action has a delay

@@ -11,7 +11,7 @@ use crate::engine::encode::is_xml_name;
 use crate::engine::field::FieldRef;
 use crate::engine::inbound::InboundEndpoint;
 use crate::engine::request::{
-    Auth, Body, Endpoint, OAuth2, Policy, ResponseCheck, Text, check_url, header_line,
+    Auth, Body, Endpoint, OAuth2, OrderBy, Policy, ResponseCheck, Text, check_url, header_line,
     is_header_name, is_template,
 };
 use crate::engine::signing::SigningKey;
@@ -158,6 +158,42 @@ pub(super) fn outbound(
         auth,
         signing,
         policy: policy(doc, problems),
+        order_by: spec
+            .order_by
+            .as_ref()
+            .and_then(|o| order_by(doc, o, templates, problems)),
+    }
+}
+
+/// `order_by`: a template when it has `{{`, else a field reference.
+fn order_by(
+    doc: &Doc<EndpointSpec>,
+    source: &str,
+    templates: &mut Templates,
+    problems: &mut Problems,
+) -> Option<OrderBy> {
+    if is_template(source) {
+        return match templates.add(source, Escape::None) {
+            Ok(id) => Some(OrderBy::Template(id)),
+            Err(e) => {
+                problems.error(doc.error_at("order_by", format!("invalid template: {e}")));
+                None
+            }
+        };
+    }
+    match FieldRef::parse(source) {
+        Ok(FieldRef::Step { .. }) => {
+            problems.error(doc.error_at(
+                "order_by",
+                "order_by is read when the event is accepted, before any step has run: use a field of the event",
+            ));
+            None
+        }
+        Ok(field) => Some(OrderBy::Field(source.trim().to_string(), field)),
+        Err(e) => {
+            problems.error(doc.error_at("order_by", e));
+            None
+        }
     }
 }
 

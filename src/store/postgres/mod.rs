@@ -22,6 +22,7 @@
 mod firings;
 mod group;
 mod nodes;
+mod order;
 mod read;
 mod schema;
 mod write;

@@ -12,6 +12,7 @@
 //! - `nodes`: each node as it last announced itself (see `nodes.rs`).
 //! - `buckets`: each endpoint's `rate_limit` tokens, shared by the nodes (see `write.rs`).
 //! - `firings`: the firings each workflow's `limit` counted, per value (see `write.rs`).
+//! - `order_lines`: the last delivery of each `order_by` line (see `order.rs`).
 //! - `pauses`: each endpoint a node's breaker paused, until when (null: resumed), by which
 //!   node, and the version of that node's change (a later change wins, whatever order the
 //!   writes arrive in).
@@ -25,7 +26,7 @@ use super::db_error;
 use crate::store::StoreError;
 
 /// The schema this code reads and writes.
-pub const VERSION: i32 = 7;
+pub const VERSION: i32 = 8;
 
 /// Any constant shared by every node: the key of the advisory lock that migrations take.
 const MIGRATION_LOCK: i64 = 0x5357_4254_4348_0001;
@@ -85,6 +86,17 @@ CREATE TABLE switchboard_log_clock (
     last text COLLATE "C" NOT NULL
 );
 INSERT INTO switchboard_log_clock (last) VALUES ('');
+"#;
+
+/// Version 8: the last delivery of each `order_by` line (endpoint, value); the row is
+/// locked while an acceptance lines deliveries up behind it (see `order.rs`).
+const V8: &str = r#"
+CREATE TABLE switchboard_order_lines (
+    endpoint text COLLATE "C" NOT NULL,
+    value text COLLATE "C" NOT NULL,
+    last text COLLATE "C" NOT NULL,
+    PRIMARY KEY (endpoint, value)
+);
 "#;
 
 /// Version 7: the firings each workflow's `limit` counted, by (workflow, key value); the
@@ -164,7 +176,15 @@ pub(super) async fn migrate(client: &mut Client) -> Result<(), StoreError> {
         });
     }
     // Each migration that has not run, in order: the versions need not be consecutive.
-    let migrations = [(1, V1), (2, V2), (3, V3), (4, V4), (5, V5), (7, V7)];
+    let migrations = [
+        (1, V1),
+        (2, V2),
+        (3, V3),
+        (4, V4),
+        (5, V5),
+        (7, V7),
+        (8, V8),
+    ];
     for (version, sql) in migrations {
         if applied.contains(&version) {
             continue;

@@ -171,6 +171,20 @@ pub(super) async fn accept(
         let (i, x) = &fresh_ones[*k];
         answers[*i] = Some(accepted(x, false));
     }
+    // `order_by` lines, in the order the events were accepted (the batch's, not its
+    // insertion order).
+    let lined = {
+        let mut acceptances: Vec<(usize, &mut Vec<Delivery>)> = fresh_ones
+            .iter_mut()
+            .enumerate()
+            .filter(|(k, _)| stored_now.contains(k))
+            .map(|(_, (i, x))| (*i, &mut x.deliveries))
+            .collect();
+        acceptances.sort_by_key(|(i, _)| *i);
+        let mut acceptances: Vec<&mut Vec<Delivery>> =
+            acceptances.into_iter().map(|(_, d)| d).collect();
+        super::order::line_up(&tx, &mut acceptances).await?
+    };
     if !rewrite.is_empty() {
         let column = |f: &dyn Fn(&Fresh) -> String| -> Vec<String> {
             rewrite.iter().map(|k| f(&fresh_ones[*k].1)).collect()
@@ -232,7 +246,7 @@ pub(super) async fn accept(
     }
     tx.commit().await.map_err(db_error)?;
     store.count_queued(i64::try_from(deliveries.len()).unwrap_or(0));
-    store.count_writes((stored_now.len() + deliveries.len() + 2 * skips.len()) as u64);
+    store.count_writes((stored_now.len() + deliveries.len() + 2 * skips.len()) as u64 + lined);
     for (i, j) in repeats {
         answers[i] = answers[j].clone().map(|a| Accepted {
             duplicate: true,
@@ -597,6 +611,31 @@ pub(super) async fn record(
             },
         );
     }
+    // Acceptances may have lined deliveries up behind one since it was taken: those
+    // followers are read, and locked, now that the rows they hang on are.
+    let mut extra: Vec<String> = attempts
+        .iter()
+        .filter(|(_, d)| d.state.is_final())
+        .filter_map(|(_, d)| rows.get(d.id.as_str())?.stored.as_ref())
+        .flat_map(|stored| stored.followers.iter().map(|f| f.as_str().to_string()))
+        .filter(|f| !rows.contains_key(f))
+        .collect();
+    extra.sort();
+    extra.dedup();
+    if !extra.is_empty() {
+        for row in tx.query(&select, &[&extra]).await.map_err(db_error)? {
+            let id: String = row.get(0);
+            let stored = decode(&format!("delivery {id}"), row.get(1))?;
+            rows.insert(
+                id,
+                Row {
+                    stored: Some(stored),
+                    owner: row.get(2),
+                    until: row.get(3),
+                },
+            );
+        }
+    }
     let is_pending_row = |r: &Row| {
         r.stored
             .as_ref()
@@ -637,6 +676,8 @@ pub(super) async fn record(
             }
             delivery.attempts = delivery.attempts.max(stored.attempts);
             delivery.entries = stored.entries.clone();
+            // Acceptances may have lined deliveries up behind it since it was taken.
+            delivery.followers = stored.followers.clone();
         }
         let mut entry = entry.clone();
         entry.id = next_entry_id(&last, entry.at);
@@ -971,7 +1012,17 @@ pub(super) async fn purge(store: &Db, cutoff: DateTime<Utc>) -> Result<Purged, S
         &[&cutoff, &bound, &PURGE_BATCH],
     )
     .await?;
-    store.count_writes(entries + events + deliveries);
+    // `order_by` lines whose last delivery is gone are empty: the next delivery with that
+    // value goes at once.
+    let lines = batched(
+        "DELETE FROM switchboard_order_lines WHERE (endpoint, value) IN ( \
+           SELECT l.endpoint, l.value FROM switchboard_order_lines l \
+           WHERE NOT EXISTS (SELECT 1 FROM switchboard_deliveries d WHERE d.id = l.last) \
+           LIMIT $1 FOR UPDATE SKIP LOCKED)",
+        &[&PURGE_BATCH],
+    )
+    .await?;
+    store.count_writes(entries + events + deliveries + lines);
     Ok(Purged {
         entries: usize::try_from(entries).unwrap_or(usize::MAX),
         events: usize::try_from(events).unwrap_or(usize::MAX),

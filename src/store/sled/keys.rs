@@ -48,6 +48,16 @@ pub mod space {
     pub const AUDIT: u8 = b'K';
     /// The firings a workflow's `limit` counted, by workflow and key value.
     pub const FIRINGS: u8 = b'R';
+    /// `O endpoint \0 value` → the last delivery of an `order_by` line.
+    pub const ORDER: u8 = b'O';
+}
+
+/// `O endpoint \0 value`: the last delivery accepted in that `order_by` line.
+pub fn order(endpoint: &str, value: &str) -> Vec<u8> {
+    let mut key = spaced(space::ORDER, clean(endpoint).as_bytes());
+    key.push(SEP);
+    key.extend_from_slice(value.as_bytes());
+    key
 }
 
 /// `R workflow \0 key`: the firings a `limit` counted for one value.

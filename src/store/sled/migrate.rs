@@ -114,6 +114,7 @@ fn from_layout_1(tree: &sled::Tree) -> Result<(), StoreError> {
             last_entry: Some(last.id.clone()),
             entries: found.iter().map(|e| e.id.clone()).collect(),
             leader: None,
+            behind: None,
             followers: Vec::new(),
         };
         for form in keys::audit_forms(stub.keys.values(), &stub.event_id) {

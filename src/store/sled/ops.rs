@@ -72,6 +72,7 @@ impl Inner {
             ops.push(Op::Insert(keys::entry(&entry.id), encode(entry)));
             ops.push(Op::Insert(keys::facet(entry), Vec::new()));
         }
+        self.line_up(&mut deliveries, &mut ops)?;
         let refs = stored.deliveries.clone();
         ops.push(Op::Insert(
             keys::event(&event.source, &event.id),
@@ -122,6 +123,66 @@ impl Inner {
             deliveries: refs,
             duplicate: false,
         })
+    }
+
+    /// Puts each new delivery with an `order_by` value at the end of its line (endpoint,
+    /// value): behind the last delivery of that line while that one is unfinished (then it
+    /// waits, unqueued, and is that one's follower), and becomes the line's last. The caller
+    /// holds the writer lock, so no record finishes the last one in between.
+    fn line_up(&self, deliveries: &mut [Delivery], ops: &mut Vec<Op>) -> Result<(), StoreError> {
+        for i in 0..deliveries.len() {
+            let d = &deliveries[i];
+            let Some(value) = d.target.order.clone() else {
+                continue;
+            };
+            if d.state != DeliveryState::Pending || d.leader.is_some() {
+                continue;
+            }
+            let key = keys::order(&d.target.endpoint, &value);
+            let id = d.id.clone();
+            // The last of the line: one of this acceptance's, or stored.
+            let earlier = (0..i).rev().find(|&j| {
+                deliveries[j].target.endpoint == deliveries[i].target.endpoint
+                    && deliveries[j].target.order.as_deref() == Some(value.as_str())
+                    && deliveries[j].leader.is_none()
+                    && deliveries[j].state == DeliveryState::Pending
+            });
+            let ahead = match earlier {
+                Some(j) => {
+                    deliveries[j].followers.push(id.clone());
+                    Some(deliveries[j].id.clone())
+                }
+                None => match self.read::<DeliveryId>(&key)? {
+                    Some(last) => match self.delivery(&last)? {
+                        Some(mut last) if !last.state.is_final() => {
+                            last.followers.push(id.clone());
+                            ops.push(Op::Insert(keys::delivery(&last.id), encode(&last)));
+                            Some(last.id)
+                        }
+                        _ => None,
+                    },
+                    None => None,
+                },
+            };
+            if let Some(ahead) = ahead {
+                deliveries[i].behind = Some(ahead);
+                deliveries[i].due_at = None;
+            }
+            ops.push(Op::Insert(key, encode(&id)));
+        }
+        Ok(())
+    }
+
+    /// A purged delivery that is still the last of its `order_by` line takes the line's
+    /// key with it (the line is empty: the next delivery with that value goes at once).
+    fn end_of_line(&self, d: &Delivery, ops: &mut Vec<Op>) -> Result<(), StoreError> {
+        if let Some(value) = &d.target.order {
+            let key = keys::order(&d.target.endpoint, value);
+            if self.read::<DeliveryId>(&key)?.as_ref() == Some(&d.id) {
+                ops.push(Op::Remove(key));
+            }
+        }
+        Ok(())
     }
 
     /// The record under `key`, if there is one.
@@ -304,6 +365,8 @@ impl Inner {
                 delivery.generation = stored.generation;
             }
             delivery.entries = stored.entries.clone();
+            // Acceptances may have lined deliveries up behind it since it was taken.
+            delivery.followers = stored.followers.clone();
         }
         if !delivery.entries.contains(&entry.id) {
             delivery.entries.push(entry.id.clone());
@@ -555,6 +618,7 @@ impl Inner {
                 for form in keys::audit_forms(delivery.keys.values(), &delivery.event_id) {
                     ops.push(Op::Remove(keys::audit(&form, &delivery.id)));
                 }
+                self.end_of_line(&delivery, &mut ops)?;
                 self.write(ops)?;
                 continue;
             };
@@ -582,6 +646,9 @@ impl Inner {
                 }
             }
             ops.extend(siblings.iter().map(|d| Op::Remove(keys::delivery(&d.id))));
+            for d in &siblings {
+                self.end_of_line(d, &mut ops)?;
+            }
             self.write(ops)?;
             purged.events += 1;
         }
