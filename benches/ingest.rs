@@ -5,6 +5,9 @@
 //! at half the rate it reached, for latency. Reports events/s, p50/p99 latency, deliveries
 //! completed, and serve's peak RSS.
 //!
+//! Then the same load on 1,000 leads to an endpoint without and with
+//! `order_by: lead_id`, in the same run.
+//!
 //! Run: `cargo bench --bench ingest` (env: SECS=10 CONNS=32).
 
 mod common;
@@ -90,6 +93,37 @@ async fn main() {
     }
     println!("serve RSS: {idle_rss:.1} MB idle (peak before load), {rss:.1} MB peak");
     drop(serve);
+    // The cost of order_by: the same load on 1,000 leads, without and with ordering.
+    let keys = 1000;
+    println!(
+        "\norder_by on {keys} distinct leads ({secs} s of load each, then until the queue is empty):\n"
+    );
+    println!("| run | events/s accepted | p99 ms | deliveries/s (load and drain) | vs no order |");
+    println!("|---|---:|---:|---:|---:|");
+    let mut first: Option<(f64, f64)> = None;
+    for (label, order_by) in [
+        ("no order", None),
+        ("`order_by: lead_id`", Some("lead_id")),
+    ] {
+        let serve = Served::start_ordered(&mock_url, &[], order_by).await;
+        let events_url = format!("{}/events", serve.base);
+        let started = std::time::Instant::now();
+        let run = load(&events_url, |n| event_keyed(n, 1000), conns, secs, None).await;
+        let drained = common::drained(&client, &serve.base, std::time::Duration::from_secs(600)).await;
+        let delivered = common::delivered(&client, &serve.base).await;
+        let rate = drained.map_or(f64::NAN, |at| {
+            delivered / at.duration_since(started).as_secs_f64()
+        });
+        let (accepted0, rate0) = *first.get_or_insert((run.rate, rate));
+        println!(
+            "| {label} | {:.0} | {:.2} | {rate:.0} | {:.2} accepted, {:.2} delivered |",
+            run.rate,
+            run.p99_ms,
+            run.rate / accepted0,
+            rate / rate0
+        );
+        drop(serve);
+    }
     let _ = mock.kill();
     let _ = mock.wait();
 }

@@ -169,14 +169,29 @@ pub fn rss_mb(pid: u32) -> f64 {
 /// The reference configuration of the end-to-end benches: `call.disposition` events with
 /// status SALE or APPT go to `crm` (a 7-field adaptor with a template, a lookup, a date and
 /// a type) at `url`, 32 at a time.
+/// Event `n` of a load whose leads repeat: lead `L{n % keys}`.
+pub fn event_keyed(n: usize, keys: usize) -> String {
+    event(n).replace(&format!(r#""lead_id": "L{n}""#), &format!(r#""lead_id": "L{}""#, n % keys))
+}
+
 pub fn write_config(dir: &Path, url: &str) {
+    write_config_ordered(dir, url, None);
+}
+
+/// The bench configuration, its endpoint with `order_by` if given.
+pub fn write_config_ordered(dir: &Path, url: &str, order_by: Option<&str>) {
     for sub in ["adaptors", "endpoints", "workflows"] {
         std::fs::create_dir_all(dir.join(sub)).unwrap();
     }
     std::fs::write(dir.join("adaptors/contact.yaml"), "fields:\n  - {from: lead_id, to: external_id}\n  - {from: first_name, to: contact.first_name}\n  - {from: last_name, to: contact.last_name}\n  - {to: contact.phone, template: \"{{ phone_number|e164 }}\"}\n  - {from: status, to: disposition, values: {SALE: won}}\n  - {from: call_date, to: called_at, date_format: iso8601, input_timezone: America/New_York}\n  - {from: length_in_sec, to: talk_seconds, type: integer}\n").unwrap();
     std::fs::write(
         dir.join("endpoints/crm.yaml"),
-        format!("url: {url}\nadaptor: contact\nconcurrency: 32\n"),
+        match order_by {
+            None => format!("url: {url}\nadaptor: contact\nconcurrency: 32\n"),
+            Some(field) => {
+                format!("url: {url}\nadaptor: contact\nconcurrency: 32\norder_by: {field}\n")
+            }
+        },
     )
     .unwrap();
     std::fs::write(dir.join("workflows/sale.yaml"), "when:\n  - event: call.disposition\n  - field: status\n    in: [SALE, APPT]\nactions:\n  - endpoint: crm\n").unwrap();
@@ -252,8 +267,13 @@ impl Served {
 
     /// As [`Served::start`], with more flags (`--store`, `--node`).
     pub async fn start_with(url: &str, extra: &[&str]) -> Served {
+        Served::start_ordered(url, extra, None).await
+    }
+
+    /// As [`Served::start_with`], the endpoint with `order_by` if given.
+    pub async fn start_ordered(url: &str, extra: &[&str], order_by: Option<&str>) -> Served {
         let config = tempfile::tempdir().unwrap();
-        write_config(config.path(), url);
+        write_config_ordered(config.path(), url, order_by);
         let data = tempfile::tempdir().unwrap();
         let port = free_port();
         let child = spawn(
