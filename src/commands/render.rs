@@ -108,6 +108,9 @@ fn request(n: usize, r: &RequestReport, out: &mut String) {
     if let Some(delay) = &r.delay {
         let _ = writeln!(out, "     (sent {delay} after the event)");
     }
+    if let Some(window) = &r.window {
+        let _ = writeln!(out, "     window: {window}");
+    }
     let _ = writeln!(out, "     {} {}", r.method, r.url);
     for (name, value) in &r.headers {
         let _ = writeln!(out, "     {name}: {value}");

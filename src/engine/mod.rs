@@ -21,6 +21,7 @@ pub mod signing;
 pub mod template;
 pub mod units;
 pub mod value;
+pub mod window;
 pub mod workflow;
 
 use std::cell::OnceCell;
@@ -195,8 +196,19 @@ impl Engine {
             plan: Plan::Fail(why),
             warnings: Vec::new(),
         };
+        let (workflow, action) = match self.action(matched) {
+            Ok(found) => found,
+            Err(why) => return gone(why),
+        };
+        let scope = RenderScope::new(event, &self.templates, now);
+        self.plan(&scope, workflow, action, now)
+    }
+
+    /// The workflow and action a stored match stands for in the configuration loaded now,
+    /// or why there is none.
+    fn action(&self, matched: &Match) -> Result<(&Workflow, &workflow::Action), String> {
         let Some(workflow) = self.workflows.iter().find(|w| w.name == matched.workflow) else {
-            return gone(format!(
+            return Err(format!(
                 "workflow {} is no longer in the configuration",
                 matched.workflow
             ));
@@ -204,19 +216,69 @@ impl Engine {
         // The action is found by position, but only if it still sends to the same
         // endpoint: a reloaded configuration may have reordered the actions.
         let same = |a: &&workflow::Action| self.endpoints[a.endpoint].name == matched.endpoint;
-        let action = workflow
+        workflow
             .actions
             .get(matched.action)
             .filter(same)
-            .or_else(|| workflow.actions.iter().find(same));
-        let Some(action) = action else {
-            return gone(format!(
-                "workflow {} no longer sends to endpoint {}",
-                matched.workflow, matched.endpoint
-            ));
+            .or_else(|| workflow.actions.iter().find(same))
+            .map(|action| (workflow, action))
+            .ok_or_else(|| {
+                format!(
+                    "workflow {} no longer sends to endpoint {}",
+                    matched.workflow, matched.endpoint
+                )
+            })
+    }
+
+    /// The sending window of a stored match's action, as the configuration loaded now has
+    /// it, looked at from `at`: when it opens (`at` itself while it is open). None when the
+    /// action has no window (or is gone: its attempt says so). A zone template renders
+    /// against the event at its arrival time.
+    pub fn window(&self, event: &Event, matched: &Match, at: DateTime<Utc>) -> Option<WindowCheck> {
+        let (_, action) = self.action(matched).ok()?;
+        let scope = RenderScope::new(event, &self.templates, event.received_at);
+        self.check_window(&scope, action, at)
+    }
+
+    fn check_window(
+        &self,
+        scope: &RenderScope,
+        action: &workflow::Action,
+        at: DateTime<Utc>,
+    ) -> Option<WindowCheck> {
+        let window = action.window.as_ref()?;
+        let mut warning = None;
+        let (zone, name) = match &window.zone {
+            window::WindowZone::Fixed(zone) => (*zone, zone.name().to_string()),
+            window::WindowZone::Template(id, source) => {
+                let rendered = scope.render(*id).map(|t| t.trim().to_string());
+                let zone = match &rendered {
+                    Ok(name) if name.is_empty() => Err("it is empty for this event".to_string()),
+                    Ok(name) => date::parse_timezone(name),
+                    Err(e) => Err(e.clone()),
+                };
+                match zone {
+                    Ok(zone) => (zone, zone.name().to_string()),
+                    Err(e) => {
+                        warning = Some(
+                            self.redact(&format!(
+                                "window timezone {source}: {e}; the window is read in UTC"
+                            ))
+                            .into_owned(),
+                        );
+                        (chrono_tz::UTC, "UTC".to_string())
+                    }
+                }
+            }
         };
-        let scope = RenderScope::new(event, &self.templates, now);
-        self.plan(&scope, workflow, action, now)
+        let opens = window.next_opening(zone, at).unwrap_or(at);
+        Some(WindowCheck {
+            at,
+            opens,
+            shown: format!("{} {name}", window.show_hours()),
+            opening: window::show_opening(zone, opens, at),
+            warning,
+        })
     }
 
     /// Every delivery the event asks for, rendered, in workflow then action order.
@@ -419,7 +481,16 @@ impl Engine {
             if matched {
                 for action in &workflow.actions {
                     let planned = self.plan(&scope, workflow, action, now);
-                    requests.push(self.report(action, planned));
+                    let due = now
+                        + chrono::Duration::from_std(action.delay.unwrap_or_default())
+                            .unwrap_or_default();
+                    let window = self.check_window(&scope, action, due);
+                    let mut report = self.report(action, planned);
+                    if let Some(check) = window {
+                        report.warnings.extend(check.warning.clone());
+                        report.window = Some(check.explain());
+                    }
+                    requests.push(report);
                 }
             }
             workflows.push(WorkflowReport {
@@ -455,6 +526,7 @@ impl Engine {
             headers: IndexMap::new(),
             body: None,
             delay: planned.delay.map(units::show_duration),
+            window: None,
             skipped: None,
             error: None,
             warnings: planned
@@ -474,6 +546,48 @@ impl Engine {
             Plan::Fail(why) => report.error = Some(self.redact(&why).into_owned()),
         }
         report
+    }
+}
+
+/// An action's sending window as seen from a time: when it opens, and how to say so.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WindowCheck {
+    /// The time it was looked at from.
+    pub at: DateTime<Utc>,
+    /// When it opens: `at` itself while it is open.
+    pub opens: DateTime<Utc>,
+    /// Its days, hours and zone: `mon–fri 09:00–20:00 America/New_York`.
+    pub shown: String,
+    /// The opening in the window's zone: `Monday 09:00 EDT`.
+    pub opening: String,
+    /// The zone template gave no known zone (the window was read in UTC).
+    pub warning: Option<String>,
+}
+
+impl WindowCheck {
+    /// Whether it is closed at the time it was looked at from.
+    pub fn is_closed(&self) -> bool {
+        self.opens > self.at
+    }
+
+    /// Why a delivery waits, for the connect log:
+    /// `outside its window (mon–fri 09:00–20:00 America/New_York): waits until it opens Monday 09:00 EDT`.
+    pub fn waiting(&self) -> String {
+        format!(
+            "outside its window ({}): waits until it opens {}",
+            self.shown, self.opening
+        )
+    }
+
+    /// The dry run's line: `mon–fri 09:00–20:00 America/New_York; due 2026-03-09T13:00:00Z
+    /// (opens Monday 09:00 EDT)`, or `…; open at 2026-03-09T14:00:00Z`.
+    pub fn explain(&self) -> String {
+        let due = self.opens.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        if self.is_closed() {
+            format!("{}; due {due} (opens {})", self.shown, self.opening)
+        } else {
+            format!("{}; open at {due}", self.shown)
+        }
     }
 }
 
@@ -533,6 +647,10 @@ pub struct RequestReport {
     /// Send no earlier than this after the event.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub delay: Option<String>,
+    /// The action's sending window, and when it would be due by it:
+    /// `mon–fri 09:00–20:00 America/New_York; due 2026-03-09T13:00:00Z (opens Monday 09:00 EDT)`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub window: Option<String>,
     /// Why it would not be sent (inactive endpoint).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub skipped: Option<String>,

@@ -36,6 +36,8 @@ pub struct Action {
     pub adaptor: Option<usize>,
     /// Send no earlier than this after the event.
     pub delay: Option<Duration>,
+    /// Send only inside this window.
+    pub window: Option<super::window::Window>,
 }
 
 /// One trigger.

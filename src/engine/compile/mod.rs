@@ -109,7 +109,7 @@ pub fn compile(config: &Config, problems: &mut Problems) -> Option<Engine> {
                 endpoints: &endpoints,
                 specs: &specs,
             };
-            let workflow = workflow::workflow(doc, &ctx, problems);
+            let workflow = workflow::workflow(doc, &ctx, &mut templates, problems);
             for action in &workflow.actions {
                 used_endpoints.insert(action.endpoint);
                 used_adaptors.extend(action.adaptor);
