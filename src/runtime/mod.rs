@@ -10,6 +10,7 @@
 //! attempts in flight finish with the engine they started with.
 
 pub mod address;
+pub mod operational;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
@@ -20,7 +21,9 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::{ConfigError, ConfigErrors};
-use crate::dispatch::{AttemptListener, Clock, Dispatcher, EngineCell, NetworkPolicy};
+use crate::dispatch::{
+    AttemptListener, Clock, Dispatcher, EngineCell, NOTICES_WAITING, NetworkPolicy, Notice,
+};
 use crate::engine::Engine;
 use crate::engine::event::Event;
 use crate::store::{
@@ -100,6 +103,8 @@ pub struct Runtime {
     tasks: Mutex<Vec<JoinHandle<()>>>,
     /// The configuration files' fingerprint, as last loaded.
     config_hash: RwLock<String>,
+    /// What the dispatcher tells, to accept as operational events.
+    notices: tokio::sync::Mutex<tokio::sync::mpsc::Receiver<Notice>>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -141,7 +146,10 @@ impl Runtime {
             options.node.clone(),
         );
         let config_hash = RwLock::new(crate::config::fingerprint(&options.config));
+        let (tell, notices) = tokio::sync::mpsc::channel(NOTICES_WAITING);
+        dispatcher.notify(tell);
         Arc::new(Runtime {
+            notices: tokio::sync::Mutex::new(notices),
             config_hash,
             options,
             engine,
@@ -225,6 +233,31 @@ impl Runtime {
         Ok(accepted)
     }
 
+    /// Accepts the operational event a notice stands for, if some workflow listens for its
+    /// type; a failure to accept it (storage failing) is logged, and the event is lost.
+    async fn emit(&self, notice: Notice) {
+        let event = operational::event(notice, self.clock.now());
+        if !self.engine().knows_type(&event.kind) {
+            return;
+        }
+        let (kind, id) = (event.kind.clone(), event.id.clone());
+        match self.accept(vec![event]).await {
+            Ok(_) => tracing::debug!("operational event {kind} {id} accepted"),
+            Err(e) => tracing::error!("operational event {kind} {id} could not be accepted: {e}"),
+        }
+    }
+
+    /// Accepts the operational events told so far and not yet accepted (unless the task
+    /// that [`Runtime::start`] began is taking them).
+    async fn emit_waiting(&self) {
+        let Ok(mut notices) = self.notices.try_lock() else {
+            return;
+        };
+        while let Ok(notice) = notices.try_recv() {
+            self.emit(notice).await;
+        }
+    }
+
     /// Queues deliveries to be sent again now (durably), and lets the dispatcher know.
     pub async fn replay(&self, ids: &[DeliveryId]) -> Result<Vec<Delivery>, StoreError> {
         let replayed = self.store.replay(ids, self.clock.now()).await?;
@@ -285,6 +318,20 @@ impl Runtime {
         let me = self.clone();
         let mut stop = self.stop.subscribe();
         tasks.push(tokio::spawn(async move {
+            let mut notices = me.notices.lock().await;
+            loop {
+                tokio::select! {
+                    notice = notices.recv() => match notice {
+                        Some(notice) => me.emit(notice).await,
+                        None => return,
+                    },
+                    _ = stop.changed() => return,
+                }
+            }
+        }));
+        let me = self.clone();
+        let mut stop = self.stop.subscribe();
+        tasks.push(tokio::spawn(async move {
             loop {
                 if let Err(e) = me.purge().await
                     && !e.is_unavailable()
@@ -311,6 +358,7 @@ impl Runtime {
         progress: &(dyn Fn(usize) + Sync),
     ) -> Result<Vec<Delivery>, StoreError> {
         let settled = self.dispatcher.settle(ids, wait, progress).await;
+        self.emit_waiting().await;
         self.store.flush().await?;
         settled
     }
@@ -323,6 +371,8 @@ impl Runtime {
         for task in tasks {
             let _ = task.await;
         }
+        // Told by attempts that ended while stopping: accepted now, sent at the next start.
+        self.emit_waiting().await;
         self.store.flush().await
     }
 }
