@@ -52,8 +52,9 @@ pub(super) async fn run(
         let (event, target) = windowed.as_ref()?;
         engine.window(event, target, from)
     };
-    if let Some(check) = window(at).filter(WindowCheck::is_closed) {
-        return wait_for_window(d, delivery, dequeued, at, &check).await;
+    let now_open = window(at);
+    if let Some(check) = now_open.as_ref().filter(|c| c.is_closed()) {
+        return wait_for_window(d, delivery, dequeued, at, check).await;
     }
     let attempt = delivery.attempts + 1;
     let prepared = prepare(&engine, &delivery, event, attempt, at);
@@ -69,6 +70,7 @@ pub(super) async fn run(
     };
     *reached = verdict.reached;
     warnings.append(&mut verdict.warnings);
+    warnings.extend(now_open.and_then(|c| c.warning));
     let schedule = engine
         .endpoint(&delivery.target.endpoint)
         .map(|e| e.policy.schedule.clone())
@@ -78,7 +80,6 @@ pub(super) async fn run(
     if let Some(next) = step.next_attempt_at
         && let Some(check) = window(next)
     {
-        warnings.extend(check.warning.clone());
         if check.is_closed() {
             step.next_attempt_at = Some(whole_ms(check.opens));
             waiting = Some(check.waiting());
