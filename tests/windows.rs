@@ -35,7 +35,10 @@ struct Setup {
 
 fn setup(url: &str, endpoint_extra: &str, window: &str) -> Setup {
     let config = ConfigDir::new(&[
-        ("adaptors/lead.yaml", "fields:\n  - {from: phone, to: phone}\n"),
+        (
+            "adaptors/lead.yaml",
+            "fields:\n  - {from: phone, to: phone}\n",
+        ),
         (
             "endpoints/crm.yaml",
             &format!("url: {url}\nadaptor: lead\n{endpoint_extra}"),
@@ -120,12 +123,18 @@ async fn waits_for_monday(saturday: &str, monday_nine: &str, opening: &str) {
     assert_eq!(delivery.state, DeliveryState::Pending);
     assert_eq!(delivery.due_at, Some(t(monday_nine)));
     assert_eq!(delivery.attempts, 0, "waiting is no attempt");
-    assert!(rx.requests().is_empty(), "nothing is sent outside the window");
+    assert!(
+        rx.requests().is_empty(),
+        "nothing is sent outside the window"
+    );
     let [entry] = entries.as_slice() else {
         panic!("one waiting entry: {entries:#?}")
     };
     assert_eq!(entry.outcome, Outcome::Retrying);
-    assert_eq!((entry.attempt, &entry.error, &entry.request), (0, &None, &None));
+    assert_eq!(
+        (entry.attempt, &entry.error, &entry.request),
+        (0, &None, &None)
+    );
     assert_eq!(entry.next_attempt_at, Some(t(monday_nine)));
     assert_eq!(
         entry.waiting.as_deref(),
@@ -141,7 +150,8 @@ async fn waits_for_monday(saturday: &str, monday_nine: &str, opening: &str) {
     let (delivery, _) = s.settle(&id).await;
     assert_eq!(delivery.state, DeliveryState::Pending);
     assert!(rx.requests().is_empty());
-    s.clock.set(t(monday_nine) + chrono::Duration::milliseconds(10));
+    s.clock
+        .set(t(monday_nine) + chrono::Duration::milliseconds(10));
     let (delivery, entries) = s.settle(&id).await;
     assert_eq!(delivery.state, DeliveryState::Delivered);
     assert_eq!(rx.requests().len(), 1);
@@ -190,11 +200,7 @@ async fn a_delivery_inside_its_window_goes_at_once() {
 #[tokio::test]
 async fn a_retry_that_would_fall_after_closing_waits_for_the_next_opening() {
     let rx = Receiver::start(vec![Reply::Status(503)], Reply::Status(200)).await;
-    let s = setup(
-        &rx.url("/leads"),
-        "retry: {schedule: [10m]}\n",
-        WEEKDAYS_NY,
-    );
+    let s = setup(&rx.url("/leads"), "retry: {schedule: [10m]}\n", WEEKDAYS_NY);
     // Monday 2026-03-09 19:55 EDT: the retry, 10 minutes ±20% later, is after 20:00.
     s.clock.set(t("2026-03-09T23:55:00Z"));
     let id = s.accept("ev-late", json!({"phone": "+15550100"})).await;
@@ -218,7 +224,10 @@ async fn a_retry_that_would_fall_after_closing_waits_for_the_next_opening() {
     // Where the schedule put it (20:03 to 20:07), nothing goes.
     s.clock.set(t("2026-03-10T00:08:00Z"));
     let (delivery, _) = s.settle(&id).await;
-    assert_eq!((delivery.state, rx.requests().len()), (DeliveryState::Pending, 1));
+    assert_eq!(
+        (delivery.state, rx.requests().len()),
+        (DeliveryState::Pending, 1)
+    );
     s.clock.set(t("2026-03-10T13:00:00.010Z"));
     let (delivery, entries) = s.settle(&id).await;
     assert_eq!(delivery.state, DeliveryState::Delivered);
@@ -350,7 +359,11 @@ fn render_explains_the_window_at_its_now_and_test_checks_it() {
             cmd.arg("--json");
         }
         let out = cmd.output().expect("run");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap()
     };
     let text = render("2026-03-07T15:00:00Z", false);
@@ -360,7 +373,8 @@ fn render_explains_the_window_at_its_now_and_test_checks_it() {
         ),
         "{text}"
     );
-    let json: serde_json::Value = serde_json::from_str(&render("2026-03-09T14:00:00Z", true)).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&render("2026-03-09T14:00:00Z", true)).unwrap();
     assert_eq!(
         json["requests"][0]["window"],
         "mon–fri 09:00–20:00 America/New_York; open at 2026-03-09T14:00:00Z"
@@ -380,13 +394,22 @@ fn render_explains_the_window_at_its_now_and_test_checks_it() {
             .output()
             .expect("run")
     };
-    let out = test("mon–fri 09:00–20:00 America/New_York; due 2026-11-02T14:00:00Z (opens Monday 09:00 EST)");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
-    let out = test("mon–fri 09:00–20:00 America/New_York; due 2026-11-02T13:00:00Z (opens Monday 09:00 EDT)");
+    let out = test(
+        "mon–fri 09:00–20:00 America/New_York; due 2026-11-02T14:00:00Z (opens Monday 09:00 EST)",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = test(
+        "mon–fri 09:00–20:00 America/New_York; due 2026-11-02T13:00:00Z (opens Monday 09:00 EDT)",
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(
-        stdout.contains("requests[0].window: expected") && stdout.contains("2026-11-02T14:00:00Z (opens Monday 09:00 EST)"),
+        stdout.contains("requests[0].window: expected")
+            && stdout.contains("2026-11-02T14:00:00Z (opens Monday 09:00 EST)"),
         "{stdout}"
     );
 }

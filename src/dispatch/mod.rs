@@ -243,7 +243,9 @@ impl Dispatcher {
         if let Some(to) = notices.as_ref()
             && let Err(e) = to.try_send(notice)
         {
-            tracing::warn!("an operational event was dropped ({e}): {NOTICES_WAITING} are waiting to be accepted");
+            tracing::warn!(
+                "an operational event was dropped ({e}): {NOTICES_WAITING} are waiting to be accepted"
+            );
         }
     }
 

@@ -250,7 +250,8 @@ pub fn check_keys(event: &Event) -> Result<(), EventError> {
     check_key("id", event.id.as_str())?;
     if event.source.eq_ignore_ascii_case("switchboard") {
         return Err(EventError(
-            "the event source \"switchboard\" is reserved for switchboard's own operational events".into(),
+            "the event source \"switchboard\" is reserved for switchboard's own operational events"
+                .into(),
         ));
     }
     check_key("source", &event.source)

@@ -582,7 +582,9 @@ impl WindowCheck {
     /// The dry run's line: `mon–fri 09:00–20:00 America/New_York; due 2026-03-09T13:00:00Z
     /// (opens Monday 09:00 EDT)`, or `…; open at 2026-03-09T14:00:00Z`.
     pub fn explain(&self) -> String {
-        let due = self.opens.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let due = self
+            .opens
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         if self.is_closed() {
             format!("{}; due {due} (opens {})", self.shown, self.opening)
         } else {

@@ -52,7 +52,11 @@ pub fn parse_time(text: &str, end: bool) -> Result<u32, String> {
     let bad = || {
         format!(
             "{text:?} is not a time of day: write \"HH:MM\", 24-hour, such as \"09:00\" or \"20:30\"{}",
-            if end { " (\"24:00\" is midnight at the day's end)" } else { "" }
+            if end {
+                " (\"24:00\" is midnight at the day's end)"
+            } else {
+                ""
+            }
         )
     };
     let (h, m) = text.trim().split_once(':').ok_or_else(bad)?;

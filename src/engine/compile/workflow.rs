@@ -8,10 +8,10 @@ use serde_json::Value;
 use super::{Refs, unknown};
 use crate::config::spec::{EndpointSpec, Format, TriggerSpec, WindowSpec, WorkflowSpec};
 use crate::config::{Doc, Problems};
-use crate::engine::field::FieldRef;
-use crate::engine::request::{Body, Endpoint};
 use crate::engine::date::{parse_timezone, zone_warning};
+use crate::engine::field::FieldRef;
 use crate::engine::request::is_template;
+use crate::engine::request::{Body, Endpoint};
 use crate::engine::template::{Escape, Templates};
 use crate::engine::units::parse_duration;
 use crate::engine::window::{Window, WindowZone, parse_day, parse_time};
@@ -130,14 +130,13 @@ fn window(
             }
         }
     }
-    let mut time = |key: &str, value: &Option<crate::config::spec::ScalarKey>, default, end| {
-        match value {
+    let mut time =
+        |key: &str, value: &Option<crate::config::spec::ScalarKey>, default, end| match value {
             None => Some(default),
             Some(text) => parse_time(text, end)
                 .map_err(|e| problems.error(doc.error_at(&format!("{path}.{key}"), e)))
                 .ok(),
-        }
-    };
+        };
     let from = time("from", &spec.from, 0, false);
     let to = time("to", &spec.to, 86_400, true);
     if let (Some(from), Some(to)) = (from, to)
