@@ -76,14 +76,13 @@ pub(super) async fn run(
         .map(|e| e.policy.schedule.clone())
         .unwrap_or_default();
     let mut step = next_step(&verdict, &schedule, attempt, delivery.retry_base, at);
+    // A retry that would fall outside the window waits for its opening instead.
     let mut waiting = None;
     if let Some(next) = step.next_attempt_at
-        && let Some(check) = window(next)
+        && let Some(check) = window(next).filter(WindowCheck::is_closed)
     {
-        if check.is_closed() {
-            step.next_attempt_at = Some(whole_ms(check.opens));
-            waiting = Some(check.waiting());
-        }
+        step.next_attempt_at = Some(whole_ms(check.opens));
+        waiting = Some(check.waiting());
     }
     delivery.attempts = attempt;
     delivery.state = step.state;
