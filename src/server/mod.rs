@@ -204,12 +204,16 @@ impl App {
         let listener_metrics = metrics.clone();
         let listener_stats = stats.clone();
         runtime.listen(Box::new(move |_, entry| {
-            listener_stats.record(entry);
-            let took = entry
-                .response
-                .as_ref()
-                .map(|r| Duration::from_millis(r.duration_ms));
-            listener_metrics.attempt(&entry.endpoint, entry.outcome.as_str(), took);
+            // An entry that only says a delivery waits for its window is no attempt.
+            let attempted = entry.request.is_some() || entry.waiting.is_none();
+            if attempted {
+                listener_stats.record(entry);
+                let took = entry
+                    .response
+                    .as_ref()
+                    .map(|r| Duration::from_millis(r.duration_ms));
+                listener_metrics.attempt(&entry.endpoint, entry.outcome.as_str(), took);
+            }
             for warning in &entry.warnings {
                 tracing::warn!(
                     endpoint = %entry.endpoint, delivery = %entry.delivery_id, attempt = entry.attempt,
