@@ -316,3 +316,56 @@ fn the_source_switchboard_is_refused_at_the_doors() {
         "{stderr}"
     );
 }
+
+#[test]
+fn only_workflows_that_name_operational_types_match_them() {
+    let config = ConfigDir::new(&[
+        (
+            "adaptors/contact.yaml",
+            "fields:\n  - {from: endpoint, to: endpoint}\n",
+        ),
+        (
+            "endpoints/archive.yaml",
+            "url: https://archive.example.com\nadaptor: contact\n",
+        ),
+        (
+            "endpoints/slack.yaml",
+            "url: https://hooks.example.com\nadaptor: contact\n",
+        ),
+        (
+            "workflows/everything.yaml",
+            "when:\n  - event: \"*\"\nactions:\n  - endpoint: archive\n",
+        ),
+        (
+            "workflows/by-field.yaml",
+            "when:\n  - field: endpoint\n    exists: true\nactions:\n  - endpoint: archive\n",
+        ),
+        (
+            "workflows/ops.yaml",
+            "when:\n  - event: switchboard.*\nactions:\n  - endpoint: slack\n",
+        ),
+    ]);
+    let engine = config.engine();
+    let failed = common::event("switchboard.delivery.failed", json!({"endpoint": "crm"}));
+    let matched: Vec<String> = engine
+        .matches(&failed, common::now())
+        .into_iter()
+        .map(|m| m.workflow)
+        .collect();
+    assert_eq!(matched, vec!["ops".to_string()]);
+    let run = engine.dry_run(&failed, common::now());
+    let reasons = |name: &str| {
+        run.workflows
+            .iter()
+            .find(|w| w.name == name)
+            .map(|w| (w.matched, w.reasons.join("; ")))
+            .unwrap()
+    };
+    let (matched, why) = reasons("everything");
+    assert!(!matched && why.contains("is an operational event"), "{why}");
+    let (matched, why) = reasons("by-field");
+    assert!(!matched && why.contains("is an operational event"), "{why}");
+    // Any other event still reaches the catch-alls.
+    let sale = common::event("sale", json!({"endpoint": "crm"}));
+    assert_eq!(engine.matches(&sale, common::now()).len(), 2);
+}

@@ -85,10 +85,15 @@ impl TypePattern {
         }
     }
 
+    /// Operational types (`switchboard.…`) match only a pattern that names them
+    /// (`switchboard.*`, an exact type): a catch-all such as `*` does not take them.
     fn matches(&self, kind: &str) -> bool {
         match self {
             TypePattern::Exact(t) => t == kind,
-            TypePattern::Prefix(p) => kind.starts_with(p.as_str()),
+            TypePattern::Prefix(p) => {
+                kind.starts_with(p.as_str())
+                    && (!is_operational(kind) || p.starts_with(OPERATIONAL_PREFIX))
+            }
         }
     }
 
@@ -99,6 +104,15 @@ impl TypePattern {
             TypePattern::Prefix(p) => format!("{p}*"),
         }
     }
+}
+
+/// What the types of switchboard's own operational events start with.
+const OPERATIONAL_PREFIX: &str = "switchboard.";
+
+/// Whether `kind` is the type of an operational event (`switchboard.delivery.failed` …):
+/// only workflows whose `event:` trigger names such types match them.
+pub fn is_operational(kind: &str) -> bool {
+    kind.starts_with(OPERATIONAL_PREFIX)
 }
 
 /// A field operator with its compiled operand.
@@ -208,6 +222,17 @@ impl Trigger {
                 let shown: Vec<String> = patterns.iter().map(TypePattern::show).collect();
                 if passed {
                     format!("event type {:?} matches {}", event.kind, shown.join(", "))
+                } else if is_operational(&event.kind)
+                    && patterns.iter().any(|p| match p {
+                        TypePattern::Prefix(prefix) => event.kind.starts_with(prefix.as_str()),
+                        TypePattern::Exact(_) => false,
+                    })
+                {
+                    format!(
+                        "event type {:?} is an operational event: only a trigger that names switchboard.* types matches it, not {}",
+                        event.kind,
+                        shown.join(" or ")
+                    )
                 } else {
                     format!(
                         "event type {:?}, expected {}",
@@ -308,6 +333,7 @@ impl Workflow {
     /// Whether every active trigger matches (stops at the first that does not).
     pub fn matches(&self, event: &Event, now: DateTime<Utc>) -> bool {
         self.active
+            && (self.index_patterns().is_some() || !is_operational(&event.kind))
             && self
                 .triggers
                 .iter()
@@ -320,12 +346,21 @@ impl Workflow {
         if !self.active {
             return (false, vec!["workflow is inactive (active: false)".into()]);
         }
-        let verdicts: Vec<Verdict> = self
+        let mut verdicts: Vec<Verdict> = self
             .triggers
             .iter()
             .filter(|t| t.active)
             .map(|t| t.explain(event, now))
             .collect();
+        if self.index_patterns().is_none() && is_operational(&event.kind) {
+            verdicts.push(Verdict {
+                passed: false,
+                reason: format!(
+                    "event type {:?} is an operational event: only a workflow with an event: trigger that names it matches it",
+                    event.kind
+                ),
+            });
+        }
         let matched = verdicts.iter().all(|v| v.passed);
         let reasons = verdicts
             .into_iter()

@@ -233,11 +233,12 @@ impl Runtime {
         Ok(accepted)
     }
 
-    /// Accepts the operational event a notice stands for, if some workflow listens for its
-    /// type; a failure to accept it (storage failing) is logged, and the event is lost.
+    /// Accepts the operational event a notice stands for, if some workflow matches it; a
+    /// failure to accept it (storage failing) is logged, and the event is lost.
     async fn emit(&self, notice: Notice) {
-        let event = operational::event(notice, self.clock.now());
-        if !self.engine().knows_type(&event.kind) {
+        let now = self.clock.now();
+        let event = operational::event(notice, now);
+        if self.engine().matches(&event, now).is_empty() {
             return;
         }
         let (kind, id) = (event.kind.clone(), event.id.clone());
