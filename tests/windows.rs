@@ -30,11 +30,12 @@ struct Setup {
     _config: ConfigDir,
     _data: tempfile::TempDir,
     dispatcher: Arc<Dispatcher>,
+    engine: switchboard::dispatch::EngineCell,
     clock: Clock,
 }
 
-fn setup(url: &str, endpoint_extra: &str, window: &str) -> Setup {
-    let config = ConfigDir::new(&[
+fn config(url: &str, endpoint_extra: &str, window: &str) -> ConfigDir {
+    ConfigDir::new(&[
         (
             "adaptors/lead.yaml",
             "fields:\n  - {from: phone, to: phone}\n",
@@ -47,14 +48,19 @@ fn setup(url: &str, endpoint_extra: &str, window: &str) -> Setup {
             "workflows/w.yaml",
             &format!("when:\n  - event: lead\nactions:\n  - endpoint: crm\n{window}"),
         ),
-    ]);
-    let engine = config.engine();
+    ])
+}
+
+fn setup(url: &str, endpoint_extra: &str, window: &str) -> Setup {
+    let config = config(url, endpoint_extra, window);
+    let engine: switchboard::dispatch::EngineCell =
+        Arc::new(RwLock::new(Arc::new(config.engine())));
     let data = tempfile::tempdir().expect("tmp");
     let store: Arc<dyn Store> = Arc::new(SledStore::open(data.path()).expect("open store"));
     let clock = Clock::new();
     let dispatcher = Dispatcher::new(
         store,
-        Arc::new(RwLock::new(Arc::new(engine))),
+        engine.clone(),
         NetworkPolicy::default(),
         clock.clone(),
         "test-node".into(),
@@ -63,6 +69,7 @@ fn setup(url: &str, endpoint_extra: &str, window: &str) -> Setup {
         _config: config,
         _data: data,
         dispatcher,
+        engine,
         clock,
     }
 }
@@ -233,6 +240,30 @@ async fn a_retry_that_would_fall_after_closing_waits_for_the_next_opening() {
     assert_eq!(delivery.state, DeliveryState::Delivered);
     assert_eq!(rx.requests().len(), 2);
     assert_eq!(entries.last().map(|e| e.attempt), Some(2));
+}
+
+#[tokio::test]
+async fn a_queued_retry_meets_the_window_a_reload_added() {
+    let rx = Receiver::start(vec![Reply::Status(503)], Reply::Status(200)).await;
+    let s = setup(&rx.url("/leads"), "retry: {schedule: [1h]}\n", "");
+    // Friday 2026-03-06 19:30 EST: fails, retried an hour later (±20%: 20:18 to 20:42).
+    s.clock.set(t("2026-03-07T00:30:00Z"));
+    let id = s.accept("ev-reload", json!({"phone": "+15550100"})).await;
+    let (delivery, _) = s.settle(&id).await;
+    assert_eq!(delivery.state, DeliveryState::Pending);
+    // The configuration now has a weekday window until 20:00: when the retry falls due
+    // (after 20:00 on Friday), nothing is sent; it waits for Monday.
+    let reloaded = config(&rx.url("/leads"), "retry: {schedule: [1h]}\n", WEEKDAYS_NY);
+    *s.engine.write().unwrap() = Arc::new(reloaded.engine());
+    s.clock
+        .set(delivery.due_at.unwrap() + chrono::Duration::milliseconds(10));
+    let (delivery, entries) = s.settle(&id).await;
+    assert_eq!(rx.requests().len(), 1, "nothing sent outside the window");
+    assert_eq!(delivery.due_at, Some(t("2026-03-09T13:00:00Z")));
+    assert_eq!(delivery.attempts, 1);
+    let last = entries.last().unwrap();
+    assert_eq!((last.attempt, &last.request), (1, &None));
+    assert!(last.waiting.is_some(), "{last:#?}");
 }
 
 #[tokio::test]
