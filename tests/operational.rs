@@ -369,3 +369,38 @@ fn only_workflows_that_name_operational_types_match_them() {
     let sale = common::event("sale", json!({"endpoint": "crm"}));
     assert_eq!(engine.matches(&sale, common::now()).len(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_accepts_the_alerts_of_its_failures_and_serve_delivers_them() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    // 400 is not retried: the delivery fails at its first attempt.
+    let crm = Receiver::start(vec![], Reply::Status(400)).await;
+    let alerts = Receiver::start(vec![], Reply::Status(200)).await;
+    let config = config(&crm.url("/contacts"), &alerts.url("/alerts"), "[1s]");
+    let event = config.path().join("sale.json");
+    std::fs::write(
+        &event,
+        r#"{"type": "sale", "id": "ev-send", "data": {"phone": "+15550100"}}"#,
+    )
+    .unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let out = cli()
+        .args(["send", "--config"])
+        .arg(config.path())
+        .arg("--data")
+        .arg(data.path())
+        .arg("--event")
+        .arg(&event)
+        .output()
+        .unwrap();
+    assert_eq!(crm.requests().len(), 1);
+    assert!(!out.status.success(), "the delivery failed");
+    // The alert waits in the data folder; serve sends it.
+    common::wait_released(data.path());
+    let serve = Serve::start(config.path(), data.path(), &[]).await;
+    let got = requests(&alerts, 1, "the alert of send's failure").await;
+    assert_eq!(got[0]["type"], "switchboard.delivery.failed");
+    assert_eq!(got[0]["event_id"], "ev-send");
+    assert_eq!(got[0]["error"]["kind"], "status");
+    let _ = serve.stop();
+}
