@@ -1,5 +1,6 @@
 //! The running system: one owner of the engine cell, the store, the dispatcher, the clock
-//! and the background tasks (delivery, purge), with the operations every door needs —
+//! and the background tasks (delivery, purge, operational events — see `operational.rs`),
+//! with the operations every door needs —
 //! accept, replay, reload, settle, shutdown. `serve` (the server) and the `send`, `replay`
 //! and `logs` commands are thin doors onto it; the accept flow and the wiring exist here
 //! once.
