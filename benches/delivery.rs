@@ -183,6 +183,7 @@ fn delivered(d: &Delivery, at: DateTime<Utc>, n: u128) -> (LogEntry, Delivery) {
         outcome: Outcome::Delivered,
         error: None,
         next_attempt_at: None,
+        waiting: None,
         captured: Default::default(),
         warnings: vec![],
         keys: d.keys.clone(),

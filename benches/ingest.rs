@@ -101,15 +101,13 @@ async fn main() {
     println!("| run | events/s accepted | p99 ms | deliveries/s (load and drain) | vs no order |");
     println!("|---|---:|---:|---:|---:|");
     let mut first: Option<(f64, f64)> = None;
-    for (label, order_by) in [
-        ("no order", None),
-        ("`order_by: lead_id`", Some("lead_id")),
-    ] {
+    for (label, order_by) in [("no order", None), ("`order_by: lead_id`", Some("lead_id"))] {
         let serve = Served::start_ordered(&mock_url, &[], order_by).await;
         let events_url = format!("{}/events", serve.base);
         let started = std::time::Instant::now();
         let run = load(&events_url, |n| event_keyed(n, 1000), conns, secs, None).await;
-        let drained = common::drained(&client, &serve.base, std::time::Duration::from_secs(600)).await;
+        let drained =
+            common::drained(&client, &serve.base, std::time::Duration::from_secs(600)).await;
         let delivered = common::delivered(&client, &serve.base).await;
         let rate = drained.map_or(f64::NAN, |at| {
             delivered / at.duration_since(started).as_secs_f64()

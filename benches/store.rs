@@ -154,6 +154,7 @@ async fn store_ops(n: usize) -> (f64, f64, f64, f64) {
                 outcome: Outcome::Delivered,
                 error: None,
                 next_attempt_at: None,
+                waiting: None,
                 captured: Default::default(),
                 warnings: vec![],
                 keys: delivery.keys.clone(),

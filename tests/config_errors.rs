@@ -51,7 +51,7 @@ fn unknown_keys_point_at_the_key_and_suggest_the_nearest_or_list_the_valid_ones(
     assert_error(
         "workflows/typo.yaml",
         "when:\n  - event: sale\nactions:\n  - endpoint: crm\n    colour: red\n",
-        "workflows/typo.yaml:5:5: actions[0]: unknown field `colour`, expected one of `endpoint`, `adaptor`, `delay`, `step`, `after`, `when`",
+        "workflows/typo.yaml:5:5: actions[0]: unknown field `colour`, expected one of `endpoint`, `adaptor`, `delay`, `step`, `after`, `when`, `window`",
     );
     assert_error(
         "endpoints/x.yaml",

@@ -243,7 +243,7 @@ fn a_malformed_test_file_is_an_error_at_its_line_and_column() {
         stderr(&out),
         format!(
             "{shown}:7:11: tests[0].expect.requests[0].bdy: unknown field `bdy`, expected one of \
-             `endpoint`, `workflow`, `method`, `url`, `headers`, `body`, `body_text`\n\
+             `endpoint`, `workflow`, `method`, `url`, `headers`, `body`, `body_text`, `window`\n\
              1 error: no test was run\n"
         )
     );

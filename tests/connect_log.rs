@@ -424,6 +424,7 @@ fn entry(id: &str, at: DateTime<Utc>, endpoint: &str, outcome: Outcome, phone: &
         outcome,
         error: None,
         next_attempt_at: None,
+        waiting: None,
         captured: Default::default(),
         warnings: vec![],
         keys: [("phone_number".to_string(), phone.to_string())]

@@ -326,3 +326,22 @@ async fn convoso_hubspot_serves_its_sample_events() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn ops_alerts_serves_its_sample_events() {
+    serve_example(Example {
+        name: "ops-alerts",
+        config: None,
+        urls: &[
+            ("CRM_URL", "https://crm.example.com/api", "/crm"),
+            (
+                "SLACK_URL",
+                "https://hooks.slack.com/services/T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX",
+                "/slack",
+            ),
+        ],
+        answers: &[("/crm", 201, "{\"id\":\"c-1\"}"), ("/slack", 200, "ok")],
+        hook: None,
+    })
+    .await;
+}

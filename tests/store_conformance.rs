@@ -88,6 +88,7 @@ fn attempt(d: &Delivery, when: DateTime<Utc>, outcome: Outcome) -> (LogEntry, De
         outcome,
         error: None,
         next_attempt_at: next,
+        waiting: None,
         captured: Default::default(),
         warnings: vec![],
         keys: d.keys.clone(),

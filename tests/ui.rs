@@ -264,3 +264,58 @@ async fn the_page_asks_for_the_api_token_and_keeps_it() {
     );
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_waiting_for_its_window_says_why_and_until_when() {
+    let Some(browser) = browser().await else {
+        return;
+    };
+    let rx = Receiver::start(vec![], Reply::Status(200)).await;
+    let config = ConfigDir::new(&[
+        (
+            "adaptors/contact.yaml",
+            "fields:\n  - {from: phone_number, to: phone}\n",
+        ),
+        (
+            "endpoints/crm.yaml",
+            &format!("url: {}\nadaptor: contact\n", rx.url("/contacts")),
+        ),
+        (
+            "workflows/sale.yaml",
+            "when:\n  - event: call.disposition\nactions:\n  - endpoint: crm\n    window: {days: [mon, tue, wed, thu, fri], from: \"09:00\", to: \"20:00\", timezone: America/New_York}\n",
+        ),
+    ]);
+    let s = Server::start(config, |_| {}).await;
+    // Saturday 2026-03-07, 10:00 in New York: closed until Monday.
+    s.app
+        .runtime()
+        .clock()
+        .set("2026-03-07T15:00:00Z".parse().unwrap());
+    let body =
+        r#"{"type": "call.disposition", "id": "call-w", "data": {"phone_number": "+15550000008"}}"#;
+    assert_eq!(post(&format!("{}/events", s.url), body, &[]).await.0, 202);
+    browser.goto(&format!("{}/ui", s.url)).await;
+    let rows = browser.wait_for_exactly("#rows tr", 1).await;
+    let row = browser.text(&rows[0]).await;
+    assert!(row.contains("retrying") && row.contains("waiting"), "{row}");
+    browser.click(&rows[0]).await;
+    let waiting = browser.wait_for("#detail:not([hidden]) .waiting", 1).await;
+    assert_eq!(
+        browser.text(&waiting[0]).await,
+        "waiting outside its window (mon–fri 09:00–20:00 America/New_York): waits until it opens Monday 09:00 EDT"
+    );
+    let items = browser.wait_for("ol.timeline li", 2).await;
+    assert!(
+        browser
+            .text(&items[0])
+            .await
+            .contains("waiting for its window"),
+        "{}",
+        browser.text(&items[0]).await
+    );
+    assert!(
+        rx.requests().is_empty(),
+        "nothing is sent before the opening"
+    );
+    s.stop().await;
+}

@@ -171,7 +171,10 @@ pub fn rss_mb(pid: u32) -> f64 {
 /// a type) at `url`, 32 at a time.
 /// Event `n` of a load whose leads repeat: lead `L{n % keys}`.
 pub fn event_keyed(n: usize, keys: usize) -> String {
-    event(n).replace(&format!(r#""lead_id": "L{n}""#), &format!(r#""lead_id": "L{}""#, n % keys))
+    event(n).replace(
+        &format!(r#""lead_id": "L{n}""#),
+        &format!(r#""lead_id": "L{}""#, n % keys),
+    )
 }
 
 pub fn write_config(dir: &Path, url: &str) {

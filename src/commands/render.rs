@@ -133,6 +133,9 @@ fn request(n: usize, r: &RequestReport, out: &mut String) {
     if let Some(order) = &r.order {
         let _ = writeln!(out, "     ({order})");
     }
+    if let Some(window) = &r.window {
+        let _ = writeln!(out, "     window: {window}");
+    }
     let _ = writeln!(out, "     {} {}", r.method, r.url);
     for (name, value) in &r.headers {
         let _ = writeln!(out, "     {name}: {value}");

@@ -660,6 +660,25 @@ pub struct ActionSpec {
     /// which must match when the action's turn comes; otherwise it is logged as skipped.
     #[serde(default)]
     pub when: Vec<TriggerSpec>,
+    /// Send only inside this window of days and hours; deliveries outside it wait for its
+    /// next opening.
+    pub window: Option<WindowSpec>,
+}
+
+/// When an action may send: on these days, from this time to that one, in a time zone.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WindowSpec {
+    /// The days it opens on: mon, tue, wed, thu, fri, sat, sun (default: every day).
+    pub days: Option<Vec<String>>,
+    /// When it opens, local time "HH:MM" (default "00:00").
+    pub from: Option<ScalarKey>,
+    /// When it closes, local time "HH:MM" ("24:00": midnight; default "24:00"); earlier
+    /// than `from`: it closes the next day (an overnight window).
+    pub to: Option<ScalarKey>,
+    /// A time zone name (America/New_York) or a template over the event
+    /// ("{{ lead.timezone }}"); default UTC.
+    pub timezone: Option<String>,
 }
 
 /// `switchboard.yaml` at the configuration folder's root: settings of the whole

@@ -11,7 +11,7 @@ use super::Dispatcher;
 use super::exchange::{Verdict, exchange, judge};
 use super::pace::jitter;
 use crate::engine::request::{Auth, Endpoint, Request};
-use crate::engine::{Engine, Plan};
+use crate::engine::{Engine, Plan, WindowCheck};
 use crate::store::record::{AttemptError, ErrorKind, LoggedRequest};
 use crate::store::{
     Delivery, DeliveryState, Lease, LogEntry, Outcome, StoreError, StoredEvent, whole_ms,
@@ -42,6 +42,20 @@ pub(super) async fn run(
     } = lease;
     let engine = d.engine();
     let at = d.clock.now();
+    // Outside its window (taken early by a clock or a configuration that changed since it
+    // was queued), nothing is sent: it goes back to wait for the opening.
+    let windowed = match &event {
+        Ok(Some(stored)) => Some((stored.event.clone(), delivery.target.clone())),
+        _ => None,
+    };
+    let window = |from| {
+        let (event, target) = windowed.as_ref()?;
+        engine.window(event, target, from)
+    };
+    let now_open = window(at);
+    if let Some(check) = now_open.as_ref().filter(|c| c.is_closed()) {
+        return wait_for_window(d, delivery, dequeued, at, check).await;
+    }
     let attempt = delivery.attempts + 1;
     let steps = super::steps::values(d.store.as_ref(), &delivery).await?;
     let prepared = prepare(&engine, &delivery, event, steps, attempt, at);
@@ -57,11 +71,20 @@ pub(super) async fn run(
     };
     *reached = verdict.reached;
     warnings.append(&mut verdict.warnings);
+    warnings.extend(now_open.and_then(|c| c.warning));
     let schedule = engine
         .endpoint(&delivery.target.endpoint)
         .map(|e| e.policy.schedule.clone())
         .unwrap_or_default();
-    let step = next_step(&verdict, &schedule, attempt, delivery.retry_base, at);
+    let mut step = next_step(&verdict, &schedule, attempt, delivery.retry_base, at);
+    // A retry that would fall outside the window waits for its opening instead.
+    let mut waiting = None;
+    if let Some(next) = step.next_attempt_at
+        && let Some(check) = window(next).filter(WindowCheck::is_closed)
+    {
+        step.next_attempt_at = Some(whole_ms(check.opens));
+        waiting = Some(check.waiting());
+    }
     delivery.attempts = attempt;
     delivery.state = step.state;
     delivery.due_at = step.next_attempt_at;
@@ -83,11 +106,54 @@ pub(super) async fn run(
         outcome: step.outcome,
         error: step.error,
         next_attempt_at: step.next_attempt_at,
+        waiting,
         captured: verdict.captured,
         warnings,
         keys: delivery.keys.clone(),
     };
     delivery.last_entry = Some(entry.id.clone());
+    let id = d.store.record(&entry, &delivery, Some(dequeued)).await?;
+    entry.id = id.clone();
+    delivery.last_entry = Some(id.clone());
+    delivery.entries.push(id);
+    Ok((delivery, entry))
+}
+
+/// Records that a delivery waits for its window without an attempt: an entry with no
+/// request, outcome `retrying`, `next_attempt_at` the opening and `waiting` the reason; its
+/// `attempt` is the number made so far (0 before the first), and it counts as none.
+async fn wait_for_window(
+    d: &Dispatcher,
+    mut delivery: Delivery,
+    dequeued: DateTime<Utc>,
+    at: DateTime<Utc>,
+    check: &WindowCheck,
+) -> Result<(Delivery, LogEntry), StoreError> {
+    let opens = whole_ms(check.opens);
+    delivery.state = DeliveryState::Pending;
+    delivery.due_at = Some(opens);
+    let mut entry = LogEntry {
+        id: String::new(),
+        delivery_id: delivery.id.clone(),
+        attempt: delivery.attempts,
+        at,
+        event_id: delivery.event_id.clone(),
+        event_type: delivery.event_type.clone(),
+        workflow: delivery.target.workflow.clone(),
+        endpoint: delivery.target.endpoint.clone(),
+        step: delivery.target.step.clone(),
+        after: delivery.target.after.clone(),
+        node: d.node.clone(),
+        request: None,
+        response: None,
+        outcome: Outcome::Retrying,
+        error: None,
+        next_attempt_at: Some(opens),
+        waiting: Some(check.waiting()),
+        captured: Default::default(),
+        warnings: check.warning.iter().cloned().collect(),
+        keys: delivery.keys.clone(),
+    };
     let id = d.store.record(&entry, &delivery, Some(dequeued)).await?;
     entry.id = id.clone();
     delivery.last_entry = Some(id.clone());

@@ -34,6 +34,13 @@ impl Clock {
         self.skew_ms.fetch_add(ms, Ordering::SeqCst);
     }
 
+    /// Moves this clock (and every copy of it) to `at`, forward or back: a test of a
+    /// sending window starts on the day it needs.
+    pub fn set(&self, at: DateTime<Utc>) {
+        let skew = at.signed_duration_since(Utc::now()).num_milliseconds();
+        self.skew_ms.store(skew, Ordering::SeqCst);
+    }
+
     /// The tokio instant at which wall time `at` is reached (now, if it is past).
     pub fn instant_at(&self, at: DateTime<Utc>) -> Instant {
         let until = at

@@ -46,6 +46,40 @@ pub type EngineCell = Arc<RwLock<Arc<Engine>>>;
 /// Something that wants to hear about every attempt (metrics, `send`'s report, the UI).
 pub type AttemptListener = Box<dyn Fn(&Delivery, &LogEntry) + Send + Sync>;
 
+/// What the dispatcher tells whoever listens (the runtime, which turns each into an
+/// operational event): a delivery ended failed, an endpoint paused or resumed. Nothing is
+/// told about a delivery of an operational event (source [`OPERATIONAL_SOURCE`]), nor of a
+/// pause or resumption that one of those caused: an alert is never about an alert.
+#[derive(Debug, Clone)]
+pub enum Notice {
+    /// A delivery ended `failed`: the delivery and its last entry.
+    Failed(Box<(Delivery, LogEntry)>),
+    /// The endpoint's lane paused (it did not answer); its first probe goes at `until`.
+    Paused {
+        /// The endpoint.
+        endpoint: String,
+        /// When the first probe goes.
+        until: Option<DateTime<Utc>>,
+        /// The attempt that paused it, if it was recorded.
+        cause: Option<Box<(Delivery, LogEntry)>>,
+    },
+    /// The endpoint answers again, at `at`.
+    Resumed {
+        /// The endpoint.
+        endpoint: String,
+        /// When it answered.
+        at: DateTime<Utc>,
+        /// The attempt that got the answer, if it was recorded.
+        cause: Option<Box<(Delivery, LogEntry)>>,
+    },
+}
+
+/// The source of switchboard's own operational events.
+pub const OPERATIONAL_SOURCE: &str = "switchboard";
+
+/// How many notices may wait to be taken before new ones are dropped (and logged).
+pub const NOTICES_WAITING: usize = 4096;
+
 /// Attempts in a row without an answer after which an endpoint's lane pauses.
 pub const UNREACHABLE_AFTER: u32 = 5;
 
@@ -94,6 +128,8 @@ pub struct Dispatcher {
     versions: std::sync::atomic::AtomicI64,
     /// OAuth2 access tokens, per endpoint, in memory only.
     tokens: oauth::Tokens,
+    /// Where notices go, once someone listens (see [`Dispatcher::notify`]).
+    notices: RwLock<Option<tokio::sync::mpsc::Sender<Notice>>>,
 }
 
 /// A lease lasts the longest attempt (the endpoint's timeout; six times it for oauth2)
@@ -165,6 +201,7 @@ impl Dispatcher {
             node,
             versions: std::sync::atomic::AtomicI64::new(0),
             tokens: oauth::Tokens::default(),
+            notices: RwLock::new(None),
         })
     }
 
@@ -190,6 +227,26 @@ impl Dispatcher {
     pub fn listen(&self, listener: AttemptListener) {
         if let Ok(mut all) = self.listeners.write() {
             all.push(listener);
+        }
+    }
+
+    /// Sends every [`Notice`] to `to` from now on.
+    pub fn notify(&self, to: tokio::sync::mpsc::Sender<Notice>) {
+        if let Ok(mut notices) = self.notices.write() {
+            *notices = Some(to);
+        }
+    }
+
+    fn tell(&self, notice: Notice) {
+        let Ok(notices) = self.notices.read() else {
+            return;
+        };
+        if let Some(to) = notices.as_ref()
+            && let Err(e) = to.try_send(notice)
+        {
+            tracing::warn!(
+                "an operational event was dropped ({e}): {NOTICES_WAITING} are waiting to be accepted"
+            );
         }
     }
 
@@ -409,6 +466,8 @@ impl Dispatcher {
     async fn attempt(self: Arc<Self>, lease: Lease, lane: Arc<Lane>, probe: Option<u32>) {
         let id = lease.delivery.id.clone();
         let endpoint = lease.delivery.target.endpoint.clone();
+        // An alert is never about an alert (nor about a pause one caused): no loops.
+        let operational = lease.delivery.event_source == OPERATIONAL_SOURCE;
         let mut answered = None;
         let result = attempt::run(&self, lease, &mut answered).await;
         if result.is_ok() {
@@ -417,6 +476,7 @@ impl Dispatcher {
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(&id);
         }
+        let mut cause = None;
         match result {
             Ok((delivery, entry)) => {
                 if let Ok(listeners) = self.listeners.read() {
@@ -424,6 +484,10 @@ impl Dispatcher {
                         listener(&delivery, &entry);
                     }
                 }
+                if !operational && entry.outcome == crate::store::Outcome::Failed {
+                    self.tell(Notice::Failed(Box::new((delivery.clone(), entry.clone()))));
+                }
+                cause = Some(Box::new((delivery, entry)));
             }
             Err(e) => self.hold(&id, &endpoint, &e).await,
         }
@@ -437,8 +501,28 @@ impl Dispatcher {
             }
             Err(_) => (None, None),
         };
+        // A pause that only moves (a failed probe) changes nothing worth telling.
+        let news = change.is_some();
         if let Some(change) = change {
             tracing::warn!(endpoint = %endpoint, "endpoint {endpoint} {change}");
+        }
+        if let Some((until, _)) = pause
+            && news
+            && !operational
+        {
+            if until.is_none() {
+                self.tell(Notice::Resumed {
+                    endpoint: endpoint.clone(),
+                    at: self.clock.now(),
+                    cause,
+                });
+            } else {
+                self.tell(Notice::Paused {
+                    endpoint: endpoint.clone(),
+                    until,
+                    cause,
+                });
+            }
         }
         // The other nodes hold back while this one pauses and probes (a failure to tell
         // them only costs their own attempts: each node's breaker still pauses it).

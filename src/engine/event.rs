@@ -250,8 +250,16 @@ pub const MAX_ID_BYTES: usize = 512;
 /// half of the dedupe key, and an envelope may set it): one longer than [`MAX_ID_BYTES`],
 /// or with a control character (PostgreSQL refuses NUL in text; the others make logs and
 /// CSV exports ambiguous). Checked at every door, once the id is final.
+/// The source `switchboard` is switchboard's own (its operational events): no door takes
+/// an event that claims it.
 pub fn check_keys(event: &Event) -> Result<(), EventError> {
     check_key("id", event.id.as_str())?;
+    if event.source.eq_ignore_ascii_case("switchboard") {
+        return Err(EventError(
+            "the event source \"switchboard\" is reserved for switchboard's own operational events"
+                .into(),
+        ));
+    }
     check_key("source", &event.source)
 }
 

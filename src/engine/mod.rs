@@ -23,6 +23,7 @@ pub mod signing;
 pub mod template;
 pub mod units;
 pub mod value;
+pub mod window;
 pub mod workflow;
 
 use std::cell::OnceCell;
@@ -237,30 +238,92 @@ impl Engine {
             plan: Plan::Fail(why),
             warnings: Vec::new(),
         };
+        let (workflow, action) = match self.action(matched) {
+            Ok(found) => found,
+            Err(why) => return gone(why),
+        };
+        let scope = RenderScope::new(event, &self.templates, now);
+        self.plan(&scope, workflow, action, now)
+    }
+
+    /// The workflow and action a stored match stands for in the configuration loaded now,
+    /// or why there is none.
+    fn action(&self, matched: &Match) -> Result<(&Workflow, &workflow::Action), String> {
         let Some(workflow) = self.workflows.iter().find(|w| w.name == matched.workflow) else {
-            return gone(format!(
+            return Err(format!(
                 "workflow {} is no longer in the configuration",
                 matched.workflow
             ));
         };
-        // The action is found by position, but only if it still sends to the same
-        // endpoint: a reloaded configuration may have reordered the actions.
+        // The action is found by its step name, else by position, but only if it still
+        // sends to the same endpoint: a reloaded configuration may have reordered the
+        // actions.
         let same = |a: &&workflow::Action| self.endpoints[a.endpoint].name == matched.endpoint;
         let by_step = |a: &&workflow::Action| matched.step.as_ref().is_some_and(|s| *s == a.step);
-        let action = workflow
+        workflow
             .actions
             .iter()
             .find(|a| by_step(a) && same(a))
             .or_else(|| workflow.actions.get(matched.action).filter(same))
-            .or_else(|| workflow.actions.iter().find(same));
-        let Some(action) = action else {
-            return gone(format!(
-                "workflow {} no longer sends to endpoint {}",
-                matched.workflow, matched.endpoint
-            ));
+            .or_else(|| workflow.actions.iter().find(same))
+            .map(|action| (workflow, action))
+            .ok_or_else(|| {
+                format!(
+                    "workflow {} no longer sends to endpoint {}",
+                    matched.workflow, matched.endpoint
+                )
+            })
+    }
+
+    /// The sending window of a stored match's action, as the configuration loaded now has
+    /// it, looked at from `at`: when it opens (`at` itself while it is open). None when the
+    /// action has no window (or is gone: its attempt says so). A zone template renders
+    /// against the event at its arrival time.
+    pub fn window(&self, event: &Event, matched: &Match, at: DateTime<Utc>) -> Option<WindowCheck> {
+        let (_, action) = self.action(matched).ok()?;
+        let scope = RenderScope::new(event, &self.templates, event.received_at);
+        self.check_window(&scope, action, at)
+    }
+
+    fn check_window(
+        &self,
+        scope: &RenderScope,
+        action: &workflow::Action,
+        at: DateTime<Utc>,
+    ) -> Option<WindowCheck> {
+        let window = action.window.as_ref()?;
+        let mut warning = None;
+        let (zone, name) = match &window.zone {
+            window::WindowZone::Fixed(zone) => (*zone, zone.name().to_string()),
+            window::WindowZone::Template(id, source) => {
+                let rendered = scope.render(*id).map(|t| t.trim().to_string());
+                let zone = match &rendered {
+                    Ok(name) if name.is_empty() => Err("it is empty for this event".to_string()),
+                    Ok(name) => date::parse_timezone(name),
+                    Err(e) => Err(e.clone()),
+                };
+                match zone {
+                    Ok(zone) => (zone, zone.name().to_string()),
+                    Err(e) => {
+                        warning = Some(
+                            self.redact(&format!(
+                                "window timezone {source}: {e}; the window is read in UTC"
+                            ))
+                            .into_owned(),
+                        );
+                        (chrono_tz::UTC, "UTC".to_string())
+                    }
+                }
+            }
         };
-        let scope = RenderScope::new(event, &self.templates, now);
-        self.plan(&scope, workflow, action, now)
+        let opens = window.next_opening(zone, at).unwrap_or(at);
+        Some(WindowCheck {
+            at,
+            opens,
+            shown: format!("{} {name}", window.show_hours()),
+            opening: window::show_opening(zone, opens, at),
+            warning,
+        })
     }
 
     /// Every delivery the event asks for, rendered, in workflow then action order (a step
@@ -519,6 +582,7 @@ impl Engine {
             let Some(after) = action.after else {
                 let planned = self.plan(scope, workflow, action, now);
                 let mut report = self.report(workflow, action, planned);
+                self.dry_run_window(scope, action, &mut report);
                 let endpoint = &self.endpoints[action.endpoint];
                 if let Some(order) = &endpoint.order_by
                     && report.not_sent().is_none()
@@ -566,6 +630,7 @@ impl Engine {
             let stepped = RenderScope::new(&event, &self.templates, now);
             let planned = self.plan(&stepped, workflow, action, now);
             let mut report = self.report(workflow, action, planned);
+            self.dry_run_window(&stepped, action, &mut report);
             for step in unknown.iter().rev() {
                 report.warnings.push(format!(
                     "the values step {step} captures are not known: shown as if it captured none (render --capture {step}.NAME=VALUE)"
@@ -573,6 +638,22 @@ impl Engine {
             }
             unsent.push(report.not_sent());
             requests.push(report);
+        }
+    }
+
+    /// A dry run's window line: when the action would be due by its window, counted from
+    /// the render's time plus its delay.
+    fn dry_run_window(
+        &self,
+        scope: &RenderScope,
+        action: &workflow::Action,
+        report: &mut RequestReport,
+    ) {
+        let due = scope.now
+            + chrono::Duration::from_std(action.delay.unwrap_or_default()).unwrap_or_default();
+        if let Some(check) = self.check_window(scope, action, due) {
+            report.warnings.extend(check.warning.clone());
+            report.window = Some(check.explain());
         }
     }
 
@@ -643,6 +724,7 @@ impl Engine {
             headers: IndexMap::new(),
             body: None,
             delay: planned.delay.map(units::show_duration),
+            window: None,
             skipped: None,
             error: None,
             warnings: planned
@@ -670,6 +752,50 @@ impl Engine {
 /// Values of steps, by step name, as a dry run takes them: each step's captured names (and
 /// `status`) with their values.
 pub type StepValues = IndexMap<String, serde_json::Map<String, serde_json::Value>>;
+
+/// An action's sending window as seen from a time: when it opens, and how to say so.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WindowCheck {
+    /// The time it was looked at from.
+    pub at: DateTime<Utc>,
+    /// When it opens: `at` itself while it is open.
+    pub opens: DateTime<Utc>,
+    /// Its days, hours and zone: `mon–fri 09:00–20:00 America/New_York`.
+    pub shown: String,
+    /// The opening in the window's zone: `Monday 09:00 EDT`.
+    pub opening: String,
+    /// The zone template gave no known zone (the window was read in UTC).
+    pub warning: Option<String>,
+}
+
+impl WindowCheck {
+    /// Whether it is closed at the time it was looked at from.
+    pub fn is_closed(&self) -> bool {
+        self.opens > self.at
+    }
+
+    /// Why a delivery waits, for the connect log:
+    /// `outside its window (mon–fri 09:00–20:00 America/New_York): waits until it opens Monday 09:00 EDT`.
+    pub fn waiting(&self) -> String {
+        format!(
+            "outside its window ({}): waits until it opens {}",
+            self.shown, self.opening
+        )
+    }
+
+    /// The dry run's line: `mon–fri 09:00–20:00 America/New_York; due 2026-03-09T13:00:00Z
+    /// (opens Monday 09:00 EDT)`, or `…; open at 2026-03-09T14:00:00Z`.
+    pub fn explain(&self) -> String {
+        let due = self
+            .opens
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        if self.is_closed() {
+            format!("{}; due {due} (opens {})", self.shown, self.opening)
+        } else {
+            format!("{}; open at {due}", self.shown)
+        }
+    }
+}
 
 /// What `render --json` prints (docs/cli.md).
 #[derive(Debug, Clone, Serialize)]
@@ -735,6 +861,10 @@ pub struct RequestReport {
     /// Send no earlier than this after the event.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub delay: Option<String>,
+    /// The action's sending window, and when it would be due by it:
+    /// `mon–fri 09:00–20:00 America/New_York; due 2026-03-09T13:00:00Z (opens Monday 09:00 EDT)`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub window: Option<String>,
     /// Why it would not be sent (inactive endpoint, `when` not matching, an earlier step
     /// not sent).
     #[serde(skip_serializing_if = "Option::is_none")]

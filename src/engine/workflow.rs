@@ -42,6 +42,8 @@ pub struct Action {
     pub adaptor: Option<usize>,
     /// Send no earlier than this after the event.
     pub delay: Option<Duration>,
+    /// Send only inside this window.
+    pub window: Option<super::window::Window>,
     /// Its name within the workflow (`step:`, or its endpoint's name).
     pub step: String,
     /// The earlier action (by position) it runs after, once that one is delivered.
@@ -115,10 +117,15 @@ impl TypePattern {
         }
     }
 
+    /// Operational types (`switchboard.…`) match only a pattern that names them
+    /// (`switchboard.*`, an exact type): a catch-all such as `*` does not take them.
     fn matches(&self, kind: &str) -> bool {
         match self {
             TypePattern::Exact(t) => t == kind,
-            TypePattern::Prefix(p) => kind.starts_with(p.as_str()),
+            TypePattern::Prefix(p) => {
+                kind.starts_with(p.as_str())
+                    && (!is_operational(kind) || p.starts_with(OPERATIONAL_PREFIX))
+            }
         }
     }
 
@@ -129,6 +136,15 @@ impl TypePattern {
             TypePattern::Prefix(p) => format!("{p}*"),
         }
     }
+}
+
+/// What the types of switchboard's own operational events start with.
+const OPERATIONAL_PREFIX: &str = "switchboard.";
+
+/// Whether `kind` is the type of an operational event (`switchboard.delivery.failed` …):
+/// only workflows whose `event:` trigger names such types match them.
+pub fn is_operational(kind: &str) -> bool {
+    kind.starts_with(OPERATIONAL_PREFIX)
 }
 
 /// A field operator with its compiled operand.
@@ -238,6 +254,17 @@ impl Trigger {
                 let shown: Vec<String> = patterns.iter().map(TypePattern::show).collect();
                 if passed {
                     format!("event type {:?} matches {}", event.kind, shown.join(", "))
+                } else if is_operational(&event.kind)
+                    && patterns.iter().any(|p| match p {
+                        TypePattern::Prefix(prefix) => event.kind.starts_with(prefix.as_str()),
+                        TypePattern::Exact(_) => false,
+                    })
+                {
+                    format!(
+                        "event type {:?} is an operational event: only a trigger that names switchboard.* types matches it, not {}",
+                        event.kind,
+                        shown.join(" or ")
+                    )
                 } else {
                     format!(
                         "event type {:?}, expected {}",
@@ -339,6 +366,7 @@ impl Workflow {
     /// event is in the workflow's `sample`. A `limit` is the store's to count.
     pub fn matches(&self, event: &Event, now: DateTime<Utc>) -> bool {
         self.active
+            && (self.index_patterns().is_some() || !is_operational(&event.kind))
             && self
                 .triggers
                 .iter()
@@ -357,12 +385,21 @@ impl Workflow {
         if !self.active {
             return (false, vec!["workflow is inactive (active: false)".into()]);
         }
-        let verdicts: Vec<Verdict> = self
+        let mut verdicts: Vec<Verdict> = self
             .triggers
             .iter()
             .filter(|t| t.active)
             .map(|t| t.explain(event, now))
             .collect();
+        if self.index_patterns().is_none() && is_operational(&event.kind) {
+            verdicts.push(Verdict {
+                passed: false,
+                reason: format!(
+                    "event type {:?} is an operational event: only a workflow with an event: trigger that names it matches it",
+                    event.kind
+                ),
+            });
+        }
         let mut matched = verdicts.iter().all(|v| v.passed);
         let mut reasons: Vec<String> = verdicts
             .into_iter()

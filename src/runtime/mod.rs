@@ -1,5 +1,6 @@
 //! The running system: one owner of the engine cell, the store, the dispatcher, the clock
-//! and the background tasks (delivery, purge), with the operations every door needs —
+//! and the background tasks (delivery, purge, operational events — see `operational.rs`),
+//! with the operations every door needs —
 //! accept, replay, reload, settle, shutdown. `serve` (the server) and the `send`, `replay`
 //! and `logs` commands are thin doors onto it; the accept flow and the wiring exist here
 //! once.
@@ -10,6 +11,7 @@
 //! attempts in flight finish with the engine they started with.
 
 pub mod address;
+pub mod operational;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
@@ -20,7 +22,9 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::{ConfigError, ConfigErrors};
-use crate::dispatch::{AttemptListener, Clock, Dispatcher, EngineCell, NetworkPolicy};
+use crate::dispatch::{
+    AttemptListener, Clock, Dispatcher, EngineCell, NOTICES_WAITING, NetworkPolicy, Notice,
+};
 use crate::engine::Engine;
 use crate::engine::event::Event;
 use crate::store::{
@@ -100,6 +104,8 @@ pub struct Runtime {
     tasks: Mutex<Vec<JoinHandle<()>>>,
     /// The configuration files' fingerprint, as last loaded.
     config_hash: RwLock<String>,
+    /// What the dispatcher tells, to accept as operational events.
+    notices: tokio::sync::Mutex<tokio::sync::mpsc::Receiver<Notice>>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -141,7 +147,10 @@ impl Runtime {
             options.node.clone(),
         );
         let config_hash = RwLock::new(crate::config::fingerprint(&options.config));
+        let (tell, notices) = tokio::sync::mpsc::channel(NOTICES_WAITING);
+        dispatcher.notify(tell);
         Arc::new(Runtime {
+            notices: tokio::sync::Mutex::new(notices),
             config_hash,
             options,
             engine,
@@ -229,6 +238,32 @@ impl Runtime {
         Ok(accepted)
     }
 
+    /// Accepts the operational event a notice stands for, if some workflow matches it; a
+    /// failure to accept it (storage failing) is logged, and the event is lost.
+    async fn emit(&self, notice: Notice) {
+        let now = self.clock.now();
+        let event = operational::event(notice, now);
+        if self.engine().matches(&event, now).is_empty() {
+            return;
+        }
+        let (kind, id) = (event.kind.clone(), event.id.clone());
+        match self.accept(vec![event]).await {
+            Ok(_) => tracing::debug!("operational event {kind} {id} accepted"),
+            Err(e) => tracing::error!("operational event {kind} {id} could not be accepted: {e}"),
+        }
+    }
+
+    /// Accepts the operational events told so far and not yet accepted (unless the task
+    /// that [`Runtime::start`] began is taking them).
+    async fn emit_waiting(&self) {
+        let Ok(mut notices) = self.notices.try_lock() else {
+            return;
+        };
+        while let Ok(notice) = notices.try_recv() {
+            self.emit(notice).await;
+        }
+    }
+
     /// Queues deliveries to be sent again now (durably), and lets the dispatcher know.
     pub async fn replay(&self, ids: &[DeliveryId]) -> Result<Vec<Delivery>, StoreError> {
         let replayed = self.store.replay(ids, self.clock.now()).await?;
@@ -311,6 +346,20 @@ impl Runtime {
         let me = self.clone();
         let mut stop = self.stop.subscribe();
         tasks.push(tokio::spawn(async move {
+            let mut notices = me.notices.lock().await;
+            loop {
+                tokio::select! {
+                    notice = notices.recv() => match notice {
+                        Some(notice) => me.emit(notice).await,
+                        None => return,
+                    },
+                    _ = stop.changed() => return,
+                }
+            }
+        }));
+        let me = self.clone();
+        let mut stop = self.stop.subscribe();
+        tasks.push(tokio::spawn(async move {
             loop {
                 if let Err(e) = me.purge().await
                     && !e.is_unavailable()
@@ -337,6 +386,7 @@ impl Runtime {
         progress: &(dyn Fn(usize) + Sync),
     ) -> Result<Vec<Delivery>, StoreError> {
         let settled = self.dispatcher.settle(ids, wait, progress).await;
+        self.emit_waiting().await;
         self.store.flush().await?;
         settled
     }
@@ -349,6 +399,8 @@ impl Runtime {
         for task in tasks {
             let _ = task.await;
         }
+        // Told by attempts that ended while stopping: accepted now, sent at the next start.
+        self.emit_waiting().await;
         self.store.flush().await
     }
 }

@@ -168,12 +168,14 @@ pub struct App {
 }
 
 /// One line per attempt, at the level its outcome calls for: a delivery that will be
-/// retried is a warning, one that gave up an error, the others information.
+/// retried is a warning, one that gave up an error, the others (and a delivery that only
+/// waits for its window) information.
 fn log_attempt(entry: &crate::store::LogEntry) {
-    let message = entry
-        .error
-        .as_ref()
-        .map_or("delivered", |error| error.message.as_str());
+    let message = match (&entry.error, &entry.waiting) {
+        (Some(error), _) => error.message.as_str(),
+        (None, Some(waiting)) => waiting.as_str(),
+        (None, None) => "delivered",
+    };
     let status = entry.response.as_ref().map(|r| r.status);
     macro_rules! at {
         ($level:ident) => {
@@ -184,7 +186,7 @@ fn log_attempt(entry: &crate::store::LogEntry) {
         };
     }
     match entry.outcome {
-        crate::store::Outcome::Retrying => at!(warn),
+        crate::store::Outcome::Retrying if entry.error.is_some() => at!(warn),
         crate::store::Outcome::Failed => at!(error),
         _ => at!(info),
     }
@@ -202,12 +204,16 @@ impl App {
         let listener_metrics = metrics.clone();
         let listener_stats = stats.clone();
         runtime.listen(Box::new(move |_, entry| {
-            listener_stats.record(entry);
-            let took = entry
-                .response
-                .as_ref()
-                .map(|r| Duration::from_millis(r.duration_ms));
-            listener_metrics.attempt(&entry.endpoint, entry.outcome.as_str(), took);
+            // An entry that only says a delivery waits for its window is no attempt.
+            let attempted = entry.request.is_some() || entry.waiting.is_none();
+            if attempted {
+                listener_stats.record(entry);
+                let took = entry
+                    .response
+                    .as_ref()
+                    .map(|r| Duration::from_millis(r.duration_ms));
+                listener_metrics.attempt(&entry.endpoint, entry.outcome.as_str(), took);
+            }
             for warning in &entry.warnings {
                 tracing::warn!(
                     endpoint = %entry.endpoint, delivery = %entry.delivery_id, attempt = entry.attempt,

@@ -118,6 +118,7 @@ mod tests {
             outcome,
             error: None,
             next_attempt_at: None,
+            waiting: None,
             captured: Default::default(),
             warnings: vec![],
             keys: Default::default(),

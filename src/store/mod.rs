@@ -209,6 +209,7 @@ pub(crate) fn stop(
             message: check.message(fired),
         }),
         next_attempt_at: None,
+        waiting: None,
         captured: IndexMap::new(),
         warnings: Vec::new(),
         keys: skipped.keys.clone(),

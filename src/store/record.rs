@@ -318,6 +318,10 @@ pub struct LogEntry {
     pub error: Option<AttemptError>,
     /// When the next attempt is due (retrying only).
     pub next_attempt_at: Option<DateTime<Utc>>,
+    /// Why the next attempt waits past its retry schedule: the action's sending window is
+    /// closed until `next_attempt_at` (absent otherwise, and in entries written before).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<String>,
     /// Values captured from the response.
     pub captured: IndexMap<String, serde_json::Value>,
     /// Problems that did not stop the attempt.

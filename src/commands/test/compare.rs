@@ -106,6 +106,13 @@ fn request(at: &str, want: &RequestExpect, got: &RequestReport, out: &mut Vec<St
         &got.workflow,
         want.workflow.as_deref() == Some(&got.workflow),
     );
+    let window = got.window.as_deref().unwrap_or("none");
+    text(
+        "window",
+        &want.window,
+        window,
+        want.window.as_deref() == Some(window),
+    );
     if got.error.is_some() {
         return; // said once for every test, by `problems`
     }

@@ -86,6 +86,10 @@ pub struct RequestExpect {
     /// Any body: the exact text.
     #[serde(default)]
     pub body_text: Option<String>,
+    /// The action's sending window as `render` explains it at the test's `now`, exactly:
+    /// `mon–fri 09:00–20:00 America/New_York; due 2026-03-09T13:00:00Z (opens Monday 09:00 EDT)`.
+    #[serde(default)]
+    pub window: Option<String>,
 }
 
 /// One test, ready to run.

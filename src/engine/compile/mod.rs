@@ -69,6 +69,13 @@ pub fn compile(config: &Config, problems: &mut Problems) -> Option<Engine> {
             }
             Direction::Inbound => {
                 inbound_names.insert(&doc.name);
+                // Its events would carry its name as their source, which is reserved.
+                if doc.name.eq_ignore_ascii_case("switchboard") {
+                    problems.error(doc.error_at(
+                        "",
+                        "an inbound endpoint cannot be named switchboard: events of source switchboard are switchboard's own operational events",
+                    ));
+                }
                 let endpoint = endpoint::inbound_endpoint(doc, &refs, &mut templates, problems);
                 if let Some(first) = paths.get(&endpoint.path) {
                     problems.error(doc.error_at(
@@ -109,7 +116,7 @@ pub fn compile(config: &Config, problems: &mut Problems) -> Option<Engine> {
                 endpoints: &endpoints,
                 specs: &specs,
             };
-            let workflow = workflow::workflow(doc, &ctx, problems);
+            let workflow = workflow::workflow(doc, &ctx, &mut templates, problems);
             for action in &workflow.actions {
                 used_endpoints.insert(action.endpoint);
                 used_adaptors.extend(action.adaptor);

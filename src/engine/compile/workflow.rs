@@ -7,13 +7,17 @@ use regex::RegexBuilder;
 use serde_json::Value;
 
 use super::{Refs, unknown};
-use crate::config::spec::{EndpointSpec, Format, TriggerSpec, WorkflowSpec};
+use crate::config::spec::{EndpointSpec, Format, TriggerSpec, WindowSpec, WorkflowSpec};
 use crate::config::{Doc, Problems};
+use crate::engine::date::{parse_timezone, zone_warning};
 use crate::engine::field::FieldRef;
 use crate::engine::limit::{Limit, MAX_FIRINGS, MAX_WITHIN};
+use crate::engine::request::is_template;
 use crate::engine::request::{Body, Endpoint};
 use crate::engine::sample::{Sample, parse_share};
+use crate::engine::template::{Escape, Templates};
 use crate::engine::units::{parse_duration, show_duration};
+use crate::engine::window::{Window, WindowZone, parse_day, parse_time};
 use crate::engine::workflow::{Action, Op, Test, Trigger, TypePattern, Workflow};
 
 pub(super) struct WorkflowRefs<'a> {
@@ -28,6 +32,7 @@ pub(super) struct WorkflowRefs<'a> {
 pub(super) fn workflow(
     doc: &Doc<WorkflowSpec>,
     ctx: &WorkflowRefs,
+    templates: &mut Templates,
     problems: &mut Problems,
 ) -> Workflow {
     let spec = &doc.spec;
@@ -93,6 +98,10 @@ pub(super) fn workflow(
             .enumerate()
             .filter_map(|(j, t)| trigger(doc, &format!("{path}.when[{j}]"), t, problems))
             .collect();
+        let window = a
+            .window
+            .as_ref()
+            .and_then(|w| window(doc, &format!("{path}.window"), w, templates, problems));
         actions.push(Action {
             endpoint,
             adaptor,
@@ -100,6 +109,7 @@ pub(super) fn workflow(
             step: a.step.clone().unwrap_or_else(|| a.endpoint.clone()),
             after: None,
             when,
+            window,
         });
         positions.push(i);
     }
@@ -288,6 +298,80 @@ fn limit(doc: &Doc<WorkflowSpec>, problems: &mut Problems) -> Option<Limit> {
         max: max?,
         per: per?,
         within: within?,
+    })
+}
+
+/// An action's `window`: days, times and zone checked here, each error where it is written.
+fn window(
+    doc: &Doc<WorkflowSpec>,
+    path: &str,
+    spec: &WindowSpec,
+    templates: &mut Templates,
+    problems: &mut Problems,
+) -> Option<Window> {
+    let errors_before = problems.errors.len();
+    let mut days = [spec.days.is_none(); 7];
+    if let Some(list) = &spec.days {
+        if list.is_empty() {
+            problems.error(doc.error_at(
+                &format!("{path}.days"),
+                "days is empty: the window would never open (leave days out for every day)",
+            ));
+        }
+        for (i, day) in list.iter().enumerate() {
+            match parse_day(day) {
+                Ok(d) => days[d] = true,
+                Err(e) => problems.error(doc.error_at(&format!("{path}.days[{i}]"), e)),
+            }
+        }
+    }
+    let mut time =
+        |key: &str, value: &Option<crate::config::spec::ScalarKey>, default, end| match value {
+            None => Some(default),
+            Some(text) => parse_time(text, end)
+                .map_err(|e| problems.error(doc.error_at(&format!("{path}.{key}"), e)))
+                .ok(),
+        };
+    let from = time("from", &spec.from, 0, false);
+    let to = time("to", &spec.to, 86_400, true);
+    if let (Some(from), Some(to)) = (from, to)
+        && from == to
+    {
+        problems.error(doc.error_at(
+            &format!("{path}.to"),
+            "to is the same time as from: the window would never open (an overnight window closes earlier than it opens, e.g. from \"22:00\" to \"06:00\")",
+        ));
+    }
+    let zone = match spec.timezone.as_deref().map(str::trim) {
+        None | Some("") => WindowZone::Fixed(chrono_tz::UTC),
+        Some(source) if is_template(source) => match templates.add(source, Escape::None) {
+            Ok(id) => WindowZone::Template(id, source.to_string()),
+            Err(e) => {
+                problems.error(doc.error_at(&format!("{path}.timezone"), e));
+                return None;
+            }
+        },
+        Some(name) => match parse_timezone(name) {
+            Ok(zone) => {
+                if let Some(warning) = zone_warning(name) {
+                    problems.warn(doc.error_at(&format!("{path}.timezone"), warning));
+                }
+                WindowZone::Fixed(zone)
+            }
+            Err(e) => {
+                problems.error(doc.error_at(&format!("{path}.timezone"), e));
+                return None;
+            }
+        },
+    };
+    if problems.errors.len() > errors_before {
+        return None;
+    }
+    Some(Window {
+        days,
+        from: from?,
+        to: to?,
+        zone,
     })
 }
 

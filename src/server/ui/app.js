@@ -108,7 +108,8 @@ function outcomeBadge(outcome) {
 
 function status(entry) {
   if (entry.response) return String(entry.response.status);
-  return entry.error ? entry.error.kind : "";
+  if (entry.error) return entry.error.kind;
+  return entry.waiting ? "waiting" : "";
 }
 
 // The digits of a phone number (7 to 15 of them, with + ( ) - . and spaces around),
@@ -281,6 +282,9 @@ function renderEntry(entry) {
   if (entry.error) {
     parts.push(el("div", { class: "error" }, el("strong", {}, entry.error.kind), " ", entry.error.message));
   }
+  if (entry.waiting) {
+    parts.push(el("div", { class: "waiting" }, el("strong", {}, "waiting"), " ", entry.waiting));
+  }
   if (entry.request) {
     const r = entry.request;
     parts.push(block("Request",
@@ -311,7 +315,7 @@ function renderTimeline(delivery, attempts, selectedId) {
     el("button", { type: "button", class: "link", onclick: () => openDetail(a.id) },
       el("span", { class: "when", title: a.at }, when(a.at)), " ",
       outcomeBadge(a.outcome), " ",
-      "attempt " + a.attempt + " · " + (a.response ? "HTTP " + a.response.status : a.error ? a.error.kind : ""))));
+      "attempt " + a.attempt + " · " + (a.response ? "HTTP " + a.response.status : a.error ? a.error.kind : a.waiting ? "waiting for its window" : ""))));
   if (delivery.state === "pending" && delivery.due_at) {
     items.push(el("li", { class: "due" }, el("span", { class: "when", title: delivery.due_at }, when(delivery.due_at)), " next attempt due"));
   }
