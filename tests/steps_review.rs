@@ -127,6 +127,11 @@ impl CrmServer {
 /// find (a search that retries once after `retry`), then update the contact found, or
 /// create one.
 fn config(crm: &str, retry: &str, find: &str) -> ConfigDir {
+    config_delayed(crm, retry, find, "0s")
+}
+
+/// As [`config`], the followers sent no earlier than `delay` after the event.
+fn config_delayed(crm: &str, retry: &str, find: &str, delay: &str) -> ConfigDir {
     let search = format!(
         "url: \"{crm}/search?phone={{{{ phone_number }}}}\"\nmethod: GET\nresponse:\n  format: json\n  capture:\n    contact_id: $.results[0].id\nretry:\n  schedule: [{retry}]\n"
     );
@@ -143,11 +148,13 @@ actions:
     endpoint: crm-search
   - endpoint: crm-update
     after: {find}
+    delay: {delay}
     when:
       - field: "@steps.{find}.contact_id"
         exists: true
   - endpoint: crm-create
     after: {find}
+    delay: {delay}
     when:
       - field: "@steps.{find}.contact_id"
         exists: false
@@ -280,6 +287,69 @@ async fn remote_replay_with_followers_of_a_leader_and_its_follower_waits_for_the
         .map(|h| h.1)
         .collect();
     assert_eq!(patches, ["/contacts/901", "/contacts/902"], "{stdout}");
+    serve.stop();
+}
+
+/// A reload that renames a step while its followers wait for it (the lookup is retrying)
+/// must not change what they do: the update still goes with the id the lookup finds, and
+/// no contact is created twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_renames_a_step_while_its_followers_wait_keeps_their_branch() {
+    let crm = CrmServer::start("901").await;
+    crm.crm.failures.store(1, Ordering::SeqCst);
+    let config = config(&crm.url, "3s", "find");
+    let data = tempfile::tempdir().unwrap();
+    let serve = Serve::start(config.path(), data.path(), &[]).await;
+    send_event(&serve, "known").await;
+    wait_entries(&serve, 1, |e| e["outcome"] == "retrying").await;
+    let renamed = config_delayed(&crm.url, "3s", "lookup", "0s");
+    for file in ["endpoints/crm-update.yaml", "workflows/call-to-crm.yaml"] {
+        std::fs::copy(renamed.path().join(file), config.path().join(file)).unwrap();
+    }
+    serve.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !serve.log().iter().any(|l| l.contains("configuration reloaded")) {
+        assert!(Instant::now() < deadline, "{:#?}", serve.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    wait_entries(&serve, 3, |e| e["outcome"] != "retrying").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let sent: Vec<(String, String)> = crm.hits().into_iter().filter(|h| h.0 != "GET").collect();
+    assert_eq!(
+        sent,
+        [("PATCH".to_string(), "/contacts/901".to_string())],
+        "the known caller was created again"
+    );
+    serve.stop();
+}
+
+/// A follower still waiting for its `delay` when the connect log's older entries are
+/// purged (here a restart with `--retention 1s`) keeps what its delivered leader
+/// captured: the event and both deliveries are still stored, and the update must go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purging_a_delivered_leaders_entries_does_not_skip_its_waiting_follower() {
+    let crm = CrmServer::start("901").await;
+    let config = config_delayed(&crm.url, "1s", "find", "6s");
+    let data = tempfile::tempdir().unwrap();
+    let serve = Serve::start(config.path(), data.path(), &[]).await;
+    send_event(&serve, "known").await;
+    wait_entries(&serve, 1, |e| e["outcome"] == "delivered").await;
+    serve.stop();
+    common::wait_released(data.path());
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let serve = Serve::start(config.path(), data.path(), &["--retention", "1s"]).await;
+    let patches = crm.wait_for(1, 15, |h| h.0 == "PATCH").await;
+    let log = entries(&serve).await;
+    let update: Vec<(&Value, &Value)> = log
+        .iter()
+        .filter(|e| e["step"] == "crm-update")
+        .map(|e| (&e["outcome"], &e["error"]["message"]))
+        .collect();
+    assert_eq!(
+        patches,
+        [("PATCH".to_string(), "/contacts/901".to_string())],
+        "the update's log: {update:?}"
+    );
     serve.stop();
 }
 
