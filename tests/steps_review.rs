@@ -353,6 +353,93 @@ async fn purging_a_delivered_leaders_entries_does_not_skip_its_waiting_follower(
     serve.stop();
 }
 
+/// Values from the environment are masked in the connect log, but a value a step
+/// captured is data the next step sends: a contact id that happens to contain one
+/// (here the account name, `acme`, in `acme-901`) must reach the follower whole, not as
+/// `***-901` (the update went to another contact).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_captured_value_containing_an_environment_value_reaches_the_follower_whole() {
+    let crm = CrmServer::start("acme-901").await;
+    let config = config(&crm.url, "1s", "find");
+    let search = std::fs::read_to_string(config.path().join("endpoints/crm-search.yaml")).unwrap();
+    std::fs::write(
+        config.path().join("endpoints/crm-search.yaml"),
+        format!("{search}headers:\n  X-Account: ${{CRM_ACCOUNT}}\n"),
+    )
+    .unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let mut command = cli();
+    command.env("CRM_ACCOUNT", "acme");
+    let serve = Serve::start_with(command, config.path(), data.path(), &[]).await;
+    send_event(&serve, "known").await;
+    let patches = crm.wait_for(1, 20, |h| h.0 != "GET").await;
+    assert_eq!(
+        patches,
+        [("PATCH".to_string(), "/contacts/acme-901".to_string())]
+    );
+    serve.stop();
+}
+
+/// `@steps.STEP.status` is the HTTP status, so a capture named `status` (a common field
+/// in CRM answers) is silently replaced for the steps after it: the configuration must say
+/// so when it is loaded.
+#[test]
+fn a_capture_named_status_on_a_step_with_followers_is_reported_at_load() {
+    let config = ConfigDir::new(&[
+        (
+            "endpoints/a.yaml",
+            "url: https://a.example.com\nmethod: GET\nresponse:\n  format: json\n  capture:\n    status: $.state\n",
+        ),
+        (
+            "endpoints/b.yaml",
+            "url: \"https://b.example.com/{{ steps.find.status }}\"\nmethod: GET\n",
+        ),
+        (
+            "workflows/w.yaml",
+            "when:\n  - event: x\nactions:\n  - step: find\n    endpoint: a\n  - endpoint: b\n    after: find\n",
+        ),
+    ]);
+    let out = cli()
+        .args(["validate", "--strict", "--config"])
+        .arg(config.path())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !out.status.success() && text.contains("status"),
+        "validate --strict accepts a capture the steps after it cannot read: {text}"
+    );
+}
+
+/// `render --capture` for a step the configuration does not have (a typo) must be
+/// refused, as `switchboard test` refuses such a step in `steps:` — not silently shown
+/// as if the step captured nothing.
+#[test]
+fn render_capture_for_an_unknown_step_is_an_error() {
+    let config = config("https://crm.example.com", "1s", "find");
+    let event = config.path().join("event.json");
+    std::fs::write(
+        &event,
+        r#"{"type": "call.ended", "data": {"phone_number": "5550001"}}"#,
+    )
+    .unwrap();
+    let out = cli()
+        .args(["render", "--config"])
+        .arg(config.path())
+        .arg("--event")
+        .arg(&event)
+        .args(["--capture", "fnid.contact_id=901"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(stderr.contains("fnid"), "{stderr}");
+}
+
 fn errors(workflow: &str) -> Vec<String> {
     ConfigDir::new(&[
         (
