@@ -440,6 +440,72 @@ fn render_capture_for_an_unknown_step_is_an_error() {
     assert!(stderr.contains("fnid"), "{stderr}");
 }
 
+/// `replay --with-followers ID` through a running server reports (and waits for) the
+/// steps it sends again, as it does without a server: each one's line, with its outcome.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_replay_with_followers_reports_the_followers_like_a_local_one() {
+    let crm = CrmServer::start("901").await;
+    let config = config(&crm.url, "1s", "find");
+    let data = tempfile::tempdir().unwrap();
+    let serve = Serve::start(config.path(), data.path(), &[]).await;
+    let ids = send_event(&serve, "known").await;
+    wait_entries(&serve, 3, |_| true).await;
+    let out = cli()
+        .args(["replay", "--config"])
+        .arg(config.path())
+        .arg("--data")
+        .arg(data.path())
+        .args(["--with-followers", "--wait", "10s", &ids[0]])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("through the server"), "{stdout}");
+    for id in &ids {
+        assert!(stdout.contains(id.as_str()), "{id} is not reported: {stdout}");
+    }
+    serve.stop();
+}
+
+/// `send` accepts the event and settles the whole chain: the lookup, the update sent with
+/// what it captured, the create skipped; exit 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_settles_a_chain_and_reports_every_step() {
+    let crm = CrmServer::start("901").await;
+    crm.crm.failures.store(1, Ordering::SeqCst);
+    let config = config(&crm.url, "1s", "find");
+    let data = tempfile::tempdir().unwrap();
+    let event = config.path().join("event.json");
+    std::fs::write(
+        &event,
+        r#"{"type": "call.ended", "id": "s1", "data": {"phone_number": "5550001"}}"#,
+    )
+    .unwrap();
+    let cfg = config.path().to_path_buf();
+    let dat = data.path().to_path_buf();
+    let out = tokio::task::spawn_blocking(move || {
+        cli()
+            .args(["send", "--config"])
+            .arg(&cfg)
+            .arg("--data")
+            .arg(&dat)
+            .arg("--event")
+            .arg(&event)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    assert!(lines[0].contains("crm-search: delivered after 2 attempts"), "{stdout}");
+    assert!(lines[1].contains("crm-update: delivered after 1 attempt"), "{stdout}");
+    assert!(lines[2].contains("crm-create: skipped"), "{stdout}");
+    let sent: Vec<(String, String)> = crm.hits().into_iter().filter(|h| h.0 != "GET").collect();
+    assert_eq!(sent, [("PATCH".to_string(), "/contacts/901".to_string())]);
+}
+
 fn errors(workflow: &str) -> Vec<String> {
     ConfigDir::new(&[
         (
