@@ -506,6 +506,46 @@ async fn send_settles_a_chain_and_reports_every_step() {
     assert_eq!(sent, [("PATCH".to_string(), "/contacts/901".to_string())]);
 }
 
+/// `send --wait 2s` with a lookup whose retry is 20 s away returns at once, the lookup
+/// retrying and its followers reported waiting (left for `serve`); exit 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_returns_with_followers_waiting_when_their_leader_retries_beyond_wait() {
+    let crm = CrmServer::start("901").await;
+    crm.crm.failures.store(1, Ordering::SeqCst);
+    let config = config(&crm.url, "20s", "find");
+    let data = tempfile::tempdir().unwrap();
+    let event = config.path().join("event.json");
+    std::fs::write(
+        &event,
+        r#"{"type": "call.ended", "id": "s1", "data": {"phone_number": "5550001"}}"#,
+    )
+    .unwrap();
+    let cfg = config.path().to_path_buf();
+    let dat = data.path().to_path_buf();
+    let started = Instant::now();
+    let out = tokio::task::spawn_blocking(move || {
+        cli()
+            .args(["send", "--wait", "2s", "--config"])
+            .arg(&cfg)
+            .arg("--data")
+            .arg(&dat)
+            .arg("--event")
+            .arg(&event)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(started.elapsed() < Duration::from_secs(8), "{stdout}");
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    assert!(lines[0].contains("crm-search: retrying after 1 attempt"), "{stdout}");
+    assert!(lines[1].contains("waiting for the step it runs after"), "{stdout}");
+    assert!(lines[2].contains("waiting for the step it runs after"), "{stdout}");
+}
+
 fn errors(workflow: &str) -> Vec<String> {
     ConfigDir::new(&[
         (
