@@ -34,6 +34,20 @@ pub(super) fn workflow(
         .enumerate()
         .filter_map(|(i, t)| trigger(doc, &format!("when[{i}]"), t, problems))
         .collect();
+    // The workflow's own triggers are tested when the event arrives, before any step ran.
+    for (i, t) in spec.when.iter().enumerate() {
+        let parsed = t.field.as_deref().map(FieldRef::parse);
+        if let Some(Ok(field)) = parsed
+            && let Some(step) = field.step()
+        {
+            problems.error(doc.error_at(
+                &format!("when[{i}].field"),
+                format!(
+                    "@steps.{step} is not known in the workflow's `when`: it is tested when the event arrives, before any step runs (test it in the `when` of an action that runs after {step})"
+                ),
+            ));
+        }
+    }
     let mut actions = Vec::with_capacity(spec.actions.len());
     // The position in the file of each compiled action.
     let mut positions = Vec::with_capacity(spec.actions.len());
@@ -122,6 +136,18 @@ fn steps(
     let mut named: HashMap<&str, usize> = HashMap::new();
     for (i, action) in actions.iter().enumerate() {
         let path = format!("actions[{}]", positions[i]);
+        // `@steps.STEP.NAME` and templates' `steps.STEP.NAME` split on dots.
+        if let Some(step) = specs[positions[i]].step.as_deref()
+            && (step.is_empty() || step.contains('.'))
+        {
+            problems.error(doc.error_at(
+                &format!("{path}.step"),
+                format!(
+                    "step name {step:?} cannot be read back (@steps.STEP.NAME): name the step without dots, e.g. {:?}",
+                    if step.is_empty() { "find".to_string() } else { step.replace('.', "_") }
+                ),
+            ));
+        }
         if let Some(first) = named.insert(&action.step, i) {
             let key = if specs[positions[i]].step.is_some() {
                 "step"
