@@ -4,6 +4,8 @@
 //! updates the contact found or creates one.
 
 mod common;
+#[path = "common/postgres.rs"]
+mod postgres_server;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -219,11 +221,24 @@ async fn wait_entries(serve: &Serve, n: usize, test: impl Fn(&Value) -> bool) ->
 /// update goes with the id it found.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replaying_a_waiting_follower_alone_still_sends_it_once_its_leader_is_delivered() {
+    replay_a_waiting_follower(&[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replaying_a_waiting_follower_alone_on_postgresql_still_sends_it_once_its_leader_is_delivered()
+ {
+    let Some(pg) = postgres_server::Postgres::start() else {
+        return;
+    };
+    replay_a_waiting_follower(&["--store", &pg.url, "--node", "n1"]).await;
+}
+
+async fn replay_a_waiting_follower(store: &[&str]) {
     let crm = CrmServer::start("901").await;
     crm.crm.failures.store(1, Ordering::SeqCst);
     let config = config(&crm.url, "3s", "find");
     let data = tempfile::tempdir().unwrap();
-    let serve = Serve::start(config.path(), data.path(), &[]).await;
+    let serve = Serve::start(config.path(), data.path(), store).await;
     let ids = send_event(&serve, "known").await;
     wait_entries(&serve, 1, |e| e["outcome"] == "retrying").await;
     // The lookup retries in 3 s; the update waits for it. Replay the update alone.
@@ -308,7 +323,11 @@ async fn a_reload_that_renames_a_step_while_its_followers_wait_keeps_their_branc
     }
     serve.signal("HUP");
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !serve.log().iter().any(|l| l.contains("configuration reloaded")) {
+    while !serve
+        .log()
+        .iter()
+        .any(|l| l.contains("configuration reloaded"))
+    {
         assert!(Instant::now() < deadline, "{:#?}", serve.log());
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -436,7 +455,12 @@ fn render_capture_for_an_unknown_step_is_an_error() {
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     assert!(stderr.contains("fnid"), "{stderr}");
 }
 
@@ -461,7 +485,10 @@ async fn remote_replay_with_followers_reports_the_followers_like_a_local_one() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("through the server"), "{stdout}");
     for id in &ids {
-        assert!(stdout.contains(id.as_str()), "{id} is not reported: {stdout}");
+        assert!(
+            stdout.contains(id.as_str()),
+            "{id} is not reported: {stdout}"
+        );
     }
     serve.stop();
 }
@@ -496,11 +523,22 @@ async fn send_settles_a_chain_and_reports_every_step() {
     .await
     .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 3, "{stdout}");
-    assert!(lines[0].contains("crm-search: delivered after 2 attempts"), "{stdout}");
-    assert!(lines[1].contains("crm-update: delivered after 1 attempt"), "{stdout}");
+    assert!(
+        lines[0].contains("crm-search: delivered after 2 attempts"),
+        "{stdout}"
+    );
+    assert!(
+        lines[1].contains("crm-update: delivered after 1 attempt"),
+        "{stdout}"
+    );
     assert!(lines[2].contains("crm-create: skipped"), "{stdout}");
     let sent: Vec<(String, String)> = crm.hits().into_iter().filter(|h| h.0 != "GET").collect();
     assert_eq!(sent, [("PATCH".to_string(), "/contacts/901".to_string())]);
@@ -541,9 +579,18 @@ async fn send_returns_with_followers_waiting_when_their_leader_retries_beyond_wa
     assert_eq!(out.status.code(), Some(0), "{stdout}");
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 3, "{stdout}");
-    assert!(lines[0].contains("crm-search: retrying after 1 attempt"), "{stdout}");
-    assert!(lines[1].contains("waiting for the step it runs after"), "{stdout}");
-    assert!(lines[2].contains("waiting for the step it runs after"), "{stdout}");
+    assert!(
+        lines[0].contains("crm-search: retrying after 1 attempt"),
+        "{stdout}"
+    );
+    assert!(
+        lines[1].contains("waiting for the step it runs after"),
+        "{stdout}"
+    );
+    assert!(
+        lines[2].contains("waiting for the step it runs after"),
+        "{stdout}"
+    );
 }
 
 fn errors(workflow: &str) -> Vec<String> {
@@ -578,7 +625,10 @@ actions:
 "#,
     );
     assert_eq!(errors.len(), 1, "accepted: {errors:?}");
-    assert!(errors[0].starts_with("workflows/w.yaml:3:12: "), "{errors:?}");
+    assert!(
+        errors[0].starts_with("workflows/w.yaml:3:12: "),
+        "{errors:?}"
+    );
 }
 
 /// A step name with a dot can never be read (`@steps.find.me.id` reads step `find`), nor
@@ -596,7 +646,10 @@ actions:
 "#,
     );
     assert_eq!(errors.len(), 1, "accepted: {errors:?}");
-    assert!(errors[0].starts_with("workflows/w.yaml:4:11: "), "{errors:?}");
+    assert!(
+        errors[0].starts_with("workflows/w.yaml:4:11: "),
+        "{errors:?}"
+    );
 }
 
 /// An empty step name names nothing `after` or `@steps` can use.
@@ -611,5 +664,8 @@ actions:
 "#,
     );
     assert_eq!(errors.len(), 1, "accepted: {errors:?}");
-    assert!(errors[0].starts_with("workflows/w.yaml:4:11: "), "{errors:?}");
+    assert!(
+        errors[0].starts_with("workflows/w.yaml:4:11: "),
+        "{errors:?}"
+    );
 }

@@ -2,7 +2,7 @@
 //! inserts through `unnest`), taking due deliveries under leases, recording attempts under
 //! the log clock, replaying, and purging in batches.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use tokio_postgres::types::ToSql;
@@ -838,11 +838,29 @@ pub(super) async fn replay(
     let mut wanted: Vec<String> = ids.iter().map(|id| id.as_str().to_string()).collect();
     wanted.sort();
     wanted.dedup();
+    // The leaders of the steps among them are locked too (with them, in id order, as a
+    // record that finishes a leader locks its followers): a step whose leader is not
+    // finished waits for it. Leaders are set at acceptance, so reading them unlocked
+    // first is safe.
+    let mut locked = wanted.clone();
+    for row in tx
+        .query(
+            "SELECT record::text FROM switchboard_deliveries WHERE id = ANY($1)",
+            &[&wanted],
+        )
+        .await
+        .map_err(db_error)?
+    {
+        let delivery: Delivery = decode("delivery", row.get(0))?;
+        locked.extend(delivery.leader.map(|a| a.as_str().to_string()));
+    }
+    locked.sort();
+    locked.dedup();
     let rows = tx
         .query(
             "SELECT id, record::text FROM switchboard_deliveries WHERE id = ANY($1) \
              ORDER BY id FOR UPDATE",
-            &[&wanted],
+            &[&locked],
         )
         .await
         .map_err(db_error)?;
@@ -852,6 +870,11 @@ pub(super) async fn replay(
         let delivery = decode(&format!("delivery {id}"), row.get(1))?;
         found.insert(id, delivery);
     }
+    let unfinished: HashSet<String> = found
+        .iter()
+        .filter(|(_, d)| !d.state.is_final())
+        .map(|(id, _)| id.clone())
+        .collect();
     let mut was_pending = 0;
     for id in &wanted {
         match found.get(id) {
@@ -865,8 +888,11 @@ pub(super) async fn replay(
         let delivery = found
             .get_mut(id.as_str())
             .expect("every id was found above");
-        // A step whose leader is replayed with it waits for that one again.
-        let waits = delivery.leader.as_ref().is_some_and(|a| ids.contains(a));
+        // A step whose leader is replayed with it, or is not finished, waits for that one.
+        let waits = delivery
+            .leader
+            .as_ref()
+            .is_some_and(|a| ids.contains(a) || unfinished.contains(a.as_str()));
         delivery.state = DeliveryState::Pending;
         delivery.retry_base = delivery.attempts;
         delivery.generation += 1;
