@@ -593,6 +593,42 @@ async fn send_returns_with_followers_waiting_when_their_leader_retries_beyond_wa
     );
 }
 
+/// A step's default name is its endpoint's, typically with a dash (`crm-search`): the
+/// documented `{{ steps.STEP.NAME }}` then reads `steps.crm - search.id`, a subtraction
+/// that fails every delivery at its first attempt (`invalid operation`). `validate` must
+/// say so when it loads, not pass it.
+#[test]
+fn a_template_reading_a_dashed_step_name_with_dots_is_reported_by_validate() {
+    let config = ConfigDir::new(&[
+        (
+            "endpoints/crm-search.yaml",
+            "url: https://a.example.com\nmethod: GET\nresponse:\n  format: json\n  capture:\n    id: $.id\n",
+        ),
+        (
+            "endpoints/b.yaml",
+            "url: \"https://b.example.com/{{ steps.crm-search.id }}\"\nmethod: GET\n",
+        ),
+        (
+            "workflows/w.yaml",
+            "when:\n  - event: x\nactions:\n  - endpoint: crm-search\n  - endpoint: b\n    after: crm-search\n",
+        ),
+    ]);
+    let out = cli()
+        .args(["validate", "--strict", "--config"])
+        .arg(config.path())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !out.status.success() && text.contains("crm-search"),
+        "validate --strict passes a template every delivery fails on: {text}"
+    );
+}
+
 fn errors(workflow: &str) -> Vec<String> {
     ConfigDir::new(&[
         (
