@@ -206,7 +206,9 @@ pub(super) async fn accept(
         .map_err(db_error)?;
     }
     tx.commit().await.map_err(db_error)?;
-    store.count_queued(i64::try_from(deliveries.len()).unwrap_or(0));
+    // A step waiting for the one it runs after is not queued (no due time) until then.
+    let queued = deliveries.iter().filter(|d| d.due_at.is_some()).count();
+    store.count_queued(i64::try_from(queued).unwrap_or(0));
     store.count_writes((stored_now.len() + deliveries.len()) as u64);
     for (i, j) in repeats {
         answers[i] = answers[j].clone().map(|a| Accepted {
@@ -572,10 +574,11 @@ pub(super) async fn record(
             },
         );
     }
+    // Queued: pending with a due time (a step waiting for its leader has none).
     let is_pending_row = |r: &Row| {
         r.stored
             .as_ref()
-            .is_some_and(|d| d.state == DeliveryState::Pending)
+            .is_some_and(|d| d.state == DeliveryState::Pending && d.due_at.is_some())
     };
     let was_pending = wanted
         .iter()
@@ -663,7 +666,7 @@ pub(super) async fn record(
     // Sent together (tokio-postgres pipelines them on the connection): one round trip.
     futures_util::try_join!(clock, insert, update).map_err(db_error)?;
     tx.commit().await.map_err(db_error)?;
-    store.count_queued(is_pending - was_pending - released.len() as i64);
+    store.count_queued(is_pending - was_pending);
     store.count_writes((attempts.len() + wanted.len() + released.len() + 1) as u64);
     Ok(ids)
 }
@@ -753,7 +756,7 @@ struct Deliveries {
     record: Vec<String>,
     owner: Vec<Option<String>>,
     until: Vec<Option<DateTime<Utc>>>,
-    /// How many are pending.
+    /// How many are queued (pending with a due time).
     pending: i64,
 }
 
@@ -775,7 +778,7 @@ impl Deliveries {
         self.record.push(encode(delivery));
         self.owner.push(row.owner.clone());
         self.until.push(row.until);
-        self.pending += i64::from(pending);
+        self.pending += i64::from(pending && delivery.due_at.is_some());
     }
 
     async fn upsert(
@@ -878,7 +881,9 @@ pub(super) async fn replay(
     let mut was_pending = 0;
     for id in &wanted {
         match found.get(id) {
-            Some(d) => was_pending += i64::from(d.state == DeliveryState::Pending),
+            Some(d) => {
+                was_pending += i64::from(d.state == DeliveryState::Pending && d.due_at.is_some());
+            }
             None => return Err(StoreError::NotFound(format!("no delivery {id}"))),
         }
     }
@@ -909,7 +914,8 @@ pub(super) async fn replay(
     .await
     .map_err(db_error)?;
     tx.commit().await.map_err(db_error)?;
-    store.count_queued(i64::try_from(wanted.len()).unwrap_or(0) - was_pending);
+    let queued = dues.iter().filter(|d| d.is_some()).count();
+    store.count_queued(i64::try_from(queued).unwrap_or(0) - was_pending);
     store.count_writes(wanted.len() as u64);
     Ok(replayed)
 }
