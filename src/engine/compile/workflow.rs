@@ -115,6 +115,28 @@ pub(super) fn workflow(
         positions.push(i);
     }
     steps(doc, &mut actions, &positions, problems);
+    // `@steps.STEP.status` is the HTTP status: a capture of that name is not what the
+    // steps after STEP read.
+    for (i, action) in actions.iter().enumerate() {
+        let followed = actions.iter().any(|a| a.after == Some(i));
+        let endpoint = &ctx.endpoints[action.endpoint];
+        if followed
+            && endpoint
+                .policy
+                .response
+                .capture
+                .iter()
+                .any(|(name, _)| name == "status")
+        {
+            problems.warn(doc.error_at(
+                &format!("actions[{}].endpoint", positions[i]),
+                format!(
+                    "endpoint {} captures a value named `status`, but the steps after step {} read @steps.{}.status as the HTTP status: give the capture another name (e.g. `state`)",
+                    endpoint.name, action.step, action.step
+                ),
+            ));
+        }
+    }
     Workflow {
         name: doc.name.clone(),
         active: spec.active,
