@@ -629,6 +629,29 @@ fn a_template_reading_a_dashed_step_name_with_dots_is_reported_by_validate() {
     );
 }
 
+/// A kill -9 while the lookup's attempt is in flight (before its record): after the
+/// restart the lookup is sent again (at least once) and the update goes once, with its id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_9_during_the_leaders_attempt_still_sends_the_follower_once() {
+    let crm = CrmServer::start("901").await;
+    crm.crm.slow_ms.store(2000, Ordering::SeqCst);
+    let config = config(&crm.url, "1s", "find");
+    let data = tempfile::tempdir().unwrap();
+    let serve = Serve::start(config.path(), data.path(), &[]).await;
+    send_event(&serve, "known").await;
+    crm.wait_for(1, 10, |h| h.0 == "GET").await;
+    serve.kill();
+    crm.crm.slow_ms.store(0, Ordering::SeqCst);
+    common::wait_released(data.path());
+    let serve = Serve::start(config.path(), data.path(), &[]).await;
+    crm.wait_for(1, 40, |h| h.0 == "PATCH").await;
+    wait_entries(&serve, 1, |e| e["step"] == "crm-create").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let sent: Vec<(String, String)> = crm.hits().into_iter().filter(|h| h.0 != "GET").collect();
+    assert_eq!(sent, [("PATCH".to_string(), "/contacts/901".to_string())]);
+    serve.stop();
+}
+
 fn errors(workflow: &str) -> Vec<String> {
     ConfigDir::new(&[
         (
