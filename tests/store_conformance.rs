@@ -942,6 +942,33 @@ pub async fn order_lines_let_one_delivery_per_value_go_at_a_time(store: Arc<dyn 
     let _ = e2;
 }
 
+/// `queue_depth` ("deliveries waiting for an attempt") counts the same on every backend:
+/// a step waiting for the one it runs after is not queued (docs: "waits, not queued")
+/// until the record that finishes its leader queues it.
+pub async fn waiting_followers_are_not_in_the_queue_depth(store: Arc<dyn Store>) {
+    let step = |endpoint: &str, step: &str, after: Option<&str>| Match {
+        step: Some(step.into()),
+        after: after.map(str::to_string),
+        ..to(endpoint, "w", None)
+    };
+    let matches = vec![
+        step("search", "find", None),
+        step("update", "update", Some("find")),
+        step("note", "note", Some("update")),
+    ];
+    store
+        .accept(vec![new_event("chain", "1", matches)], at(0))
+        .await
+        .unwrap();
+    assert_eq!(store.queue_depth(), 1, "only the lookup is queued");
+    attempt_all(store.as_ref(), "search", at(1), Outcome::Delivered).await;
+    assert_eq!(
+        store.queue_depth(),
+        1,
+        "the update is queued, the note waits"
+    );
+}
+
 /// Runs every conformance test against a backend, each on a fresh store from `$open`.
 macro_rules! conformance {
     ($backend:ident, $open:expr) => {
@@ -1027,6 +1054,14 @@ macro_rules! conformance {
                     return;
                 };
                 super::followers_wait_for_the_record_that_finishes_their_leader(store).await;
+            }
+
+            #[tokio::test]
+            async fn waiting_followers_are_not_in_the_queue_depth() {
+                let Some((store, _guard)) = $open.await else {
+                    return;
+                };
+                super::waiting_followers_are_not_in_the_queue_depth(store).await;
             }
         }
     };

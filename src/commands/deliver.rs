@@ -420,9 +420,40 @@ async fn replay_remote(remote: &super::remote::Remote, args: &ReplayArgs<'_>) ->
             ..Output::default()
         };
     }
-    for id in &targets {
+    // With followers: the steps after the targets, down their chains, are replayed by
+    // their leader's call, which makes them wait for its new attempt. A target among them
+    // is not replayed on its own as well (it would go at once, with what the earlier
+    // attempt captured), and all of them are reported, leaders first.
+    let mut followers: Vec<DeliveryId> = Vec::new();
+    if args.with_followers {
+        let mut chain = targets.clone();
+        let mut i = 0;
+        while i < chain.len() {
+            match remote.delivery(&chain[i]).await {
+                Ok(Some((d, _))) => {
+                    for f in d.followers {
+                        if !chain.contains(&f) {
+                            chain.push(f.clone());
+                        }
+                        if !followers.contains(&f) {
+                            followers.push(f);
+                        }
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => return fail(e),
+            }
+            i += 1;
+        }
+    }
+    for id in targets.iter().filter(|id| !followers.contains(id)) {
         if let Err(e) = remote.replay(id, args.with_followers).await {
             return fail(e);
+        }
+    }
+    for f in followers {
+        if !targets.contains(&f) {
+            targets.push(f);
         }
     }
     let mut out = Output {
@@ -442,9 +473,16 @@ async fn replay_remote(remote: &super::remote::Remote, args: &ReplayArgs<'_>) ->
                 last.push((d, attempts));
             }
         }
-        let settled = last
-            .iter()
-            .all(|(d, _)| d.state.is_final() || d.attempts > d.retry_base);
+        // A step waiting for another is as settled as that one (listed before it).
+        let mut done: Vec<&DeliveryId> = Vec::new();
+        for (d, _) in &last {
+            let waits_for_done =
+                d.is_waiting() && d.leader.as_ref().is_some_and(|a| done.contains(&a));
+            if d.state.is_final() || d.attempts > d.retry_base || waits_for_done {
+                done.push(&d.id);
+            }
+        }
+        let settled = done.len() == last.len();
         if settled || tokio::time::Instant::now() >= deadline {
             break;
         }
@@ -455,6 +493,7 @@ async fn replay_remote(remote: &super::remote::Remote, args: &ReplayArgs<'_>) ->
             DeliveryState::Delivered => "delivered",
             DeliveryState::Failed => "failed",
             DeliveryState::Skipped => "skipped",
+            DeliveryState::Pending if d.is_waiting() => "waiting for the step it runs after",
             DeliveryState::Pending => "pending",
         };
         let mut line = format!(

@@ -49,6 +49,20 @@ pub fn run(args: &Args) -> Output {
             return out;
         }
     };
+    // A misspelt step would be shown as if it captured nothing: refused, as a test's
+    // `steps:` is (a usage error, like a --capture that is not STEP.NAME=VALUE).
+    let known: Vec<&str> = loaded
+        .engine
+        .workflows()
+        .iter()
+        .flat_map(|w| w.actions.iter().map(|a| a.step.as_str()))
+        .collect();
+    if let Some(step) = args.steps.keys().find(|s| !known.contains(&s.as_str())) {
+        let message = crate::config::suggest::unknown("step", step, known.iter().copied());
+        out.stderr = format!("error: --capture {step}.…: {message}\n");
+        out.code = 2;
+        return out;
+    }
     let now = args.now.unwrap_or_else(Utc::now);
     let events = match parse_events(args.text, args.kind, now) {
         Ok(events) => events,

@@ -239,7 +239,7 @@ fn prepare(
     engine: &Engine,
     delivery: &Delivery,
     event: Result<Option<StoredEvent>, String>,
-    steps: Option<Result<serde_json::Value, String>>,
+    steps: Option<Result<super::steps::Chain, String>>,
     attempt: u32,
     at: DateTime<Utc>,
 ) -> Prepared {
@@ -249,7 +249,9 @@ fn prepare(
     };
     let steps = match steps {
         Some(Err(why)) => return Prepared::Stop(skipped(ErrorKind::Step, why), Vec::new()),
-        Some(Ok(values)) => Some(std::sync::Arc::new(values)),
+        Some(Ok(chain)) => Some(std::sync::Arc::new(
+            engine.step_values(&delivery.target, chain),
+        )),
         None => None,
     };
     let mut stored = match event {

@@ -17,7 +17,7 @@ const LOOK_BACK: usize = 16;
 pub(super) async fn values(
     store: &dyn Store,
     delivery: &Delivery,
-) -> Result<Option<Result<Value, String>>, StoreError> {
+) -> Result<Option<Result<Chain, String>>, StoreError> {
     match chain(store, delivery).await {
         Err(e) if !e.is_unavailable() => Ok(Some(Err(format!(
             "the earlier steps' records cannot be read back: {e}"
@@ -26,11 +26,15 @@ pub(super) async fn values(
     }
 }
 
+/// Each earlier step's name (as stored with its delivery) and values, the step it runs
+/// after first, then down its chain.
+pub(super) type Chain = Vec<(String, Value)>;
+
 async fn chain(
     store: &dyn Store,
     delivery: &Delivery,
-) -> Result<Option<Result<Value, String>>, StoreError> {
-    let mut steps = Map::new();
+) -> Result<Option<Result<Chain, String>>, StoreError> {
+    let mut steps: Chain = Vec::new();
     let mut next = delivery.leader.clone();
     let mut direct = true;
     while let Some(id) = next {
@@ -59,11 +63,11 @@ async fn chain(
         if let Some(response) = entry.response {
             values.insert("status".into(), Value::from(response.status));
         }
-        steps.entry(name).or_insert(Value::Object(values));
+        steps.push((name, Value::Object(values)));
         direct = false;
         next = leader.leader.clone();
     }
-    Ok((!steps.is_empty()).then_some(Ok(Value::Object(steps))))
+    Ok((!steps.is_empty()).then_some(Ok(steps)))
 }
 
 /// A delivery's step name (deliveries stored before steps existed: their endpoint's).

@@ -326,6 +326,46 @@ impl Engine {
         })
     }
 
+    /// The earlier steps' values for an attempt of `matched`'s action, by step name: each
+    /// under the name stored with its delivery and, when a reloaded configuration renamed
+    /// it, under the name the action's chain gives it now (by position in the chain), so
+    /// that `@steps.NEW.NAME` reads what the step captured before it was renamed.
+    pub fn step_values(
+        &self,
+        matched: &Match,
+        chain: Vec<(String, serde_json::Value)>,
+    ) -> serde_json::Value {
+        let mut names: Vec<&str> = Vec::new();
+        if let Some(workflow) = self.workflows.iter().find(|w| w.name == matched.workflow) {
+            let same = |a: &&workflow::Action| self.endpoints[a.endpoint].name == matched.endpoint;
+            let by_step =
+                |a: &&workflow::Action| matched.step.as_ref().is_some_and(|s| *s == a.step);
+            let action = workflow
+                .actions
+                .iter()
+                .find(|a| by_step(a) && same(a))
+                .or_else(|| workflow.actions.get(matched.action).filter(same))
+                .or_else(|| workflow.actions.iter().find(same));
+            let mut at = action.and_then(|a| a.after);
+            while let Some(j) = at {
+                names.push(&workflow.actions[j].step);
+                at = workflow.actions[j].after;
+            }
+        }
+        let mut values = serde_json::Map::new();
+        for (name, captured) in &chain {
+            values
+                .entry(name.clone())
+                .or_insert_with(|| captured.clone());
+        }
+        for ((_, captured), now) in chain.iter().zip(names) {
+            values
+                .entry(now.to_string())
+                .or_insert_with(|| captured.clone());
+        }
+        serde_json::Value::Object(values)
+    }
+
     /// Every delivery the event asks for, rendered, in workflow then action order (a step
     /// that runs after another as if the steps before it captured nothing: a dry run with
     /// their values is [`Engine::dry_run_steps`]).

@@ -42,6 +42,20 @@ pub(super) fn workflow(
         .enumerate()
         .filter_map(|(i, t)| trigger(doc, &format!("when[{i}]"), t, problems))
         .collect();
+    // The workflow's own triggers are tested when the event arrives, before any step ran.
+    for (i, t) in spec.when.iter().enumerate() {
+        let parsed = t.field.as_deref().map(FieldRef::parse);
+        if let Some(Ok(field)) = parsed
+            && let Some(step) = field.step()
+        {
+            problems.error(doc.error_at(
+                &format!("when[{i}].field"),
+                format!(
+                    "@steps.{step} is not known in the workflow's `when`: it is tested when the event arrives, before any step runs (test it in the `when` of an action that runs after {step})"
+                ),
+            ));
+        }
+    }
     let mut actions = Vec::with_capacity(spec.actions.len());
     // The position in the file of each compiled action.
     let mut positions = Vec::with_capacity(spec.actions.len());
@@ -114,6 +128,28 @@ pub(super) fn workflow(
         positions.push(i);
     }
     steps(doc, &mut actions, &positions, problems);
+    // `@steps.STEP.status` is the HTTP status: a capture of that name is not what the
+    // steps after STEP read.
+    for (i, action) in actions.iter().enumerate() {
+        let followed = actions.iter().any(|a| a.after == Some(i));
+        let endpoint = &ctx.endpoints[action.endpoint];
+        if followed
+            && endpoint
+                .policy
+                .response
+                .capture
+                .iter()
+                .any(|(name, _)| name == "status")
+        {
+            problems.warn(doc.error_at(
+                &format!("actions[{}].endpoint", positions[i]),
+                format!(
+                    "endpoint {} captures a value named `status`, but the steps after step {} read @steps.{}.status as the HTTP status: give the capture another name (e.g. `state`)",
+                    endpoint.name, action.step, action.step
+                ),
+            ));
+        }
+    }
     Workflow {
         name: doc.name.clone(),
         active: spec.active,
@@ -137,6 +173,18 @@ fn steps(
     let mut named: HashMap<&str, usize> = HashMap::new();
     for (i, action) in actions.iter().enumerate() {
         let path = format!("actions[{}]", positions[i]);
+        // `@steps.STEP.NAME` and templates' `steps.STEP.NAME` split on dots.
+        if let Some(step) = specs[positions[i]].step.as_deref()
+            && (step.is_empty() || step.contains('.'))
+        {
+            problems.error(doc.error_at(
+                &format!("{path}.step"),
+                format!(
+                    "step name {step:?} cannot be read back (@steps.STEP.NAME): name the step without dots, e.g. {:?}",
+                    if step.is_empty() { "find".to_string() } else { step.replace('.', "_") }
+                ),
+            ));
+        }
         if let Some(first) = named.insert(&action.step, i) {
             let key = if specs[positions[i]].step.is_some() {
                 "step"

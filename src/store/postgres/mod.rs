@@ -261,7 +261,7 @@ impl Db {
         let client = self.client().await?;
         let n: i64 = client
             .query_one(
-                "SELECT count(*) FROM switchboard_deliveries WHERE state = 'pending'",
+                "SELECT count(*) FROM switchboard_deliveries WHERE state = 'pending' AND due_at IS NOT NULL",
                 &[],
             )
             .await

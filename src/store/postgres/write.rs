@@ -2,7 +2,7 @@
 //! inserts through `unnest`), taking due deliveries under leases, recording attempts under
 //! the log clock, replaying, and purging in batches.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use tokio_postgres::types::ToSql;
@@ -245,7 +245,10 @@ pub(super) async fn accept(
         firings::write_skips(&tx, &fresh_ones, &skips).await?;
     }
     tx.commit().await.map_err(db_error)?;
-    store.count_queued(i64::try_from(deliveries.len()).unwrap_or(0));
+    // A delivery waiting for another (its leader, the one ahead in its line) is not queued
+    // (no due time) until then.
+    let queued = deliveries.iter().filter(|d| d.due_at.is_some()).count();
+    store.count_queued(i64::try_from(queued).unwrap_or(0));
     store.count_writes((stored_now.len() + deliveries.len() + 2 * skips.len()) as u64 + lined);
     for (i, j) in repeats {
         answers[i] = answers[j].clone().map(|a| Accepted {
@@ -636,10 +639,11 @@ pub(super) async fn record(
             );
         }
     }
+    // Queued: pending with a due time (a step waiting for its leader has none).
     let is_pending_row = |r: &Row| {
         r.stored
             .as_ref()
-            .is_some_and(|d| d.state == DeliveryState::Pending)
+            .is_some_and(|d| d.state == DeliveryState::Pending && d.due_at.is_some())
     };
     let was_pending = wanted
         .iter()
@@ -729,7 +733,7 @@ pub(super) async fn record(
     // Sent together (tokio-postgres pipelines them on the connection): one round trip.
     futures_util::try_join!(clock, insert, update).map_err(db_error)?;
     tx.commit().await.map_err(db_error)?;
-    store.count_queued(is_pending - was_pending - released.len() as i64);
+    store.count_queued(is_pending - was_pending);
     store.count_writes((attempts.len() + wanted.len() + released.len() + 1) as u64);
     Ok(ids)
 }
@@ -819,7 +823,7 @@ pub(super) struct Deliveries {
     record: Vec<String>,
     owner: Vec<Option<String>>,
     until: Vec<Option<DateTime<Utc>>>,
-    /// How many are pending.
+    /// How many are queued (pending with a due time).
     pending: i64,
 }
 
@@ -841,7 +845,7 @@ impl Deliveries {
         self.record.push(encode(delivery));
         self.owner.push(row.owner.clone());
         self.until.push(row.until);
-        self.pending += i64::from(pending);
+        self.pending += i64::from(pending && delivery.due_at.is_some());
     }
 
     pub(super) async fn upsert(
@@ -904,11 +908,29 @@ pub(super) async fn replay(
     let mut wanted: Vec<String> = ids.iter().map(|id| id.as_str().to_string()).collect();
     wanted.sort();
     wanted.dedup();
+    // The leaders of the steps among them are locked too (with them, in id order, as a
+    // record that finishes a leader locks its followers): a step whose leader is not
+    // finished waits for it. Leaders are set at acceptance, so reading them unlocked
+    // first is safe.
+    let mut locked = wanted.clone();
+    for row in tx
+        .query(
+            "SELECT record::text FROM switchboard_deliveries WHERE id = ANY($1)",
+            &[&wanted],
+        )
+        .await
+        .map_err(db_error)?
+    {
+        let delivery: Delivery = decode("delivery", row.get(0))?;
+        locked.extend(delivery.leader.map(|a| a.as_str().to_string()));
+    }
+    locked.sort();
+    locked.dedup();
     let rows = tx
         .query(
             "SELECT id, record::text FROM switchboard_deliveries WHERE id = ANY($1) \
              ORDER BY id FOR UPDATE",
-            &[&wanted],
+            &[&locked],
         )
         .await
         .map_err(db_error)?;
@@ -918,10 +940,17 @@ pub(super) async fn replay(
         let delivery = decode(&format!("delivery {id}"), row.get(1))?;
         found.insert(id, delivery);
     }
+    let unfinished: HashSet<String> = found
+        .iter()
+        .filter(|(_, d)| !d.state.is_final())
+        .map(|(id, _)| id.clone())
+        .collect();
     let mut was_pending = 0;
     for id in &wanted {
         match found.get(id) {
-            Some(d) => was_pending += i64::from(d.state == DeliveryState::Pending),
+            Some(d) => {
+                was_pending += i64::from(d.state == DeliveryState::Pending && d.due_at.is_some());
+            }
             None => return Err(StoreError::NotFound(format!("no delivery {id}"))),
         }
     }
@@ -931,8 +960,11 @@ pub(super) async fn replay(
         let delivery = found
             .get_mut(id.as_str())
             .expect("every id was found above");
-        // A step whose leader is replayed with it waits for that one again.
-        let waits = delivery.leader.as_ref().is_some_and(|a| ids.contains(a));
+        // A step whose leader is replayed with it, or is not finished, waits for that one.
+        let waits = delivery
+            .leader
+            .as_ref()
+            .is_some_and(|a| ids.contains(a) || unfinished.contains(a.as_str()));
         delivery.state = DeliveryState::Pending;
         delivery.retry_base = delivery.attempts;
         delivery.generation += 1;
@@ -949,7 +981,8 @@ pub(super) async fn replay(
     .await
     .map_err(db_error)?;
     tx.commit().await.map_err(db_error)?;
-    store.count_queued(i64::try_from(wanted.len()).unwrap_or(0) - was_pending);
+    let queued = dues.iter().filter(|d| d.is_some()).count();
+    store.count_queued(i64::try_from(queued).unwrap_or(0) - was_pending);
     store.count_writes(wanted.len() as u64);
     Ok(replayed)
 }

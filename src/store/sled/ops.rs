@@ -456,8 +456,8 @@ impl Inner {
     }
 
     /// Queues a delivery to be sent again now, whatever its state; its retry schedule
-    /// starts over. A step whose leader is replayed with it (`with`) waits for that one
-    /// again instead. An attempt of it in flight is logged when it ends, but does not undo
+    /// starts over. A step whose leader is replayed with it (`with`), or is not finished,
+    /// waits for that one instead. An attempt of it in flight is logged when it ends, but does not undo
     /// the replay.
     pub(super) fn replay(
         &self,
@@ -476,7 +476,13 @@ impl Inner {
             }
             _ => None,
         };
-        let waits = delivery.leader.as_ref().is_some_and(|a| with.contains(a));
+        // It waits for its leader if that one is replayed with it, or is not finished yet
+        // (a step replayed while the one it runs after is still retrying).
+        let waits = match &delivery.leader {
+            Some(a) if with.contains(a) => true,
+            Some(a) => self.delivery(a)?.is_some_and(|l| !l.state.is_final()),
+            None => false,
+        };
         delivery.state = DeliveryState::Pending;
         delivery.retry_base = delivery.attempts;
         delivery.generation += 1;
