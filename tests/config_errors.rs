@@ -419,7 +419,7 @@ fn several_mistakes_in_one_file_are_all_reported() {
         ),
         vec![
             "endpoints/x.yaml:2:1: unknown field `adaptr` (did you mean `adaptor`?)",
-            "endpoints/x.yaml:3:1: unknown field `colour`, expected one of `name`, `description`, `direction`, `active`, `url`, `method`, `adaptor`, `format`, `xml_root`, `delimiter`, `body_template`, `content_type`, `headers`, `auth`, `signing`, `success_codes`, `response`, `timeout`, `retry`, `concurrency`, `rate_limit`, `path`, `methods`, `event_type`, `event_id`, `allow_from`, `respond`",
+            "endpoints/x.yaml:3:1: unknown field `colour`, expected one of `name`, `description`, `direction`, `active`, `url`, `method`, `adaptor`, `format`, `xml_root`, `delimiter`, `body_template`, `content_type`, `headers`, `auth`, `signing`, `success_codes`, `response`, `timeout`, `retry`, `concurrency`, `rate_limit`, `order_by`, `path`, `methods`, `event_type`, `event_id`, `allow_from`, `respond`",
             "endpoints/x.yaml:4:9: method: unknown variant `GETT`, expected one of `GET`, `POST`, `PUT`, `PATCH`, `DELETE` (did you mean `GET`?)",
         ]
     );
