@@ -27,8 +27,9 @@ fn examples() -> Vec<(PathBuf, PathBuf)> {
     found
 }
 
-/// The secrets among the KEY=value lines of an example's env.example (names with TOKEN,
-/// KEY, SECRET or PASS): anything else, such as a URL, keeps the default the files give it.
+/// The credentials among the KEY=value lines of an example's env.example (names with TOKEN,
+/// KEY, SECRET, PASS or CLIENT_ID, an OAuth2 client's id): anything else, such as a URL,
+/// keeps the default the files give it.
 fn example_env(dir: &Path) -> Vec<(String, String)> {
     let Ok(text) = std::fs::read_to_string(dir.join("env.example")) else {
         return Vec::new();
@@ -37,7 +38,7 @@ fn example_env(dir: &Path) -> Vec<(String, String)> {
         .filter_map(|l| l.split_once('='))
         .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
         .filter(|(k, _)| {
-            ["TOKEN", "KEY", "SECRET", "PASS"]
+            ["TOKEN", "KEY", "SECRET", "PASS", "CLIENT_ID"]
                 .iter()
                 .any(|w| k.contains(w))
         })
