@@ -96,6 +96,15 @@ fn every_example_event_renders_the_pinned_requests() {
             .collect();
         events.sort();
         assert!(!events.is_empty(), "{} has no sample events", dir.display());
+        if let Ok(captures) = std::fs::read_dir(dir.join("captures")) {
+            for file in captures.filter_map(|e| e.ok()) {
+                assert!(
+                    dir.join("events").join(file.file_name()).is_file(),
+                    "{} is for no event of events/",
+                    file.path().display()
+                );
+            }
+        }
         for event in events {
             let out = cli()
                 .args([

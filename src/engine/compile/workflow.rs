@@ -348,7 +348,7 @@ fn trigger(
         test: Test::Field {
             name,
             field,
-            op,
+            op: Box::new(op),
             ignore_case,
         },
     })
