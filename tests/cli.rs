@@ -98,7 +98,7 @@ fn render_reads_a_raw_payload_from_stdin_with_its_type() {
     assert_eq!(
         keys,
         [
-            "workflow", "endpoint", "method", "url", "headers", "body", "delay"
+            "workflow", "endpoint", "step", "method", "url", "headers", "body", "delay"
         ]
     );
 }

@@ -446,3 +446,29 @@ fn a_request_that_cannot_be_built_fails_its_test_whatever_it_expects() {
          1 test: 0 passed, 1 failed\n"
     );
 }
+
+#[test]
+fn a_step_value_the_step_cannot_capture_is_an_error_at_its_place() {
+    // The search captures `contact_id` (and every step has `status`): a test that gives
+    // `contactid` would pass while the configuration it tests never sends the update.
+    let upsert = root().join("examples/hubspot-upsert");
+    let (_dir, file) = test_file(
+        r#"tests:
+  - name: a typo in a captured name
+    event: {type: call.disposition, data: {phone_number: "5551234567", status: SALE}}
+    steps: {find: {contactid: "901", status: 200}}
+    expect:
+      requests: [{endpoint: hubspot-find-contact}, {endpoint: hubspot-update-contact}]
+"#,
+    );
+    let shown = file.display().to_string();
+    let out = test(&upsert, &upsert, &[&shown]);
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "{shown}:4:20: steps.find: unknown captured value \"contactid\" (did you mean \
+             \"contact_id\"? known: contact_id, status)\n1 error: no test was run\n"
+        )
+    );
+}

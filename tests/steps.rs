@@ -590,3 +590,47 @@ actions:
         ]
     );
 }
+
+#[test]
+fn render_refuses_a_capture_no_step_makes() {
+    // A typo in --capture would render as if the step captured nothing: the other branch.
+    let config = config("https://crm.example.com", "");
+    let dir = config.path().to_str().unwrap().to_string();
+    let event = config.path().join("event.json");
+    std::fs::write(
+        &event,
+        r#"{"type": "call.ended", "data": {"phone_number": "5550001"}}"#,
+    )
+    .unwrap();
+    let event = event.to_str().unwrap();
+    let render = |capture: &str| {
+        run(&[
+            "render",
+            "--config",
+            &dir,
+            "--event",
+            event,
+            "--capture",
+            capture,
+        ])
+    };
+    let (code, _, err) = render("find.contactid=901");
+    assert_eq!(code, 1);
+    assert_eq!(
+        err,
+        "error: --capture find.contactid: unknown captured value \"contactid\" (did you mean \
+         \"contact_id\"? known: contact_id, status)\n"
+    );
+    let (code, _, err) = render("fnd.contact_id=901");
+    assert_eq!(code, 1);
+    assert!(
+        err.starts_with("error: --capture fnd: unknown step \"fnd\" (did you mean \"find\"?"),
+        "{err}"
+    );
+    let (code, out, err) = render("find.status=404");
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("POST https://crm.example.com/contacts\n"),
+        "{out}"
+    );
+}
