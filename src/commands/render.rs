@@ -54,7 +54,7 @@ fn check_captures(engine: &Engine, steps: &StepValues) -> Result<(), String> {
                 crate::config::suggest::unknown("step", step, known())
             ));
         };
-        for name in values.keys().filter(|n| !captured.contains(&n.as_str())) {
+        if let Some(name) = values.keys().find(|n| !captured.contains(&n.as_str())) {
             return Err(format!(
                 "--capture {step}.{name}: {}",
                 crate::config::suggest::unknown("captured value", name, captured.iter().copied())
