@@ -634,3 +634,42 @@ fn render_refuses_a_capture_no_step_makes() {
         "{out}"
     );
 }
+
+#[test]
+fn a_when_on_a_value_its_step_never_captures_is_a_warning() {
+    // crm-search captures contact_id: a follower testing @steps.find.contactid would
+    // always find it missing, and every caller would be created.
+    let config = config("https://crm.example.com", "");
+    let workflow = config.path().join("workflows/call-to-crm.yaml");
+    let text = std::fs::read_to_string(&workflow).unwrap();
+    std::fs::write(
+        &workflow,
+        text.replace(
+            "@steps.find.contact_id\"\n        exists: false",
+            "@steps.find.contactid\"\n        exists: false",
+        ),
+    )
+    .unwrap();
+    let dir = config.path().to_str().unwrap();
+    let (code, _, err) = run(&["validate", "--config", dir]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        err,
+        "warning: workflows/call-to-crm.yaml:14:16: @steps.find.contactid: step find (endpoint \
+         crm-search) never captures it, so it is always missing: unknown captured value \
+         \"contactid\" (did you mean \"contact_id\"? known: contact_id, status)\n\
+         1 warning in DIR (validate --strict fails on warnings)\n"
+            .replace("DIR", dir)
+    );
+    // status is every step's, and the value the search captures is known.
+    std::fs::write(
+        &workflow,
+        text.replace(
+            "@steps.find.contact_id\"\n        exists: false",
+            "@steps.find.status\"\n        equals: 200",
+        ),
+    )
+    .unwrap();
+    let (code, _, err) = run(&["validate", "--config", dir]);
+    assert_eq!((code, err.as_str()), (0, ""));
+}
