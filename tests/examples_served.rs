@@ -1,11 +1,13 @@
 //! Every example, served: the real `switchboard serve` on the example's folder, each
 //! endpoint's URL variable pointed at a receiver on 127.0.0.1:0 that answers as the real
-//! service does (the same answers as the `switchboard mock` commands in the example's
-//! README), the sample events posted (to `/events`, or their payload to the inbound hook),
-//! and the requests that arrive compared with the example's `expected/` folder (a step that
-//! `render` shows as skipped is expected not to arrive). Where the example uses OAuth2, the
-//! receiver is its token endpoint too: the token requests are checked apart, the token it
-//! gives must arrive as the bearer of every delivery, and it appears in no log.
+//! service does (as the `switchboard mock` commands in the example's README, and where a
+//! search must find some callers and not others, by what the request's body asks for), the
+//! sample events posted (to `/events`, or their payload to the inbound hook), and the
+//! requests that arrive compared with the example's `expected/` folder (a step that
+//! `render` shows as skipped is expected not to arrive, and to be logged as skipped). Where
+//! the example uses OAuth2, the receiver is its token endpoint too: the token requests are
+//! checked apart, the token it gives must arrive as the bearer of every delivery, and it
+//! appears in no log.
 
 mod common;
 
@@ -176,6 +178,8 @@ async fn serve_example(example: Example) {
         .collect();
     events.sort();
     let mut expected = Vec::new();
+    // (event id, endpoint) of the steps `render` shows as skipped: logged as skipped.
+    let mut skipped: Vec<(String, String)> = Vec::new();
     // The headers each request is expected to carry (others, such as Accept, are not pinned).
     let mut header_names: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for event in &events {
@@ -184,6 +188,20 @@ async fn serve_example(example: Example) {
             serde_json::from_str(&std::fs::read_to_string(&file).expect("expected file"))
                 .expect("expected JSON");
         let requests = pinned["requests"].as_array().expect("requests");
+        skipped.extend(
+            requests
+                .iter()
+                .filter(|r| !r["skipped"].is_null())
+                .map(|r| {
+                    (
+                        pinned["event"]["id"]
+                            .as_str()
+                            .expect("event id")
+                            .to_string(),
+                        r["endpoint"].as_str().expect("endpoint").to_string(),
+                    )
+                }),
+        );
         // A step `render` shows as skipped (its `when` did not match) sends nothing.
         for request in requests.iter().filter(|r| r["skipped"].is_null()) {
             let url = request["url"].as_str().expect("url");
@@ -295,8 +313,33 @@ async fn serve_example(example: Example) {
         .collect();
     arrived.sort();
     expected.sort();
-    let (status, connect_log) = get(&format!("{}/api/logs?limit=1000", serve.url), &[]).await;
-    assert_eq!(status, 200, "{connect_log}");
+    let is_skipped = |entries: &[Value], (event, endpoint): &(String, String)| {
+        entries.iter().any(|e| {
+            e["event_id"] == event.as_str()
+                && e["endpoint"] == endpoint.as_str()
+                && e["outcome"] == "skipped"
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let connect_log = loop {
+        let (status, text) = get(&format!("{}/api/logs?limit=1000", serve.url), &[]).await;
+        assert_eq!(status, 200, "{text}");
+        let log: Value = serde_json::from_str(&text).expect("JSON");
+        let entries = log["entries"].as_array().cloned().unwrap_or_default();
+        let missing: Vec<_> = skipped
+            .iter()
+            .filter(|s| !is_skipped(&entries, s))
+            .collect();
+        if missing.is_empty() {
+            break text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{}: not logged as skipped: {missing:?}",
+            example.name
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     let log = serve.stop();
     if let Some(token) = &example.token {
         check_token_requests(&receiver.got(), token, &env);
