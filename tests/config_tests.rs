@@ -27,8 +27,9 @@ fn examples() -> Vec<(PathBuf, PathBuf)> {
     found
 }
 
-/// The secrets among the KEY=value lines of an example's env.example (names with TOKEN,
-/// KEY, SECRET or PASS): anything else, such as a URL, keeps the default the files give it.
+/// The credentials among the KEY=value lines of an example's env.example (names with TOKEN,
+/// KEY, SECRET, PASS or CLIENT_ID, an OAuth2 client's id): anything else, such as a URL,
+/// keeps the default the files give it.
 fn example_env(dir: &Path) -> Vec<(String, String)> {
     let Ok(text) = std::fs::read_to_string(dir.join("env.example")) else {
         return Vec::new();
@@ -37,7 +38,7 @@ fn example_env(dir: &Path) -> Vec<(String, String)> {
         .filter_map(|l| l.split_once('='))
         .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
         .filter(|(k, _)| {
-            ["TOKEN", "KEY", "SECRET", "PASS"]
+            ["TOKEN", "KEY", "SECRET", "PASS", "CLIENT_ID"]
                 .iter()
                 .any(|w| k.contains(w))
         })
@@ -443,5 +444,31 @@ fn a_request_that_cannot_be_built_fails_its_test_whatever_it_expects() {
         "FAIL workflows/broken.test.yaml:2: matches\n       requests[0] (broken → broken): could not \
          be built: url \"/hook\" is not a valid URL: relative URL without a base\n\n\
          1 test: 0 passed, 1 failed\n"
+    );
+}
+
+#[test]
+fn a_step_value_the_step_cannot_capture_is_an_error_at_its_place() {
+    // The search captures `contact_id` (and every step has `status`): a test that gives
+    // `contactid` would pass while the configuration it tests never sends the update.
+    let upsert = root().join("examples/hubspot-upsert");
+    let (_dir, file) = test_file(
+        r#"tests:
+  - name: a typo in a captured name
+    event: {type: call.disposition, data: {phone_number: "5551234567", status: SALE}}
+    steps: {find: {contactid: "901", status: 200}}
+    expect:
+      requests: [{endpoint: hubspot-find-contact}, {endpoint: hubspot-update-contact}]
+"#,
+    );
+    let shown = file.display().to_string();
+    let out = test(&upsert, &upsert, &[&shown]);
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "{shown}:4:20: steps.find: unknown captured value \"contactid\" (did you mean \
+             \"contact_id\"? known: contact_id, status)\n1 error: no test was run\n"
+        )
     );
 }

@@ -1,5 +1,8 @@
 //! Every example integration validates without warnings, and every sample event renders to
 //! exactly the requests pinned in its `expected/` folder (through the real CLI binary).
+//! Where a workflow has steps, `captures/<event>.json` holds what the earlier steps
+//! captured when the event was served (`{"STEP": {"NAME": value}}`, as a test's `steps:`),
+//! given to `render` as `--capture STEP.NAME=VALUE`.
 //!
 //! After an intended change, regenerate with `UPDATE_EXPECT=1 cargo test --test examples`
 //! and review the diff: each expected file is what a careful integrator would send.
@@ -33,6 +36,27 @@ fn example_env(dir: &Path) -> Vec<(String, String)> {
         .filter_map(|l| l.split_once('='))
         .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
         .collect()
+}
+
+/// `--capture STEP.NAME=VALUE` arguments from the example's `captures/<event>.json`, if any.
+fn capture_args(dir: &Path, event: &Path) -> Vec<String> {
+    let file = dir
+        .join("captures")
+        .join(event.file_name().expect("file name"));
+    let Ok(text) = std::fs::read_to_string(&file) else {
+        return Vec::new();
+    };
+    let steps: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    let mut args = Vec::new();
+    for (step, values) in steps {
+        for (name, value) in values.as_object().expect("STEP: {NAME: value}") {
+            // VALUE is read as JSON: "901" stays a string, 200 a number.
+            args.push("--capture".to_string());
+            args.push(format!("{step}.{name}={value}"));
+        }
+    }
+    args
 }
 
 #[test]
@@ -72,6 +96,15 @@ fn every_example_event_renders_the_pinned_requests() {
             .collect();
         events.sort();
         assert!(!events.is_empty(), "{} has no sample events", dir.display());
+        if let Ok(captures) = std::fs::read_dir(dir.join("captures")) {
+            for file in captures.filter_map(|e| e.ok()) {
+                assert!(
+                    dir.join("events").join(file.file_name()).is_file(),
+                    "{} is for no event of events/",
+                    file.path().display()
+                );
+            }
+        }
         for event in events {
             let out = cli()
                 .args([
@@ -84,6 +117,7 @@ fn every_example_event_renders_the_pinned_requests() {
                 .arg(&config)
                 .arg("--event")
                 .arg(&event)
+                .args(capture_args(&dir, &event))
                 .envs(example_env(&dir))
                 .output()
                 .expect("run switchboard");

@@ -590,3 +590,86 @@ actions:
         ]
     );
 }
+
+#[test]
+fn render_refuses_a_capture_no_step_makes() {
+    // A typo in --capture would render as if the step captured nothing: the other branch.
+    let config = config("https://crm.example.com", "");
+    let dir = config.path().to_str().unwrap().to_string();
+    let event = config.path().join("event.json");
+    std::fs::write(
+        &event,
+        r#"{"type": "call.ended", "data": {"phone_number": "5550001"}}"#,
+    )
+    .unwrap();
+    let event = event.to_str().unwrap();
+    let render = |capture: &str| {
+        run(&[
+            "render",
+            "--config",
+            &dir,
+            "--event",
+            event,
+            "--capture",
+            capture,
+        ])
+    };
+    let (code, _, err) = render("find.contactid=901");
+    assert_eq!(code, 2);
+    assert_eq!(
+        err,
+        "error: --capture find.contactid: unknown captured value \"contactid\" (did you mean \
+         \"contact_id\"? known: contact_id, status)\n"
+    );
+    let (code, _, err) = render("fnd.contact_id=901");
+    assert_eq!(code, 2);
+    assert!(
+        err.starts_with("error: --capture fnd: unknown step \"fnd\" (did you mean \"find\"?"),
+        "{err}"
+    );
+    let (code, out, err) = render("find.status=404");
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("POST https://crm.example.com/contacts\n"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_when_on_a_value_its_step_never_captures_is_a_warning() {
+    // crm-search captures contact_id: a follower testing @steps.find.contactid would
+    // always find it missing, and every caller would be created.
+    let config = config("https://crm.example.com", "");
+    let workflow = config.path().join("workflows/call-to-crm.yaml");
+    let text = std::fs::read_to_string(&workflow).unwrap();
+    std::fs::write(
+        &workflow,
+        text.replace(
+            "@steps.find.contact_id\"\n        exists: false",
+            "@steps.find.contactid\"\n        exists: false",
+        ),
+    )
+    .unwrap();
+    let dir = config.path().to_str().unwrap();
+    let (code, _, err) = run(&["validate", "--config", dir]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        err,
+        "warning: workflows/call-to-crm.yaml:14:16: @steps.find.contactid: step find (endpoint \
+         crm-search) never captures it, so it is always missing: unknown captured value \
+         \"contactid\" (did you mean \"contact_id\"? known: contact_id, status)\n\
+         1 warning in DIR (validate --strict fails on warnings)\n"
+            .replace("DIR", dir)
+    );
+    // status is every step's, and the value the search captures is known.
+    std::fs::write(
+        &workflow,
+        text.replace(
+            "@steps.find.contact_id\"\n        exists: false",
+            "@steps.find.status\"\n        equals: 200",
+        ),
+    )
+    .unwrap();
+    let (code, _, err) = run(&["validate", "--config", dir]);
+    assert_eq!((code, err.as_str()), (0, ""));
+}

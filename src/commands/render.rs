@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 
 use super::Output;
 use crate::engine::event::parse_events;
-use crate::engine::{DryRun, RequestReport, StepValues};
+use crate::engine::{DryRun, Engine, RequestReport, StepValues};
 
 /// What to render.
 #[derive(Debug)]
@@ -38,6 +38,32 @@ pub fn step_values(captures: Vec<(String, String, serde_json::Value)>) -> StepVa
     steps
 }
 
+/// Every `--capture` names a step of some workflow and a value it can capture: a typo
+/// would otherwise render as if the step captured nothing.
+fn check_captures(engine: &Engine, steps: &StepValues) -> Result<(), String> {
+    for (step, values) in steps {
+        let known = || {
+            engine
+                .workflows()
+                .iter()
+                .flat_map(|w| w.actions.iter().map(|a| a.step.as_str()))
+        };
+        let Some(captured) = engine.step_captures(step) else {
+            return Err(format!(
+                "--capture {step}: {}",
+                crate::config::suggest::unknown("step", step, known())
+            ));
+        };
+        if let Some(name) = values.keys().find(|n| !captured.contains(&n.as_str())) {
+            return Err(format!(
+                "--capture {step}.{name}: {}",
+                crate::config::suggest::unknown("captured value", name, captured.iter().copied())
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Runs the dry run.
 pub fn run(args: &Args) -> Output {
     let mut out = Output::default();
@@ -49,17 +75,8 @@ pub fn run(args: &Args) -> Output {
             return out;
         }
     };
-    // A misspelt step would be shown as if it captured nothing: refused, as a test's
-    // `steps:` is (a usage error, like a --capture that is not STEP.NAME=VALUE).
-    let known: Vec<&str> = loaded
-        .engine
-        .workflows()
-        .iter()
-        .flat_map(|w| w.actions.iter().map(|a| a.step.as_str()))
-        .collect();
-    if let Some(step) = args.steps.keys().find(|s| !known.contains(&s.as_str())) {
-        let message = crate::config::suggest::unknown("step", step, known.iter().copied());
-        out.stderr = format!("error: --capture {step}.…: {message}\n");
+    if let Err(why) = check_captures(&loaded.engine, &args.steps) {
+        out.stderr = format!("error: {why}\n");
         out.code = 2;
         return out;
     }

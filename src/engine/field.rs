@@ -133,6 +133,15 @@ impl FieldRef {
         }
     }
 
+    /// The first name after the step in a step reference (`contact_id` of
+    /// `@steps.find.contact_id`): what the step must capture.
+    pub fn step_value(&self) -> Option<&str> {
+        match self {
+            FieldRef::Step { parts, .. } => parts.first().map(String::as_str),
+            _ => None,
+        }
+    }
+
     /// The value this reference finds in any JSON document (a response body, say);
     /// metadata references find nothing outside an event. `$` alone is the document.
     pub fn resolve_in<'a>(&self, data: &'a Value) -> Option<&'a Value> {

@@ -446,6 +446,25 @@ impl Engine {
         types
     }
 
+    /// The names a step called `step` can capture: `status`, and its endpoint's
+    /// `response.capture` names (of every action of that name); None when no workflow has
+    /// such a step.
+    pub fn step_captures(&self, step: &str) -> Option<Vec<&str>> {
+        let mut names = vec!["status"];
+        let mut found = false;
+        for action in self
+            .workflows
+            .iter()
+            .flat_map(|w| w.actions.iter())
+            .filter(|a| a.step == step)
+        {
+            found = true;
+            let capture = &self.endpoints[action.endpoint].policy.response.capture;
+            names.extend(capture.iter().map(|(name, _)| name.as_str()));
+        }
+        found.then_some(names)
+    }
+
     /// The outbound endpoint called `name`.
     pub fn endpoint(&self, name: &str) -> Option<&Endpoint> {
         self.endpoints.iter().find(|e| e.name == name)

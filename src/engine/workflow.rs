@@ -92,8 +92,8 @@ pub enum Test {
         name: String,
         /// The compiled reference.
         field: FieldRef,
-        /// The operator.
-        op: Op,
+        /// The operator (boxed: the largest by far, and a trigger is built once).
+        op: Box<Op>,
         /// String operators ignore case (operands are lowercased at load).
         ignore_case: bool,
     },

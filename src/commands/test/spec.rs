@@ -282,6 +282,24 @@ fn case(
                 format!("steps: {message}"),
             );
         }
+        // A value no action of that name captures would pass a test while serving never
+        // has it (unknown steps are reported above).
+        for (step, values) in &steps {
+            let Some(captured) = engine.step_captures(step) else {
+                continue;
+            };
+            for name in values.keys().filter(|n| !captured.contains(&n.as_str())) {
+                let message = crate::config::suggest::unknown(
+                    "captured value",
+                    name,
+                    captured.iter().copied(),
+                );
+                fail(
+                    locator.key(&format!("tests[{i}].steps.{step}.{name}")),
+                    format!("steps.{step}: {message}"),
+                );
+            }
+        }
     }
     let now = test.now.unwrap_or(default_now);
     let event = match (test.event, test.event_file) {

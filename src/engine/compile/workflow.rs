@@ -127,7 +127,7 @@ pub(super) fn workflow(
         });
         positions.push(i);
     }
-    steps(doc, &mut actions, &positions, problems);
+    steps(doc, &mut actions, &positions, ctx.endpoints, problems);
     // `@steps.STEP.status` is the HTTP status: a capture of that name is not what the
     // steps after STEP read.
     for (i, action) in actions.iter().enumerate() {
@@ -162,11 +162,13 @@ pub(super) fn workflow(
 
 /// Names the steps, resolves each `after` to an earlier step of the workflow, and checks
 /// that `@steps.STEP.NAME` in an action's `when` reads a step it runs after (directly or
-/// through its chain): only those are known when its turn comes.
+/// through its chain): only those are known when its turn comes. A NAME that step's
+/// endpoint does not capture (nor `status`) is a warning: it would never be there.
 fn steps(
     doc: &Doc<WorkflowSpec>,
     actions: &mut [Action],
     positions: &[usize],
+    endpoints: &[Endpoint],
     problems: &mut Problems,
 ) {
     let specs = &doc.spec.actions;
@@ -242,9 +244,11 @@ fn steps(
     }
     for (i, action) in actions.iter().enumerate() {
         let mut chain = Vec::new();
+        let mut leaders = Vec::new();
         let mut at = action.after;
         while let Some(j) = at {
             chain.push(actions[j].step.as_str());
+            leaders.push(j);
             at = actions[j].after;
         }
         for (t, trigger) in action.when.iter().enumerate() {
@@ -252,10 +256,24 @@ fn steps(
                 continue;
             };
             let Some(step) = field.step() else { continue };
-            if chain.contains(&step) {
+            let path = format!("actions[{}].when[{t}].field", positions[i]);
+            if let Some(&j) = leaders.iter().find(|&&j| actions[j].step == step) {
+                let capture = &endpoints[actions[j].endpoint].policy.response.capture;
+                let captured =
+                    || std::iter::once("status").chain(capture.iter().map(|(n, _)| n.as_str()));
+                if let Some(name) = field.step_value()
+                    && !captured().any(|c| c == name)
+                {
+                    let endpoint = &endpoints[actions[j].endpoint].name;
+                    let message = format!(
+                        "@steps.{step}.{name}: step {step} (endpoint {endpoint}) never captures it, \
+                         so it is always missing: {}",
+                        unknown("captured value", name, captured())
+                    );
+                    problems.warn(doc.error_at(&path, message));
+                }
                 continue;
             }
-            let path = format!("actions[{}].when[{t}].field", positions[i]);
             let message = if chain.is_empty() {
                 format!(
                     "@steps.{step} is not known here: this action runs after no step (add `after: {step}`)"
@@ -563,7 +581,7 @@ fn trigger(
         test: Test::Field {
             name,
             field,
-            op,
+            op: Box::new(op),
             ignore_case,
         },
     })
