@@ -615,6 +615,7 @@ async fn a_data_folder_of_layout_1_is_upgraded_in_place_and_keeps_its_log() {
         leader: None,
         behind: None,
         followers: Vec::new(),
+        captured: None,
     };
     let stored = json!({
         "event": event,

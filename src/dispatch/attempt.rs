@@ -88,6 +88,15 @@ pub(super) async fn run(
     delivery.attempts = attempt;
     delivery.state = step.state;
     delivery.due_at = step.next_attempt_at;
+    // What the deliveries waiting for this one read, unmasked (the log keeps it masked).
+    if step.outcome == Outcome::Delivered && !delivery.followers.is_empty() {
+        let mut values: serde_json::Map<String, serde_json::Value> =
+            std::mem::take(&mut verdict.values).into_iter().collect();
+        if let Some(response) = &verdict.response {
+            values.insert("status".into(), serde_json::Value::from(response.status));
+        }
+        delivery.captured = Some(serde_json::Value::Object(values));
+    }
     let mut entry = LogEntry {
         // Assigned by the store as it records the entry (see `Store::record`).
         id: String::new(),

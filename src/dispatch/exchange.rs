@@ -30,6 +30,9 @@ pub(super) struct Verdict {
     pub(super) error: Option<AttemptError>,
     pub(super) response: Option<LoggedResponse>,
     pub(super) captured: IndexMap<String, serde_json::Value>,
+    /// The same values as received, unmasked: what the steps after this one read (kept on
+    /// the delivery record, never in the log).
+    pub(super) values: IndexMap<String, serde_json::Value>,
     /// What did not stop the attempt but did not go as configured: a response body that
     /// does not parse as its format, a capture that matched nothing.
     pub(super) warnings: Vec<String>,
@@ -48,6 +51,7 @@ impl Verdict {
             error: Some(AttemptError { kind, message }),
             response: None,
             captured: IndexMap::new(),
+            values: IndexMap::new(),
             warnings: Vec::new(),
             retryable,
             retry_after: None,
@@ -209,12 +213,14 @@ pub(super) fn judge(
             None => (None, None),
         };
     let mut captured = IndexMap::new();
+    let mut values = IndexMap::new();
     let mut missed = Vec::new();
     if let Some(doc) = &parsed {
         for (name, field) in &check.capture {
             match field.resolve_in(doc) {
                 Some(value) => {
                     captured.insert(name.clone(), redact_value(engine, value.clone()));
+                    values.insert(name.clone(), value.clone());
                 }
                 None => missed.push(name.as_str()),
             }
@@ -236,6 +242,7 @@ pub(super) fn judge(
         error: None,
         response: Some(response),
         captured,
+        values,
         warnings,
         retryable: false,
         retry_after: None,

@@ -56,13 +56,21 @@ async fn chain(
             };
             return Ok(Some(Err(format!("step {name} {verb}{why}"))));
         }
-        let Some(entry) = delivered(store, &leader).await? else {
-            return Ok(Some(Err(format!("step {name} has not been delivered"))));
+        // Kept on the delivery as received when it was delivered; deliveries recorded
+        // before that read the log's (masked) copy.
+        let values = match (&leader.captured, leader.state) {
+            (Some(Value::Object(values)), DeliveryState::Delivered) => values.clone(),
+            _ => {
+                let Some(entry) = delivered(store, &leader).await? else {
+                    return Ok(Some(Err(format!("step {name} has not been delivered"))));
+                };
+                let mut values: Map<String, Value> = entry.captured.into_iter().collect();
+                if let Some(response) = entry.response {
+                    values.insert("status".into(), Value::from(response.status));
+                }
+                values
+            }
         };
-        let mut values: Map<String, Value> = entry.captured.into_iter().collect();
-        if let Some(response) = entry.response {
-            values.insert("status".into(), Value::from(response.status));
-        }
         steps.push((name, Value::Object(values)));
         direct = false;
         next = leader.leader.clone();

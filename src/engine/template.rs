@@ -278,6 +278,7 @@ impl Templates {
     pub fn add(&mut self, source: &str, escape: Escape) -> Result<TemplateId, String> {
         let id = self.names.len();
         let name = format!("t{id}{}", escape.suffix());
+        let source = &dashed_steps(source);
         self.env
             .add_template_owned(name.clone(), source.to_string())
             .map_err(|e| describe(&e))?;
@@ -401,6 +402,35 @@ impl Templates {
             .map_err(|e| describe(&e))?;
         template.render(context()).map_err(|e| describe(&e))
     }
+}
+
+/// `steps.crm-search.id` inside `{{ }}` and `{% %}` read as the step `crm-search` (a step's
+/// default name is its endpoint's, and endpoint names have dashes), not as a subtraction:
+/// rewritten `steps["crm-search"].id`. Text outside the tags is left as it is.
+fn dashed_steps(source: &str) -> String {
+    static STEP: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"\bsteps\.([A-Za-z0-9_]+(?:-[A-Za-z0-9_]+)+)").expect("a valid pattern")
+    });
+    if !source.contains("steps.") {
+        return source.to_string();
+    }
+    let mut out = String::with_capacity(source.len() + 8);
+    let mut rest = source;
+    while let Some(start) = rest.find("{{").into_iter().chain(rest.find("{%")).min() {
+        let close = if rest[start..].starts_with("{{") {
+            "}}"
+        } else {
+            "%}"
+        };
+        let Some(end) = rest[start..].find(close).map(|e| start + e + 2) else {
+            break;
+        };
+        out.push_str(&rest[..start]);
+        out.push_str(&STEP.replace_all(&rest[start..end], r#"steps["$1"]"#));
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// What a template applies by name (functions are the environment's globals).
@@ -702,6 +732,18 @@ fn date_filter(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn dashed_step_names_are_read_as_steps_inside_tags_only() {
+        assert_eq!(
+            super::dashed_steps("{{ steps.crm-search.id }}/steps.crm-search {% if steps.a-b.x %}"),
+            r#"{{ steps["crm-search"].id }}/steps.crm-search {% if steps["a-b"].x %}"#
+        );
+        assert_eq!(
+            super::dashed_steps("{{ steps.find.id - 1 }}"),
+            "{{ steps.find.id - 1 }}"
+        );
+    }
+
     use super::*;
     use crate::engine::event::Event;
 

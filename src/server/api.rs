@@ -211,6 +211,7 @@ pub(super) async fn delivery(
     let Some(delivery) = app.store().delivery(&id).await? else {
         return Err(ApiError::not_found(format!("no delivery {id}")));
     };
+    let delivery = shown(&app, delivery);
     let attempts = app
         .store()
         .search(&LogQuery {
@@ -220,6 +221,15 @@ pub(super) async fn delivery(
         })
         .await?;
     Ok(Json(json!({"delivery": delivery, "attempts": attempts})))
+}
+
+/// A delivery as the API shows it: the values a step captured (kept as received for the
+/// steps after it) with every secret masked, as the connect log has them.
+fn shown(app: &App, mut delivery: crate::store::Delivery) -> crate::store::Delivery {
+    if let Some(values) = &delivery.captured {
+        delivery.captured = Some(app.engine().redact_json(values));
+    }
+    delivery
 }
 
 /// `POST /api/deliveries/{id}/replay[?with_followers=true]`: queue it again now (with the
@@ -255,7 +265,7 @@ pub(super) async fn replay(
             .map_err(not_found)?;
     }
     let mut replayed = app.runtime().replay(&ids).await.map_err(not_found)?;
-    let delivery = replayed.remove(0);
+    let delivery = shown(&app, replayed.remove(0));
     let followers: Vec<&DeliveryId> = replayed.iter().map(|d| &d.id).collect();
     Ok((
         StatusCode::ACCEPTED,

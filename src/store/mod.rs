@@ -260,6 +260,7 @@ pub(crate) fn acceptance(
                 leader: None,
                 behind: None,
                 followers: Vec::new(),
+                captured: None,
             }
         })
         .collect();

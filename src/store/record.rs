@@ -148,6 +148,11 @@ pub struct Delivery {
     /// waiting. Kept by the store (appended to at acceptances while it is in flight).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub followers: Vec<DeliveryId>,
+    /// What its delivered attempt captured, as received, with its HTTP status (`status`),
+    /// when deliveries wait for it: what the steps after it read. The connect log keeps
+    /// the masked copy; the API shows this one masked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub captured: Option<serde_json::Value>,
 }
 
 impl Delivery {

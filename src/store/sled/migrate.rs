@@ -116,6 +116,7 @@ fn from_layout_1(tree: &sled::Tree) -> Result<(), StoreError> {
             leader: None,
             behind: None,
             followers: Vec::new(),
+            captured: None,
         };
         for form in keys::audit_forms(stub.keys.values(), &stub.event_id) {
             tree.insert(keys::audit(&form, &id), encode(&[&id]))?;
