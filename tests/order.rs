@@ -52,7 +52,7 @@ async fn receiver(fail_every: usize) -> (String, Arc<Seen>) {
             seen.arrivals.lock().unwrap().push((lead, n, attempt));
             tokio::time::sleep(Duration::from_millis(40)).await;
             seen.now.fetch_sub(1, Ordering::SeqCst);
-            if n % fail_every == 0 && attempt == 1 {
+            if n.is_multiple_of(fail_every) && attempt == 1 {
                 StatusCode::INTERNAL_SERVER_ERROR
             } else {
                 StatusCode::OK
@@ -106,7 +106,7 @@ async fn wait_delivered(seen: &Seen, n: usize, fail_every: usize) -> Vec<Arrival
         let done = (0..n).all(|i| {
             arrivals
                 .iter()
-                .any(|(_, m, a)| *m == i && (i % fail_every != 0 || *a >= 2))
+                .any(|(_, m, a)| *m == i && (!i.is_multiple_of(fail_every) || *a >= 2))
         });
         if done {
             return arrivals;

@@ -888,7 +888,7 @@ pub async fn order_lines_let_one_delivery_per_value_go_at_a_time(store: Arc<dyn 
     assert_eq!(read(&e3).await.behind.as_ref(), Some(&e1));
     assert_eq!(read(&e4).await.behind.as_ref(), Some(&e3));
     assert!(read(&e3).await.is_waiting() && read(&e4).await.is_waiting());
-    assert_eq!(read(&e1).await.followers, [e3.clone()]);
+    assert_eq!(read(&e1).await.followers, std::slice::from_ref(&e3));
     // e1's attempt was taken before e3 existed: its record still queues e3, after the retry.
     let (entry, delivery) = attempt(&first.delivery, at(0), Outcome::Retrying);
     assert!(delivery.followers.is_empty());

@@ -60,7 +60,7 @@ pub(super) async fn run(
     let steps = super::steps::values(d.store.as_ref(), &delivery).await?;
     let prepared = prepare(&engine, &delivery, event, steps, attempt, at);
     let (mut verdict, request, mut warnings) = match prepared {
-        Prepared::Stop(verdict, warnings) => (verdict, None, warnings),
+        Prepared::Stop(verdict, warnings) => (*verdict, None, warnings),
         Prepared::Send(mut request, warnings) => {
             let endpoint = engine
                 .endpoint(&delivery.target.endpoint)
@@ -236,7 +236,7 @@ fn bearer(request: &mut Request, token: &str) {
 /// render failed, the endpoint is inactive); with the render's warnings, redacted.
 enum Prepared {
     Send(Request, Vec<String>),
-    Stop(Verdict, Vec<String>),
+    Stop(Box<Verdict>, Vec<String>),
 }
 
 /// Renders the delivery's event (read with its lease) with the configuration loaded now,
@@ -257,7 +257,9 @@ fn prepare(
         ..Verdict::failed(kind, engine.redact(&why).into_owned(), false)
     };
     let steps = match steps {
-        Some(Err(why)) => return Prepared::Stop(skipped(ErrorKind::Step, why), Vec::new()),
+        Some(Err(why)) => {
+            return Prepared::Stop(Box::new(skipped(ErrorKind::Step, why)), Vec::new());
+        }
         Some(Ok(chain)) => Some(std::sync::Arc::new(
             engine.step_values(&delivery.target, chain),
         )),
@@ -267,14 +269,20 @@ fn prepare(
         Ok(Some(stored)) => stored,
         Ok(None) => {
             let why = format!("event {} is no longer stored (purged?)", delivery.event_id);
-            return Prepared::Stop(Verdict::failed(ErrorKind::Render, why, false), Vec::new());
+            return Prepared::Stop(
+                Box::new(Verdict::failed(ErrorKind::Render, why, false)),
+                Vec::new(),
+            );
         }
         Err(message) => {
             let why = format!(
                 "the stored event {} cannot be read back ({message}): it cannot be sent",
                 delivery.event_id
             );
-            return Prepared::Stop(Verdict::failed(ErrorKind::Store, why, false), Vec::new());
+            return Prepared::Stop(
+                Box::new(Verdict::failed(ErrorKind::Store, why, false)),
+                Vec::new(),
+            );
         }
     };
     stored.event.steps = steps;
@@ -285,10 +293,14 @@ fn prepare(
         .map(|w| engine.redact(w).into_owned())
         .collect();
     match planned.plan {
-        Plan::Skip(why) => Prepared::Stop(skipped(ErrorKind::Inactive, why), warnings),
-        Plan::Unmet(why) => Prepared::Stop(skipped(ErrorKind::Step, why), warnings),
+        Plan::Skip(why) => Prepared::Stop(Box::new(skipped(ErrorKind::Inactive, why)), warnings),
+        Plan::Unmet(why) => Prepared::Stop(Box::new(skipped(ErrorKind::Step, why)), warnings),
         Plan::Fail(why) => Prepared::Stop(
-            Verdict::failed(ErrorKind::Render, engine.redact(&why).into_owned(), false),
+            Box::new(Verdict::failed(
+                ErrorKind::Render,
+                engine.redact(&why).into_owned(),
+                false,
+            )),
             warnings,
         ),
         Plan::Send(request) => {
