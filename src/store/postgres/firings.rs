@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use tokio_postgres::types::ToSql;
 
-use super::write::{Deliveries, Entries, Fresh, PURGE_BATCH, Row, next_entry_id};
+use super::rows::{Deliveries, Entries, Fresh, PURGE_BATCH, Row, next_entry_id};
 use super::{Db, db_error, decode, encode};
 use crate::store::{LogEntry, NewEvent, StoreError};
 

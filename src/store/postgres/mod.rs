@@ -24,6 +24,7 @@ mod group;
 mod nodes;
 mod order;
 mod read;
+mod rows;
 mod schema;
 mod write;
 
