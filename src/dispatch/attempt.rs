@@ -97,8 +97,24 @@ pub(super) async fn run(
         }
         delivery.captured = Some(serde_json::Value::Object(values));
     }
-    let mut entry = LogEntry {
-        // Assigned by the store as it records the entry (see `Store::record`).
+    let entry = LogEntry {
+        request,
+        response: verdict.response,
+        outcome: step.outcome,
+        error: step.error,
+        next_attempt_at: step.next_attempt_at,
+        waiting,
+        captured: verdict.captured,
+        warnings,
+        ..blank_entry(d, &delivery, attempt, at)
+    };
+    record(d, delivery, entry, dequeued).await
+}
+
+/// A connect log entry of `delivery` at `at` that says nothing yet: no request, no
+/// response, no error (its outcome is the caller's to set). Its id is the store's to give.
+fn blank_entry(d: &Dispatcher, delivery: &Delivery, attempt: u32, at: DateTime<Utc>) -> LogEntry {
+    LogEntry {
         id: String::new(),
         delivery_id: delivery.id.clone(),
         attempt,
@@ -110,17 +126,25 @@ pub(super) async fn run(
         step: delivery.target.step.clone(),
         after: delivery.target.after.clone(),
         node: d.node.clone(),
-        request,
-        response: verdict.response,
-        outcome: step.outcome,
-        error: step.error,
-        next_attempt_at: step.next_attempt_at,
-        waiting,
-        captured: verdict.captured,
-        warnings,
+        request: None,
+        response: None,
+        outcome: Outcome::Retrying,
+        error: None,
+        next_attempt_at: None,
+        waiting: None,
+        captured: Default::default(),
+        warnings: Vec::new(),
         keys: delivery.keys.clone(),
-    };
-    delivery.last_entry = Some(entry.id.clone());
+    }
+}
+
+/// Records the entry with the delivery as it leaves it; both as recorded.
+async fn record(
+    d: &Dispatcher,
+    mut delivery: Delivery,
+    mut entry: LogEntry,
+    dequeued: DateTime<Utc>,
+) -> Result<(Delivery, LogEntry), StoreError> {
     let id = d.store.record(&entry, &delivery, Some(dequeued)).await?;
     entry.id = id.clone();
     delivery.last_entry = Some(id.clone());
@@ -141,33 +165,13 @@ async fn wait_for_window(
     let opens = whole_ms(check.opens);
     delivery.state = DeliveryState::Pending;
     delivery.due_at = Some(opens);
-    let mut entry = LogEntry {
-        id: String::new(),
-        delivery_id: delivery.id.clone(),
-        attempt: delivery.attempts,
-        at,
-        event_id: delivery.event_id.clone(),
-        event_type: delivery.event_type.clone(),
-        workflow: delivery.target.workflow.clone(),
-        endpoint: delivery.target.endpoint.clone(),
-        step: delivery.target.step.clone(),
-        after: delivery.target.after.clone(),
-        node: d.node.clone(),
-        request: None,
-        response: None,
-        outcome: Outcome::Retrying,
-        error: None,
+    let entry = LogEntry {
         next_attempt_at: Some(opens),
         waiting: Some(check.waiting()),
-        captured: Default::default(),
         warnings: check.warning.iter().cloned().collect(),
-        keys: delivery.keys.clone(),
+        ..blank_entry(d, &delivery, delivery.attempts, at)
     };
-    let id = d.store.record(&entry, &delivery, Some(dequeued)).await?;
-    entry.id = id.clone();
-    delivery.last_entry = Some(id.clone());
-    delivery.entries.push(id);
-    Ok((delivery, entry))
+    record(d, delivery, entry, dequeued).await
 }
 
 /// The exchange and its judgement. For an oauth2 endpoint, with its access token; a 401

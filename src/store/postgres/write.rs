@@ -572,18 +572,7 @@ pub(super) async fn record(
         .await
         .map_err(db_error)?;
     let mut rows: HashMap<String, Row> = HashMap::new();
-    for row in tx.query(&select, &[&locked]).await.map_err(db_error)? {
-        let id: String = row.get(0);
-        let stored = decode(&format!("delivery {id}"), row.get(1))?;
-        rows.insert(
-            id,
-            Row {
-                stored: Some(stored),
-                owner: row.get(2),
-                until: row.get(3),
-            },
-        );
-    }
+    read_rows(tx.query(&select, &[&locked]).await, &mut rows)?;
     // Acceptances may have lined deliveries up behind one since it was taken: those
     // followers are read, and locked, now that the rows they hang on are.
     let mut extra: Vec<String> = attempts
@@ -596,18 +585,7 @@ pub(super) async fn record(
     extra.sort();
     extra.dedup();
     if !extra.is_empty() {
-        for row in tx.query(&select, &[&extra]).await.map_err(db_error)? {
-            let id: String = row.get(0);
-            let stored = decode(&format!("delivery {id}"), row.get(1))?;
-            rows.insert(
-                id,
-                Row {
-                    stored: Some(stored),
-                    owner: row.get(2),
-                    until: row.get(3),
-                },
-            );
-        }
+        read_rows(tx.query(&select, &[&extra]).await, &mut rows)?;
     }
     // Queued: pending with a due time (a step waiting for its leader has none).
     let is_pending_row = |r: &Row| {
@@ -706,6 +684,27 @@ pub(super) async fn record(
     store.count_queued(is_pending - was_pending);
     store.count_writes((attempts.len() + wanted.len() + released.len() + 1) as u64);
     Ok(ids)
+}
+
+/// Deliveries' rows as `record` selects them (id, record, lease owner, lease until), into
+/// `rows` by id.
+fn read_rows(
+    selected: Result<Vec<tokio_postgres::Row>, tokio_postgres::Error>,
+    rows: &mut HashMap<String, Row>,
+) -> Result<(), StoreError> {
+    for row in selected.map_err(db_error)? {
+        let id: String = row.get(0);
+        let stored = decode(&format!("delivery {id}"), row.get(1))?;
+        rows.insert(
+            id,
+            Row {
+                stored: Some(stored),
+                owner: row.get(2),
+                until: row.get(3),
+            },
+        );
+    }
+    Ok(())
 }
 
 /// Queues deliveries to be sent again now (see `Store::replay`), in one transaction; an
