@@ -318,6 +318,10 @@ function renderTimeline(delivery, attempts, selectedId) {
       "attempt " + a.attempt + " · " + (a.response ? "HTTP " + a.response.status : a.error ? a.error.kind : a.waiting ? "waiting for its window" : ""))));
   if (delivery.state === "pending" && delivery.due_at) {
     items.push(el("li", { class: "due" }, el("span", { class: "when", title: delivery.due_at }, when(delivery.due_at)), " next attempt due"));
+  } else if (delivery.state === "pending" && delivery.behind) {
+    items.push(el("li", { class: "due" }, "waiting behind delivery " + delivery.behind + " (order_by " + (delivery.order || "") + ")"));
+  } else if (delivery.state === "pending" && delivery.leader) {
+    items.push(el("li", { class: "due" }, "waiting for step " + (delivery.after || "") + " (delivery " + delivery.leader + ")"));
   }
   return block("Attempts of this delivery",
     el("p", {}, "State: ", el("strong", { class: "state" }, delivery.state), " · ", delivery.attempts + " attempt(s)"),
