@@ -942,6 +942,60 @@ pub async fn order_lines_let_one_delivery_per_value_go_at_a_time(store: Arc<dyn 
     let _ = e2;
 }
 
+/// Replaying a delivery that waits in its `order_by` line sends it at once, outside its
+/// line (docs/configuration.md); the deliveries behind it were not replayed: they stay in
+/// line, one at a time — none goes while an earlier one of the line is still unfinished.
+pub async fn replaying_a_waiting_delivery_keeps_the_ones_behind_it_in_line(
+    store: Arc<dyn Store>,
+) {
+    let ordered = Match {
+        order: Some("812".into()),
+        ..to("crm", "w", None)
+    };
+    let accept = |id: &'static str| {
+        let (store, ordered) = (store.clone(), ordered.clone());
+        async move {
+            store
+                .accept(vec![new_event(id, "1", vec![ordered])], at(0))
+                .await
+                .unwrap()
+                .remove(0)
+                .deliveries[0]
+                .id
+                .clone()
+        }
+    };
+    let a = accept("r1").await;
+    // a is in flight (leased until minute 100).
+    let taken = store.take("crm", at(0), 10, at(100)).await.unwrap();
+    assert_eq!(taken.leases.len(), 1);
+    let b = accept("r2").await;
+    let c = accept("r3").await;
+    let read = |id: &DeliveryId| {
+        let (store, id) = (store.clone(), id.clone());
+        async move { store.delivery(&id).await.unwrap().unwrap() }
+    };
+    assert_eq!(read(&c).await.behind.as_ref(), Some(&b));
+    // b is replayed: it goes now, outside its line, and is delivered while a is in flight.
+    store.replay(std::slice::from_ref(&b), at(1)).await.unwrap();
+    attempt_all(store.as_ref(), "crm", at(1), Outcome::Delivered).await;
+    assert_eq!(read(&b).await.state, DeliveryState::Delivered);
+    assert_eq!(read(&a).await.state, DeliveryState::Pending, "a still in flight");
+    let c_now = read(&c).await;
+    assert!(
+        c_now.is_waiting(),
+        "c (not replayed) must not go while a, ahead of it in the line, is unfinished: {c_now:?}"
+    );
+    // a finishes: then c goes.
+    let lease = taken.leases.into_iter().next().unwrap();
+    let (entry, delivery) = attempt(&lease.delivery, at(2), Outcome::Delivered);
+    store
+        .record(&entry, &delivery, Some(lease.dequeued))
+        .await
+        .unwrap();
+    assert_eq!(read(&c).await.due_at, Some(at(2)), "c goes when a is finished");
+}
+
 /// `queue_depth` ("deliveries waiting for an attempt") counts the same on every backend:
 /// a step waiting for the one it runs after is not queued (docs: "waits, not queued")
 /// until the record that finishes its leader queues it.
@@ -1054,6 +1108,14 @@ macro_rules! conformance {
                     return;
                 };
                 super::followers_wait_for_the_record_that_finishes_their_leader(store).await;
+            }
+
+            #[tokio::test]
+            async fn replaying_a_waiting_delivery_keeps_the_ones_behind_it_in_line() {
+                let Some((store, _guard)) = $open.await else {
+                    return;
+                };
+                super::replaying_a_waiting_delivery_keeps_the_ones_behind_it_in_line(store).await;
             }
 
             #[tokio::test]

@@ -1,0 +1,82 @@
+//! Review of `order_by` through the real binary: what the line's bookkeeping (a
+//! delivery's `followers`, which now also names the next delivery of its line) must not
+//! change elsewhere.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use common::ConfigDir;
+use common::process::Serve;
+use common::receiver::{Receiver, Reply};
+use common::server::post;
+
+fn config(url: &str) -> ConfigDir {
+    ConfigDir::new(&[
+        (
+            "adaptors/lead.yaml",
+            "fields:\n  - from: lead_id\n    to: lead\n  - from: n\n    to: n\n",
+        ),
+        (
+            "endpoints/crm.yaml",
+            &format!("url: {url}\nadaptor: lead\norder_by: lead_id\nretry:\n  schedule: [1s]\n"),
+        ),
+        (
+            "workflows/w.yaml",
+            "when:\n  - event: lead.changed\nactions:\n  - endpoint: crm\n",
+        ),
+    ])
+}
+
+async fn wait_requests(crm: &Receiver, n: usize) -> Vec<common::receiver::Received> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let seen = crm.requests();
+        if seen.len() >= n {
+            return seen;
+        }
+        assert!(Instant::now() < deadline, "{} of {n} requests", seen.len());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `replay?with_followers=true` sends again "the steps that run after it"
+/// (docs/http-api.md, docs/cli.md): a delivery with no steps after it has none, even when
+/// later events for the same lead were lined up behind it by `order_by`. Those are other
+/// events' deliveries, already delivered: they must not be sent again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_with_followers_does_not_resend_later_events_of_the_order_by_line() {
+    let crm = Receiver::start(vec![], Reply::Stall(Duration::from_millis(300))).await;
+    let config = config(&crm.url("/crm"));
+    let data = tempfile::tempdir().unwrap();
+    let serve = Serve::start(config.path(), data.path(), &[]).await;
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        let body = json!({"type": "lead.changed", "id": format!("ev-{n}"),
+            "data": {"lead_id": "812", "n": n.to_string()}});
+        let (status, answer) = post(&format!("{}/events", serve.url), &body.to_string(), &[]).await;
+        assert_eq!(status, 202, "{answer}");
+        ids.push(answer["deliveries"][0]["id"].as_str().unwrap().to_string());
+    }
+    // The 2nd and 3rd wait in line behind the 1st (it stalls 300 ms): all three delivered.
+    wait_requests(&crm, 3).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (status, answer) = post(
+        &format!("{}/api/deliveries/{}/replay?with_followers=true", serve.url, ids[0]),
+        "",
+        &[],
+    )
+    .await;
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(
+        answer["followers"],
+        Value::Array(vec![]),
+        "no step runs after it: nothing else is replayed"
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let seen: Vec<String> = crm.requests().iter().map(|r| r.body.clone()).collect();
+    assert_eq!(seen.len(), 4, "the replayed delivery alone is sent again: {seen:?}");
+    serve.stop();
+}
