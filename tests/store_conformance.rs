@@ -1898,3 +1898,111 @@ async fn schema_versions(client: &tokio_postgres::Client) -> Vec<i32> {
         .unwrap();
     rows.iter().map(|r| r.get(0)).collect()
 }
+
+/// Two `order_by` lines on PostgreSQL: an acceptance that lines up behind both lines' last
+/// deliveries (locking them in id order, f then g) and a batch of records that finishes
+/// d1 (ahead of f in one line, f accepted after d1 was taken) and g (the other line's last)
+/// — the batch locks d1 and g, then d1's new follower f — must not deadlock: each waits
+/// for the other's row otherwise, and PostgreSQL aborts one (40P01).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_an_accept_and_a_record_batch_on_two_order_lines_do_not_deadlock() {
+    use switchboard::store::PostgresStore;
+    let Some(server) = postgres_server::Postgres::start() else {
+        return;
+    };
+    let store: Arc<dyn Store> =
+        Arc::new(PostgresStore::connect(&server.url, "node-a").await.unwrap());
+    let lined = |endpoint: &str, value: &str| Match {
+        order: Some(value.into()),
+        ..to(endpoint, "w", None)
+    };
+    let accept = |id: &'static str, m: Vec<Match>, when: i64| {
+        let store = store.clone();
+        async move {
+            store
+                .accept(vec![new_event(id, "1", m)], at(when))
+                .await
+                .unwrap()
+                .remove(0)
+                .deliveries[0]
+                .id
+                .clone()
+        }
+    };
+    let d1 = accept("d1", vec![lined("crm", "X")], 0).await;
+    let l1 = store.take("crm", at(0), 10, at(100)).await.unwrap().leases.remove(0);
+    assert_eq!(l1.delivery.id, d1);
+    let f = accept("f", vec![lined("crm", "X")], 1).await;
+    let g = accept("g", vec![lined("crm2", "Z")], 2).await;
+    let lg = store.take("crm2", at(2), 10, at(100)).await.unwrap().leases.remove(0);
+    assert_eq!(lg.delivery.id, g);
+    assert!(d1 < f && f < g);
+    accept("x0", vec![to("other", "w", None)], 3).await;
+    accept("x1", vec![to("other", "w", None)], 3).await;
+    let lx = store.take("other", at(3), 10, at(100)).await.unwrap().leases;
+    assert_eq!(lx.len(), 2);
+    let hold_f = raw_client(&server.url).await;
+    hold_f
+        .batch_execute(&format!(
+            "BEGIN; SELECT 1 FROM switchboard_deliveries WHERE id = '{f}' FOR UPDATE"
+        ))
+        .await
+        .unwrap();
+    let hold_clock = raw_client(&server.url).await;
+    hold_clock
+        .batch_execute("BEGIN; SELECT * FROM switchboard_log_clock FOR UPDATE")
+        .await
+        .unwrap();
+    let record = |lease: switchboard::store::Lease, when: i64| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let (entry, delivery) = attempt(&lease.delivery, at(when), Outcome::Delivered);
+            store.record(&entry, &delivery, Some(lease.dequeued)).await
+        })
+    };
+    // Both record writers wait for the log clock.
+    let mut calls = Vec::new();
+    for lease in lx {
+        calls.push(record(lease, 4));
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    // d1 and g queue behind them: one batch.
+    calls.push(record(l1, 4));
+    calls.push(record(lg, 4));
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    // An acceptance for both lines waits for f.
+    let both = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .accept(
+                    vec![new_event("n", "1", vec![lined("crm", "X"), lined("crm2", "Z")])],
+                    at(5),
+                )
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The batch locks d1 and g, then waits for f too.
+    hold_clock.batch_execute("COMMIT").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    hold_f.batch_execute("COMMIT").await.unwrap();
+    let started = std::time::Instant::now();
+    let accepted = both.await.unwrap();
+    let mut recorded = Vec::new();
+    for call in calls {
+        recorded.push(call.await.unwrap());
+    }
+    assert!(accepted.is_ok(), "{accepted:?}");
+    for r in &recorded {
+        assert!(r.is_ok(), "{recorded:?}");
+    }
+    assert!(
+        started.elapsed() < Duration::from_millis(900),
+        "no deadlock to be detected and broken: {:?}",
+        started.elapsed()
+    );
+    let f_now = store.delivery(&f).await.unwrap().unwrap();
+    assert_eq!(f_now.state, DeliveryState::Pending);
+    assert!(f_now.due_at.is_some(), "d1 finished: f goes {f_now:?}");
+}
