@@ -80,3 +80,45 @@ async fn replay_with_followers_does_not_resend_later_events_of_the_order_by_line
     assert_eq!(seen.len(), 4, "the replayed delivery alone is sent again: {seen:?}");
     serve.stop();
 }
+
+/// `send` with several events for one lead: they go one at a time, in order, and `send`
+/// waits for the whole line (each waiting delivery is as open as the one ahead of it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_with_several_events_for_one_lead_delivers_the_whole_line_in_order() {
+    let crm = Receiver::start(vec![], Reply::Stall(Duration::from_millis(200))).await;
+    let config = config(&crm.url("/crm"));
+    let data = tempfile::tempdir().unwrap();
+    let events: Vec<Value> = (0..4)
+        .map(|n| {
+            json!({"type": "lead.changed", "id": format!("ev-{n}"),
+                "data": {"lead_id": "812", "n": n.to_string()}})
+        })
+        .collect();
+    let file = config.path().join("events.json");
+    std::fs::write(&file, Value::Array(events).to_string()).unwrap();
+    let (config_dir, data_dir) = (config.path().to_owned(), data.path().to_owned());
+    let out = tokio::task::spawn_blocking(move || {
+        common::cli()
+            .args(["send", "--config"])
+            .arg(&config_dir)
+            .arg("--data")
+            .arg(&data_dir)
+            .arg("--event")
+            .arg(&file)
+            .args(["--wait", "20s"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert_eq!(stdout.matches("delivered after 1 attempt").count(), 4, "{stdout}\n{stderr}");
+    let order: Vec<String> = crm
+        .requests()
+        .iter()
+        .map(|r| serde_json::from_str::<Value>(&r.body).unwrap()["n"].to_string())
+        .collect();
+    assert_eq!(order, ["\"0\"", "\"1\"", "\"2\"", "\"3\""], "{stdout}");
+}
