@@ -996,6 +996,29 @@ pub async fn replaying_a_waiting_delivery_keeps_the_ones_behind_it_in_line(
     assert_eq!(read(&c).await.due_at, Some(at(2)), "c goes when a is finished");
 }
 
+/// A `limit` per a field whose value holds a NUL (`"lead_id": "8\u000012"`, valid JSON)
+/// counts like any other value: the acceptance is stored and counted on every backend
+/// (PostgreSQL's text refuses NUL bytes: `order_by` values replace them; limit keys must
+/// not make the event fail).
+pub async fn a_limit_key_with_a_nul_is_counted_like_any_value(store: Arc<dyn Store>) {
+    let mut new = limited_event("nul-1", "8\u{0}12");
+    new.keys.insert("lead_id".into(), "812".into());
+    let accepted = store.accept(vec![new], at(0)).await;
+    assert!(accepted.is_ok(), "{accepted:?}");
+    let accepted = accepted.unwrap().remove(0);
+    assert!(!accepted.duplicate);
+    assert_eq!(accepted.deliveries.len(), 3, "fired: counted, not stopped");
+}
+
+/// An event whose audit key (a `keys` field such as lead_id) holds a NUL is stored on
+/// every backend, and found by it.
+pub async fn an_audit_key_with_a_nul_is_stored(store: Arc<dyn Store>) {
+    let mut new = new_event("nul-2", "1", vec![to("crm", "w", None)]);
+    new.keys.insert("lead_id".into(), "8\u{0}12".into());
+    let accepted = store.accept(vec![new], at(0)).await;
+    assert!(accepted.is_ok(), "{accepted:?}");
+}
+
 /// `queue_depth` ("deliveries waiting for an attempt") counts the same on every backend:
 /// a step waiting for the one it runs after is not queued (docs: "waits, not queued")
 /// until the record that finishes its leader queues it.
@@ -1116,6 +1139,22 @@ macro_rules! conformance {
                     return;
                 };
                 super::replaying_a_waiting_delivery_keeps_the_ones_behind_it_in_line(store).await;
+            }
+
+            #[tokio::test]
+            async fn a_limit_key_with_a_nul_is_counted_like_any_value() {
+                let Some((store, _guard)) = $open.await else {
+                    return;
+                };
+                super::a_limit_key_with_a_nul_is_counted_like_any_value(store).await;
+            }
+
+            #[tokio::test]
+            async fn an_audit_key_with_a_nul_is_stored() {
+                let Some((store, _guard)) = $open.await else {
+                    return;
+                };
+                super::an_audit_key_with_a_nul_is_stored(store).await;
             }
 
             #[tokio::test]
