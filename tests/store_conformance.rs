@@ -1008,6 +1008,15 @@ pub async fn a_limit_key_with_a_nul_is_counted_like_any_value(store: Arc<dyn Sto
     let accepted = accepted.unwrap().remove(0);
     assert!(!accepted.duplicate);
     assert_eq!(accepted.deliveries.len(), 3, "fired: counted, not stopped");
+    // The tenth within 3 minutes is stopped, with that value in its reason.
+    for n in 2..=10 {
+        let mut new = limited_event(&format!("nul-{n}"), "8\u{0}12");
+        new.keys.insert("lead_id".into(), "812".into());
+        let accepted = store.accept(vec![new], at(0)).await;
+        assert!(accepted.is_ok(), "{n}: {accepted:?}");
+        let expected = if n == 10 { 2 } else { 3 };
+        assert_eq!(accepted.unwrap()[0].deliveries.len(), expected, "{n}");
+    }
 }
 
 /// An event whose audit key (a `keys` field such as lead_id) holds a NUL is stored on
