@@ -122,3 +122,35 @@ async fn send_with_several_events_for_one_lead_delivers_the_whole_line_in_order(
         .collect();
     assert_eq!(order, ["\"0\"", "\"1\"", "\"2\"", "\"3\""], "{stdout}");
 }
+
+/// SPEC §15: "A delivery waiting for its key's turn or for its window shows why and until
+/// when (`next_attempt_at`, and a `waiting` reason in the log entry and `/ui`)". A delivery
+/// waiting in its `order_by` line has its `behind` in `GET /api/deliveries/{id}`; the
+/// connect log (what `/ui` shows) must say why it waits too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_waiting_in_its_line_says_why_in_the_connect_log() {
+    let crm = Receiver::start(vec![], Reply::Stall(Duration::from_secs(3))).await;
+    let config = config(&crm.url("/crm"));
+    let data = tempfile::tempdir().unwrap();
+    let serve = Serve::start(config.path(), data.path(), &[]).await;
+    let mut ids = Vec::new();
+    for n in 0..2 {
+        let body = json!({"type": "lead.changed", "id": format!("ev-{n}"),
+            "data": {"lead_id": "812", "n": n.to_string()}});
+        let (status, answer) = post(&format!("{}/events", serve.url), &body.to_string(), &[]).await;
+        assert_eq!(status, 202, "{answer}");
+        ids.push(answer["deliveries"][0]["id"].as_str().unwrap().to_string());
+    }
+    wait_requests(&crm, 1).await;
+    let (status, text) =
+        common::server::get(&format!("{}/api/deliveries/{}", serve.url, ids[1]), &[]).await;
+    assert_eq!(status, 200, "{text}");
+    let answer: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(answer["delivery"]["behind"], json!(ids[0]), "{answer}");
+    let attempts = answer["attempts"].as_array().cloned().unwrap_or_default();
+    assert!(
+        attempts.iter().any(|e| e["waiting"].is_string()),
+        "no connect log entry says why it waits: {answer}"
+    );
+    serve.stop();
+}
