@@ -154,3 +154,48 @@ async fn a_delivery_waiting_in_its_line_says_why_in_the_connect_log() {
     );
     serve.stop();
 }
+
+/// `send --wait 0s` when the first delivery of a lead retries: `send` returns, reporting
+/// the next one as waiting behind it (docs/configuration.md: "`send`'s report").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_reports_a_delivery_waiting_behind_a_retrying_one() {
+    let crm = Receiver::start(vec![Reply::Status(500)], Reply::Status(200)).await;
+    let config = config(&crm.url("/crm"));
+    let data = tempfile::tempdir().unwrap();
+    let events: Vec<Value> = (0..2)
+        .map(|n| {
+            json!({"type": "lead.changed", "id": format!("ev-{n}"),
+                "data": {"lead_id": "812", "n": n.to_string()}})
+        })
+        .collect();
+    let file = config.path().join("events.json");
+    std::fs::write(&file, Value::Array(events).to_string()).unwrap();
+    let (config_dir, data_dir) = (config.path().to_owned(), data.path().to_owned());
+    let started = Instant::now();
+    let out = tokio::task::spawn_blocking(move || {
+        common::cli()
+            .args(["send", "--config"])
+            .arg(&config_dir)
+            .arg("--data")
+            .arg(&data_dir)
+            .arg("--event")
+            .arg(&file)
+            .args(["--wait", "0s"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(started.elapsed() < Duration::from_secs(10), "{stdout}\n{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{stdout}\n{stderr}");
+    assert!(lines[0].contains("retrying after 1 attempt"), "{stdout}");
+    let first = lines[0].split(' ').next().unwrap();
+    assert!(
+        lines[1].contains(&format!("waiting behind delivery {first} (order_by 812)")),
+        "{stdout}"
+    );
+    assert_eq!(crm.requests().len(), 1, "the second was not sent");
+}
