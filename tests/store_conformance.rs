@@ -2054,3 +2054,50 @@ async fn postgres_an_accept_and_a_record_batch_on_two_order_lines_do_not_deadloc
     assert_eq!(f_now.state, DeliveryState::Pending);
     assert!(f_now.due_at.is_some(), "d1 finished: f goes {f_now:?}");
 }
+
+/// Two nodes accepting events for one `order_by` value at once make one line: one
+/// delivery goes, every other waits behind exactly one other, none behind the same one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_two_nodes_accepting_for_one_lead_at_once_make_one_line() {
+    use switchboard::store::PostgresStore;
+    let Some(server) = postgres_server::Postgres::start() else {
+        return;
+    };
+    let a: Arc<dyn Store> = Arc::new(PostgresStore::connect(&server.url, "node-a").await.unwrap());
+    let b: Arc<dyn Store> = Arc::new(PostgresStore::connect(&server.url, "node-b").await.unwrap());
+    let lined = Match {
+        order: Some("812".into()),
+        ..to("crm", "w", None)
+    };
+    let mut calls = Vec::new();
+    for i in 0..40 {
+        let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let m = lined.clone();
+        calls.push(tokio::spawn(async move {
+            store
+                .accept(vec![new_event(&format!("two-{i}"), "1", vec![m])], at(0))
+                .await
+                .unwrap()
+                .remove(0)
+                .deliveries[0]
+                .id
+                .clone()
+        }));
+    }
+    let mut ids = Vec::new();
+    for call in calls {
+        ids.push(call.await.unwrap());
+    }
+    let mut heads = 0;
+    let mut behind = std::collections::HashSet::new();
+    for id in &ids {
+        let d = a.delivery(id).await.unwrap().unwrap();
+        match d.behind {
+            None => heads += 1,
+            Some(ahead) => assert!(behind.insert(ahead), "two wait behind one"),
+        }
+    }
+    assert_eq!(heads, 1, "one line, one head");
+    let taken = a.take("crm", at(0), 100, at(1)).await.unwrap();
+    assert_eq!(taken.leases.len(), 1, "one at a time");
+}
