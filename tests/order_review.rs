@@ -64,7 +64,10 @@ async fn replay_with_followers_does_not_resend_later_events_of_the_order_by_line
     wait_requests(&crm, 3).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (status, answer) = post(
-        &format!("{}/api/deliveries/{}/replay?with_followers=true", serve.url, ids[0]),
+        &format!(
+            "{}/api/deliveries/{}/replay?with_followers=true",
+            serve.url, ids[0]
+        ),
         "",
         &[],
     )
@@ -77,7 +80,11 @@ async fn replay_with_followers_does_not_resend_later_events_of_the_order_by_line
     );
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let seen: Vec<String> = crm.requests().iter().map(|r| r.body.clone()).collect();
-    assert_eq!(seen.len(), 4, "the replayed delivery alone is sent again: {seen:?}");
+    assert_eq!(
+        seen.len(),
+        4,
+        "the replayed delivery alone is sent again: {seen:?}"
+    );
     serve.stop();
 }
 
@@ -114,7 +121,11 @@ async fn send_with_several_events_for_one_lead_delivers_the_whole_line_in_order(
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
-    assert_eq!(stdout.matches("delivered after 1 attempt").count(), 4, "{stdout}\n{stderr}");
+    assert_eq!(
+        stdout.matches("delivered after 1 attempt").count(),
+        4,
+        "{stdout}\n{stderr}"
+    );
     let order: Vec<String> = crm
         .requests()
         .iter()
@@ -188,7 +199,10 @@ async fn send_reports_a_delivery_waiting_behind_a_retrying_one() {
     .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(started.elapsed() < Duration::from_secs(10), "{stdout}\n{stderr}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{stdout}\n{stderr}"
+    );
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 2, "{stdout}\n{stderr}");
     assert!(lines[0].contains("retrying after 1 attempt"), "{stdout}");

@@ -945,9 +945,7 @@ pub async fn order_lines_let_one_delivery_per_value_go_at_a_time(store: Arc<dyn 
 /// Replaying a delivery that waits in its `order_by` line sends it at once, outside its
 /// line (docs/configuration.md); the deliveries behind it were not replayed: they stay in
 /// line, one at a time — none goes while an earlier one of the line is still unfinished.
-pub async fn replaying_a_waiting_delivery_keeps_the_ones_behind_it_in_line(
-    store: Arc<dyn Store>,
-) {
+pub async fn replaying_a_waiting_delivery_keeps_the_ones_behind_it_in_line(store: Arc<dyn Store>) {
     let ordered = Match {
         order: Some("812".into()),
         ..to("crm", "w", None)
@@ -980,7 +978,11 @@ pub async fn replaying_a_waiting_delivery_keeps_the_ones_behind_it_in_line(
     store.replay(std::slice::from_ref(&b), at(1)).await.unwrap();
     attempt_all(store.as_ref(), "crm", at(1), Outcome::Delivered).await;
     assert_eq!(read(&b).await.state, DeliveryState::Delivered);
-    assert_eq!(read(&a).await.state, DeliveryState::Pending, "a still in flight");
+    assert_eq!(
+        read(&a).await.state,
+        DeliveryState::Pending,
+        "a still in flight"
+    );
     let c_now = read(&c).await;
     assert!(
         c_now.is_waiting(),
@@ -993,7 +995,11 @@ pub async fn replaying_a_waiting_delivery_keeps_the_ones_behind_it_in_line(
         .record(&entry, &delivery, Some(lease.dequeued))
         .await
         .unwrap();
-    assert_eq!(read(&c).await.due_at, Some(at(2)), "c goes when a is finished");
+    assert_eq!(
+        read(&c).await.due_at,
+        Some(at(2)),
+        "c goes when a is finished"
+    );
 }
 
 /// A `limit` per a field whose value holds a NUL (`"lead_id": "8\u000012"`, valid JSON)
@@ -1978,16 +1984,30 @@ async fn postgres_an_accept_and_a_record_batch_on_two_order_lines_do_not_deadloc
         }
     };
     let d1 = accept("d1", vec![lined("crm", "X")], 0).await;
-    let l1 = store.take("crm", at(0), 10, at(100)).await.unwrap().leases.remove(0);
+    let l1 = store
+        .take("crm", at(0), 10, at(100))
+        .await
+        .unwrap()
+        .leases
+        .remove(0);
     assert_eq!(l1.delivery.id, d1);
     let f = accept("f", vec![lined("crm", "X")], 1).await;
     let g = accept("g", vec![lined("crm2", "Z")], 2).await;
-    let lg = store.take("crm2", at(2), 10, at(100)).await.unwrap().leases.remove(0);
+    let lg = store
+        .take("crm2", at(2), 10, at(100))
+        .await
+        .unwrap()
+        .leases
+        .remove(0);
     assert_eq!(lg.delivery.id, g);
     assert!(d1 < f && f < g);
     accept("x0", vec![to("other", "w", None)], 3).await;
     accept("x1", vec![to("other", "w", None)], 3).await;
-    let lx = store.take("other", at(3), 10, at(100)).await.unwrap().leases;
+    let lx = store
+        .take("other", at(3), 10, at(100))
+        .await
+        .unwrap()
+        .leases;
     assert_eq!(lx.len(), 2);
     let hold_f = raw_client(&server.url).await;
     hold_f
@@ -2024,7 +2044,11 @@ async fn postgres_an_accept_and_a_record_batch_on_two_order_lines_do_not_deadloc
         tokio::spawn(async move {
             store
                 .accept(
-                    vec![new_event("n", "1", vec![lined("crm", "X"), lined("crm2", "Z")])],
+                    vec![new_event(
+                        "n",
+                        "1",
+                        vec![lined("crm", "X"), lined("crm2", "Z")],
+                    )],
                     at(5),
                 )
                 .await
