@@ -1034,6 +1034,58 @@ pub async fn an_audit_key_with_a_nul_is_stored(store: Arc<dyn Store>) {
     assert!(accepted.is_ok(), "{accepted:?}");
 }
 
+/// A purge while a line is busy: the finished, old head of the line goes (with its event),
+/// the line stays — the next acceptance waits behind the delivery in flight — and once
+/// every delivery of the line is finished and purged, the next one goes at once.
+pub async fn a_purge_while_a_line_is_busy_keeps_the_line(store: Arc<dyn Store>) {
+    let lined = Match {
+        order: Some("812".into()),
+        ..to("crm", "w", None)
+    };
+    let accept = |id: &'static str, when: i64| {
+        let (store, m) = (store.clone(), lined.clone());
+        async move {
+            store
+                .accept(vec![new_event(id, "1", vec![m])], at(when))
+                .await
+                .unwrap()
+                .remove(0)
+                .deliveries[0]
+                .id
+                .clone()
+        }
+    };
+    let a = accept("p1", 0).await;
+    let b = accept("p2", 0).await;
+    attempt_all(store.as_ref(), "crm", at(1), Outcome::Delivered).await;
+    let taken = store.take("crm", at(60), 10, at(600)).await.unwrap();
+    assert_eq!(taken.leases.len(), 1);
+    assert_eq!(taken.leases[0].delivery.id, b);
+    store.purge(at(30)).await.unwrap();
+    assert!(store.delivery(&a).await.unwrap().is_none(), "a is purged");
+    let c = accept("p3", 61).await;
+    let c_now = store.delivery(&c).await.unwrap().unwrap();
+    assert_eq!(c_now.behind.as_ref(), Some(&b), "{c_now:?}");
+    let lease = taken.leases.into_iter().next().unwrap();
+    let (entry, delivery) = attempt(&lease.delivery, at(62), Outcome::Delivered);
+    store
+        .record(&entry, &delivery, Some(lease.dequeued))
+        .await
+        .unwrap();
+    attempt_all(store.as_ref(), "crm", at(63), Outcome::Delivered).await;
+    assert_eq!(
+        store.delivery(&c).await.unwrap().unwrap().state,
+        DeliveryState::Delivered
+    );
+    store.purge(at(200)).await.unwrap();
+    let d = accept("p4", 201).await;
+    let d_now = store.delivery(&d).await.unwrap().unwrap();
+    assert!(
+        d_now.behind.is_none() && d_now.due_at.is_some(),
+        "{d_now:?}"
+    );
+}
+
 /// `queue_depth` ("deliveries waiting for an attempt") counts the same on every backend:
 /// a step waiting for the one it runs after is not queued (docs: "waits, not queued")
 /// until the record that finishes its leader queues it.
@@ -1170,6 +1222,14 @@ macro_rules! conformance {
                     return;
                 };
                 super::an_audit_key_with_a_nul_is_stored(store).await;
+            }
+
+            #[tokio::test]
+            async fn a_purge_while_a_line_is_busy_keeps_the_line() {
+                let Some((store, _guard)) = $open.await else {
+                    return;
+                };
+                super::a_purge_while_a_line_is_busy_keeps_the_line(store).await;
             }
 
             #[tokio::test]
