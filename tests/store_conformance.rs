@@ -942,6 +942,150 @@ pub async fn order_lines_let_one_delivery_per_value_go_at_a_time(store: Arc<dyn 
     let _ = e2;
 }
 
+/// Replaying a delivery that waits in its `order_by` line sends it at once, outside its
+/// line (docs/configuration.md); the deliveries behind it were not replayed: they stay in
+/// line, one at a time — none goes while an earlier one of the line is still unfinished.
+pub async fn replaying_a_waiting_delivery_keeps_the_ones_behind_it_in_line(store: Arc<dyn Store>) {
+    let ordered = Match {
+        order: Some("812".into()),
+        ..to("crm", "w", None)
+    };
+    let accept = |id: &'static str| {
+        let (store, ordered) = (store.clone(), ordered.clone());
+        async move {
+            store
+                .accept(vec![new_event(id, "1", vec![ordered])], at(0))
+                .await
+                .unwrap()
+                .remove(0)
+                .deliveries[0]
+                .id
+                .clone()
+        }
+    };
+    let a = accept("r1").await;
+    // a is in flight (leased until minute 100).
+    let taken = store.take("crm", at(0), 10, at(100)).await.unwrap();
+    assert_eq!(taken.leases.len(), 1);
+    let b = accept("r2").await;
+    let c = accept("r3").await;
+    let read = |id: &DeliveryId| {
+        let (store, id) = (store.clone(), id.clone());
+        async move { store.delivery(&id).await.unwrap().unwrap() }
+    };
+    assert_eq!(read(&c).await.behind.as_ref(), Some(&b));
+    // b is replayed: it goes now, outside its line, and is delivered while a is in flight.
+    store.replay(std::slice::from_ref(&b), at(1)).await.unwrap();
+    attempt_all(store.as_ref(), "crm", at(1), Outcome::Delivered).await;
+    assert_eq!(read(&b).await.state, DeliveryState::Delivered);
+    assert_eq!(
+        read(&a).await.state,
+        DeliveryState::Pending,
+        "a still in flight"
+    );
+    let c_now = read(&c).await;
+    assert!(
+        c_now.is_waiting(),
+        "c (not replayed) must not go while a, ahead of it in the line, is unfinished: {c_now:?}"
+    );
+    // a finishes: then c goes.
+    let lease = taken.leases.into_iter().next().unwrap();
+    let (entry, delivery) = attempt(&lease.delivery, at(2), Outcome::Delivered);
+    store
+        .record(&entry, &delivery, Some(lease.dequeued))
+        .await
+        .unwrap();
+    assert_eq!(
+        read(&c).await.due_at,
+        Some(at(2)),
+        "c goes when a is finished"
+    );
+}
+
+/// A `limit` per a field whose value holds a NUL (`"lead_id": "8\u000012"`, valid JSON)
+/// counts like any other value: the acceptance is stored and counted on every backend
+/// (PostgreSQL's text refuses NUL bytes: `order_by` values replace them; limit keys must
+/// not make the event fail).
+pub async fn a_limit_key_with_a_nul_is_counted_like_any_value(store: Arc<dyn Store>) {
+    let mut new = limited_event("nul-1", "8\u{0}12");
+    new.keys.insert("lead_id".into(), "812".into());
+    let accepted = store.accept(vec![new], at(0)).await;
+    assert!(accepted.is_ok(), "{accepted:?}");
+    let accepted = accepted.unwrap().remove(0);
+    assert!(!accepted.duplicate);
+    assert_eq!(accepted.deliveries.len(), 3, "fired: counted, not stopped");
+    // The tenth within 3 minutes is stopped, with that value in its reason.
+    for n in 2..=10 {
+        let mut new = limited_event(&format!("nul-{n}"), "8\u{0}12");
+        new.keys.insert("lead_id".into(), "812".into());
+        let accepted = store.accept(vec![new], at(0)).await;
+        assert!(accepted.is_ok(), "{n}: {accepted:?}");
+        let expected = if n == 10 { 2 } else { 3 };
+        assert_eq!(accepted.unwrap()[0].deliveries.len(), expected, "{n}");
+    }
+}
+
+/// An event whose audit key (a `keys` field such as lead_id) holds a NUL is stored on
+/// every backend, and found by it.
+pub async fn an_audit_key_with_a_nul_is_stored(store: Arc<dyn Store>) {
+    let mut new = new_event("nul-2", "1", vec![to("crm", "w", None)]);
+    new.keys.insert("lead_id".into(), "8\u{0}12".into());
+    let accepted = store.accept(vec![new], at(0)).await;
+    assert!(accepted.is_ok(), "{accepted:?}");
+}
+
+/// A purge while a line is busy: the finished, old head of the line goes (with its event),
+/// the line stays — the next acceptance waits behind the delivery in flight — and once
+/// every delivery of the line is finished and purged, the next one goes at once.
+pub async fn a_purge_while_a_line_is_busy_keeps_the_line(store: Arc<dyn Store>) {
+    let lined = Match {
+        order: Some("812".into()),
+        ..to("crm", "w", None)
+    };
+    let accept = |id: &'static str, when: i64| {
+        let (store, m) = (store.clone(), lined.clone());
+        async move {
+            store
+                .accept(vec![new_event(id, "1", vec![m])], at(when))
+                .await
+                .unwrap()
+                .remove(0)
+                .deliveries[0]
+                .id
+                .clone()
+        }
+    };
+    let a = accept("p1", 0).await;
+    let b = accept("p2", 0).await;
+    attempt_all(store.as_ref(), "crm", at(1), Outcome::Delivered).await;
+    let taken = store.take("crm", at(60), 10, at(600)).await.unwrap();
+    assert_eq!(taken.leases.len(), 1);
+    assert_eq!(taken.leases[0].delivery.id, b);
+    store.purge(at(30)).await.unwrap();
+    assert!(store.delivery(&a).await.unwrap().is_none(), "a is purged");
+    let c = accept("p3", 61).await;
+    let c_now = store.delivery(&c).await.unwrap().unwrap();
+    assert_eq!(c_now.behind.as_ref(), Some(&b), "{c_now:?}");
+    let lease = taken.leases.into_iter().next().unwrap();
+    let (entry, delivery) = attempt(&lease.delivery, at(62), Outcome::Delivered);
+    store
+        .record(&entry, &delivery, Some(lease.dequeued))
+        .await
+        .unwrap();
+    attempt_all(store.as_ref(), "crm", at(63), Outcome::Delivered).await;
+    assert_eq!(
+        store.delivery(&c).await.unwrap().unwrap().state,
+        DeliveryState::Delivered
+    );
+    store.purge(at(200)).await.unwrap();
+    let d = accept("p4", 201).await;
+    let d_now = store.delivery(&d).await.unwrap().unwrap();
+    assert!(
+        d_now.behind.is_none() && d_now.due_at.is_some(),
+        "{d_now:?}"
+    );
+}
+
 /// `queue_depth` ("deliveries waiting for an attempt") counts the same on every backend:
 /// a step waiting for the one it runs after is not queued (docs: "waits, not queued")
 /// until the record that finishes its leader queues it.
@@ -1054,6 +1198,38 @@ macro_rules! conformance {
                     return;
                 };
                 super::followers_wait_for_the_record_that_finishes_their_leader(store).await;
+            }
+
+            #[tokio::test]
+            async fn replaying_a_waiting_delivery_keeps_the_ones_behind_it_in_line() {
+                let Some((store, _guard)) = $open.await else {
+                    return;
+                };
+                super::replaying_a_waiting_delivery_keeps_the_ones_behind_it_in_line(store).await;
+            }
+
+            #[tokio::test]
+            async fn a_limit_key_with_a_nul_is_counted_like_any_value() {
+                let Some((store, _guard)) = $open.await else {
+                    return;
+                };
+                super::a_limit_key_with_a_nul_is_counted_like_any_value(store).await;
+            }
+
+            #[tokio::test]
+            async fn an_audit_key_with_a_nul_is_stored() {
+                let Some((store, _guard)) = $open.await else {
+                    return;
+                };
+                super::an_audit_key_with_a_nul_is_stored(store).await;
+            }
+
+            #[tokio::test]
+            async fn a_purge_while_a_line_is_busy_keeps_the_line() {
+                let Some((store, _guard)) = $open.await else {
+                    return;
+                };
+                super::a_purge_while_a_line_is_busy_keeps_the_line(store).await;
             }
 
             #[tokio::test]
@@ -1835,4 +2011,177 @@ async fn schema_versions(client: &tokio_postgres::Client) -> Vec<i32> {
         .await
         .unwrap();
     rows.iter().map(|r| r.get(0)).collect()
+}
+
+/// Two `order_by` lines on PostgreSQL: an acceptance that lines up behind both lines' last
+/// deliveries (locking them in id order, f then g) and a batch of records that finishes
+/// d1 (ahead of f in one line, f accepted after d1 was taken) and g (the other line's last)
+/// — the batch locks d1 and g, then d1's new follower f — must not deadlock: each waits
+/// for the other's row otherwise, and PostgreSQL aborts one (40P01).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_an_accept_and_a_record_batch_on_two_order_lines_do_not_deadlock() {
+    use switchboard::store::PostgresStore;
+    let Some(server) = postgres_server::Postgres::start() else {
+        return;
+    };
+    let store: Arc<dyn Store> =
+        Arc::new(PostgresStore::connect(&server.url, "node-a").await.unwrap());
+    let lined = |endpoint: &str, value: &str| Match {
+        order: Some(value.into()),
+        ..to(endpoint, "w", None)
+    };
+    let accept = |id: &'static str, m: Vec<Match>, when: i64| {
+        let store = store.clone();
+        async move {
+            store
+                .accept(vec![new_event(id, "1", m)], at(when))
+                .await
+                .unwrap()
+                .remove(0)
+                .deliveries[0]
+                .id
+                .clone()
+        }
+    };
+    let d1 = accept("d1", vec![lined("crm", "X")], 0).await;
+    let l1 = store
+        .take("crm", at(0), 10, at(100))
+        .await
+        .unwrap()
+        .leases
+        .remove(0);
+    assert_eq!(l1.delivery.id, d1);
+    let f = accept("f", vec![lined("crm", "X")], 1).await;
+    let g = accept("g", vec![lined("crm2", "Z")], 2).await;
+    let lg = store
+        .take("crm2", at(2), 10, at(100))
+        .await
+        .unwrap()
+        .leases
+        .remove(0);
+    assert_eq!(lg.delivery.id, g);
+    assert!(d1 < f && f < g);
+    accept("x0", vec![to("other", "w", None)], 3).await;
+    accept("x1", vec![to("other", "w", None)], 3).await;
+    let lx = store
+        .take("other", at(3), 10, at(100))
+        .await
+        .unwrap()
+        .leases;
+    assert_eq!(lx.len(), 2);
+    let hold_f = raw_client(&server.url).await;
+    hold_f
+        .batch_execute(&format!(
+            "BEGIN; SELECT 1 FROM switchboard_deliveries WHERE id = '{f}' FOR UPDATE"
+        ))
+        .await
+        .unwrap();
+    let hold_clock = raw_client(&server.url).await;
+    hold_clock
+        .batch_execute("BEGIN; SELECT * FROM switchboard_log_clock FOR UPDATE")
+        .await
+        .unwrap();
+    let record = |lease: switchboard::store::Lease, when: i64| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let (entry, delivery) = attempt(&lease.delivery, at(when), Outcome::Delivered);
+            store.record(&entry, &delivery, Some(lease.dequeued)).await
+        })
+    };
+    // Both record writers wait for the log clock.
+    let mut calls = Vec::new();
+    for lease in lx {
+        calls.push(record(lease, 4));
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    // d1 and g queue behind them: one batch.
+    calls.push(record(l1, 4));
+    calls.push(record(lg, 4));
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    // An acceptance for both lines waits for f.
+    let both = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .accept(
+                    vec![new_event(
+                        "n",
+                        "1",
+                        vec![lined("crm", "X"), lined("crm2", "Z")],
+                    )],
+                    at(5),
+                )
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The batch locks d1 and g, then waits for f too.
+    hold_clock.batch_execute("COMMIT").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    hold_f.batch_execute("COMMIT").await.unwrap();
+    let started = std::time::Instant::now();
+    let accepted = both.await.unwrap();
+    let mut recorded = Vec::new();
+    for call in calls {
+        recorded.push(call.await.unwrap());
+    }
+    assert!(accepted.is_ok(), "{accepted:?}");
+    for r in &recorded {
+        assert!(r.is_ok(), "{recorded:?}");
+    }
+    assert!(
+        started.elapsed() < Duration::from_millis(900),
+        "no deadlock to be detected and broken: {:?}",
+        started.elapsed()
+    );
+    let f_now = store.delivery(&f).await.unwrap().unwrap();
+    assert_eq!(f_now.state, DeliveryState::Pending);
+    assert!(f_now.due_at.is_some(), "d1 finished: f goes {f_now:?}");
+}
+
+/// Two nodes accepting events for one `order_by` value at once make one line: one
+/// delivery goes, every other waits behind exactly one other, none behind the same one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_two_nodes_accepting_for_one_lead_at_once_make_one_line() {
+    use switchboard::store::PostgresStore;
+    let Some(server) = postgres_server::Postgres::start() else {
+        return;
+    };
+    let a: Arc<dyn Store> = Arc::new(PostgresStore::connect(&server.url, "node-a").await.unwrap());
+    let b: Arc<dyn Store> = Arc::new(PostgresStore::connect(&server.url, "node-b").await.unwrap());
+    let lined = Match {
+        order: Some("812".into()),
+        ..to("crm", "w", None)
+    };
+    let mut calls = Vec::new();
+    for i in 0..40 {
+        let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let m = lined.clone();
+        calls.push(tokio::spawn(async move {
+            store
+                .accept(vec![new_event(&format!("two-{i}"), "1", vec![m])], at(0))
+                .await
+                .unwrap()
+                .remove(0)
+                .deliveries[0]
+                .id
+                .clone()
+        }));
+    }
+    let mut ids = Vec::new();
+    for call in calls {
+        ids.push(call.await.unwrap());
+    }
+    let mut heads = 0;
+    let mut behind = std::collections::HashSet::new();
+    for id in &ids {
+        let d = a.delivery(id).await.unwrap().unwrap();
+        match d.behind {
+            None => heads += 1,
+            Some(ahead) => assert!(behind.insert(ahead), "two wait behind one"),
+        }
+    }
+    assert_eq!(heads, 1, "one line, one head");
+    let taken = a.take("crm", at(0), 100, at(1)).await.unwrap();
+    assert_eq!(taken.leases.len(), 1, "one at a time");
 }

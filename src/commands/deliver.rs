@@ -432,6 +432,13 @@ async fn replay_remote(remote: &super::remote::Remote, args: &ReplayArgs<'_>) ->
             match remote.delivery(&chain[i]).await {
                 Ok(Some((d, _))) => {
                     for f in d.followers {
+                        // `followers` also names the next delivery of an `order_by` line
+                        // (a later event's): only the steps that run after it count.
+                        match remote.delivery(&f).await {
+                            Ok(Some((s, _))) if s.leader.as_ref() == Some(&d.id) => {}
+                            Ok(_) => continue,
+                            Err(e) => return fail(e),
+                        }
                         if !chain.contains(&f) {
                             chain.push(f.clone());
                         }

@@ -10,7 +10,8 @@
 //! fall-back repeats is open in both passes of it.
 
 use chrono::{
-    DateTime, Datelike, Duration, LocalResult, NaiveDate, NaiveDateTime, TimeZone, Timelike, Utc,
+    DateTime, Datelike, Duration, LocalResult, NaiveDate, NaiveDateTime, Offset, TimeZone,
+    Timelike, Utc,
 };
 use chrono_tz::Tz;
 
@@ -151,8 +152,45 @@ impl Window {
                 break;
             }
         }
+        // Where a fall-back sets the clock back, local times come again: a window closed
+        // before the change can be open again at the change itself.
+        let limit = best.unwrap_or(at + Duration::days(LOOK_AHEAD_DAYS));
+        if let Some(change) = fall_back_between(zone, at, limit)
+            && self.is_open(zone, change)
+        {
+            best = Some(change);
+        }
         best
     }
+}
+
+/// The first instant in `(from, until)` where `zone`'s clock goes back (its offset to UTC
+/// decreases), to the second.
+fn fall_back_between(zone: Tz, from: DateTime<Utc>, until: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let offset = |secs: i64| {
+        DateTime::from_timestamp(secs, 0)
+            .map(|t| t.with_timezone(&zone).offset().fix().local_minus_utc())
+    };
+    let (mut probe, end) = (from.timestamp(), until.timestamp());
+    while probe < end {
+        let next = (probe + 3600).min(end);
+        if let (Some(before), Some(after)) = (offset(probe), offset(next))
+            && after < before
+        {
+            let (mut lo, mut hi) = (probe, next);
+            while hi - lo > 1 {
+                let mid = lo + (hi - lo) / 2;
+                if offset(mid) == Some(before) {
+                    lo = mid;
+                } else {
+                    hi = mid;
+                }
+            }
+            return DateTime::from_timestamp(hi, 0);
+        }
+        probe = next;
+    }
+    None
 }
 
 fn opening_on(date: NaiveDate, seconds: u32) -> NaiveDateTime {

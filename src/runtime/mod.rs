@@ -280,7 +280,13 @@ impl Runtime {
         while i < all.len() {
             if let Some(d) = self.store.delivery(&all[i]).await? {
                 for f in d.followers {
-                    if !all.contains(&f) {
+                    if all.contains(&f) {
+                        continue;
+                    }
+                    // `followers` also names the next delivery of an `order_by` line (a
+                    // later event's): only the steps that run after this one are its chain.
+                    let step = self.store.delivery(&f).await?;
+                    if step.is_some_and(|s| s.leader.as_ref() == Some(&d.id)) {
                         all.push(f);
                     }
                 }

@@ -28,7 +28,7 @@ pub(super) async fn count(
     let mut wanted: Vec<(String, String)> = stored
         .iter()
         .flat_map(|k| &events[fresh[*k].0].0.limits)
-        .map(|c| (c.workflow.clone(), c.key.clone()))
+        .map(|c| (c.workflow.clone(), row_key(&c.key)))
         .collect();
     if wanted.is_empty() {
         return Ok(Vec::new());
@@ -67,7 +67,7 @@ pub(super) async fn count(
         let now = x.now;
         for check in &events[*i].0.limits {
             let firings = counts
-                .entry((check.workflow.clone(), check.key.clone()))
+                .entry((check.workflow.clone(), row_key(&check.key)))
                 .or_default();
             if let Err(fired) = firings.fire(check, now) {
                 let stopped = crate::store::stop(
@@ -165,4 +165,10 @@ pub(super) async fn forget(store: &Db, now: DateTime<Utc>) -> Result<usize, Stor
             return Ok(forgotten);
         }
     }
+}
+
+/// A limit's value as its row's key: PostgreSQL's text holds no NUL byte, so each is a
+/// space (as in the sled store's keys), rather than the acceptance failing.
+fn row_key(key: &str) -> String {
+    key.replace('\0', " ")
 }

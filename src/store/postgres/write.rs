@@ -549,17 +549,55 @@ pub(super) async fn record(
     store: &Db,
     attempts: &[(LogEntry, Delivery)],
 ) -> Result<Vec<String>, StoreError> {
+    loop {
+        if let Some(ids) = record_once(store, attempts).await? {
+            return Ok(ids);
+        }
+    }
+}
+
+/// One try of [`record`]: None (rolled back, nothing written) when an acceptance lined
+/// up a follower behind one of the deliveries between the unlocked read of their
+/// followers and the lock: every row is locked in one id-ordered pass, as acceptances
+/// lock the lines' last deliveries, so that neither waits for the other in a cycle.
+async fn record_once(
+    store: &Db,
+    attempts: &[(LogEntry, Delivery)],
+) -> Result<Option<Vec<String>>, StoreError> {
     let mut client = store.client().await?;
     let tx = client.transaction().await.map_err(db_error)?;
     let mut wanted: Vec<&str> = attempts.iter().map(|(_, d)| d.id.as_str()).collect();
     wanted.sort_unstable();
     wanted.dedup();
+    let finishing: Vec<&str> = attempts
+        .iter()
+        .filter(|(_, d)| d.state.is_final())
+        .map(|(_, d)| d.id.as_str())
+        .collect();
+    // Acceptances may have lined deliveries up behind one since it was taken: those
+    // followers are read first (unlocked), to be locked with the rest.
+    let mut known: Vec<String> = Vec::new();
+    if !finishing.is_empty() {
+        for row in tx
+            .query(
+                "SELECT id, record::text FROM switchboard_deliveries WHERE id = ANY($1)",
+                &[&finishing],
+            )
+            .await
+            .map_err(db_error)?
+        {
+            let id: String = row.get(0);
+            let stored: Delivery = decode(&format!("delivery {id}"), row.get(1))?;
+            known.extend(stored.followers.iter().map(|f| f.as_str().to_string()));
+        }
+    }
     // The steps that wait for a delivery this record finishes are queued in the same
     // transaction: locked with the rest, in id order.
     let mut locked: Vec<&str> = attempts
         .iter()
         .filter(|(_, d)| d.state.is_final())
         .flat_map(|(_, d)| d.followers.iter().map(DeliveryId::as_str))
+        .chain(known.iter().map(String::as_str))
         .chain(wanted.iter().copied())
         .collect();
     locked.sort_unstable();
@@ -573,19 +611,17 @@ pub(super) async fn record(
         .map_err(db_error)?;
     let mut rows: HashMap<String, Row> = HashMap::new();
     read_rows(tx.query(&select, &[&locked]).await, &mut rows)?;
-    // Acceptances may have lined deliveries up behind one since it was taken: those
-    // followers are read, and locked, now that the rows they hang on are.
-    let mut extra: Vec<String> = attempts
+    // A follower lined up since the unlocked read: locking it now, after rows with greater
+    // ids, could wait for an acceptance that waits for one of those: start over.
+    let late = attempts
         .iter()
         .filter(|(_, d)| d.state.is_final())
         .filter_map(|(_, d)| rows.get(d.id.as_str())?.stored.as_ref())
-        .flat_map(|stored| stored.followers.iter().map(|f| f.as_str().to_string()))
-        .filter(|f| !rows.contains_key(f))
-        .collect();
-    extra.sort();
-    extra.dedup();
-    if !extra.is_empty() {
-        read_rows(tx.query(&select, &[&extra]).await, &mut rows)?;
+        .flat_map(|stored| stored.followers.iter())
+        .any(|f| !locked.contains(&f.as_str()));
+    if late {
+        tx.rollback().await.map_err(db_error)?;
+        return Ok(None);
     }
     // Queued: pending with a due time (a step waiting for its leader has none).
     let is_pending_row = |r: &Row| {
@@ -683,7 +719,7 @@ pub(super) async fn record(
     tx.commit().await.map_err(db_error)?;
     store.count_queued(is_pending - was_pending);
     store.count_writes((attempts.len() + wanted.len() + released.len() + 1) as u64);
-    Ok(ids)
+    Ok(Some(ids))
 }
 
 /// Deliveries' rows as `record` selects them (id, record, lease owner, lease until), into
