@@ -963,8 +963,8 @@ pub async fn replaying_a_waiting_delivery_keeps_the_ones_behind_it_in_line(store
                 .clone()
         }
     };
-    let a = accept("r1").await;
-    // a is in flight (leased until minute 100).
+    accept("r1").await;
+    // a (r1) is in flight (leased until minute 100).
     let taken = store.take("crm", at(0), 10, at(100)).await.unwrap();
     assert_eq!(taken.leases.len(), 1);
     let b = accept("r2").await;
@@ -974,21 +974,13 @@ pub async fn replaying_a_waiting_delivery_keeps_the_ones_behind_it_in_line(store
         async move { store.delivery(&id).await.unwrap().unwrap() }
     };
     assert_eq!(read(&c).await.behind.as_ref(), Some(&b));
-    // b is replayed: it goes now, outside its line, and is delivered while a is in flight.
+    // b is replayed while it waits: it keeps its place (a is in flight ahead of it).
     store.replay(std::slice::from_ref(&b), at(1)).await.unwrap();
+    assert!(read(&b).await.is_waiting(), "b keeps its place in the line");
     attempt_all(store.as_ref(), "crm", at(1), Outcome::Delivered).await;
-    assert_eq!(read(&b).await.state, DeliveryState::Delivered);
-    assert_eq!(
-        read(&a).await.state,
-        DeliveryState::Pending,
-        "a still in flight"
-    );
-    let c_now = read(&c).await;
-    assert!(
-        c_now.is_waiting(),
-        "c (not replayed) must not go while a, ahead of it in the line, is unfinished: {c_now:?}"
-    );
-    // a finishes: then c goes.
+    assert_eq!(read(&b).await.state, DeliveryState::Pending);
+    assert!(read(&c).await.is_waiting());
+    // a finishes: then b goes, and c only once b is finished.
     let lease = taken.leases.into_iter().next().unwrap();
     let (entry, delivery) = attempt(&lease.delivery, at(2), Outcome::Delivered);
     store
@@ -996,9 +988,17 @@ pub async fn replaying_a_waiting_delivery_keeps_the_ones_behind_it_in_line(store
         .await
         .unwrap();
     assert_eq!(
-        read(&c).await.due_at,
+        read(&b).await.due_at,
         Some(at(2)),
-        "c goes when a is finished"
+        "b goes when a is finished"
+    );
+    assert!(read(&c).await.is_waiting(), "c still behind b");
+    attempt_all(store.as_ref(), "crm", at(3), Outcome::Delivered).await;
+    assert_eq!(read(&b).await.state, DeliveryState::Delivered);
+    assert_eq!(
+        read(&c).await.due_at,
+        Some(at(3)),
+        "c goes when b is finished"
     );
 }
 

@@ -771,6 +771,7 @@ pub(super) async fn replay(
     {
         let delivery: Delivery = decode("delivery", row.get(0))?;
         locked.extend(delivery.leader.map(|a| a.as_str().to_string()));
+        locked.extend(delivery.behind.map(|a| a.as_str().to_string()));
     }
     locked.sort();
     locked.dedup();
@@ -808,11 +809,12 @@ pub(super) async fn replay(
         let delivery = found
             .get_mut(id.as_str())
             .expect("every id was found above");
-        // A step whose leader is replayed with it, or is not finished, waits for that one.
-        let waits = delivery
-            .leader
-            .as_ref()
-            .is_some_and(|a| ids.contains(a) || unfinished.contains(a.as_str()));
+        // A step whose leader is replayed with it, or is not finished, waits for that one;
+        // so does a delivery for the one ahead of it in its order_by line.
+        let waits = [&delivery.leader, &delivery.behind]
+            .into_iter()
+            .flatten()
+            .any(|a| ids.contains(a) || unfinished.contains(a.as_str()));
         delivery.state = DeliveryState::Pending;
         delivery.retry_base = delivery.attempts;
         delivery.generation += 1;

@@ -478,11 +478,12 @@ impl Inner {
         };
         // It waits for its leader if that one is replayed with it, or is not finished yet
         // (a step replayed while the one it runs after is still retrying).
-        let waits = match &delivery.leader {
-            Some(a) if with.contains(a) => true,
-            Some(a) => self.delivery(a)?.is_some_and(|l| !l.state.is_final()),
-            None => false,
-        };
+        // So does a delivery for the one ahead of it in its order_by line.
+        let mut waits = false;
+        for ahead in [&delivery.leader, &delivery.behind].into_iter().flatten() {
+            waits |=
+                with.contains(ahead) || self.delivery(ahead)?.is_some_and(|a| !a.state.is_final());
+        }
         delivery.state = DeliveryState::Pending;
         delivery.retry_base = delivery.attempts;
         delivery.generation += 1;
