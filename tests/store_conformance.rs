@@ -1861,9 +1861,11 @@ async fn postgres_records_written_together_keep_takeovers_and_replays() {
         calls.push(tokio::spawn(async move {
             a.record(&entry, &delivery, Some(dequeued)).await
         }));
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        // Far enough apart that each reaches the log clock's lock queue before the next,
+        // on a loaded machine too (50 ms was not: the ids then follow the queue, not the calls).
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
     blocker.batch_execute("COMMIT").await.unwrap();
     let mut entry_ids = Vec::new();
     for call in calls {
