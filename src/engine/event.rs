@@ -193,7 +193,7 @@ fn envelope_or_payload(value: Value, kind: Option<&str>) -> Result<Event, EventE
     let Value::Object(map) = &value else {
         return Err(EventError(format!(
             "expected a JSON object (an envelope {{\"type\", \"data\"}}), got {}",
-            type_name(&value)
+            super::value::kind(&value)
         )));
     };
     if !map.contains_key("data") {
@@ -287,7 +287,7 @@ fn raw_payload(data: Value, kind: &str, id: Option<IdValue>) -> Result<Event, Ev
     if !data.is_object() {
         return Err(EventError(format!(
             "event data must be a JSON object, got {}",
-            type_name(&data)
+            super::value::kind(&data)
         )));
     }
     let mut event = Event::new(kind, data);
@@ -302,17 +302,6 @@ fn raw_payload(data: Value, kind: &str, id: Option<IdValue>) -> Result<Event, Ev
         None => {}
     }
     Ok(event)
-}
-
-fn type_name(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 #[cfg(test)]

@@ -112,6 +112,18 @@ pub fn show(value: Option<&Value>) -> String {
     }
 }
 
+/// What kind of JSON value this is, as messages say it: `a string`, `an object`, `null`.
+pub fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -298,13 +298,7 @@ fn body_payload(kind: BodyKind, bytes: &[u8]) -> Result<Map<String, Value>, ApiE
         Ok(Value::Object(map)) => Ok(map),
         Ok(other) => Err(ApiError::bad_request(format!(
             "expected a JSON object, got {}",
-            match other {
-                Value::Array(_) => "an array",
-                Value::String(_) => "a string",
-                Value::Number(_) => "a number",
-                Value::Bool(_) => "a boolean",
-                _ => "null",
-            }
+            crate::engine::value::kind(&other)
         ))),
         Err(_) if kind == BodyKind::Unlabelled => Err(ApiError::unsupported(
             "the body has no Content-Type and is not a JSON object: send application/json or application/x-www-form-urlencoded",

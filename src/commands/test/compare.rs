@@ -6,6 +6,7 @@
 use serde_json::Value;
 
 use super::spec::{Expect, RequestExpect};
+use crate::engine::value::kind;
 use crate::engine::{DryRun, RequestReport};
 
 /// Every difference between what `expect` says and what `run` shows; empty when it holds.
@@ -214,18 +215,6 @@ pub fn subset(at: &str, wanted: &Value, actual: &Value, out: &mut Vec<String>) {
 /// A value as JSON text, on one line.
 fn show(value: &Value) -> String {
     serde_json::to_string(value).unwrap_or_default()
-}
-
-/// What kind of JSON value this is, for a mismatch of kinds.
-fn kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 /// `[a, b]`, or `none`.
