@@ -673,3 +673,81 @@ fn a_when_on_a_value_its_step_never_captures_is_a_warning() {
     let (code, _, err) = run(&["validate", "--config", dir]);
     assert_eq!((code, err.as_str()), (0, ""));
 }
+
+/// `replay --with-followers` without a server (the CLI on the data folder itself): the
+/// lookup is sent again, its follower waits for it and goes with the new capture; without
+/// the flag the follower is left as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_with_followers_on_the_data_folder_reruns_the_chain_with_the_new_capture() {
+    let crm = CrmServer::start(&[("5550001", "901")], false).await;
+    let config = config(&crm.url, "");
+    let data = tempfile::tempdir().unwrap();
+    let event = config.path().join("known.json");
+    std::fs::write(
+        &event,
+        r#"{"type": "call.ended", "id": "known", "data": {"phone_number": "5550001", "status": "SALE"}}"#,
+    )
+    .unwrap();
+    let (dir, data_dir) = (
+        config.path().to_str().unwrap().to_string(),
+        data.path().to_str().unwrap().to_string(),
+    );
+    let cli_run = |args: Vec<String>| {
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            run(&args)
+        })
+    };
+    let args = |list: &[&str]| list.iter().map(|a| a.to_string()).collect::<Vec<_>>();
+    let (code, out, err) = cli_run(args(&[
+        "send",
+        "--config",
+        &dir,
+        "--data",
+        &data_dir,
+        "--event",
+        event.to_str().unwrap(),
+    ]))
+    .await
+    .unwrap();
+    assert_eq!(code, 0, "{out}{err}");
+    let find = out
+        .lines()
+        .find(|l| l.contains("→ crm-search"))
+        .and_then(|l| l.split_whitespace().next())
+        .expect("the lookup's line")
+        .to_string();
+    assert_eq!(crm.hits().iter().filter(|h| h.0 == "PATCH").count(), 1);
+    crm.crm
+        .contacts
+        .lock()
+        .unwrap()
+        .insert("5550001".into(), "902".into());
+    // Without the flag: the lookup alone.
+    let (code, out, err) = cli_run(args(&[
+        "replay", "--config", &dir, "--data", &data_dir, &find,
+    ]))
+    .await
+    .unwrap();
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(crm.hits().iter().filter(|h| h.0 == "GET").count(), 2);
+    assert_eq!(crm.hits().iter().filter(|h| h.0 == "PATCH").count(), 1);
+    // With it: the lookup, then the update with what it captures now.
+    let (code, out, err) = cli_run(args(&[
+        "replay",
+        "--config",
+        &dir,
+        "--data",
+        &data_dir,
+        "--with-followers",
+        &find,
+    ]))
+    .await
+    .unwrap();
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with("replaying 3 deliveries"), "{out}");
+    let patches: Vec<Hit> = crm.hits().into_iter().filter(|h| h.0 == "PATCH").collect();
+    assert_eq!(patches.len(), 2, "{:?}", crm.hits());
+    assert_eq!(patches[1].1, "/contacts/902");
+    assert_eq!(crm.hits().iter().filter(|h| h.0 == "POST").count(), 0);
+}
